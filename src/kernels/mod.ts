@@ -1,0 +1,7 @@
+/**
+ * The WebAssembly kernels: small, synchronous functions over bytes. Each module loads its `.wasm` once at
+ * import (top-level await), so callers need no initialisation step.
+ *
+ * @module
+ */
+export { blake3 } from "./blake3.ts";
