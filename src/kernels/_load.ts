@@ -36,7 +36,8 @@ export async function loadKernel<T extends KernelExports>(name: string): Promise
     const len = new Uint32Array(memory.buffer, ptr - 4, 1)[0]! >>> 1;
     return String.fromCharCode(...new Uint16Array(memory.buffer, ptr, len));
   };
-  const { instance } = await WebAssembly.instantiate(bytes, {
+  const module = await WebAssembly.compile(bytes as Uint8Array<ArrayBuffer>);
+  const instance = await WebAssembly.instantiate(module, {
     env: {
       abort(msg: number, file: number, line: number, col: number) {
         throw new Error(`kernel ${name}: ${readString(msg)} (${readString(file)}:${line}:${col})`);

@@ -1,0 +1,141 @@
+/** Turns a byte stream into stored chunks and a manifest: chunk, hash, stripe, parity, seal. */
+import { type CID, cidOf } from "./cid.ts";
+import { chunkStream, MAX_CHUNK_SIZE } from "./chunker.ts";
+import { type Manifest, MAX_MANIFEST_BYTES, sealManifest } from "./manifest.ts";
+import { encodeParity } from "./stripes.ts";
+import { MeshError } from "../errors.ts";
+
+/** Default chunk size: small enough that a Range starts fast, large enough that per-chunk costs fade. */
+export const DEFAULT_CHUNK_SIZE = 256 * 1024;
+/** Default stripe: 20 data + 4 parity = 20% overhead; any 4 of a stripe's 24 holders may be lost. */
+export const DEFAULT_K = 20;
+export const DEFAULT_M = 4;
+
+/** Receives each chunk (data, parity, then the manifest last). Resolves once it is safely kept. */
+export type ChunkSink = (cid: CID, bytes: Uint8Array) => Promise<unknown>;
+
+export interface IngestOptions {
+  name?: string;
+  /** Media type. Default: application/octet-stream. */
+  type?: string;
+  /** Data chunk size. Default: {@link chooseChunkSize} of `expectedSize`. */
+  chunkSize?: number;
+  k?: number;
+  m?: number;
+  /** Declared size, when known (Content-Length): lets the chunk size grow so the manifest fits. */
+  expectedSize?: number;
+  /** Refuse (413) more bytes than this. */
+  maxBytes?: number;
+  /** Chunks handed to the sink at once. Default 8. */
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: (bytesRead: number) => void;
+}
+
+export interface IngestResult {
+  cid: CID;
+  manifest: Manifest;
+}
+
+/** Raised when an upload exceeds its size limit. */
+export class TooLargeError extends MeshError {
+  override name = "TooLargeError";
+  constructor(limit: number) {
+    super("too_large", `The upload exceeds the ${limit}-byte limit`, { status: 413 });
+  }
+}
+
+// A CID link costs ~66 bytes in a dag-json manifest.
+const LINK_BYTES = 70;
+
+/** The smallest power-of-two chunk size >= the default that keeps a `size`-byte file's manifest in bounds. */
+export function chooseChunkSize(size = 0, k = DEFAULT_K, m = DEFAULT_M): number {
+  let chunkSize = DEFAULT_CHUNK_SIZE;
+  const links = (cs: number) => Math.ceil(size / cs) * (1 + m / k) + m;
+  while (chunkSize < MAX_CHUNK_SIZE && links(chunkSize) * LINK_BYTES > MAX_MANIFEST_BYTES * 0.9) {
+    chunkSize *= 2;
+  }
+  return chunkSize;
+}
+
+function checkStripe(k: number, m: number): void {
+  if (!Number.isInteger(k) || !Number.isInteger(m) || k < 1 || m < 0 || k + m > 256) {
+    throw new MeshError(
+      "bad_request",
+      `Stripe "k=${k}, m=${m}" is invalid: need integers with k >= 1, m >= 0, k + m <= 256`,
+      { status: 400 },
+    );
+  }
+}
+
+/** Streams `source` into `sink` as striped chunks; returns the manifest's CID. Holds one stripe in memory. */
+export async function ingest(
+  source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
+  sink: ChunkSink,
+  options: IngestOptions = {},
+): Promise<IngestResult> {
+  const k = options.k ?? DEFAULT_K;
+  const m = options.m ?? DEFAULT_M;
+  checkStripe(k, m);
+  const chunkSize = options.chunkSize ?? chooseChunkSize(options.expectedSize, k, m);
+  const limit = options.maxBytes ?? Infinity;
+  if (options.expectedSize !== undefined && options.expectedSize > limit) {
+    throw new TooLargeError(limit);
+  }
+
+  const pending = new Set<Promise<unknown>>();
+  const concurrency = options.concurrency ?? 8;
+  let failure: unknown;
+  const emit = async (cid: CID, bytes: Uint8Array) => {
+    if (failure) throw failure;
+    while (pending.size >= concurrency) await Promise.race(pending);
+    if (failure) throw failure;
+    const p: Promise<unknown> = sink(cid, bytes).catch((e) => failure ??= e).finally(() =>
+      pending.delete(p)
+    );
+    pending.add(p);
+  };
+
+  const stripes: CID[][] = [];
+  let data: Uint8Array[] = [];
+  let cids: CID[] = [];
+  const closeStripe = async () => {
+    for (const parity of encodeParity(data, m)) {
+      const cid = cidOf(parity);
+      cids.push(cid);
+      await emit(cid, parity);
+    }
+    stripes.push(cids);
+    data = [];
+    cids = [];
+  };
+
+  let size = 0;
+  for await (const chunk of chunkStream(source, chunkSize)) {
+    options.signal?.throwIfAborted();
+    size += chunk.length;
+    if (size > limit) throw new TooLargeError(limit);
+    options.onProgress?.(size);
+    const cid = cidOf(chunk);
+    data.push(chunk);
+    cids.push(cid);
+    await emit(cid, chunk);
+    if (data.length === k) await closeStripe();
+  }
+  if (data.length) await closeStripe();
+  await Promise.all(pending);
+  if (failure) throw failure;
+
+  const manifest: Manifest = {
+    name: options.name ?? "",
+    type: options.type ?? "application/octet-stream",
+    size,
+    chunkSize,
+    k,
+    m,
+    stripes,
+  };
+  const sealed = sealManifest(manifest);
+  await sink(sealed.cid, sealed.bytes);
+  return { cid: sealed.cid, manifest };
+}

@@ -1,0 +1,128 @@
+/**
+ * Reads a file's bytes from its manifest, in order, for any byte range: only the chunks the range touches
+ * are fetched, a window of later chunks is prefetched while the consumer reads, and a chunk that cannot be
+ * had is rebuilt from its stripe.
+ */
+import type { CID } from "./cid.ts";
+import { chunkCount, chunkLength, type Manifest, stripeDataCount } from "./manifest.ts";
+import { rebuildStripe } from "./stripes.ts";
+import { MeshError } from "../errors.ts";
+
+/** Fetches one chunk, verified against its CID; null when it cannot be had. */
+export type ChunkGetter = (cid: CID, signal: AbortSignal) => Promise<Uint8Array | null>;
+
+export interface ReadOptions {
+  /** First byte, inclusive. Default 0. */
+  start?: number;
+  /** Last byte, exclusive. Default: the file size. */
+  end?: number;
+  /** Chunks fetched ahead of the consumer. Default: one stripe (k). */
+  prefetch?: number;
+  signal?: AbortSignal;
+  /** Called with every chunk rebuilt from its stripe, so the caller can keep it again. */
+  onRepaired?: (cid: CID, bytes: Uint8Array) => void;
+}
+
+/** Raised when a stripe has lost more chunks than its parity can rebuild. */
+export class UnrecoverableError extends MeshError {
+  override name = "UnrecoverableError";
+  constructor(stripe: number, have: number, need: number) {
+    super(
+      "unrecoverable",
+      `Stripe ${stripe} cannot be rebuilt: ${have} of its chunks are available, ${need} are needed`,
+      { status: 502 },
+    );
+  }
+}
+
+/** A bounded lookahead reader of data chunks, sharing one rebuild per damaged stripe. */
+class ChunkReader {
+  #stripes = new Map<number, Promise<Uint8Array[]>>();
+  constructor(
+    readonly manifest: Manifest,
+    readonly get: ChunkGetter,
+    readonly signal: AbortSignal,
+    readonly onRepaired?: (cid: CID, bytes: Uint8Array) => void,
+  ) {}
+
+  async chunk(index: number): Promise<Uint8Array> {
+    const { k } = this.manifest;
+    const stripe = Math.floor(index / k);
+    const cid = this.manifest.stripes[stripe]![index % k]!;
+    const bytes = await this.get(cid, this.signal);
+    if (bytes) return bytes;
+    return (await this.#rebuild(stripe))[index % k]!;
+  }
+
+  #rebuild(stripe: number): Promise<Uint8Array[]> {
+    let pending = this.#stripes.get(stripe);
+    if (!pending) {
+      pending = this.#fetchAndRebuild(stripe);
+      this.#stripes.set(stripe, pending);
+    }
+    return pending;
+  }
+
+  async #fetchAndRebuild(stripe: number): Promise<Uint8Array[]> {
+    const cids = this.manifest.stripes[stripe]!;
+    const need = stripeDataCount(this.manifest, stripe);
+    const have = await Promise.all(cids.map((cid) => this.get(cid, this.signal)));
+    const count = have.filter(Boolean).length;
+    if (count < need) throw new UnrecoverableError(stripe, count, need);
+    const full = rebuildStripe(this.manifest, stripe, have);
+    for (let i = 0; i < cids.length; i++) {
+      if (!have[i]) this.onRepaired?.(cids[i]!, full[i]!);
+    }
+    return full;
+  }
+}
+
+/** Streams bytes [start, end) of the file described by `manifest`. */
+export function readFile(
+  manifest: Manifest,
+  get: ChunkGetter,
+  options: ReadOptions = {},
+): ReadableStream<Uint8Array> {
+  const start = options.start ?? 0;
+  const end = options.end ?? manifest.size;
+  if (!(start >= 0 && start <= end && end <= manifest.size)) {
+    throw new RangeError(`Byte range "${start}-${end}" is outside 0-${manifest.size}`);
+  }
+  const { chunkSize } = manifest;
+  const first = Math.floor(start / chunkSize);
+  const last = end > start ? Math.min(Math.ceil(end / chunkSize), chunkCount(manifest)) : first;
+  const window = Math.max(1, options.prefetch ?? manifest.k);
+  const abort = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+  const reader = new ChunkReader(manifest, get, signal, options.onRepaired);
+  const queue: Promise<Uint8Array>[] = [];
+  let next = first;
+  const fill = () => {
+    while (next < last && queue.length < window) {
+      const p = reader.chunk(next++);
+      p.catch(() => {}); // surfaced when its turn comes
+      queue.push(p);
+    }
+  };
+  let index = first;
+
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (index >= last) {
+        controller.close();
+        return;
+      }
+      fill();
+      const bytes = await queue.shift()!;
+      const offset = index * chunkSize;
+      const from = Math.max(0, start - offset);
+      const to = Math.min(chunkLength(manifest, index), end - offset);
+      index++;
+      controller.enqueue(from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to));
+      fill();
+    },
+    cancel(reason) {
+      abort.abort(reason);
+    },
+  }, { highWaterMark: 0 });
+}

@@ -1,0 +1,282 @@
+/**
+ * Content-addressed chunk store on disk.
+ *
+ * Layout under the data directory:
+ *   chunks/<xy>/<cid>   one file per chunk; <xy> = the CID's last two characters (the first ones are constant)
+ *   tmp/                writes in progress; emptied at open, so a crash never leaves a partial chunk visible
+ *   corrupt/            chunks that failed verification on read, kept as evidence, never served
+ *   pins.json           CIDs the node keeps
+ *
+ * Writes are atomic: temp file, fsync, rename, fsync of the directory. Reads verify the bytes against the CID.
+ */
+import { CID, matchesCid, parseCid } from "../content/cid.ts";
+import { MeshError } from "../errors.ts";
+
+/** Raised when a write would take the store over its size cap. */
+export class StoreFullError extends MeshError {
+  override name = "StoreFullError";
+  constructor(need: number, used: number, max: number) {
+    super(
+      "store_full",
+      `The store is full: ${need} more bytes would exceed the ${max}-byte cap (${used} bytes used)`,
+      { status: 507 },
+    );
+  }
+}
+
+export interface StoreOptions {
+  /** Refuse writes past this many bytes of chunks. Default: 10 GiB. */
+  maxBytes?: number;
+}
+
+export interface StoreStats {
+  chunks: number;
+  bytes: number;
+  maxBytes: number;
+  /** Chunks found corrupt on read since open (moved to corrupt/). */
+  corrupt: number;
+  pins: number;
+}
+
+export const DEFAULT_MAX_STORE_BYTES = 10 * 1024 ** 3;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await Deno.open(path, { read: true });
+  try {
+    await dir.sync();
+  } finally {
+    dir.close();
+  }
+}
+
+/** Writes `bytes` to `path` atomically via `tmpDir`: after a crash, `path` is either absent or whole. */
+export async function writeFileAtomic(
+  tmpDir: string,
+  path: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const tmp = `${tmpDir}/${crypto.randomUUID()}`;
+  const file = await Deno.open(tmp, { write: true, createNew: true });
+  try {
+    let written = 0;
+    while (written < bytes.length) written += await file.write(bytes.subarray(written));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  try {
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  await syncDir(path.slice(0, path.lastIndexOf("/")));
+}
+
+export class ChunkStore {
+  readonly dir: string;
+  readonly maxBytes: number;
+  #bytes = 0;
+  #chunks = 0;
+  #corrupt = 0;
+  #pins = new Set<string>();
+  /** Writes in flight per CID, so concurrent puts of one chunk write it once and count it once. */
+  #writing = new Map<string, Promise<boolean>>();
+  /** Bytes promised to writes in flight, so concurrent puts cannot overshoot the cap together. */
+  #reserved = 0;
+  #pinWrite: Promise<void> = Promise.resolve();
+
+  private constructor(dir: string, maxBytes: number) {
+    this.dir = dir;
+    this.maxBytes = maxBytes;
+  }
+
+  /** Opens (creating if needed) the store in `dir`, clears unfinished writes and counts usage. */
+  static async open(dir: string, options: StoreOptions = {}): Promise<ChunkStore> {
+    const maxBytes = options.maxBytes ?? DEFAULT_MAX_STORE_BYTES;
+    if (!(maxBytes > 0)) throw new RangeError(`Store size cap "${maxBytes}" must be positive`);
+    const store = new ChunkStore(dir, maxBytes);
+    for (const sub of ["chunks", "tmp", "corrupt"]) {
+      await Deno.mkdir(`${dir}/${sub}`, { recursive: true });
+    }
+    for await (const entry of Deno.readDir(`${dir}/tmp`)) {
+      await Deno.remove(`${dir}/tmp/${entry.name}`, { recursive: true });
+    }
+    for await (const { bytes } of store.#walk()) {
+      store.#chunks++;
+      store.#bytes += bytes;
+    }
+    try {
+      const pins = JSON.parse(await Deno.readTextFile(`${dir}/pins.json`));
+      for (const pin of pins) store.#pins.add(parseCid(pin).toString());
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new MeshError("store_corrupt", `Cannot read ${dir}/pins.json: ${e}`, { cause: e });
+      }
+    }
+    return store;
+  }
+
+  #path(key: string): string {
+    return `${this.dir}/chunks/${key.slice(-2)}/${key}`;
+  }
+
+  async *#walk(): AsyncGenerator<{ key: string; bytes: number }> {
+    for await (const shard of Deno.readDir(`${this.dir}/chunks`)) {
+      if (!shard.isDirectory) continue;
+      for await (const entry of Deno.readDir(`${this.dir}/chunks/${shard.name}`)) {
+        if (!entry.isFile) continue;
+        const { size } = await Deno.stat(`${this.dir}/chunks/${shard.name}/${entry.name}`);
+        yield { key: entry.name, bytes: size };
+      }
+    }
+  }
+
+  /** Every CID in the store, in no particular order. */
+  async *cids(): AsyncGenerator<CID> {
+    for await (const { key } of this.#walk()) {
+      try {
+        yield parseCid(key);
+      } catch {
+        // A stray file that is not a chunk: not ours to serve or delete.
+      }
+    }
+  }
+
+  has(cid: CID): Promise<boolean> {
+    return exists(this.#path(cid.toString()));
+  }
+
+  /**
+   * The chunk's bytes, verified against its CID; null when absent. A chunk that fails verification is moved
+   * to corrupt/ (kept as evidence, never served) and reported as absent, so callers repair or refetch it.
+   */
+  async get(cid: CID): Promise<Uint8Array | null> {
+    const key = cid.toString();
+    const path = this.#path(key);
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return null;
+      throw e;
+    }
+    if (matchesCid(cid, bytes)) return bytes;
+    try {
+      await Deno.rename(path, `${this.dir}/corrupt/${key}.${Date.now()}`);
+      this.#chunks--;
+      this.#bytes -= bytes.length;
+      this.#corrupt++;
+    } catch (e) {
+      // Another reader moved it first.
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return null;
+  }
+
+  /**
+   * Stores a chunk after checking it against its CID. Returns true when newly written, false when it was
+   * already there. Throws {@link StoreFullError} past the cap and `ChunkMismatchError` for wrong bytes.
+   */
+  put(cid: CID, bytes: Uint8Array): Promise<boolean> {
+    const key = cid.toString();
+    const pending = this.#writing.get(key);
+    if (pending) return pending;
+    const write = this.#write(cid, key, bytes).finally(() => this.#writing.delete(key));
+    this.#writing.set(key, write);
+    return write;
+  }
+
+  async #write(cid: CID, key: string, bytes: Uint8Array): Promise<boolean> {
+    if (!matchesCid(cid, bytes)) {
+      throw new MeshError("chunk_mismatch", `Refusing to store bytes that do not match ${key}`, {
+        status: 400,
+      });
+    }
+    const path = this.#path(key);
+    if (await exists(path)) return false;
+    const used = this.#bytes + this.#reserved;
+    if (used + bytes.length > this.maxBytes) {
+      throw new StoreFullError(bytes.length, used, this.maxBytes);
+    }
+    this.#reserved += bytes.length;
+    try {
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      await writeFileAtomic(`${this.dir}/tmp`, path, bytes);
+    } finally {
+      this.#reserved -= bytes.length;
+    }
+    this.#chunks++;
+    this.#bytes += bytes.length;
+    return true;
+  }
+
+  /** Removes a chunk. Returns whether it was there. */
+  async delete(cid: CID): Promise<boolean> {
+    const path = this.#path(cid.toString());
+    let size: number;
+    try {
+      size = (await Deno.stat(path)).size;
+      await Deno.remove(path);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      throw e;
+    }
+    this.#chunks--;
+    this.#bytes -= size;
+    return true;
+  }
+
+  async pin(cid: CID): Promise<void> {
+    const key = cid.toString();
+    if (this.#pins.has(key)) return;
+    this.#pins.add(key);
+    await this.#savePins();
+  }
+
+  async unpin(cid: CID): Promise<void> {
+    if (this.#pins.delete(cid.toString())) await this.#savePins();
+  }
+
+  pins(): CID[] {
+    return [...this.#pins].map((key) => CID.parse(key));
+  }
+
+  isPinned(cid: CID): boolean {
+    return this.#pins.has(cid.toString());
+  }
+
+  #savePins(): Promise<void> {
+    // Chained so that an older snapshot of the set can never be renamed over a newer one.
+    this.#pinWrite = this.#pinWrite.catch(() => {}).then(() => {
+      const bytes = new TextEncoder().encode(JSON.stringify([...this.#pins], null, 1));
+      return writeFileAtomic(`${this.dir}/tmp`, `${this.dir}/pins.json`, bytes);
+    });
+    return this.#pinWrite;
+  }
+
+  stats(): StoreStats {
+    return {
+      chunks: this.#chunks,
+      bytes: this.#bytes,
+      maxBytes: this.maxBytes,
+      corrupt: this.#corrupt,
+      pins: this.#pins.size,
+    };
+  }
+
+  /** Waits for writes in flight. The store holds no open files between calls, so nothing else to release. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#writing.values(), this.#pinWrite]);
+  }
+}
