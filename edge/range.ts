@@ -21,7 +21,7 @@ export function parseRange(header: string | null | undefined, size: number): Ran
     return { kind: "partial", start: Math.max(0, size - n), end: size };
   }
   const start = Number(a);
-  const last = b === "" ? size - 1 : Number(b);
+  const last = b === "" ? Infinity : Number(b);
   if (last < start) return { kind: "full" };
   if (start >= size) return { kind: "unsatisfiable" };
   return { kind: "partial", start, end: Math.min(last, size - 1) + 1 };

@@ -1,6 +1,6 @@
 /** Turns a byte stream into stored chunks and a manifest: chunk, hash, stripe, parity, seal. */
 import { type CID, cidOf } from "./cid.ts";
-import { chunkStream, MAX_CHUNK_SIZE } from "./chunker.ts";
+import { chunkStream, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "./chunker.ts";
 import { type Manifest, MAX_MANIFEST_BYTES, sealManifest } from "./manifest.ts";
 import { encodeParity } from "./stripes.ts";
 import { MeshError } from "../errors.ts";
@@ -58,6 +58,16 @@ export function chooseChunkSize(size = 0, k = DEFAULT_K, m = DEFAULT_M): number 
   return chunkSize;
 }
 
+function checkChunkSize(chunkSize: number): void {
+  if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
+    throw new MeshError(
+      "bad_request",
+      `Chunk size "${chunkSize}" is invalid: need an integer in ${MIN_CHUNK_SIZE}..${MAX_CHUNK_SIZE}`,
+      { status: 400 },
+    );
+  }
+}
+
 function checkStripe(k: number, m: number): void {
   if (!Number.isInteger(k) || !Number.isInteger(m) || k < 1 || m < 0 || k + m > 256) {
     throw new MeshError(
@@ -78,6 +88,7 @@ export async function ingest(
   const m = options.m ?? DEFAULT_M;
   checkStripe(k, m);
   const chunkSize = options.chunkSize ?? chooseChunkSize(options.expectedSize, k, m);
+  checkChunkSize(chunkSize);
   const limit = options.maxBytes ?? Infinity;
   if (options.expectedSize !== undefined && options.expectedSize > limit) {
     throw new TooLargeError(limit);
@@ -111,19 +122,23 @@ export async function ingest(
   };
 
   let size = 0;
-  for await (const chunk of chunkStream(source, chunkSize)) {
-    options.signal?.throwIfAborted();
-    size += chunk.length;
-    if (size > limit) throw new TooLargeError(limit);
-    options.onProgress?.(size);
-    const cid = cidOf(chunk);
-    data.push(chunk);
-    cids.push(cid);
-    await emit(cid, chunk);
-    if (data.length === k) await closeStripe();
+  try {
+    for await (const chunk of chunkStream(source, chunkSize)) {
+      options.signal?.throwIfAborted();
+      size += chunk.length;
+      if (size > limit) throw new TooLargeError(limit);
+      options.onProgress?.(size);
+      const cid = cidOf(chunk);
+      data.push(chunk);
+      cids.push(cid);
+      await emit(cid, chunk);
+      if (data.length === k) await closeStripe();
+    }
+    if (data.length) await closeStripe();
+  } finally {
+    // Settle every write before returning or throwing, so a caller cleaning up sees all of them.
+    await Promise.allSettled(pending);
   }
-  if (data.length) await closeStripe();
-  await Promise.all(pending);
   if (failure) throw failure;
 
   const manifest: Manifest = {

@@ -5,3 +5,4 @@
  * @module
  */
 export { blake3 } from "./blake3.ts";
+export { rsEncode, rsReconstruct } from "./erasure.ts";

@@ -191,7 +191,7 @@ export class ChunkStore {
   put(cid: CID, bytes: Uint8Array): Promise<boolean> {
     const key = cid.toString();
     const pending = this.#writing.get(key);
-    if (pending) return pending;
+    if (pending) return pending.then(() => false);
     const write = this.#write(cid, key, bytes).finally(() => this.#writing.delete(key));
     this.#writing.set(key, write);
     return write;
