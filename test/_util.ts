@@ -1,4 +1,5 @@
 /** Test helpers: deterministic content, temp dirs, and a real `serve` process on a free loopback port. */
+import { upload } from "../src/cli.ts";
 
 /** Byte `i` of the pattern is a hash of `i`: any range can be regenerated without keeping the file. */
 export function pattern(offset: number, length: number, seed = 1): Uint8Array<ArrayBuffer> {
@@ -132,4 +133,13 @@ export async function startServer(args: string[] = []): Promise<ServerProcess> {
       return (await child.status).code;
     },
   };
+}
+
+/** POSTs a stream with a Content-Length, the way `deno task put` does (node:http; see `upload`). */
+export function postStream(
+  url: string,
+  body: ReadableStream<Uint8Array>,
+  size: number,
+): Promise<Response> {
+  return upload(new URL(url), body, { "Content-Length": String(size) });
 }

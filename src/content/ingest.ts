@@ -26,7 +26,7 @@ export interface IngestOptions {
   expectedSize?: number;
   /** Refuse (413) more bytes than this. */
   maxBytes?: number;
-  /** Chunks handed to the sink at once. Default 8. */
+  /** Chunks handed to the sink at once. Default 16. */
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (bytesRead: number) => void;
@@ -95,7 +95,7 @@ export async function ingest(
   }
 
   const pending = new Set<Promise<unknown>>();
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? 16;
   let failure: unknown;
   const emit = async (cid: CID, bytes: Uint8Array) => {
     if (failure) throw failure;

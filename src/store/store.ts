@@ -59,11 +59,15 @@ async function syncDir(path: string): Promise<void> {
   }
 }
 
-/** Writes `bytes` to `path` atomically via `tmpDir`: after a crash, `path` is either absent or whole. */
+/**
+ * Writes `bytes` to `path` atomically via `tmpDir`: after a crash, `path` is either absent or whole.
+ * The rename itself is made durable by syncing the directory, now or (`syncDirectory: false`) by the caller.
+ */
 export async function writeFileAtomic(
   tmpDir: string,
   path: string,
   bytes: Uint8Array,
+  syncDirectory = true,
 ): Promise<void> {
   const tmp = `${tmpDir}/${crypto.randomUUID()}`;
   const file = await Deno.open(tmp, { write: true, createNew: true });
@@ -80,7 +84,7 @@ export async function writeFileAtomic(
     await Deno.remove(tmp).catch(() => {});
     throw e;
   }
-  await syncDir(path.slice(0, path.lastIndexOf("/")));
+  if (syncDirectory) await syncDir(path.slice(0, path.lastIndexOf("/")));
 }
 
 export class ChunkStore {
@@ -95,6 +99,9 @@ export class ChunkStore {
   /** Bytes promised to writes in flight, so concurrent puts cannot overshoot the cap together. */
   #reserved = 0;
   #pinWrite: Promise<void> = Promise.resolve();
+  /** Shard directories known to exist, and those with renames not yet synced. */
+  #dirs = new Set<string>();
+  #unsynced = new Set<string>();
 
   private constructor(dir: string, maxBytes: number) {
     this.dir = dir;
@@ -210,15 +217,30 @@ export class ChunkStore {
       throw new StoreFullError(bytes.length, used, this.maxBytes);
     }
     this.#reserved += bytes.length;
+    const dir = path.slice(0, path.lastIndexOf("/"));
     try {
-      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
-      await writeFileAtomic(`${this.dir}/tmp`, path, bytes);
+      if (!this.#dirs.has(dir)) {
+        await Deno.mkdir(dir, { recursive: true });
+        this.#dirs.add(dir);
+      }
+      await writeFileAtomic(`${this.dir}/tmp`, path, bytes, false);
+      this.#unsynced.add(dir);
     } finally {
       this.#reserved -= bytes.length;
     }
     this.#chunks++;
     this.#bytes += bytes.length;
     return true;
+  }
+
+  /**
+   * Makes every write so far durable: syncs the directories that received chunks. A chunk is never visible
+   * partially written either way; until flush, a power loss may forget a recent one entirely.
+   */
+  async flush(): Promise<void> {
+    const dirs = [...this.#unsynced];
+    this.#unsynced.clear();
+    await Promise.all(dirs.map(syncDir));
   }
 
   /** Removes a chunk. Returns whether it was there. */
@@ -278,5 +300,6 @@ export class ChunkStore {
   /** Waits for writes in flight. The store holds no open files between calls, so nothing else to release. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#writing.values(), this.#pinWrite]);
+    await this.flush();
   }
 }

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { runCli, startServer } from "../_util.ts";
+import { pattern } from "../_util.ts";
+
+Deno.test("serve, put and get round-trip a file through real processes", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-cli-" });
+  const server = await startServer(["--data", `${dir}/data`]);
+  try {
+    const file = `${dir}/photo.png`;
+    const bytes = pattern(0, 700_000, 7);
+    await Deno.writeFile(file, bytes);
+    const put = await runCli(["put", file, "--gateway", server.url, "--k", "4", "--m", "2"]);
+    assert.equal(put.code, 0, put.stderr);
+    const [cid, url] = put.stdout.trim().split("\n");
+    assert.equal(url, `${server.url}/mesh/${cid}`);
+
+    const head = await fetch(url!, { method: "HEAD" });
+    assert.equal(head.headers.get("content-type"), "image/png");
+    assert.equal(head.headers.get("content-disposition"), 'inline; filename="photo.png"');
+
+    const out = `${dir}/copy.png`;
+    const get = await runCli(["get", cid!, "-o", out], { env: { MESH_GATEWAY: server.url } });
+    assert.equal(get.code, 0, get.stderr);
+    assert.deepEqual(await Deno.readFile(out), bytes);
+
+    const toStdout = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "src/cli.ts", "get", cid!, "--gateway", server.url],
+      stdout: "piped",
+    }).output();
+    assert.deepEqual(toStdout.stdout, bytes);
+
+    const missing = await runCli([
+      "get",
+      "bafkr4ihkr4ld3m4gqkjf4reryxsy2s5tkbxprqkow6fin2iiyvreuzzab4",
+      "-o",
+      `${dir}/x`,
+      "--gateway",
+      server.url,
+    ]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /No content found .* \(HTTP 404\)/);
+    assert.throws(
+      () => Deno.statSync(`${dir}/x`),
+      Deno.errors.NotFound,
+      "a failed get leaves no file",
+    );
+
+    const bad = await runCli(["get", "not-a-cid", "--gateway", server.url]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /Invalid CID "not-a-cid"/);
+  } finally {
+    assert.equal(await server.stop("SIGTERM"), 0, "graceful shutdown exits 0");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the CLI explains usage errors with exit code 2 and unreachable gateways with 1", async () => {
+  const cases: [string[], number, RegExp][] = [
+    [[], 2, /Commands:/],
+    [["frobnicate"], 2, /Unknown command "frobnicate"/],
+    [["put"], 2, /exactly one FILE/],
+    [["put", "/no/such/file"], 2, /Cannot read "\/no\/such\/file"/],
+    [["get"], 2, /exactly one CID/],
+    [["serve", "--port", "99999"], 2, /Port "99999"/],
+    [["serve", "--max-store", "lots"], 2, /--max-store "lots" is not a size/],
+    [["serve", "--bogus"], 2, /bogus/],
+    [["get", "bafkqaaa", "--gateway", "http://127.0.0.1:9"], 1, /Cannot reach the gateway/],
+  ];
+  for (const [args, code, message] of cases) {
+    const run = await runCli(args);
+    assert.equal(run.code, code, `${args.join(" ")}: ${run.stderr}`);
+    assert.match(run.stdout + run.stderr, message, args.join(" "));
+  }
+  for (const command of ["serve", "put", "get"]) {
+    const help = await runCli([command, "--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: deno task/);
+  }
+});
+
+Deno.test("serve reads MESH_* settings from the environment and flags win over them", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-env-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "src/cli.ts", "serve", "--port", "0", "--max-upload", "1KiB"],
+    env: { MESH_DATA_DIR: `${dir}/d`, MESH_MAX_UPLOAD: "1GiB", MESH_HOST: "127.0.0.1" },
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!/data: .*\n/.test(out)) out += (await reader.read()).value;
+  const url = /gateway: (\S+)\/\n/.exec(out)![1];
+  assert.match(out, new RegExp(`data: +${dir}/d`));
+  const res = await fetch(`${url}/mesh`, { method: "POST", body: new Uint8Array(2048) });
+  assert.equal(res.status, 413);
+  await res.body?.cancel();
+  child.kill("SIGINT");
+  assert.equal((await child.status).code, 0);
+  await reader.cancel();
+  await Deno.remove(dir, { recursive: true });
+});
