@@ -1,0 +1,92 @@
+/**
+ * The money layer: payment channels paid with EIP-712 vouchers, receipt batches, escrow and the operator
+ * registry, as viem actions over the contracts in `contracts/`. Optional: a node without a chain file runs in
+ * volunteer mode. Tooling for local chains (`anvil.ts`, `devnet.ts`) is imported from its own module, not
+ * re-exported here, so library users never pull the anvil binary.
+ *
+ * @module
+ */
+export { channelHubAbi, escrowAbi, operatorRegistryAbi } from "./abi.ts";
+export type { ActionOptions, PayClient, ReadClient } from "./_tx.ts";
+export {
+  type ChannelParameters,
+  type ChannelState,
+  type ChannelStatus,
+  finalizeChannel,
+  getChannel,
+  openChannel,
+  type OpenChannelParameters,
+  type OpenChannelReturnType,
+  redeemVoucher,
+  type RedeemVoucherParameters,
+  startClose,
+  topUp,
+  type TopUpParameters,
+  verifyReceipt,
+  type VerifyReceiptParameters,
+} from "./channel.ts";
+export {
+  type ChainConfig,
+  DEFAULT_CHAIN_FILE,
+  loadChain,
+  meshChain,
+  readChainConfig,
+  writeChainConfig,
+} from "./chain.ts";
+export {
+  type ChainContracts,
+  type ContractName,
+  deployContracts,
+  deployMeshContract,
+} from "./deploy.ts";
+export {
+  AnvilError,
+  ChainConfigError,
+  ContractRevertError,
+  toPayError,
+  VoucherAmountError,
+  VoucherChannelError,
+  VoucherDepositError,
+  VoucherError,
+  VoucherReplayError,
+  VoucherSignerError,
+} from "./errors.ts";
+export {
+  type DealParameters,
+  type DealState,
+  type DealStatus,
+  fundEscrow,
+  type FundEscrowParameters,
+  getDeal,
+  refundEscrow,
+  releaseEscrow,
+} from "./escrow.ts";
+export {
+  DEFAULT_BATCH_BYTES,
+  EMPTY_RECEIPTS_ROOT,
+  encodeReceipt,
+  hashReceipt,
+  type Receipt,
+  receiptArg,
+  ReceiptBatch,
+  verifyReceiptProof,
+} from "./receipts.ts";
+export {
+  announceOperator,
+  type AnnounceOperatorParameters,
+  getOperator,
+  type OperatorAnnouncement,
+  withdrawOperator,
+} from "./registry.ts";
+export {
+  CHANNEL_HUB_NAME,
+  CHANNEL_HUB_VERSION,
+  channelHubDomain,
+  hashVoucher,
+  recoverVoucherSigner,
+  signVoucher,
+  verifyVoucher,
+  type VerifyVoucherParameters,
+  type Voucher,
+  voucherTypes,
+} from "./voucher.ts";
