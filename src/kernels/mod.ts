@@ -6,3 +6,11 @@
  */
 export { blake3 } from "./blake3.ts";
 export { rsEncode, rsReconstruct } from "./erasure.ts";
+export { xorClosest, XorTable } from "./xor.ts";
+export {
+  keccak256,
+  keccak256Many,
+  merkleProof,
+  merkleRoot,
+  verifyMerkleProof,
+} from "./receipts.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { type Address, bytesToHex, encodeAbiParameters, type Hex, hexToBytes } from "viem";
-import { keccak256, merkleProof, merkleRoot } from "./_hash.ts";
+import { keccak256, merkleProof, merkleRoot } from "../kernels/mod.ts";
 
 /**
  * Bytes served per voucher by default: the client signs a new voucher (one receipt batch) every 4 MiB, that is

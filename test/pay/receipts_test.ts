@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { bytesToHex, concat, type Hex, hexToBytes, keccak256, pad, toHex } from "viem";
-import { merkleProof, merkleRoot } from "../../src/pay/_hash.ts";
+import { merkleProof, merkleRoot } from "../../src/kernels/mod.ts";
 import {
   EMPTY_RECEIPTS_ROOT,
   encodeReceipt,
