@@ -93,10 +93,13 @@ export async function runCli(
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
 }
 
-/** Starts `serve` on 127.0.0.1 with a free port and waits until it answers. */
-export async function startServer(args: string[] = []): Promise<ServerProcess> {
+/**
+ * Starts `serve` on 127.0.0.1 with a free port and waits until it prints its gateway URL. `command`
+ * replaces the whole deno command line, for other servers that print `gateway: <url>/` the same way.
+ */
+export async function startServer(args: string[] = [], command?: string[]): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, "serve", "--port", "0", ...args],
+    args: command ?? ["run", "-A", CLI, "serve", "--port", "0", ...args],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
