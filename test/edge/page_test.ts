@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /** The web page in a real headless Chromium: upload through the file picker, see the file listed, view it. */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
