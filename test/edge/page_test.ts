@@ -61,10 +61,11 @@ Deno.test({
       await page.locator("#files tr", { hasText: "logo.svg" }).getByText("View").click();
       const img = page.locator("#viewer img");
       await img.waitFor();
-      await page.waitForFunction(() =>
-        (document.querySelector("#viewer img") as HTMLImageElement)?.naturalWidth > 0
+      await page.waitForFunction('document.querySelector("#viewer img")?.naturalWidth > 0');
+      const width = await img.evaluate((i) =>
+        (i as unknown as { naturalWidth: number }).naturalWidth
       );
-      assert.equal(await img.evaluate((i) => (i as HTMLImageElement).naturalWidth), 120);
+      assert.equal(width, 120);
       await page.locator("#stats").getByText("files pinned").waitFor();
       await Deno.mkdir("test/out", { recursive: true });
       await page.screenshot({ path: "test/out/page.png", fullPage: true });
