@@ -30,9 +30,10 @@ async function readBytes(url: URL): Promise<Uint8Array> {
 /** Instantiates `_wasm/<name>.wasm`. AssemblyScript's `abort` becomes a thrown Error with its message. */
 export async function loadKernel<T extends KernelExports>(name: string): Promise<T> {
   const bytes = await readBytes(new URL(`${name}.wasm`, wasmDir));
-  let memory: WebAssembly.Memory | undefined;
+  // Reads an AssemblyScript string; `instance` exists by the time any exported function can abort.
   const readString = (ptr: number): string => {
-    if (!memory || !ptr) return "";
+    if (!ptr) return "";
+    const memory = instance.exports.memory as WebAssembly.Memory;
     const len = new Uint32Array(memory.buffer, ptr - 4, 1)[0]! >>> 1;
     return String.fromCharCode(...new Uint16Array(memory.buffer, ptr, len));
   };
@@ -44,7 +45,6 @@ export async function loadKernel<T extends KernelExports>(name: string): Promise
       },
     },
   });
-  memory = instance.exports.memory as WebAssembly.Memory;
   return instance.exports as unknown as T;
 }
 
