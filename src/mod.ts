@@ -1,0 +1,47 @@
+/**
+ * Meshgate as a library: the kernels, the content format, the chunk store and the node.
+ *
+ * ```ts
+ * import { MeshgateNode } from "./src/mod.ts";
+ * const node = await MeshgateNode.create({ dataDir: ".meshgate" });
+ * const { cid } = await node.put(ReadableStream.from([new TextEncoder().encode("hello")]), { name: "hi.txt" });
+ * const bytes = await new Response(node.read(await node.manifest(cid))).text();
+ * ```
+ *
+ * @module
+ */
+export * from "./kernels/mod.ts";
+export {
+  ChunkMismatchError,
+  CID,
+  cidOf,
+  InvalidCidError,
+  parseCid,
+  verifyChunk,
+} from "./content/cid.ts";
+export { chunkStream, MAX_CHUNK_SIZE } from "./content/chunker.ts";
+export {
+  decodeManifest,
+  encodeManifest,
+  InvalidManifestError,
+  type Manifest,
+  sealManifest,
+} from "./content/manifest.ts";
+export {
+  DEFAULT_CHUNK_SIZE,
+  DEFAULT_K,
+  DEFAULT_M,
+  ingest,
+  type IngestOptions,
+  type IngestResult,
+  TooLargeError,
+} from "./content/ingest.ts";
+export {
+  type ChunkGetter,
+  readFile,
+  type ReadOptions,
+  UnrecoverableError,
+} from "./content/read.ts";
+export { ChunkStore, StoreFullError, type StoreOptions, type StoreStats } from "./store/store.ts";
+export { MeshgateNode, type NodeConfig, NotFoundError } from "./node.ts";
+export { MeshError } from "./errors.ts";
