@@ -118,7 +118,11 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   app.get("/livez", (c) => c.text("ok"));
   app.get("/readyz", (c) => {
     const stats = node.store.stats();
-    const body = { ready: gateway.ready, store: stats };
+    const chain = node.chain;
+    const payments = chain
+      ? { mode: "paid", chainId: chain.chainId, contracts: chain.contracts }
+      : { mode: "volunteer" };
+    const body = { ready: gateway.ready, store: stats, payments };
     return c.json(body, gateway.ready ? 200 : 503);
   });
   app.get(

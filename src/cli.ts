@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { MeshgateNode } from "./node.ts";
 import { createGateway } from "../edge/app.ts";
 import { MeshError } from "./errors.ts";
+import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
 
 class UsageError extends Error {
   override name = "UsageError";
@@ -101,6 +102,8 @@ Options (flag, then environment variable, then default):
   --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1GiB]
   --max-store SIZE    MESH_MAX_STORE    store size cap                      [10GiB]
   --public-url URL    MESH_PUBLIC_URL   base URL in upload answers          [the request's origin]
+  --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
+  --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   -h, --help                            show this help
 
 Routes: GET /mesh/<cid> (also /ipfs/<cid>), POST /mesh, GET /livez, /readyz, /metrics, and / for people.
@@ -116,6 +119,8 @@ async function serve(args: string[]): Promise<number> {
       "max-upload": { type: "string" },
       "max-store": { type: "string" },
       "public-url": { type: "string" },
+      chain: { type: "string" },
+      "chain-file": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -139,7 +144,11 @@ async function serve(args: string[]): Promise<number> {
   );
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
 
-  const node = await MeshgateNode.create({ dataDir, maxStoreBytes });
+  const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
+  const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
+  const chain = rpc ? await loadChain({ rpc, file: chainFile }) : undefined;
+
+  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);

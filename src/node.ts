@@ -7,6 +7,7 @@ import { decodeManifest, type Manifest } from "./content/manifest.ts";
 import { ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
 import { readFile, type ReadOptions } from "./content/read.ts";
 import { ChunkStore } from "./store/store.ts";
+import type { ChainConfig } from "./pay/mod.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -16,6 +17,8 @@ export interface NodeConfig {
   maxStoreBytes?: number;
   /** Bytes of verified chunks kept in memory for hot content. Default: 64 MiB. */
   cacheBytes?: number;
+  /** The chain with Meshgate's contracts, when payments are on. Absent: volunteer mode, all free. */
+  chain?: ChainConfig;
 }
 
 /** Raised for content this node cannot find. */
@@ -69,20 +72,23 @@ export interface NodeStats {
 
 export class MeshgateNode {
   readonly store: ChunkStore;
+  /** Where payments settle; undefined in volunteer mode. */
+  readonly chain?: ChainConfig;
   #cache: ByteCache<Uint8Array>;
   #manifests = new ByteCache<Manifest & { byteLength: number }>(4 * 1024 * 1024);
   /** Chunks claimed by uploads in progress: a failed upload must not delete what another one uses. */
   #claims = new Map<string, number>();
   #stats: NodeStats = { repaired: 0, uploads: 0 };
 
-  private constructor(store: ChunkStore, cacheBytes: number) {
+  private constructor(store: ChunkStore, cacheBytes: number, chain?: ChainConfig) {
     this.store = store;
+    this.chain = chain;
     this.#cache = new ByteCache(cacheBytes);
   }
 
   static async create(config: NodeConfig): Promise<MeshgateNode> {
     const store = await ChunkStore.open(config.dataDir, { maxBytes: config.maxStoreBytes });
-    return new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024);
+    return new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024, config.chain);
   }
 
   /**

@@ -98,3 +98,63 @@ Deno.test("serve reads MESH_* settings from the environment and flags win over t
   await reader.cancel();
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("serve --chain turns payments on against a real devnet, and refuses a chain it cannot reach", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-chain-" });
+  const { startDevnet } = await import("../../src/pay/devnet.ts");
+  const devnet = await startDevnet({ port: 0, out: `${dir}/chain.json` });
+  try {
+    const server = await startServer([
+      "--data",
+      `${dir}/d`,
+      "--chain",
+      devnet.config.rpc,
+      "--chain-file",
+      `${dir}/chain.json`,
+    ]);
+    try {
+      const ready = await (await fetch(`${server.url}/readyz`)).json();
+      assert.equal(ready.payments.mode, "paid");
+      assert.equal(ready.payments.chainId, devnet.config.chainId);
+      assert.equal(ready.payments.contracts.channelHub, devnet.config.contracts.channelHub);
+    } finally {
+      await server.stop();
+    }
+    const volunteer = await startServer(["--data", `${dir}/v`]);
+    assert.equal(
+      (await (await fetch(`${volunteer.url}/readyz`)).json()).payments.mode,
+      "volunteer",
+    );
+    await volunteer.stop();
+
+    const unreachable = await runCli([
+      "serve",
+      "--port",
+      "0",
+      "--data",
+      `${dir}/u`,
+      "--chain",
+      "http://127.0.0.1:9",
+      "--chain-file",
+      `${dir}/chain.json`,
+    ]);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /RPC "http:\/\/127.0.0.1:9" is unreachable/);
+    const noFile = await runCli([
+      "serve",
+      "--port",
+      "0",
+      "--data",
+      `${dir}/u`,
+      "--chain",
+      devnet.config.rpc,
+      "--chain-file",
+      `${dir}/none.json`,
+    ]);
+    assert.equal(noFile.code, 1);
+    assert.match(noFile.stderr, /could not be read: run "deno task devnet"/);
+  } finally {
+    await devnet.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
