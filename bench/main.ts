@@ -73,7 +73,10 @@ if (import.meta.main) {
     stdout: "piped",
     stderr: "inherit",
   }).output();
-  const json = JSON.parse(new TextDecoder().decode(run.stdout) || '{"benches":[]}');
+  // Bench files print notes to stderr; stdout is deno's JSON, from its first line that opens an object.
+  const stdout = new TextDecoder().decode(run.stdout);
+  const start = stdout.search(/^\{/m);
+  const json = start < 0 ? { benches: [] } : JSON.parse(stdout.slice(start));
   console.log(`\nMeshgate benchmarks (${json.cpu ?? "cpu unknown"}, ${json.runtime ?? ""})\n`);
   console.log(report(json.benches));
   await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
@@ -85,7 +88,9 @@ if (import.meta.main) {
   if (withGateway) {
     const gateway = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", new URL("./gateway.ts", import.meta.url).pathname],
-    }).output();
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn().status;
     ok &&= gateway.success;
   }
   console.log(`\n(${((performance.now() - started) / 1000).toFixed(0)} s)`);

@@ -43,7 +43,7 @@ for (let i = 0; i < samples; i++) {
   await verifyVoucher({ domain, voucher, signature, channel, payer: payer.address });
 }
 const verifyMs = (performance.now() - t0) / samples;
-console.log(
+console.error(
   `vouchers: DEFAULT_BATCH_BYTES = ${DEFAULT_BATCH_BYTES} B -> ${perGiB} signatures per GiB served; ` +
     `~${(signMs * perGiB).toFixed(0)} ms to sign and ~${
       (verifyMs * perGiB).toFixed(0)
