@@ -87,6 +87,23 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       () => node.stats().repaired,
     ),
   );
+  metrics.add(
+    new Gauge("mesh_peers", "Peers connected now", () => node.mesh?.connectedPeers().length ?? 0),
+  );
+  metrics.add(
+    new Gauge(
+      "mesh_chunks_fetched",
+      "Chunks fetched from other peers since start",
+      () => node.stats().fetched,
+    ),
+  );
+  metrics.add(
+    new Gauge(
+      "mesh_chunks_placed",
+      "Chunks handed to other peers since start",
+      () => node.stats().placed,
+    ),
+  );
   metrics.add(new Gauge("mesh_build_info", "Build information", () => [[{ version: VERSION }, 1]]));
 
   const gateway: Gateway = { app: new Hono(), metrics, ready: true };
@@ -122,7 +139,12 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     const payments = chain
       ? { mode: "paid", chainId: chain.chainId, contracts: chain.contracts }
       : { mode: "volunteer" };
-    const body = { ready: gateway.ready, store: stats, payments };
+    const mesh = node.mesh && {
+      peerId: node.mesh.peerId,
+      multiaddrs: node.mesh.multiaddrs(),
+      peers: node.mesh.connectedPeers().length,
+    };
+    const body = { ready: gateway.ready, store: stats, payments, mesh: mesh ?? null };
     return c.json(body, gateway.ready ? 200 : 503);
   });
   app.get(

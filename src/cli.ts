@@ -10,6 +10,7 @@ import { MeshgateNode } from "./node.ts";
 import { createGateway } from "../edge/app.ts";
 import { MeshError } from "./errors.ts";
 import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
+import { DEFAULT_LISTEN } from "./mesh/node.ts";
 
 class UsageError extends Error {
   override name = "UsageError";
@@ -102,6 +103,10 @@ Options (flag, then environment variable, then default):
   --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1GiB]
   --max-store SIZE    MESH_MAX_STORE    store size cap                      [10GiB]
   --public-url URL    MESH_PUBLIC_URL   base URL in upload answers          [the request's origin]
+  --listen ADDR       MESH_LISTEN       mesh multiaddr to listen on; repeat for more
+                                        [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
+  --bootstrap ADDR    MESH_BOOTSTRAP    peer to join through (/ip4/…/p2p/<id>); repeat for more  [none]
+  --no-mesh                             serve only this node's store, join no mesh
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   -h, --help                            show this help
@@ -121,6 +126,9 @@ async function serve(args: string[]): Promise<number> {
       "public-url": { type: "string" },
       chain: { type: "string" },
       "chain-file": { type: "string" },
+      listen: { type: "string", multiple: true },
+      bootstrap: { type: "string", multiple: true },
+      "no-mesh": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -148,7 +156,14 @@ async function serve(args: string[]): Promise<number> {
   const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
   const chain = rpc ? await loadChain({ rpc, file: chainFile }) : undefined;
 
-  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain });
+  const list = (flag: string[] | undefined, env: string) =>
+    flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);
+  const mesh = values["no-mesh"] ? undefined : {
+    listen: list(values.listen, "MESH_LISTEN") ?? [...DEFAULT_LISTEN],
+    bootstrap: list(values.bootstrap, "MESH_BOOTSTRAP") ?? [],
+  };
+
+  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain, mesh });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);

@@ -2,12 +2,14 @@
  * A Meshgate node: the chunk store and the content pipeline composed into one object that the gateway
  * and the CLI drive. Later layers (mesh, money) plug in here, never into the layers below.
  */
-import { type CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
+import { CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
 import { decodeManifest, type Manifest } from "./content/manifest.ts";
 import { ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
 import { readFile, type ReadOptions } from "./content/read.ts";
 import { ChunkStore } from "./store/store.ts";
 import type { ChainConfig } from "./pay/mod.ts";
+import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
+import { fetchFromMesh, placeFile, provideAll } from "./mesh/distribute.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -19,6 +21,11 @@ export interface NodeConfig {
   cacheBytes?: number;
   /** The chain with Meshgate's contracts, when payments are on. Absent: volunteer mode, all free. */
   chain?: ChainConfig;
+  /**
+   * Join the mesh with these libp2p settings (listen addresses, bootstrap peers, …); the identity lives in
+   * `dataDir`. Absent: a lone node that serves only its own store.
+   */
+  mesh?: Omit<MeshNodeInit, "dataDir" | "store">;
 }
 
 /** Raised for content this node cannot find. */
@@ -68,6 +75,10 @@ class ByteCache<V extends { byteLength: number } | Uint8Array> {
 export interface NodeStats {
   repaired: number;
   uploads: number;
+  /** Chunks fetched from other peers. */
+  fetched: number;
+  /** Chunks handed to other peers by placement. */
+  placed: number;
 }
 
 export class MeshgateNode {
@@ -78,7 +89,9 @@ export class MeshgateNode {
   #manifests = new ByteCache<Manifest & { byteLength: number }>(4 * 1024 * 1024);
   /** Chunks claimed by uploads in progress: a failed upload must not delete what another one uses. */
   #claims = new Map<string, number>();
-  #stats: NodeStats = { repaired: 0, uploads: 0 };
+  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
+  /** The libp2p side, when this node is part of a mesh. */
+  mesh?: MeshNode;
 
   private constructor(store: ChunkStore, cacheBytes: number, chain?: ChainConfig) {
     this.store = store;
@@ -88,7 +101,30 @@ export class MeshgateNode {
 
   static async create(config: NodeConfig): Promise<MeshgateNode> {
     const store = await ChunkStore.open(config.dataDir, { maxBytes: config.maxStoreBytes });
-    return new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024, config.chain);
+    const node = new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024, config.chain);
+    if (config.mesh) {
+      // What peers may ask of this node: its store, and chunks they hand over are announced as held here.
+      const source = {
+        get: (cid: CID) => store.get(cid),
+        has: (cid: CID) => store.has(cid),
+        put: async (cid: CID, bytes: Uint8Array) => {
+          await store.put(cid, bytes);
+          await store.flush();
+          if (node.mesh) provideAll(node.mesh, [cid]);
+        },
+      };
+      try {
+        node.mesh = await createMeshNode({
+          ...config.mesh,
+          dataDir: config.dataDir,
+          store: source,
+        });
+      } catch (e) {
+        await store.close();
+        throw e;
+      }
+    }
+    return node;
   }
 
   /**
@@ -112,6 +148,7 @@ export class MeshgateNode {
       await this.store.flush();
       await this.store.pin(result.cid);
       this.#stats.uploads++;
+      if (this.mesh) await this.#distribute(result, options.signal);
       return result;
     } catch (e) {
       for (const key of claimed) this.#release(key);
@@ -127,18 +164,34 @@ export class MeshgateNode {
     }
   }
 
+  /** Places the file's stripes on peers; what went elsewhere is dropped here (the manifest stays). */
+  async #distribute({ cid, manifest }: IngestResult, signal?: AbortSignal): Promise<void> {
+    const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), { signal });
+    this.#stats.placed += report.remote.size;
+    for (const key of report.remote.keys()) {
+      if (key !== cid.toString() && !this.#claims.has(key)) await this.store.delete(CID.parse(key));
+    }
+  }
+
   #release(key: string): void {
     const n = (this.#claims.get(key) ?? 1) - 1;
     if (n > 0) this.#claims.set(key, n);
     else this.#claims.delete(key);
   }
 
-  /** One chunk, verified; null when this node cannot get it. `cache` keeps it in memory for next time. */
-  async chunk(cid: CID, cache = true): Promise<Uint8Array | null> {
+  /**
+   * One chunk, verified: from memory, the store, or else the mesh; null when nobody has it. `cache` keeps
+   * it in memory for next time.
+   */
+  async chunk(cid: CID, cache = true, signal?: AbortSignal): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
     if (hit) return hit;
-    const bytes = await this.store.get(cid);
+    let bytes = await this.store.get(cid);
+    if (!bytes && this.mesh) {
+      bytes = await fetchFromMesh(this.mesh, cid, { signal });
+      if (bytes) this.#stats.fetched++;
+    }
     if (bytes && cache) this.#cache.set(key, bytes);
     return bytes;
   }
@@ -186,7 +239,11 @@ export class MeshgateNode {
       onRepaired: (cid, bytes) => {
         this.#stats.repaired++;
         this.#cache.set(cid.toString(), bytes);
-        this.store.put(cid, bytes).catch((e) => {
+        const keep = this.store.put(cid, bytes).then(async () => {
+          await this.store.flush();
+          if (this.mesh) await provideAll(this.mesh, [cid]);
+        });
+        keep.catch((e) => {
           console.error(
             JSON.stringify({
               level: "warn",
@@ -205,6 +262,7 @@ export class MeshgateNode {
   }
 
   async stop(): Promise<void> {
+    await this.mesh?.stop();
     await this.store.close();
   }
 }

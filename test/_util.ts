@@ -61,6 +61,9 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
 
 export interface ServerProcess {
   url: string;
+  /** The node's peer ID and mesh multiaddrs, as printed at start (empty with --no-mesh). */
+  peerId?: string;
+  multiaddrs: string[];
   pid: number;
   child: Deno.ChildProcess;
   /** Resident memory of the server process in bytes. */
@@ -70,6 +73,14 @@ export interface ServerProcess {
 }
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
+
+/** Mesh listeners on free loopback ports, so servers in tests never collide on 4001/4002. */
+export const LOOPBACK_MESH = [
+  "--listen",
+  "/ip4/127.0.0.1/tcp/0",
+  "--listen",
+  "/ip4/127.0.0.1/tcp/0/ws",
+];
 
 /** Runs `deno run -A src/cli.ts <args>` to completion. */
 export async function runCli(
@@ -99,7 +110,7 @@ export async function runCli(
  */
 export async function startServer(args: string[] = [], command?: string[]): Promise<ServerProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: command ?? ["run", "-A", CLI, "serve", "--port", "0", ...args],
+    args: command ?? ["run", "-A", CLI, "serve", "--port", "0", ...LOOPBACK_MESH, ...args],
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
@@ -111,7 +122,7 @@ export async function startServer(args: string[] = [], command?: string[]): Prom
     const { value, done } = await reader.read();
     if (done) throw new Error(`serve exited before listening; output: ${seen}`);
     seen += value;
-    url = /gateway: (http:\/\/\S+?)\/?\n/.exec(seen)?.[1];
+    if (/^data: .*\n/m.test(seen) || command) url = /gateway: (http:\/\/\S+?)\/?\n/.exec(seen)?.[1];
   }
   clearTimeout(timeout);
   // Keep draining stdout so the child never blocks on a full pipe.
@@ -121,6 +132,8 @@ export async function startServer(args: string[] = [], command?: string[]): Prom
   const pid = child.pid;
   return {
     url,
+    peerId: /^peer: +(\S+)$/m.exec(seen)?.[1],
+    multiaddrs: [...seen.matchAll(/^mesh: +(\/\S+)$/gm)].map((m) => m[1]!),
     pid,
     child,
     rss() {

@@ -1,0 +1,34 @@
+/** Turns the ways callers name a peer into something libp2p can dial. */
+import { isPeerId, type PeerId, type PeerStore } from "@libp2p/interface";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { isMultiaddr, type Multiaddr, multiaddr } from "@multiformats/multiaddr";
+
+/** A peer to talk to: a peer ID (string or object) known to the peer store, a multiaddr (string or object)
+ * ending in `/p2p/<id>`, or a provider as `findProviders` yields it. */
+export type PeerTarget = string | PeerId | Multiaddr | { peerId: string; multiaddrs: string[] };
+
+/**
+ * A dial target for `target`. A provider's addresses are merged into the peer store first, so that libp2p dials
+ * them by peer ID (provider addresses usually lack the `/p2p/<id>` suffix a bare multiaddr dial needs).
+ */
+export async function resolvePeerTarget(
+  peerStore: PeerStore,
+  target: PeerTarget,
+): Promise<PeerId | Multiaddr> {
+  if (typeof target === "string") {
+    return target.startsWith("/") ? multiaddr(target) : peerIdFromString(target);
+  }
+  if (isPeerId(target) || isMultiaddr(target)) return target;
+  const id = peerIdFromString(target.peerId);
+  if (target.multiaddrs.length > 0) {
+    await peerStore.merge(id, { multiaddrs: target.multiaddrs.map((a) => multiaddr(a)) });
+  }
+  return id;
+}
+
+/** A short name of `target` for error messages. */
+export function peerTargetLabel(target: PeerTarget): string {
+  if (typeof target === "string") return target;
+  if (isPeerId(target) || isMultiaddr(target)) return target.toString();
+  return target.peerId;
+}

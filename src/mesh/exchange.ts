@@ -1,0 +1,627 @@
+/**
+ * The chunk exchange protocol, `/meshgate/chunk/1.0.0`: peers ask each other for chunks (`get`), whether they
+ * hold them (`has`), and to keep them (`put`).
+ *
+ * One request per stream. Every message is a frame (see `_framing.ts`): a JSON header, then raw bytes for
+ * chunk data. The client opens a stream and writes
+ *
+ * - `{ op: "get", cids }`: the server answers, in order, one `{ cid, found }` frame per CID, with the chunk as
+ *   body when found;
+ * - `{ op: "has", cids }`: one `{ have: boolean[] }` frame;
+ * - `{ op: "put", count }` then `count` frames `{ cid }` + bytes: one `{ cid, accepted, reason? }` frame per
+ *   chunk, as each is stored or refused.
+ *
+ * A server that cannot serve a request sends `{ error, message }` and closes. A frame over the limit resets
+ * the stream. Every chunk received is checked against its CID before use; a peer that sends bad bytes is
+ * reported through `onMisbehaviour`, recorded, and not asked again within that request.
+ *
+ * @module
+ */
+import type {
+  AbortOptions,
+  ComponentLogger,
+  Connection,
+  Logger,
+  PeerId,
+  PeerStore,
+  Startable,
+  Stream,
+  StreamHandler,
+} from "@libp2p/interface";
+import type { Multiaddr } from "@multiformats/multiaddr";
+import { ChunkMismatchError, type CID, matchesCid, parseCid } from "../content/cid.ts";
+import { MeshError } from "../errors.ts";
+import { decodeFrame, encodeFrame, type Frame, FrameReader, writeFrame } from "./_framing.ts";
+import { KeyedLimiter } from "./_limiter.ts";
+import { type PeerTarget, peerTargetLabel, resolvePeerTarget } from "./_target.ts";
+import {
+  ExchangeProtocolError,
+  MessageTooLargeError,
+  PeerTimeoutError,
+  PeerUnreachableError,
+} from "./errors.ts";
+
+export type { PeerTarget };
+
+/** Protocol ID of the chunk exchange. */
+export const CHUNK_PROTOCOL = "/meshgate/chunk/1.0.0";
+/** Largest chunk, in bytes (DESIGN.md: a chunk is at most 1 MiB). */
+export const MAX_CHUNK_BYTES = 1024 * 1024;
+/** Largest frame header, in bytes. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+/** Largest frame: one chunk and its header. A longer length prefix resets the stream. */
+export const MAX_FRAME_BYTES = MAX_CHUNK_BYTES + MAX_HEADER_BYTES;
+/** Most CIDs in one request: 512 base32 CIDs (~60 chars each) stay well inside {@link MAX_HEADER_BYTES}. */
+export const MAX_CIDS_PER_REQUEST = 512;
+
+/**
+ * The local chunk store as the exchange sees it. Typed structurally so that the mesh layer does not import
+ * `src/store` (a sibling layer); the node wires the real store in.
+ */
+export interface ChunkSource {
+  /** Verified bytes of `cid`, or `null` when absent. */
+  get(cid: CID): Promise<Uint8Array | null>;
+  /** True when the chunk is held. */
+  has(cid: CID): Promise<boolean>;
+  /** Keeps a chunk (verifying it); throws a `MeshError` with code `"store_full"` (status 507) when full. */
+  put(cid: CID, bytes: Uint8Array): Promise<void>;
+}
+
+/** What a peer did wrong, as reported to `onMisbehaviour` and kept in {@link ChunkExchange.misbehaviour}. */
+export type MisbehaviourReport =
+  /** It sent bytes that do not hash to the CID they were sent under (answering `get`, or in a `put`). */
+  | { kind: "bad_bytes"; cid: CID; at: number }
+  /** It sent a frame over the size limit. */
+  | { kind: "oversize"; length: number; at: number };
+
+/** Called once per misbehaviour seen; the reputation layer consumes these. */
+export type MisbehaviourListener = (peerId: string, report: MisbehaviourReport) => void;
+
+/** Options of the chunk exchange. Every field documents its default. */
+export interface ChunkExchangeInit {
+  /** The local store that serves `get`/`has` and keeps `put` chunks. Without one, `get` finds nothing and `put`
+   * is refused with reason `"no_store"`. Default: none. */
+  store?: ChunkSource;
+  /** Most requests this node runs at once towards one peer; more wait for a slot. Default: 8. */
+  maxInFlightPerPeer?: number;
+  /** Longest wait, in ms, for the next frame of an answer (or for the peer to take ours) before the request
+   * fails with {@link PeerTimeoutError}. An idle timeout: a long transfer that keeps moving never hits it. Pass
+   * `signal` to bound a whole call. Default: 30 000. */
+  timeoutMs?: number;
+  /** The serving side's idle timeout, in ms, after which an inbound request is reset. Default: 60 000. */
+  serverTimeoutMs?: number;
+  /** Inbound streams of this protocol allowed at once on one connection (more are reset by libp2p). Keep it
+   * above peers' `maxInFlightPerPeer`. Default: 32. */
+  maxInboundStreams?: number;
+  /** Called for every misbehaviour seen, besides the in-memory record. Default: none. */
+  onMisbehaviour?: MisbehaviourListener;
+}
+
+/** The libp2p components the exchange uses (injected by libp2p when it runs as a service). */
+export interface ChunkExchangeComponents {
+  registrar: {
+    handle(
+      protocol: string,
+      handler: StreamHandler,
+      options?: Record<string, unknown>,
+    ): Promise<void>;
+    unhandle(protocol: string): Promise<void>;
+  };
+  connectionManager: {
+    openConnection(
+      peer: PeerId | Multiaddr | Multiaddr[],
+      options?: AbortOptions,
+    ): Promise<Connection>;
+  };
+  peerStore: PeerStore;
+  logger: ComponentLogger;
+}
+
+/** One answer of {@link ChunkExchange.fetchChunks}: the verified bytes, or `null` when the peer lacks it. */
+export interface FetchedChunk {
+  cid: CID;
+  bytes: Uint8Array | null;
+}
+
+/** Why a peer refused to keep a chunk. */
+export type StoreRefusal = "store_full" | "bad_bytes" | "no_store" | "error";
+
+/** One answer of {@link ChunkExchange.storeChunks}. */
+export interface StoreResult {
+  cid: CID;
+  accepted: boolean;
+  /** Set when refused. */
+  reason?: StoreRefusal;
+  /** The peer's explanation, when refused. */
+  message?: string;
+}
+
+/** Options of every client call. */
+export interface ExchangeCallOptions {
+  /** Aborts the whole call; the stream is reset and the signal's reason thrown. */
+  signal?: AbortSignal;
+}
+
+const MAX_REPORTS_PER_PEER = 100;
+const STORE_REFUSALS: ReadonlySet<string> = new Set([
+  "store_full",
+  "bad_bytes",
+  "no_store",
+  "error",
+]);
+
+/** Builds the exchange as a libp2p service: `services: { exchange: chunkExchange({ store }) }`. */
+export function chunkExchange(
+  init: ChunkExchangeInit = {},
+): (components: ChunkExchangeComponents) => ChunkExchange {
+  return (components) => new ChunkExchange(components, init);
+}
+
+/** Serves the chunk exchange protocol and is its client. Starts and stops with the libp2p node. */
+export class ChunkExchange implements Startable {
+  readonly #components: ChunkExchangeComponents;
+  readonly #store: ChunkSource | undefined;
+  readonly #timeoutMs: number;
+  readonly #serverTimeoutMs: number;
+  readonly #maxInbound: number;
+  readonly #limiter: KeyedLimiter;
+  readonly #onMisbehaviour: MisbehaviourListener | undefined;
+  readonly #misbehaviour = new Map<string, MisbehaviourReport[]>();
+  readonly #inbound = new Set<Stream>();
+  readonly #log: Logger;
+
+  constructor(components: ChunkExchangeComponents, init: ChunkExchangeInit = {}) {
+    this.#components = components;
+    this.#store = init.store;
+    this.#timeoutMs = positive(init.timeoutMs ?? 30_000, "timeoutMs");
+    this.#serverTimeoutMs = positive(init.serverTimeoutMs ?? 60_000, "serverTimeoutMs");
+    this.#maxInbound = positive(init.maxInboundStreams ?? 32, "maxInboundStreams");
+    this.#limiter = new KeyedLimiter(init.maxInFlightPerPeer ?? 8);
+    this.#onMisbehaviour = init.onMisbehaviour;
+    this.#log = components.logger.forComponent("meshgate:exchange");
+  }
+
+  readonly [Symbol.toStringTag] = "@meshgate/chunk-exchange";
+
+  async start(): Promise<void> {
+    await this.#components.registrar.handle(CHUNK_PROTOCOL, this.#handle, {
+      maxInboundStreams: this.#maxInbound,
+      maxOutboundStreams: Math.max(64, this.#maxInbound),
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.#components.registrar.unhandle(CHUNK_PROTOCOL);
+    for (const stream of this.#inbound) stream.abort(new Error("The node is stopping"));
+    this.#inbound.clear();
+  }
+
+  /** Misbehaviour seen so far, by peer ID, oldest first (the last 100 per peer). Kept in memory only: the
+   * reputation layer keeps the durable record through `onMisbehaviour`. */
+  misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]> {
+    return this.#misbehaviour;
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Client
+
+  /** Fetches one chunk from `peer`: its verified bytes, or `null` when the peer does not hold it. */
+  async fetchChunk(
+    peer: PeerTarget,
+    cid: CID,
+    options: ExchangeCallOptions = {},
+  ): Promise<Uint8Array | null> {
+    for await (const got of this.fetchChunks(peer, [cid], options)) return got.bytes;
+    throw new ExchangeProtocolError("the peer sent no answer");
+  }
+
+  /**
+   * Fetches chunks from `peer`, yielding one {@link FetchedChunk} per CID, in order, as they arrive. Bytes are
+   * verified against their CID first: on a mismatch the peer is reported and the iteration throws
+   * {@link ChunkMismatchError} without asking that peer for the rest. Breaking out early resets the stream.
+   */
+  async *fetchChunks(
+    peer: PeerTarget,
+    cids: readonly CID[],
+    options: ExchangeCallOptions = {},
+  ): AsyncGenerator<FetchedChunk> {
+    for (let start = 0; start < cids.length; start += MAX_CIDS_PER_REQUEST) {
+      const batch = cids.slice(start, start + MAX_CIDS_PER_REQUEST);
+      const session = await this.#open(peer, options.signal);
+      try {
+        await session.send({ op: "get", cids: batch.map(String) });
+        await session.closeWrite();
+        for (const [i, cid] of batch.entries()) {
+          const frame = await session.expect();
+          const header = frame.header as { cid?: unknown; found?: unknown };
+          if (header.cid !== cid.toString() || typeof header.found !== "boolean") {
+            throw new ExchangeProtocolError(
+              `peer "${session.peer}" answered out of order for ${cid}`,
+            );
+          }
+          if (header.found && !matchesCid(cid, frame.body)) {
+            this.#report(session.peer, { kind: "bad_bytes", cid, at: Date.now() });
+            throw new ChunkMismatchError(cid, `peer "${session.peer}"`);
+          }
+          // Complete before the last yield: a consumer that stops there has not abandoned anything.
+          if (i === batch.length - 1) session.done();
+          yield { cid, bytes: header.found ? frame.body : null };
+        }
+      } catch (e) {
+        throw session.fail(e);
+      } finally {
+        session.end();
+      }
+    }
+  }
+
+  /** Asks `peer` which of `cids` it holds: one boolean per CID, in order. */
+  async hasChunks(
+    peer: PeerTarget,
+    cids: readonly CID[],
+    options: ExchangeCallOptions = {},
+  ): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (let start = 0; start < cids.length; start += MAX_CIDS_PER_REQUEST) {
+      const batch = cids.slice(start, start + MAX_CIDS_PER_REQUEST);
+      const session = await this.#open(peer, options.signal);
+      try {
+        await session.send({ op: "has", cids: batch.map(String) });
+        await session.closeWrite();
+        const { have } = (await session.expect()).header as { have?: unknown };
+        if (
+          !Array.isArray(have) || have.length !== batch.length ||
+          !have.every((h) => typeof h === "boolean")
+        ) {
+          throw new ExchangeProtocolError(`peer "${session.peer}" sent a malformed "has" answer`);
+        }
+        out.push(...have);
+        session.done();
+      } catch (e) {
+        throw session.fail(e);
+      } finally {
+        session.end();
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Asks `peer` to keep `chunks`. Resolves with one {@link StoreResult} per chunk, in order: refusals (a full
+   * store: `"store_full"`) are answers, not errors. Throws `RangeError` for a chunk over
+   * {@link MAX_CHUNK_BYTES} before sending anything.
+   */
+  async storeChunks(
+    peer: PeerTarget,
+    chunks: readonly { cid: CID; bytes: Uint8Array }[],
+    options: ExchangeCallOptions = {},
+  ): Promise<StoreResult[]> {
+    for (const { cid, bytes } of chunks) {
+      if (bytes.length > MAX_CHUNK_BYTES) {
+        throw new RangeError(
+          `Chunk "${cid}" has ${bytes.length} bytes, more than the limit of ${MAX_CHUNK_BYTES}`,
+        );
+      }
+    }
+    const out: StoreResult[] = [];
+    for (let start = 0; start < chunks.length; start += MAX_CIDS_PER_REQUEST) {
+      const batch = chunks.slice(start, start + MAX_CIDS_PER_REQUEST);
+      const session = await this.#open(peer, options.signal);
+      try {
+        // Write and read at once: the server answers each chunk as it stores it.
+        const writing = (async () => {
+          await session.send({ op: "put", count: batch.length });
+          for (const { cid, bytes } of batch) await session.send({ cid: cid.toString() }, bytes);
+          await session.closeWrite();
+        })();
+        const reading = (async () => {
+          const results: StoreResult[] = [];
+          for (const { cid } of batch) {
+            const h = (await session.expect()).header as Record<string, unknown>;
+            if (h.cid !== cid.toString() || typeof h.accepted !== "boolean") {
+              throw new ExchangeProtocolError(
+                `peer "${session.peer}" answered out of order for ${cid}`,
+              );
+            }
+            if (h.accepted) {
+              results.push({ cid, accepted: true });
+            } else {
+              const reason = typeof h.reason === "string" && STORE_REFUSALS.has(h.reason)
+                ? h.reason as StoreRefusal
+                : "error";
+              const message = typeof h.message === "string" ? h.message.slice(0, 500) : undefined;
+              results.push({ cid, accepted: false, reason, ...(message ? { message } : {}) });
+            }
+          }
+          return results;
+        })();
+        const [, results] = await Promise.all([writing, reading]);
+        out.push(...results);
+        session.done();
+      } catch (e) {
+        throw session.fail(e);
+      } finally {
+        session.end();
+      }
+    }
+    return out;
+  }
+
+  /** Dials `target`, waits for an in-flight slot for that peer, and opens a stream: one request's session. */
+  async #open(target: PeerTarget, signal?: AbortSignal): Promise<Session> {
+    const label = peerTargetLabel(target);
+    let connection: Connection;
+    try {
+      connection = await this.#components.connectionManager.openConnection(
+        await resolvePeerTarget(this.#components.peerStore, target),
+        { signal },
+      );
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      throw new PeerUnreachableError(label, e);
+    }
+    const peer = connection.remotePeer.toString();
+    const release = await this.#limiter.acquire(peer, signal);
+    let stream: Stream;
+    try {
+      stream = await connection.newStream(CHUNK_PROTOCOL, { signal });
+    } catch (e) {
+      release();
+      if (signal?.aborted) throw signal.reason;
+      throw new PeerUnreachableError(peer, e);
+    }
+    return new Session(
+      peer,
+      stream,
+      release,
+      this.#timeoutMs,
+      signal,
+      (r) => this.#report(peer, r),
+    );
+  }
+
+  #report(peer: string, report: MisbehaviourReport): void {
+    let list = this.#misbehaviour.get(peer);
+    if (list === undefined) this.#misbehaviour.set(peer, list = []);
+    list.push(report);
+    if (list.length > MAX_REPORTS_PER_PEER) list.shift();
+    this.#log("misbehaviour by %s: %s", peer, report.kind);
+    try {
+      this.#onMisbehaviour?.(peer, report);
+    } catch (e) {
+      this.#log.error("onMisbehaviour threw - %e", e);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Server
+
+  #handle: StreamHandler = async (stream, connection) => {
+    const peer = connection.remotePeer.toString();
+    this.#inbound.add(stream);
+    const session = new Session(peer, stream, () => {}, this.#serverTimeoutMs, undefined, (r) => {
+      this.#report(peer, r);
+    });
+    try {
+      await this.#serve(session);
+      await session.closeWrite();
+      session.done();
+    } catch (e) {
+      const err = session.fail(e);
+      this.#log("request from %s failed - %e", peer, err);
+    } finally {
+      session.end();
+      this.#inbound.delete(stream);
+    }
+  };
+
+  async #serve(session: Session): Promise<void> {
+    const first = await session.next();
+    if (first === null) return;
+    const req = first.header as Record<string, unknown>;
+    if (req.op === "get" || req.op === "has") {
+      const cids = this.#requestCids(req.cids);
+      if (cids === null) {
+        return await session.refuse("bad_request", '"cids" must list 1 to 512 CIDs');
+      }
+      if (req.op === "has") {
+        let have: boolean[];
+        try {
+          have = this.#store
+            ? await Promise.all(cids.map((c) => this.#store!.has(c)))
+            : cids.map(() => false);
+        } catch (e) {
+          this.#log.error("store.has failed - %e", e);
+          return await session.refuse("store_error", "The store failed to look chunks up");
+        }
+        return await session.send({ have });
+      }
+      for (const cid of cids) {
+        let bytes: Uint8Array | null = null;
+        try {
+          bytes = this.#store ? await this.#store.get(cid) : null;
+        } catch (e) {
+          this.#log.error("store.get(%s) failed - %e", cid, e);
+          return await session.refuse("store_error", "The store failed to read a chunk");
+        }
+        const found = bytes !== null && bytes.length <= MAX_CHUNK_BYTES;
+        await session.send({ cid: cid.toString(), found }, found ? bytes! : undefined);
+      }
+      return;
+    }
+    if (req.op === "put") {
+      const count = req.count;
+      if (
+        typeof count !== "number" || !Number.isInteger(count) || count < 0 ||
+        count > MAX_CIDS_PER_REQUEST
+      ) {
+        return await session.refuse("bad_request", '"count" must be an integer from 0 to 512');
+      }
+      for (let i = 0; i < count; i++) {
+        const frame = await session.expect();
+        const raw = (frame.header as { cid?: unknown }).cid;
+        let cid: CID;
+        try {
+          cid = parseCid(typeof raw === "string" ? raw : "");
+        } catch (e) {
+          return await session.refuse("invalid_cid", (e as Error).message);
+        }
+        await session.send({ cid: raw, ...(await this.#keep(session.peer, cid, frame.body)) });
+      }
+      return;
+    }
+    return await session.refuse("bad_request", `Unknown op "${String(req.op).slice(0, 20)}"`);
+  }
+
+  async #keep(
+    peer: string,
+    cid: CID,
+    bytes: Uint8Array,
+  ): Promise<{ accepted: boolean; reason?: StoreRefusal; message?: string }> {
+    if (this.#store === undefined) return { accepted: false, reason: "no_store" };
+    if (bytes.length > MAX_CHUNK_BYTES || !matchesCid(cid, bytes)) {
+      this.#report(peer, { kind: "bad_bytes", cid, at: Date.now() });
+      return { accepted: false, reason: "bad_bytes" };
+    }
+    try {
+      await this.#store.put(cid, bytes);
+      return { accepted: true };
+    } catch (e) {
+      if (e instanceof MeshError && e.code === "store_full") {
+        return { accepted: false, reason: "store_full", message: e.message };
+      }
+      this.#log.error("store.put(%s) failed - %e", cid, e);
+      return { accepted: false, reason: "error", message: "The store failed to keep the chunk" };
+    }
+  }
+
+  #requestCids(raw: unknown): CID[] | null {
+    if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_CIDS_PER_REQUEST) return null;
+    try {
+      return raw.map((c) => parseCid(typeof c === "string" ? c : ""));
+    } catch {
+      return null;
+    }
+  }
+}
+
+/**
+ * One request's stream, either side: framed reads and writes under an idle timeout and the caller's signal,
+ * and the single place that decides how a failed stream ends (reset) and what the caller sees.
+ */
+class Session {
+  readonly reader: FrameReader;
+  #finished = false;
+
+  constructor(
+    readonly peer: string,
+    readonly stream: Stream,
+    readonly releaseSlot: () => void,
+    readonly timeoutMs: number,
+    readonly signal: AbortSignal | undefined,
+    readonly report: (r: MisbehaviourReport) => void,
+  ) {
+    this.reader = new FrameReader(stream, { maxFrameLength: MAX_FRAME_BYTES });
+  }
+
+  /** The next frame, or `null` at a clean end of stream. */
+  next(): Promise<Frame | null> {
+    return this.#timed(async (signal) => {
+      const payload = await this.reader.read({ signal });
+      return payload === null ? null : decodeFrame(payload, MAX_HEADER_BYTES);
+    });
+  }
+
+  /** The next frame; an end of stream or an error answer throws {@link ExchangeProtocolError}. */
+  async expect(): Promise<Frame> {
+    const frame = await this.next();
+    if (frame === null) {
+      throw new ExchangeProtocolError(`peer "${this.peer}" closed the stream early`);
+    }
+    const h = frame.header as { error?: unknown; message?: unknown } | null;
+    if (h === null || typeof h !== "object") {
+      throw new ExchangeProtocolError(`peer "${this.peer}" sent a header that is not an object`);
+    }
+    if (typeof h.error === "string") {
+      const why = typeof h.message === "string" ? `: ${h.message.slice(0, 200)}` : "";
+      throw new ExchangeProtocolError(
+        `peer "${this.peer}" refused the request (${h.error.slice(0, 40)})${why}`,
+      );
+    }
+    return frame;
+  }
+
+  /** Closes our writable end once everything queued has been sent. */
+  closeWrite(): Promise<void> {
+    return this.#timed((signal) => this.stream.close({ signal }));
+  }
+
+  send(header: unknown, body?: Uint8Array): Promise<void> {
+    return this.#timed((signal) => writeFrame(this.stream, header, body, { signal }));
+  }
+
+  /** Answers with an error frame; the request ends. */
+  refuse(code: string, message: string): Promise<void> {
+    return this.send({ error: code, message });
+  }
+
+  /** Marks the request as complete: {@link end} then leaves the stream to close normally. */
+  done(): void {
+    this.#finished = true;
+  }
+
+  /** Always called last: resets the stream if the request was abandoned midway (a consumer that stopped
+   * iterating), detaches the reader and frees the in-flight slot. */
+  end(): void {
+    if (!this.#finished) {
+      this.#finished = true;
+      this.stream.abort(new Error("The request was abandoned"));
+    }
+    this.reader.release();
+    this.releaseSlot();
+  }
+
+  /**
+   * Ends the request after `error`: resets the stream, reports an oversize frame, and returns the error the
+   * caller should see (the caller's abort reason, or a typed mesh error).
+   */
+  fail(error: unknown): unknown {
+    if (this.#finished) return error;
+    this.#finished = true;
+    if (error instanceof MessageTooLargeError) {
+      this.report({ kind: "oversize", length: error.length, at: Date.now() });
+      // Tell the peer why before resetting; it is about to be cut off anyway, so do not wait long.
+      try {
+        this.stream.send(encodeFrame({ error: "message_too_large", message: error.message }));
+      } catch { /* the stream is already closed */ }
+    }
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.stream.abort(err);
+    return error;
+  }
+
+  /** Runs `fn` under the caller's signal and an idle timeout; a timeout becomes {@link PeerTimeoutError}. */
+  async #timed<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timer = new AbortController();
+    const id = setTimeout(
+      () => timer.abort(new PeerTimeoutError(this.peer, this.timeoutMs)),
+      this.timeoutMs,
+    );
+    const signal = this.signal ? AbortSignal.any([this.signal, timer.signal]) : timer.signal;
+    try {
+      return await fn(signal);
+    } catch (e) {
+      if (signal.aborted) throw signal.reason;
+      throw e;
+    } finally {
+      clearTimeout(id);
+    }
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new RangeError(`"${name}" must be a positive number, got "${n}"`);
+  }
+  return n;
+}

@@ -1,0 +1,38 @@
+/**
+ * The mesh layer: a libp2p node with Meshgate's DHT and chunk exchange.
+ *
+ * @module
+ */
+export { createMeshNode, DEFAULT_LISTEN } from "./node.ts";
+export type { MeshNode, MeshNodeInit, MeshServices } from "./node.ts";
+export {
+  CHUNK_PROTOCOL,
+  ChunkExchange,
+  chunkExchange,
+  MAX_CHUNK_BYTES,
+  MAX_CIDS_PER_REQUEST,
+  MAX_FRAME_BYTES,
+  MAX_HEADER_BYTES,
+} from "./exchange.ts";
+export type {
+  ChunkExchangeComponents,
+  ChunkExchangeInit,
+  ChunkSource,
+  ExchangeCallOptions,
+  FetchedChunk,
+  MisbehaviourListener,
+  MisbehaviourReport,
+  PeerTarget,
+  StoreRefusal,
+  StoreResult,
+} from "./exchange.ts";
+export { findProviders, KAD_PROTOCOL, meshDht, provide, providerKey } from "./dht.ts";
+export type { MeshDhtInit, ProviderInfo } from "./dht.ts";
+export { KEY_FILE, loadOrCreatePrivateKey } from "./identity.ts";
+export {
+  ExchangeProtocolError,
+  KeyFileError,
+  MessageTooLargeError,
+  PeerTimeoutError,
+  PeerUnreachableError,
+} from "./errors.ts";

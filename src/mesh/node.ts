@@ -1,0 +1,281 @@
+/**
+ * A Meshgate mesh node: js-libp2p with TCP and WebSockets, noise, yamux, identify, ping, the Meshgate DHT and
+ * the chunk exchange, under a persistent Ed25519 identity.
+ *
+ * @module
+ */
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { generateKeyPair } from "@libp2p/crypto/keys";
+import { identify } from "@libp2p/identify";
+import type { Identify } from "@libp2p/identify";
+import type { KadDHT, SingleKadDHT } from "@libp2p/kad-dht";
+import type { AbortOptions, Libp2p } from "@libp2p/interface";
+import { ping } from "@libp2p/ping";
+import type { Ping } from "@libp2p/ping";
+import { tcp } from "@libp2p/tcp";
+import { webSockets } from "@libp2p/websockets";
+import { multiaddr } from "@multiformats/multiaddr";
+import { createLibp2p } from "libp2p";
+import type { CID } from "../content/cid.ts";
+import { findProviders, meshDht, type MeshDhtInit, provide, type ProviderInfo } from "./dht.ts";
+import {
+  ChunkExchange,
+  chunkExchange,
+  type ChunkExchangeInit,
+  type ChunkSource,
+  type ExchangeCallOptions,
+  type FetchedChunk,
+  type MisbehaviourListener,
+  type MisbehaviourReport,
+  type PeerTarget,
+  type StoreResult,
+} from "./exchange.ts";
+import { loadOrCreatePrivateKey } from "./identity.ts";
+import { resolvePeerTarget } from "./_target.ts";
+
+/** Listen addresses when none are given: TCP on 4001 and WebSockets on 4002, all interfaces. */
+export const DEFAULT_LISTEN: readonly string[] = [
+  "/ip4/0.0.0.0/tcp/4001",
+  "/ip4/0.0.0.0/tcp/4002/ws",
+];
+
+/** Options of {@link createMeshNode}. Every field documents its default. */
+export interface MeshNodeInit {
+  /** Directory of the node's state; its identity key lives in `<dataDir>/peer.key` (created on first start,
+   * mode 0600). Default: none, and a fresh identity each run (tests, throwaway clients). */
+  dataDir?: string;
+  /** Multiaddrs to listen on. Default: {@link DEFAULT_LISTEN}. */
+  listen?: string[];
+  /** Multiaddrs to announce instead of the listen addresses (a public address behind NAT). Default: none. */
+  announce?: string[];
+  /** Multiaddrs (with `/p2p/<id>`) of peers to join through; dialled at start, and again every
+   * `bootstrapIntervalMs` while the node has no connection at all. Default: none. */
+  bootstrap?: string[];
+  /** Retry period of the bootstrap dials while isolated, in ms. Default: 30 000. */
+  bootstrapIntervalMs?: number;
+  /** Keep loopback and private addresses in DHT peer records. Default: true for now, because every mesh we run
+   * today is on one host or a LAN; a node on the public internet should set false so that it never hands out
+   * (or dials) addresses that mean something else on the asker's own network. */
+  allowLoopback?: boolean;
+  /** The local chunk store that serves peers. Default: none (the node serves nothing and refuses to keep). */
+  store?: ChunkSource;
+  /** Called for every misbehaviour of a peer seen by the exchange. Default: none. */
+  onMisbehaviour?: MisbehaviourListener;
+  /** Chunk exchange limits and timeouts (`store` and `onMisbehaviour` are taken from above). */
+  exchange?: Omit<ChunkExchangeInit, "store" | "onMisbehaviour">;
+  /** DHT options (`allowLoopback` is taken from above). */
+  dht?: Omit<MeshDhtInit, "allowLoopback">;
+  /** Start at once. Default: true. */
+  start?: boolean;
+}
+
+/** The libp2p services of a mesh node. */
+export interface MeshServices extends Record<string, unknown> {
+  identify: Identify;
+  ping: Ping;
+  dht: KadDHT;
+  exchange: ChunkExchange;
+}
+
+/** A running (or stopped) mesh node. */
+export interface MeshNode {
+  /** The node's peer ID, base58btc (`12D3KooW…`). */
+  readonly peerId: string;
+  /** The libp2p node underneath, for advanced use. */
+  readonly libp2p: Libp2p<MeshServices>;
+  /** Addresses others can dial, each ending in `/p2p/<peerId>`. Empty while stopped. */
+  multiaddrs(): string[];
+  /** Starts listening, dials the bootstrap peers (waiting at most 10 s for them). Idempotent. */
+  start(): Promise<void>;
+  /** Closes every connection and listener. Idempotent. */
+  stop(): Promise<void>;
+  /** Dials a peer (no-op when connected). */
+  connect(peer: PeerTarget, options?: AbortOptions): Promise<void>;
+  /** Peer IDs of the peers connected now. */
+  connectedPeers(): string[];
+  /** Peers in the DHT routing table. */
+  routingTableSize(): number;
+  /** Announces in the DHT that this node holds `cid`. */
+  provide(cid: CID, options?: AbortOptions): Promise<void>;
+  /** Finds who holds `cid` through the DHT, each provider once. */
+  findProviders(cid: CID, options?: AbortOptions): AsyncIterable<ProviderInfo>;
+  /** Fetches and verifies one chunk from `peer`; `null` when it lacks it. */
+  fetchChunk(peer: PeerTarget, cid: CID, options?: ExchangeCallOptions): Promise<Uint8Array | null>;
+  /** Fetches and verifies chunks from `peer`, in order. */
+  fetchChunks(
+    peer: PeerTarget,
+    cids: readonly CID[],
+    options?: ExchangeCallOptions,
+  ): AsyncIterable<FetchedChunk>;
+  /** Asks `peer` to keep chunks; one accepted/refused answer per chunk. */
+  storeChunks(
+    peer: PeerTarget,
+    chunks: readonly { cid: CID; bytes: Uint8Array }[],
+    options?: ExchangeCallOptions,
+  ): Promise<StoreResult[]>;
+  /** Asks `peer` which chunks it holds. */
+  hasChunks(
+    peer: PeerTarget,
+    cids: readonly CID[],
+    options?: ExchangeCallOptions,
+  ): Promise<boolean[]>;
+  /** Misbehaviour seen so far, by peer ID (in memory). */
+  misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]>;
+}
+
+/** Builds a mesh node from `init` and (unless `start: false`) starts it. */
+export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
+  for (const addr of init.bootstrap ?? []) checkBootstrapAddress(addr);
+  const privateKey = init.dataDir === undefined
+    ? await generateKeyPair("Ed25519")
+    : await loadOrCreatePrivateKey(init.dataDir);
+  const libp2p = await createLibp2p<MeshServices>({
+    privateKey,
+    start: false,
+    addresses: {
+      listen: [...(init.listen ?? DEFAULT_LISTEN)],
+      ...(init.announce ? { announce: init.announce } : {}),
+    },
+    transports: [tcp(), webSockets()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      // kad-dht takes `ping` as a component: without it peers never enter the routing table.
+      ping: ping(),
+      dht: meshDht({ ...init.dht, allowLoopback: init.allowLoopback ?? true }),
+      exchange: chunkExchange({
+        ...init.exchange,
+        store: init.store,
+        onMisbehaviour: init.onMisbehaviour,
+      }),
+    },
+  });
+  const node = new Libp2pMeshNode(libp2p, init);
+  if (init.start !== false) await node.start();
+  return node;
+}
+
+const BOOTSTRAP_DIAL_TIMEOUT_MS = 10_000;
+
+function checkBootstrapAddress(addr: string): void {
+  let ok = false;
+  try {
+    ok = multiaddr(addr).getComponents().some((c) => c.name === "p2p");
+  } catch (e) {
+    throw new TypeError(`Bootstrap address "${addr}" is not a multiaddr`, { cause: e });
+  }
+  if (!ok) throw new TypeError(`Bootstrap address "${addr}" must end in "/p2p/<peer id>"`);
+}
+
+class Libp2pMeshNode implements MeshNode {
+  readonly libp2p: Libp2p<MeshServices>;
+  readonly peerId: string;
+  readonly #bootstrap: string[];
+  readonly #bootstrapIntervalMs: number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopping: AbortController | undefined;
+
+  constructor(libp2p: Libp2p<MeshServices>, init: MeshNodeInit) {
+    this.libp2p = libp2p;
+    this.peerId = libp2p.peerId.toString();
+    this.#bootstrap = init.bootstrap ?? [];
+    this.#bootstrapIntervalMs = init.bootstrapIntervalMs ?? 30_000;
+  }
+
+  multiaddrs(): string[] {
+    return this.libp2p.getMultiaddrs().map(String);
+  }
+
+  async start(): Promise<void> {
+    if (this.libp2p.status === "started") return;
+    await this.libp2p.start();
+    this.#stopping = new AbortController();
+    if (this.#bootstrap.length > 0) {
+      await this.#dialBootstrap();
+      this.#timer = setInterval(() => {
+        if (this.libp2p.getConnections().length === 0) void this.#dialBootstrap();
+      }, this.#bootstrapIntervalMs);
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#stopping?.abort();
+    await this.libp2p.stop();
+  }
+
+  /** Dials every bootstrap peer at once; failures are logged, not thrown (others may answer, or later). */
+  async #dialBootstrap(): Promise<void> {
+    const signal = AbortSignal.any([
+      this.#stopping!.signal,
+      AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS),
+    ]);
+    const log = this.libp2p.logger.forComponent("meshgate:bootstrap");
+    await Promise.all(this.#bootstrap.map(async (addr) => {
+      try {
+        await this.libp2p.dial(multiaddr(addr), { signal });
+      } catch (e) {
+        log("could not dial %s - %e", addr, e);
+      }
+    }));
+  }
+
+  async connect(peer: PeerTarget, options: AbortOptions = {}): Promise<void> {
+    await this.libp2p.dial(await resolvePeerTarget(this.libp2p.peerStore, peer), options);
+  }
+
+  connectedPeers(): string[] {
+    return this.libp2p.getPeers().map(String);
+  }
+
+  routingTableSize(): number {
+    return (this.libp2p.services.dht as SingleKadDHT).routingTable.size;
+  }
+
+  provide(cid: CID, options?: AbortOptions): Promise<void> {
+    return provide(this.libp2p.contentRouting, cid, options);
+  }
+
+  findProviders(cid: CID, options?: AbortOptions): AsyncIterable<ProviderInfo> {
+    return findProviders(this.libp2p.contentRouting, cid, options);
+  }
+
+  fetchChunk(
+    peer: PeerTarget,
+    cid: CID,
+    options?: ExchangeCallOptions,
+  ): Promise<Uint8Array | null> {
+    return this.libp2p.services.exchange.fetchChunk(peer, cid, options);
+  }
+
+  fetchChunks(
+    peer: PeerTarget,
+    cids: readonly CID[],
+    options?: ExchangeCallOptions,
+  ): AsyncIterable<FetchedChunk> {
+    return this.libp2p.services.exchange.fetchChunks(peer, cids, options);
+  }
+
+  storeChunks(
+    peer: PeerTarget,
+    chunks: readonly { cid: CID; bytes: Uint8Array }[],
+    options?: ExchangeCallOptions,
+  ): Promise<StoreResult[]> {
+    return this.libp2p.services.exchange.storeChunks(peer, chunks, options);
+  }
+
+  hasChunks(
+    peer: PeerTarget,
+    cids: readonly CID[],
+    options?: ExchangeCallOptions,
+  ): Promise<boolean[]> {
+    return this.libp2p.services.exchange.hasChunks(peer, cids, options);
+  }
+
+  misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]> {
+    return this.libp2p.services.exchange.misbehaviour();
+  }
+}
