@@ -104,6 +104,13 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       () => node.stats().placed,
     ),
   );
+  metrics.add(
+    new Gauge(
+      "mesh_peer_misbehaviour",
+      "Reports of peers that sent bad bytes or oversize messages",
+      () => [...(node.mesh?.misbehaviour().values() ?? [])].reduce((n, r) => n + r.length, 0),
+    ),
+  );
   metrics.add(new Gauge("mesh_build_info", "Build information", () => [[{ version: VERSION }, 1]]));
 
   const gateway: Gateway = { app: new Hono(), metrics, ready: true };

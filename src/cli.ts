@@ -7,10 +7,14 @@
 import http from "node:http";
 import { parseArgs } from "node:util";
 import { MeshgateNode } from "./node.ts";
+import { ChunkStore } from "./store/store.ts";
+import { type RepairReport, repairStore } from "./store/repair.ts";
 import { createGateway } from "../edge/app.ts";
 import { MeshError } from "./errors.ts";
 import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
+import { type PaidDeliveryInit, payAccount } from "./pay/mod.ts";
 import { DEFAULT_LISTEN } from "./mesh/node.ts";
+import { startCluster } from "./cluster.ts";
 
 class UsageError extends Error {
   override name = "UsageError";
@@ -54,7 +58,7 @@ function formatBytes(n: number): string {
 }
 
 /** A progress bar on stderr, drawn only on a terminal, at most 10 times a second. */
-function progressBar(label: string, total: number | undefined) {
+function progressBar(label: string, total: number | undefined, format = formatBytes) {
   const tty = Deno.stderr.isTerminal();
   const started = performance.now();
   let last = 0;
@@ -68,10 +72,10 @@ function progressBar(label: string, total: number | undefined) {
     if (total) {
       const frac = Math.min(1, done / total);
       const bar = "#".repeat(Math.round(frac * 30)).padEnd(30, ".");
-      line = `${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}/${
-        formatBytes(total)
-      } ${formatBytes(rate)}/s`;
-    } else line = `${label} ${formatBytes(done)} ${formatBytes(rate)}/s`;
+      line = `${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${format(done)}/${
+        format(total)
+      } ${format(rate)}/s`;
+    } else line = `${label} ${format(done)} ${format(rate)}/s`;
     Deno.stderr.writeSync(enc.encode(`\r\x1b[K${line}${final ? "\n" : ""}`));
   };
   return { update: (done: number) => draw(done), done: (done: number) => draw(done, true) };
@@ -92,6 +96,27 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
   return flag ?? Deno.env.get(env) ?? fallback;
 }
 
+/** Paid delivery settings from --price and --pay-key (or their env); the key defaults only on anvil. */
+function payConfig(
+  priceFlag: string | undefined,
+  keyFlag: string | undefined,
+  chainId: number,
+): Omit<PaidDeliveryInit, "chain"> {
+  const price = setting(priceFlag, "MESH_PRICE", "0");
+  if (!/^\d{1,40}$/.test(price)) {
+    throw new UsageError(`Price "${price}" must be a whole number of wei per byte`);
+  }
+  const key = keyFlag ?? Deno.env.get("MESH_PAY_KEY") ?? (chainId === 31337 ? "dev:1" : undefined);
+  if (key === undefined) {
+    throw new UsageError("Payments need an account: --pay-key or MESH_PAY_KEY");
+  }
+  try {
+    return { account: payAccount(key), price: BigInt(price) };
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 const SERVE_HELP = `Usage: deno task serve [options]
 
 Starts a Meshgate node: a chunk store on disk and the HTTP gateway.
@@ -109,6 +134,9 @@ Options (flag, then environment variable, then default):
   --no-mesh                             serve only this node's store, join no mesh
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
+  --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
+  --pay-key KEY       MESH_PAY_KEY      account that pays and is paid: a 0x private key, or dev:N for
+                                        anvil's test account N   [dev:1 on a local anvil chain (id 31337)]
   -h, --help                            show this help
 
 Routes: GET /mesh/<cid> (also /ipfs/<cid>), POST /mesh, GET /livez, /readyz, /metrics, and / for people.
@@ -126,6 +154,8 @@ async function serve(args: string[]): Promise<number> {
       "public-url": { type: "string" },
       chain: { type: "string" },
       "chain-file": { type: "string" },
+      price: { type: "string" },
+      "pay-key": { type: "string" },
       listen: { type: "string", multiple: true },
       bootstrap: { type: "string", multiple: true },
       "no-mesh": { type: "boolean" },
@@ -155,6 +185,7 @@ async function serve(args: string[]): Promise<number> {
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
   const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
   const chain = rpc ? await loadChain({ rpc, file: chainFile }) : undefined;
+  const pay = chain ? payConfig(values.price, values["pay-key"], chain.chainId) : undefined;
 
   const list = (flag: string[] | undefined, env: string) =>
     flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);
@@ -163,7 +194,7 @@ async function serve(args: string[]): Promise<number> {
     bootstrap: list(values.bootstrap, "MESH_BOOTSTRAP") ?? [],
   };
 
-  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain, mesh });
+  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain, mesh, pay });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);
@@ -172,6 +203,16 @@ async function serve(args: string[]): Promise<number> {
   const stats = node.store.stats();
   console.log(`Meshgate ${host === "0.0.0.0" ? "listening on all interfaces" : "ready"}`);
   console.log(`gateway: http://${host}:${addr.port}/`);
+  if (node.mesh) {
+    console.log(`peer:    ${node.mesh.peerId}`);
+    for (const a of node.mesh.multiaddrs()) console.log(`mesh:    ${a}`);
+  } else console.log("mesh:    off (--no-mesh)");
+  console.log(
+    chain
+      ? `payments: on (chain ${chain.chainId} via ${chain.rpc}, ChannelHub ${chain.contracts.channelHub})`
+      : "payments: off (volunteer mode; --chain RPC turns them on)",
+  );
+  // Printed last: scripts wait for this line.
   console.log(
     `data:    ${dataDir} (${stats.chunks} chunks, ${formatBytes(stats.bytes)} of ${
       formatBytes(stats.maxBytes)
@@ -377,12 +418,128 @@ async function get(args: string[]): Promise<number> {
   return 0;
 }
 
+const REPAIR_HELP = `Usage: deno task repair [options]
+
+Checks every chunk of every pinned file in a node's data directory and rebuilds lost or corrupt ones from
+their stripes. Run it while that node is stopped. Exits with 1 when something could not be rebuilt.
+
+Options:
+  --data DIR   MESH_DATA_DIR   data directory             [.meshgate]
+  --json                       print the report as JSON
+  -h, --help
+`;
+
+async function repair(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      data: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(REPAIR_HELP);
+    return 0;
+  }
+  const dataDir = setting(values.data, "MESH_DATA_DIR", ".meshgate");
+  try {
+    await Deno.stat(`${dataDir}/chunks`);
+  } catch {
+    throw new UsageError(`"${dataDir}" is not a Meshgate data directory (no chunks/ in it)`);
+  }
+  const store = await ChunkStore.open(dataDir);
+  const abort = new AbortController();
+  const interrupt = () => abort.abort(new Error("Interrupted; the chunks rebuilt so far are kept"));
+  Deno.addSignalListener("SIGINT", interrupt);
+  const count = (n: number) => n.toFixed(0);
+  let bar: ReturnType<typeof progressBar> | undefined;
+  let done = 0;
+  let report: RepairReport;
+  try {
+    report = await repairStore(store, {
+      signal: abort.signal,
+      onProgress: (p) => {
+        bar ??= progressBar("repair: stripes", p.total, count);
+        bar.update(done = p.done);
+      },
+    });
+  } finally {
+    bar?.done(done);
+    Deno.removeSignalListener("SIGINT", interrupt);
+    await store.close();
+  }
+  const failed = report.unrecoverable.length + report.manifestsMissing.length;
+  if (values.json) console.log(JSON.stringify(report, null, 2));
+  else {
+    console.log(
+      `${report.roots} file(s), ${report.stripes} stripes, ${report.chunksChecked} chunks checked: ` +
+        `${report.missing} missing or corrupt, ${report.repaired} rebuilt`,
+    );
+    for (const { root, stripe } of report.unrecoverable) {
+      console.log(`unrecoverable: stripe ${stripe} of ${root}`);
+    }
+    for (const root of report.manifestsMissing) console.log(`manifest missing: ${root}`);
+  }
+  return failed ? 1 : 0;
+}
+
+const CLUSTER_HELP = `Usage: deno task cluster [--nodes N] [options]
+
+Starts N real node processes on loopback, joined into one mesh through node 0, prints each gateway URL,
+and stops them all on Ctrl-C.
+
+Options:
+  --nodes N        how many nodes                                   [4]
+  --dir DIR        parent of the nodes' data directories            [.meshgate/cluster]
+  --base-port P    gateway of node i listens on P + i               [8080]
+  -h, --help
+`;
+
+async function cluster(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      nodes: { type: "string", default: "4" },
+      dir: { type: "string", default: ".meshgate/cluster" },
+      "base-port": { type: "string", default: "8080" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(CLUSTER_HELP);
+    return 0;
+  }
+  const nodes = Number(values.nodes);
+  const basePort = Number(values["base-port"]);
+  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) {
+    throw new UsageError(`--nodes "${values.nodes}" must be 1-64`);
+  }
+  if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65535) {
+    throw new UsageError(`--base-port "${values["base-port"]}" leaves no room for ${nodes} ports`);
+  }
+  console.error(`starting ${nodes} nodes…`);
+  const running = await startCluster({ nodes, dir: values.dir, basePort, stderr: "null" });
+  for (const [i, node] of running.nodes.entries()) {
+    console.log(`node ${i}  ${node.url}/  peer ${node.peerId}`);
+  }
+  console.log("Ctrl-C stops them all.");
+  const { promise, resolve } = Promise.withResolvers<void>();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => resolve());
+  await promise;
+  console.error("stopping…");
+  await running.stop();
+  return 0;
+}
+
 const HELP = `Usage: deno run -A src/cli.ts <command> [options]   (or: deno task <command>)
 
 Commands:
   serve          start a node with its gateway
   put FILE       upload a file, print its CID and URL
   get CID        download content by CID
+  cluster        start N local nodes in one mesh
+  repair         check a stopped node's store and rebuild lost chunks
 
 Run a command with --help for its options.
 `;
@@ -397,6 +554,10 @@ export async function main(args: string[]): Promise<number> {
         return await put(rest);
       case "get":
         return await get(rest);
+      case "cluster":
+        return await cluster(rest);
+      case "repair":
+        return await repair(rest);
       case undefined:
       case "help":
       case "-h":

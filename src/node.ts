@@ -6,10 +6,13 @@ import { CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
 import { decodeManifest, type Manifest } from "./content/manifest.ts";
 import { ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
 import { readFile, type ReadOptions } from "./content/read.ts";
+import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
+import { type RepairOptions, type RepairReport, repairStore } from "./store/repair.ts";
 import type { ChainConfig } from "./pay/mod.ts";
+import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
-import { fetchFromMesh, placeFile, provideAll } from "./mesh/distribute.ts";
+import { ChunkLocator, fetchFromMesh, placeFile, ProvideQueue } from "./mesh/distribute.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -19,8 +22,13 @@ export interface NodeConfig {
   maxStoreBytes?: number;
   /** Bytes of verified chunks kept in memory for hot content. Default: 64 MiB. */
   cacheBytes?: number;
+  /** Worker threads computing stripe parity of uploads; 0: on the main thread. Default: one per core. */
+  parityWorkers?: number;
   /** The chain with Meshgate's contracts, when payments are on. Absent: volunteer mode, all free. */
   chain?: ChainConfig;
+  /** Paid delivery over `chain` (ignored without it and without `mesh`): the account that pays the operators
+   * this node fetches from and is paid for what it serves, and its price (0: serves for free). Default: none. */
+  pay?: Omit<PaidDeliveryInit, "chain">;
   /**
    * Join the mesh with these libp2p settings (listen addresses, bootstrap peers, …); the identity lives in
    * `dataDir`. Absent: a lone node that serves only its own store.
@@ -92,6 +100,12 @@ export class MeshgateNode {
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
   /** The libp2p side, when this node is part of a mesh. */
   mesh?: MeshNode;
+  /** Paid delivery (desk and paying client), when `chain` and `pay` are configured. */
+  delivery?: PaidDelivery;
+  #provide?: ProvideQueue;
+  #locator?: ChunkLocator;
+  /** Workers for upload parity; they start with the first upload and stop when idle. */
+  #parity?: ParityPool;
 
   private constructor(store: ChunkStore, cacheBytes: number, chain?: ChainConfig) {
     this.store = store;
@@ -102,6 +116,8 @@ export class MeshgateNode {
   static async create(config: NodeConfig): Promise<MeshgateNode> {
     const store = await ChunkStore.open(config.dataDir, { maxBytes: config.maxStoreBytes });
     const node = new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024, config.chain);
+    const workers = config.parityWorkers ?? navigator.hardwareConcurrency;
+    if (workers > 0) node.#parity = new ParityPool(workers);
     if (config.mesh) {
       // What peers may ask of this node: its store, and chunks they hand over are announced as held here.
       const source = {
@@ -110,15 +126,22 @@ export class MeshgateNode {
         put: async (cid: CID, bytes: Uint8Array) => {
           await store.put(cid, bytes);
           await store.flush();
-          if (node.mesh) provideAll(node.mesh, [cid]);
+          node.#provide?.add([cid]);
         },
       };
+      // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
+      const delivery = config.chain && config.pay
+        ? paidDelivery({ ...config.pay, chain: config.chain })
+        : undefined;
       try {
         node.mesh = await createMeshNode({
           ...config.mesh,
           dataDir: config.dataDir,
           store: source,
+          exchange: { ...config.mesh.exchange, ...delivery?.exchange },
         });
+        await delivery?.start(node.mesh.libp2p);
+        node.delivery = delivery;
       } catch (e) {
         await store.close();
         throw e;
@@ -143,30 +166,33 @@ export class MeshgateNode {
       claimed.push(key);
       if (await this.store.put(cid, bytes)) written.push(cid);
     };
+    let result: IngestResult;
     try {
-      const result = await ingest(source, sink, options);
+      result = await ingest(source, sink, { parityPool: this.#parity, ...options });
       await this.store.flush();
       await this.store.pin(result.cid);
-      this.#stats.uploads++;
-      if (this.mesh) await this.#distribute(result, options.signal);
-      return result;
     } catch (e) {
-      for (const key of claimed) this.#release(key);
+      for (const key of claimed.splice(0)) this.#release(key);
       await Promise.all(
         written.filter((cid) => !this.#claims.has(cid.toString())).map((cid) =>
           this.store.delete(cid)
         ),
       );
-      claimed.length = 0;
       throw e;
     } finally {
       for (const key of claimed) this.#release(key);
     }
+    this.#stats.uploads++;
+    if (this.mesh) await this.#distribute(result, options.signal);
+    return result;
   }
 
   /** Places the file's stripes on peers; what went elsewhere is dropped here (the manifest stays). */
   async #distribute({ cid, manifest }: IngestResult, signal?: AbortSignal): Promise<void> {
-    const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), { signal });
+    const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
+      signal,
+      provide: this.#provide,
+    });
     this.#stats.placed += report.remote.size;
     for (const key of report.remote.keys()) {
       if (key !== cid.toString() && !this.#claims.has(key)) await this.store.delete(CID.parse(key));
@@ -189,7 +215,7 @@ export class MeshgateNode {
     if (hit) return hit;
     let bytes = await this.store.get(cid);
     if (!bytes && this.mesh) {
-      bytes = await fetchFromMesh(this.mesh, cid, { signal });
+      bytes = await fetchFromMesh(this.mesh, cid, { signal, locator: this.#locator });
       if (bytes) this.#stats.fetched++;
     }
     if (bytes && cache) this.#cache.set(key, bytes);
@@ -229,19 +255,39 @@ export class MeshgateNode {
     return manifest;
   }
 
-  /** Streams bytes of a file, repairing lost or corrupt chunks from their stripes and storing them again. */
+  /**
+   * Streams bytes of a file, repairing lost or corrupt chunks from their stripes and storing them again.
+   * Only small files enter the chunk cache: streaming a large one through it would evict the hot set.
+   */
   read(
     manifest: Manifest,
     options: Omit<ReadOptions, "onRepaired"> = {},
   ): ReadableStream<Uint8Array> {
-    return readFile(manifest, (cid) => this.chunk(cid), {
+    const cache = manifest.size <= this.#cache.maxBytes / 16;
+    // Over the network one stripe ahead does not hide the round trips: keep two in flight.
+    const prefetch = options.prefetch ?? (this.mesh ? 2 : 1) * manifest.k;
+    // In a mesh, find the holders of a whole stripe with one parallel round before fetching its chunks.
+    const located = new Map<number, Promise<void>>();
+    const locate = async (cid: CID, signal: AbortSignal) => {
+      if (!this.#locator || this.#locator.holder(cid) || (await this.store.has(cid))) return;
+      const stripe = manifest.stripes.findIndex((s) => s.some((c) => c.equals(cid)));
+      if (!located.has(stripe)) {
+        located.set(stripe, this.#locator.locate(manifest.stripes[stripe]!, signal));
+      }
+      await located.get(stripe);
+    };
+    return readFile(manifest, async (cid, signal) => {
+      await locate(cid, signal);
+      return this.chunk(cid, cache, signal);
+    }, {
       ...options,
+      prefetch,
       onRepaired: (cid, bytes) => {
         this.#stats.repaired++;
         this.#cache.set(cid.toString(), bytes);
         const keep = this.store.put(cid, bytes).then(async () => {
           await this.store.flush();
-          if (this.mesh) await provideAll(this.mesh, [cid]);
+          this.#provide?.add([cid]);
         });
         keep.catch((e) => {
           console.error(
@@ -261,7 +307,16 @@ export class MeshgateNode {
     return { ...this.#stats };
   }
 
+  /** Checks the chunks of every pinned file on disk and rebuilds lost ones from their stripes. */
+  repair(options: Omit<RepairOptions, "roots"> = {}): Promise<RepairReport> {
+    return repairStore(this.store, options);
+  }
+
   async stop(): Promise<void> {
+    this.#parity?.close();
+    this.#provide?.stop();
+    // While the mesh is up: pay what this node owes, then redeem what it earned.
+    await this.delivery?.stop();
     await this.mesh?.stop();
     await this.store.close();
   }

@@ -1,5 +1,6 @@
 /** Test helpers: deterministic content, temp dirs, and a real `serve` process on a free loopback port. */
 import { upload } from "../src/cli.ts";
+import { type NodeProcess, spawnNode } from "../src/cluster.ts";
 
 /** Byte `i` of the pattern is a hash of `i`: any range can be regenerated without keeping the file. */
 export function pattern(offset: number, length: number, seed = 1): Uint8Array<ArrayBuffer> {
@@ -59,28 +60,9 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-export interface ServerProcess {
-  url: string;
-  /** The node's peer ID and mesh multiaddrs, as printed at start (empty with --no-mesh). */
-  peerId?: string;
-  multiaddrs: string[];
-  pid: number;
-  child: Deno.ChildProcess;
-  /** Resident memory of the server process in bytes. */
-  rss(): number;
-  /** SIGTERM and wait; returns the exit code. */
-  stop(signal?: Deno.Signal): Promise<number>;
-}
+export type ServerProcess = NodeProcess;
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
-
-/** Mesh listeners on free loopback ports, so servers in tests never collide on 4001/4002. */
-export const LOOPBACK_MESH = [
-  "--listen",
-  "/ip4/127.0.0.1/tcp/0",
-  "--listen",
-  "/ip4/127.0.0.1/tcp/0/ws",
-];
 
 /** Runs `deno run -A src/cli.ts <args>` to completion. */
 export async function runCli(
@@ -104,51 +86,9 @@ export async function runCli(
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
 }
 
-/**
- * Starts `serve` on 127.0.0.1 with a free port and waits until it prints its gateway URL. `command`
- * replaces the whole deno command line, for other servers that print `gateway: <url>/` the same way.
- */
-export async function startServer(args: string[] = [], command?: string[]): Promise<ServerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: command ?? ["run", "-A", CLI, "serve", "--port", "0", ...LOOPBACK_MESH, ...args],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  let url: string | undefined;
-  const timeout = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  while (!url) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`serve exited before listening; output: ${seen}`);
-    seen += value;
-    if (/^data: .*\n/m.test(seen) || command) url = /gateway: (http:\/\/\S+?)\/?\n/.exec(seen)?.[1];
-  }
-  clearTimeout(timeout);
-  // Keep draining stdout so the child never blocks on a full pipe.
-  (async () => {
-    while (!(await reader.read()).done);
-  })().catch(() => {});
-  const pid = child.pid;
-  return {
-    url,
-    peerId: /^peer: +(\S+)$/m.exec(seen)?.[1],
-    multiaddrs: [...seen.matchAll(/^mesh: +(\/\S+)$/gm)].map((m) => m[1]!),
-    pid,
-    child,
-    rss() {
-      const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-      return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-    },
-    async stop(signal: Deno.Signal = "SIGTERM") {
-      try {
-        child.kill(signal);
-      } catch {
-        // already gone
-      }
-      return (await child.status).code;
-    },
-  };
+/** Starts `serve <args>` on free loopback ports and waits until it is listening. */
+export function startServer(args: string[] = [], command?: string[]): Promise<ServerProcess> {
+  return spawnNode(args, { command });
 }
 
 /** POSTs a stream with a Content-Length, the way `deno task put` does (node:http; see `upload`). */

@@ -3,6 +3,7 @@ import { type CID, cidOf } from "./cid.ts";
 import { chunkStream, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE } from "./chunker.ts";
 import { type Manifest, MAX_MANIFEST_BYTES, sealManifest } from "./manifest.ts";
 import { encodeParity } from "./stripes.ts";
+import type { ParityPool } from "./parity_pool.ts";
 import { MeshError } from "../errors.ts";
 
 /** Default chunk size: small enough that a Range starts fast, large enough that per-chunk costs fade. */
@@ -28,6 +29,10 @@ export interface IngestOptions {
   maxBytes?: number;
   /** Chunks handed to the sink at once. Default 16. */
   concurrency?: number;
+  /** Computes stripe parity on worker threads. Default: on the calling thread, one stripe at a time. */
+  parityPool?: Pick<ParityPool, "encode" | "size">;
+  /** Stripes whose parity may be in the works at once with a pool. Default: the pool's size + 1. */
+  stripesInFlight?: number;
   signal?: AbortSignal;
   onProgress?: (bytesRead: number) => void;
 }
@@ -110,15 +115,28 @@ export async function ingest(
   const stripes: CID[][] = [];
   let data: Uint8Array[] = [];
   let cids: CID[] = [];
+  const pool = options.parityPool;
+  // Memory stays bounded: at most this many stripes (data + parity) wait for their parity at once.
+  const inFlight = pool ? Math.max(1, options.stripesInFlight ?? pool.size + 1) : 1;
+  const closing: Promise<void>[] = [];
   const closeStripe = async () => {
-    for (const parity of encodeParity(data, m)) {
-      const cid = cidOf(parity);
-      cids.push(cid);
-      await emit(cid, parity);
-    }
-    stripes.push(cids);
+    const stripeData = data;
+    const stripeCids = cids;
+    // Its place in the manifest is taken now; its parity CIDs are appended when they arrive.
+    stripes.push(stripeCids);
     data = [];
     cids = [];
+    const parity = pool ? pool.encode(stripeData, m) : Promise.resolve(encodeParity(stripeData, m));
+    const done = parity.then(async (chunks) => {
+      for (const chunk of chunks) {
+        const cid = cidOf(chunk);
+        stripeCids.push(cid);
+        await emit(cid, chunk);
+      }
+    });
+    done.catch(() => {}); // surfaced by the await below or in finally
+    closing.push(done);
+    while (closing.length >= inFlight) await closing.shift();
   };
 
   let size = 0;
@@ -135,8 +153,10 @@ export async function ingest(
       if (data.length === k) await closeStripe();
     }
     if (data.length) await closeStripe();
+    while (closing.length) await closing.shift();
   } finally {
-    // Settle every write before returning or throwing, so a caller cleaning up sees all of them.
+    // Settle every stripe and write before returning or throwing, so a caller cleaning up sees them all.
+    await Promise.allSettled(closing);
     await Promise.allSettled(pending);
   }
   if (failure) throw failure;

@@ -38,6 +38,9 @@ export class UnrecoverableError extends MeshError {
 /** A bounded lookahead reader of data chunks, sharing one rebuild per damaged stripe. */
 class ChunkReader {
   #stripes = new Map<number, Promise<Uint8Array[]>>();
+  /** Positions per stripe already known to be unavailable: not asked again, repaired for sure. */
+  #lost = new Map<number, Set<number>>();
+  #reported = new Map<number, Set<number>>();
   constructor(
     readonly manifest: Manifest,
     readonly get: ChunkGetter,
@@ -51,7 +54,13 @@ class ChunkReader {
     const cid = this.manifest.stripes[stripe]![index % k]!;
     const bytes = await this.get(cid, this.signal);
     if (bytes) return bytes;
-    return (await this.#rebuild(stripe))[index % k]!;
+    let lost = this.#lost.get(stripe);
+    if (!lost) this.#lost.set(stripe, lost = new Set());
+    lost.add(index % k);
+    const full = await this.#rebuild(stripe);
+    // The stripe may have been rebuilt for another chunk before this one was known lost.
+    this.#repaired(stripe, index % k, full);
+    return full[index % k]!;
   }
 
   #rebuild(stripe: number): Promise<Uint8Array[]> {
@@ -63,16 +72,54 @@ class ChunkReader {
     return pending;
   }
 
+  /**
+   * Asks for every chunk of the stripe at once and rebuilds from the first k that arrive; the slower
+   * requests are then cancelled. Chunks that were reported missing are handed to `onRepaired`.
+   */
+  /** Hands a rebuilt chunk to `onRepaired`, once per stripe position. */
+  #repaired(stripe: number, position: number, full: Uint8Array[]): void {
+    let done = this.#reported.get(stripe);
+    if (!done) this.#reported.set(stripe, done = new Set());
+    if (done.has(position)) return;
+    done.add(position);
+    this.onRepaired?.(this.manifest.stripes[stripe]![position]!, full[position]!);
+  }
+
   async #fetchAndRebuild(stripe: number): Promise<Uint8Array[]> {
     const cids = this.manifest.stripes[stripe]!;
     const need = stripeDataCount(this.manifest, stripe);
-    const have = await Promise.all(cids.map((cid) => this.get(cid, this.signal)));
-    const count = have.filter(Boolean).length;
+    const have: (Uint8Array | null)[] = cids.map(() => null);
+    const lost = this.#lost.get(stripe) ?? new Set<number>();
+    const missing = cids.map((_, i) => lost.has(i));
+    const spares = new AbortController();
+    const signal = AbortSignal.any([this.signal, spares.signal]);
+    let count = 0;
+    let settled = 0;
+    const asks: Promise<Uint8Array | null>[] = [];
+    await new Promise<void>((resolve) => {
+      cids.forEach((cid, i) => {
+        const ask = missing[i] ? Promise.resolve(null) : this.get(cid, signal);
+        asks.push(ask);
+        ask.then(
+          (bytes) => {
+            if (!bytes) missing[i] = true;
+            else if (count < need) (have[i] = bytes, count++);
+          },
+          () => {},
+        ).finally(() => {
+          if (count >= need || ++settled === cids.length) resolve();
+        });
+      });
+    });
+    spares.abort();
+    this.signal.throwIfAborted();
     if (count < need) throw new UnrecoverableError(stripe, count, need);
     const full = rebuildStripe(this.manifest, stripe, have);
-    for (let i = 0; i < cids.length; i++) {
-      if (!have[i]) this.onRepaired?.(cids[i]!, full[i]!);
-    }
+    // Every chunk that turns out missing gets its rebuilt bytes, also those whose answer comes late.
+    asks.forEach((ask, i) => {
+      if (missing[i]) this.#repaired(stripe, i, full);
+      else if (!have[i]) ask.then((bytes) => bytes || this.#repaired(stripe, i, full), () => {});
+    });
     return full;
   }
 }

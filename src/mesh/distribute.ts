@@ -6,6 +6,44 @@ import type { CID } from "../content/cid.ts";
 import type { Manifest } from "../content/manifest.ts";
 import type { MeshNode } from "./node.ts";
 import { PeerTable } from "./placement.ts";
+import { CHUNK_PROTOCOL } from "./exchange.ts";
+
+const known = new WeakMap<MeshNode, { at: number; peers: Promise<string[]> }>();
+/** Peers that failed to answer, and until when they are not asked again (ms since epoch). */
+const unreachable = new WeakMap<MeshNode, Map<string, number>>();
+const UNREACHABLE_MS = 30_000;
+
+function isUnreachable(mesh: MeshNode, peer: string): boolean {
+  const until = unreachable.get(mesh)?.get(peer);
+  return until !== undefined && until > Date.now();
+}
+
+function markUnreachable(mesh: MeshNode, peer: string): void {
+  let map = unreachable.get(mesh);
+  if (!map) unreachable.set(mesh, map = new Map());
+  map.set(peer, Date.now() + UNREACHABLE_MS);
+}
+
+/**
+ * Peers that speak the chunk protocol: connected now, or known with addresses (met through the DHT).
+ * Placement and lookup rank the same set by XOR, so a reader asks first where a writer put. Cached 2 s.
+ */
+export function meshPeers(mesh: MeshNode): Promise<string[]> {
+  const hit = known.get(mesh);
+  if (hit && Date.now() - hit.at < 2000) return hit.peers;
+  const peers = (async () => {
+    const found = new Set(mesh.connectedPeers());
+    for (const peer of await mesh.libp2p.peerStore.all()) {
+      if (peer.protocols.includes(CHUNK_PROTOCOL) && peer.addresses.length) {
+        found.add(peer.id.toString());
+      }
+    }
+    found.delete(mesh.peerId);
+    return [...found];
+  })();
+  known.set(mesh, { at: Date.now(), peers });
+  return peers;
+}
 
 export interface PlacementReport {
   /** Chunks now held by another peer (the local copy may go). */
@@ -19,11 +57,13 @@ export interface PlaceOptions {
   manifestReplicas?: number;
   /** Stripes placed at once. Default 4. */
   concurrency?: number;
+  /** Where to queue DHT announcements of the chunks that stay here. Default: none made. */
+  provide?: ProvideQueue;
   signal?: AbortSignal;
 }
 
 function log(msg: string, fields: Record<string, unknown>) {
-  console.error(JSON.stringify({ level: "warn", component: "mesh:placement", msg, ...fields }));
+  console.error(JSON.stringify({ level: "warn", component: "mesh:distribute", msg, ...fields }));
 }
 
 /**
@@ -38,7 +78,7 @@ export async function placeFile(
   options: PlaceOptions = {},
 ): Promise<PlacementReport> {
   const self = mesh.peerId;
-  const table = new PeerTable([self, ...mesh.connectedPeers()]);
+  const table = new PeerTable([self, ...await meshPeers(mesh)]);
   const report: PlacementReport = { remote: new Map(), local: [] };
 
   const send = async (peer: string, cids: CID[]) => {
@@ -82,37 +122,108 @@ export async function placeFile(
   await Promise.all(replicas.map((peer) => send(peer, [manifestCid])));
   if (!report.local.some((c) => c.equals(manifestCid))) report.local.push(manifestCid);
 
-  await provideAll(mesh, report.local, options.signal);
+  options.provide?.add(report.local);
   return report;
 }
 
 /**
- * Announces `cids` in the DHT, a few at a time, each within 30 s; failures are logged, not thrown (records
- * are hints). A node with an empty routing table has no one to tell, and skips the work.
+ * Announces held chunks in the DHT in the background, two at a time, each within 30 s. Provider records are
+ * hints (placement already put chunks where readers look first), so failures are logged, not thrown, and
+ * a node with an empty routing table skips the work.
  */
-export async function provideAll(mesh: MeshNode, cids: CID[], signal?: AbortSignal): Promise<void> {
-  if (mesh.routingTableSize() === 0) return;
-  const queue = [...cids];
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    for (let cid = queue.shift(); cid; cid = queue.shift()) {
-      if (signal?.aborted) return;
-      const timeout = AbortSignal.timeout(30_000);
-      const bounded = signal ? AbortSignal.any([signal, timeout]) : timeout;
-      await mesh.provide(cid, { signal: bounded }).catch((e) =>
+export class ProvideQueue {
+  #queue: CID[] = [];
+  #queued = new Set<string>();
+  #running = 0;
+  #idle = Promise.withResolvers<void>();
+  #stopped = false;
+
+  constructor(readonly mesh: MeshNode, readonly concurrency = 2) {
+    this.#idle.resolve();
+  }
+
+  add(cids: Iterable<CID>): void {
+    if (this.#stopped || this.mesh.routingTableSize() === 0) return;
+    for (const cid of cids) {
+      const key = cid.toString();
+      if (this.#queued.has(key)) continue;
+      this.#queued.add(key);
+      this.#queue.push(cid);
+    }
+    while (this.#running < this.concurrency && this.#queue.length) this.#run();
+  }
+
+  /** Resolves when every queued announcement has finished. */
+  idle(): Promise<void> {
+    return this.#idle.promise;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#queue.length = 0;
+  }
+
+  async #run(): Promise<void> {
+    if (this.#running++ === 0) this.#idle = Promise.withResolvers<void>();
+    for (let cid = this.#queue.shift(); cid && !this.#stopped; cid = this.#queue.shift()) {
+      this.#queued.delete(cid.toString());
+      await this.mesh.provide(cid, { signal: AbortSignal.timeout(30_000) }).catch((e) =>
         log("provide failed", { cid: cid!.toString(), error: String(e) })
       );
     }
-  }));
+    if (--this.#running === 0) this.#idle.resolve();
+  }
+}
+
+/**
+ * Where chunks are, learned by asking every known peer at once which of a batch it holds (one round trip,
+ * in parallel), instead of probing peers one by one per chunk. Remembers up to 100 000 locations.
+ */
+export class ChunkLocator {
+  #where = new Map<string, string>();
+
+  constructor(readonly mesh: MeshNode, readonly limit = 100_000) {}
+
+  /** Asks all reachable known peers which of `cids` they hold. Failures only make a peer skipped. */
+  async locate(cids: readonly CID[], signal?: AbortSignal): Promise<void> {
+    const peers = (await meshPeers(this.mesh)).filter((p) => !isUnreachable(this.mesh, p));
+    await Promise.all(peers.map(async (peer) => {
+      try {
+        const held = await this.mesh.hasChunks(peer, cids, { signal });
+        held.forEach((has, i) => has && this.#remember(cids[i]!.toString(), peer));
+      } catch (e) {
+        if (signal?.aborted) return;
+        if ((e as { code?: string }).code === "peer_unreachable") markUnreachable(this.mesh, peer);
+      }
+    }));
+  }
+
+  holder(cid: CID): string | undefined {
+    return this.#where.get(cid.toString());
+  }
+
+  forget(cid: CID): void {
+    this.#where.delete(cid.toString());
+  }
+
+  /** The first peer to answer is kept: it is the quickest to reach. */
+  #remember(key: string, peer: string): void {
+    if (this.#where.has(key)) return;
+    this.#where.set(key, peer);
+    if (this.#where.size > this.limit) this.#where.delete(this.#where.keys().next().value!);
+  }
 }
 
 export interface FetchOptions {
   signal?: AbortSignal;
-  /** Connected peers asked directly before the DHT: placement puts chunks on the XOR-nearest. Default 3. */
+  /** Known peers asked directly before the DHT, nearest first (placement puts chunks there). Default 8. */
   nearest?: number;
   /** Providers tried from the DHT. Default 4. */
   providers?: number;
   /** Longest wait for the DHT lookup, in ms. Default 10 000. */
   lookupTimeoutMs?: number;
+  /** Known locations, asked first. */
+  locator?: ChunkLocator;
 }
 
 /**
@@ -126,23 +237,37 @@ export async function fetchFromMesh(
   options: FetchOptions = {},
 ): Promise<Uint8Array | null> {
   const tried = new Set<string>([mesh.peerId]);
+  /** The chunk from `peer`, null when it lacks it, undefined when it could not be asked. */
   const attempt = async (peer: string | { peerId: string; multiaddrs: string[] }) => {
     const id = typeof peer === "string" ? peer : peer.peerId;
-    if (tried.has(id)) return null;
+    if (tried.has(id) || isUnreachable(mesh, id)) return undefined;
     tried.add(id);
     try {
       return await mesh.fetchChunk(peer, cid, { signal: options.signal });
     } catch (e) {
       if (options.signal?.aborted) throw e;
-      return null;
+      if ((e as { code?: string }).code === "peer_unreachable") markUnreachable(mesh, id);
+      else {log("peer failed or sent bad bytes", {
+          peer: id,
+          cid: cid.toString(),
+          error: String(e),
+        });}
+      return undefined;
     }
   };
-  const near = new PeerTable(mesh.connectedPeers());
-  if (near.peers.length) {
-    for (const peer of near.closest(cid.multihash.digest, options.nearest ?? 3)) {
-      const bytes = await attempt(peer);
-      if (bytes) return bytes;
-    }
+  const located = options.locator?.holder(cid);
+  if (located) {
+    const bytes = await attempt(located);
+    if (bytes) return bytes;
+    options.locator!.forget(cid);
+  }
+  // Peers that are gone do not count against the budget: keep going down the list until enough answered.
+  const near = new PeerTable(await meshPeers(mesh));
+  let answered = 0;
+  for (const peer of near.closest(cid.multihash.digest, near.peers.length)) {
+    const bytes = await attempt(peer);
+    if (bytes) return bytes;
+    if (bytes === null && ++answered >= (options.nearest ?? 8)) break;
   }
   let asked = 0;
   const timeout = AbortSignal.timeout(options.lookupTimeoutMs ?? 10_000);

@@ -15,6 +15,12 @@
  * the stream. Every chunk received is checked against its CID before use; a peer that sends bad bytes is
  * reported through `onMisbehaviour`, recorded, and not asked again within that request.
  *
+ * Paid delivery plugs in through two structural hooks, so that the mesh knows nothing of money: a
+ * {@link DeliveryGate} on the serving side meters every chunk before it is sent (it may wait for a payment, or
+ * refuse with `{ error, message, status, refused: true }` in place of the chunk's answer, which ends the
+ * request), and a {@link DeliveryPayer} on the asking side hears of every verified chunk and of every refusal,
+ * after which it may pay and have the rest of the request asked again.
+ *
  * @module
  */
 import type {
@@ -95,6 +101,50 @@ export interface ChunkExchangeInit {
   maxInboundStreams?: number;
   /** Called for every misbehaviour seen, besides the in-memory record. Default: none. */
   onMisbehaviour?: MisbehaviourListener;
+  /** Meters what this node serves (paid delivery, operator side). Default: none, every chunk is free. */
+  gate?: DeliveryGate;
+  /** Hears what this node receives and pays for it (paid delivery, client side). Default: none. */
+  payer?: DeliveryPayer;
+}
+
+/**
+ * The serving side's hook: decides, chunk by chunk, whether a peer is served. Typed structurally so that the
+ * mesh does not import the money layer; `src/pay` implements it. Refusals are `MeshError`s: their `code`,
+ * `message` and `status` reach the peer as a {@link DeliveryRefusedError}.
+ */
+export interface DeliveryGate {
+  /** Called first for every inbound request of any op; throws to refuse the peer outright (e.g. banned). */
+  admit?(peer: string): void;
+  /**
+   * Called before `bytes` of chunk `cid` are sent to `peer`, and counts them as served from then on. May wait
+   * (for a payment), at most until `signal` aborts (the server's idle timeout); throws to refuse the chunk,
+   * which ends the request.
+   */
+  authorize(peer: string, cid: CID, bytes: number, options: { signal: AbortSignal }): Promise<void>;
+  /** Called after each authorized chunk: `delivered` false when it could not be sent (it is not owed). */
+  served?(peer: string, cid: CID, bytes: number, delivered: boolean): void;
+}
+
+/** The asking side's hook: pays for what it receives. Typed structurally, like {@link DeliveryGate}. */
+export interface DeliveryPayer {
+  /** Called for every chunk received from `peer` and verified against its CID, before the caller gets it.
+   * Awaited (payment keeps pace with the download); a rejection is logged, not thrown: the bytes are good,
+   * and an operator left unpaid refuses later anyway. */
+  received(peer: string, cid: CID, bytes: number): Promise<void>;
+  /** Called when `peer` refused to serve. Resolve true once something was paid, to have the rest of the
+   * request asked again; false to give up (the caller gets the refusal). A rejection is what the caller gets. */
+  refused(peer: string, error: DeliveryRefusedError): Promise<boolean>;
+}
+
+/**
+ * A peer refused to serve a chunk: its {@link DeliveryGate} said no. `code` is the peer's reason (e.g.
+ * `"payment_required"`, status 402: pay and ask again; `"peer_banned"`, 403), `message` its explanation.
+ */
+export class DeliveryRefusedError extends MeshError {
+  override name = "DeliveryRefusedError";
+  constructor(readonly peer: string, code: string, message: string, status = 403) {
+    super(code, message, { status });
+  }
 }
 
 /** The libp2p components the exchange uses (injected by libp2p when it runs as a service). */
@@ -168,6 +218,8 @@ export class ChunkExchange implements Startable {
   readonly #onMisbehaviour: MisbehaviourListener | undefined;
   readonly #misbehaviour = new Map<string, MisbehaviourReport[]>();
   readonly #inbound = new Set<Stream>();
+  readonly #gate: DeliveryGate | undefined;
+  readonly #payer: DeliveryPayer | undefined;
   readonly #log: Logger;
 
   constructor(components: ChunkExchangeComponents, init: ChunkExchangeInit = {}) {
@@ -178,6 +230,8 @@ export class ChunkExchange implements Startable {
     this.#maxInbound = positive(init.maxInboundStreams ?? 32, "maxInboundStreams");
     this.#limiter = new KeyedLimiter(init.maxInFlightPerPeer ?? 8);
     this.#onMisbehaviour = init.onMisbehaviour;
+    this.#gate = init.gate;
+    this.#payer = init.payer;
     this.#log = components.logger.forComponent("meshgate:exchange");
   }
 
@@ -219,6 +273,10 @@ export class ChunkExchange implements Startable {
    * Fetches chunks from `peer`, yielding one {@link FetchedChunk} per CID, in order, as they arrive. Bytes are
    * verified against their CID first: on a mismatch the peer is reported and the iteration throws
    * {@link ChunkMismatchError} without asking that peer for the rest. Breaking out early resets the stream.
+   *
+   * A peer that refuses to serve (its gate said no) ends the iteration with {@link DeliveryRefusedError},
+   * unless this node's {@link DeliveryPayer} pays and the rest is asked again; two refusals in a row with
+   * nothing served in between end it anyway.
    */
   async *fetchChunks(
     peer: PeerTarget,
@@ -226,32 +284,55 @@ export class ChunkExchange implements Startable {
     options: ExchangeCallOptions = {},
   ): AsyncGenerator<FetchedChunk> {
     for (let start = 0; start < cids.length; start += MAX_CIDS_PER_REQUEST) {
-      const batch = cids.slice(start, start + MAX_CIDS_PER_REQUEST);
-      const session = await this.#open(peer, options.signal);
-      try {
-        await session.send({ op: "get", cids: batch.map(String) });
-        await session.closeWrite();
-        for (const [i, cid] of batch.entries()) {
-          const frame = await session.expect();
-          const header = frame.header as { cid?: unknown; found?: unknown };
-          if (header.cid !== cid.toString() || typeof header.found !== "boolean") {
-            throw new ExchangeProtocolError(
-              `peer "${session.peer}" answered out of order for ${cid}`,
-            );
+      let rest = cids.slice(start, start + MAX_CIDS_PER_REQUEST);
+      let stalls = 0;
+      while (rest.length > 0) {
+        const session = await this.#open(peer, options.signal);
+        let got = 0;
+        try {
+          await session.send({ op: "get", cids: rest.map(String) });
+          await session.closeWrite();
+          for (const [i, cid] of rest.entries()) {
+            const frame = await session.expect();
+            const header = frame.header as { cid?: unknown; found?: unknown };
+            if (header.cid !== cid.toString() || typeof header.found !== "boolean") {
+              throw new ExchangeProtocolError(
+                `peer "${session.peer}" answered out of order for ${cid}`,
+              );
+            }
+            if (header.found && !matchesCid(cid, frame.body)) {
+              this.#report(session.peer, { kind: "bad_bytes", cid, at: Date.now() });
+              throw new ChunkMismatchError(cid, `peer "${session.peer}"`);
+            }
+            if (header.found) await this.#received(session.peer, cid, frame.body.length);
+            // Complete before the last yield: a consumer that stops there has not abandoned anything.
+            if (i === rest.length - 1) session.done();
+            got = i + 1;
+            yield { cid, bytes: header.found ? frame.body : null };
           }
-          if (header.found && !matchesCid(cid, frame.body)) {
-            this.#report(session.peer, { kind: "bad_bytes", cid, at: Date.now() });
-            throw new ChunkMismatchError(cid, `peer "${session.peer}"`);
+          rest = [];
+        } catch (e) {
+          if (!(e instanceof DeliveryRefusedError) || this.#payer === undefined) {
+            throw session.fail(e);
           }
-          // Complete before the last yield: a consumer that stops there has not abandoned anything.
-          if (i === batch.length - 1) session.done();
-          yield { cid, bytes: header.found ? frame.body : null };
+          session.fail(e);
+          stalls = got > 0 ? 0 : stalls + 1;
+          if (stalls >= 2 || !(await this.#payer.refused(session.peer, e))) throw e;
+          rest = rest.slice(got);
+        } finally {
+          session.end();
         }
-      } catch (e) {
-        throw session.fail(e);
-      } finally {
-        session.end();
       }
+    }
+  }
+
+  /** Tells the payer about a verified chunk; its failures are logged (see {@link DeliveryPayer.received}). */
+  async #received(peer: string, cid: CID, bytes: number): Promise<void> {
+    if (this.#payer === undefined) return;
+    try {
+      await this.#payer.received(peer, cid, bytes);
+    } catch (e) {
+      this.#log.error("paying %s for %s failed - %e", peer, cid, e);
     }
   }
 
@@ -403,7 +484,11 @@ export class ChunkExchange implements Startable {
       this.#report(peer, r);
     });
     try {
-      await this.#serve(session);
+      try {
+        await this.#serve(session);
+      } catch (e) {
+        if (!(e instanceof GateRefusal)) throw e;
+      }
       await session.closeWrite();
       session.done();
     } catch (e) {
@@ -419,6 +504,11 @@ export class ChunkExchange implements Startable {
     const first = await session.next();
     if (first === null) return;
     const req = first.header as Record<string, unknown>;
+    try {
+      this.#gate?.admit?.(session.peer);
+    } catch (e) {
+      return await session.send(this.#refusal(e));
+    }
     if (req.op === "get" || req.op === "has") {
       const cids = this.#requestCids(req.cids);
       if (cids === null) {
@@ -445,7 +535,11 @@ export class ChunkExchange implements Startable {
           return await session.refuse("store_error", "The store failed to read a chunk");
         }
         const found = bytes !== null && bytes.length <= MAX_CHUNK_BYTES;
-        await session.send({ cid: cid.toString(), found }, found ? bytes! : undefined);
+        if (!found || this.#gate === undefined) {
+          await session.send({ cid: cid.toString(), found }, found ? bytes! : undefined);
+          continue;
+        }
+        await this.#serveGated(session, cid, bytes!);
       }
       return;
     }
@@ -471,6 +565,43 @@ export class ChunkExchange implements Startable {
       return;
     }
     return await session.refuse("bad_request", `Unknown op "${String(req.op).slice(0, 20)}"`);
+  }
+
+  /** Sends one chunk through the gate: authorized first (which may wait), then reported as served. Throws
+   * {@link GateRefusal} after answering with the refusal, to end the request. */
+  async #serveGated(session: Session, cid: CID, bytes: Uint8Array): Promise<void> {
+    const gate = this.#gate!;
+    try {
+      await session.timed((signal) => gate.authorize(session.peer, cid, bytes.length, { signal }));
+    } catch (e) {
+      await session.send(this.#refusal(e));
+      throw new GateRefusal();
+    }
+    let delivered = false;
+    try {
+      await session.send({ cid: cid.toString(), found: true }, bytes);
+      delivered = true;
+    } finally {
+      try {
+        gate.served?.(session.peer, cid, bytes.length, delivered);
+      } catch (e) {
+        this.#log.error("gate.served threw - %e", e);
+      }
+    }
+  }
+
+  /** The answer that carries a gate's refusal: its code, message and status when it is a `MeshError`. */
+  #refusal(e: unknown): Record<string, unknown> {
+    if (e instanceof MeshError) {
+      return { error: e.code, message: e.message, status: e.status, refused: true };
+    }
+    this.#log.error("the delivery gate failed - %e", e);
+    return {
+      error: "delivery_refused",
+      message: "The node could not serve",
+      status: 503,
+      refused: true,
+    };
   }
 
   async #keep(
@@ -526,7 +657,7 @@ class Session {
 
   /** The next frame, or `null` at a clean end of stream. */
   next(): Promise<Frame | null> {
-    return this.#timed(async (signal) => {
+    return this.timed(async (signal) => {
       const payload = await this.reader.read({ signal });
       return payload === null ? null : decodeFrame(payload, MAX_HEADER_BYTES);
     });
@@ -542,6 +673,17 @@ class Session {
     if (h === null || typeof h !== "object") {
       throw new ExchangeProtocolError(`peer "${this.peer}" sent a header that is not an object`);
     }
+    if (typeof h.error === "string" && (h as { refused?: unknown }).refused === true) {
+      const { status } = h as { status?: unknown };
+      throw new DeliveryRefusedError(
+        this.peer,
+        h.error.slice(0, 40),
+        typeof h.message === "string" ? h.message.slice(0, 300) : `Peer "${this.peer}" refused`,
+        typeof status === "number" && Number.isInteger(status) && status >= 400 && status < 600
+          ? status
+          : 403,
+      );
+    }
     if (typeof h.error === "string") {
       const why = typeof h.message === "string" ? `: ${h.message.slice(0, 200)}` : "";
       throw new ExchangeProtocolError(
@@ -553,11 +695,11 @@ class Session {
 
   /** Closes our writable end once everything queued has been sent. */
   closeWrite(): Promise<void> {
-    return this.#timed((signal) => this.stream.close({ signal }));
+    return this.timed((signal) => this.stream.close({ signal }));
   }
 
   send(header: unknown, body?: Uint8Array): Promise<void> {
-    return this.#timed((signal) => writeFrame(this.stream, header, body, { signal }));
+    return this.timed((signal) => writeFrame(this.stream, header, body, { signal }));
   }
 
   /** Answers with an error frame; the request ends. */
@@ -601,7 +743,7 @@ class Session {
   }
 
   /** Runs `fn` under the caller's signal and an idle timeout; a timeout becomes {@link PeerTimeoutError}. */
-  async #timed<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async timed<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const timer = new AbortController();
     const id = setTimeout(
       () => timer.abort(new PeerTimeoutError(this.peer, this.timeoutMs)),
@@ -618,6 +760,9 @@ class Session {
     }
   }
 }
+
+/** Thrown inside the server once a gate's refusal was sent: the request ends there, as a normal end. */
+class GateRefusal extends Error {}
 
 function positive(n: number, name: string): number {
   if (!Number.isFinite(n) || n <= 0) {

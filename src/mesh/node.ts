@@ -138,6 +138,10 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       ...(init.announce ? { announce: init.announce } : {}),
     },
     transports: [tcp(), webSockets()],
+    // libp2p refuses a host opening over 5 connections a second; a local cluster comes from one host.
+    connectionManager: {
+      allow: (init.allowLoopback ?? true) ? ["/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128"] : [],
+    },
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: {

@@ -223,7 +223,14 @@ export class ChunkStore {
         await Deno.mkdir(dir, { recursive: true });
         this.#dirs.add(dir);
       }
-      await writeFileAtomic(`${this.dir}/tmp`, path, bytes, false);
+      try {
+        await writeFileAtomic(`${this.dir}/tmp`, path, bytes, false);
+      } catch (e) {
+        // The shard directory went away under us (an operator cleaning up): make it again, once.
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        await Deno.mkdir(dir, { recursive: true });
+        await writeFileAtomic(`${this.dir}/tmp`, path, bytes, false);
+      }
       this.#unsynced.add(dir);
     } finally {
       this.#reserved -= bytes.length;

@@ -158,3 +158,38 @@ Deno.test("serve --chain turns payments on against a real devnet, and refuses a 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("repair rebuilds lost chunks of a stopped node, and exits 1 when a stripe is beyond repair", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-repair-cli-" });
+  try {
+    const { MeshgateNode } = await import("../../src/node.ts");
+    const node = await MeshgateNode.create({ dataDir: dir, parityWorkers: 0 });
+    const { manifest } = await node.put(ReadableStream.from([pattern(0, 5 * 4096, 3)]), {
+      chunkSize: 4096,
+      k: 3,
+      m: 2,
+    });
+    await node.stop();
+    const path = (c: { toString(): string }) => `${dir}/chunks/${`${c}`.slice(-2)}/${c}`;
+    const [d0, , , p0] = manifest.stripes[0]!;
+    await Deno.remove(path(d0!));
+    await Deno.writeFile(path(p0!), new Uint8Array(4096));
+
+    const fixed = await runCli(["repair", "--data", dir, "--json"]);
+    assert.equal(fixed.code, 0, fixed.stderr);
+    const report = JSON.parse(fixed.stdout);
+    assert.equal(report.repaired, 2);
+    assert.deepEqual(report.unrecoverable, []);
+    assert.deepEqual(await Deno.readFile(path(d0!)), pattern(0, 4096, 3));
+
+    for (const c of manifest.stripes[1]!.slice(0, 3)) await Deno.remove(path(c));
+    const broken = await runCli(["repair", "--data", dir]);
+    assert.equal(broken.code, 1);
+    assert.match(broken.stdout, /unrecoverable: stripe 1 of /);
+    const wrong = await runCli(["repair", "--data", `${dir}/nope`]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.stderr, /not a Meshgate data directory/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

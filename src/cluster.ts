@@ -1,0 +1,157 @@
+/**
+ * Local clusters: real `serve` processes on loopback, wired into one mesh. Used by `deno task cluster`, the
+ * integration tests and the mesh benchmark.
+ */
+
+const CLI = new URL("./cli.ts", import.meta.url).pathname;
+
+/** Mesh listeners on free loopback ports, so local nodes never collide on 4001/4002. */
+export const LOOPBACK_MESH = [
+  "--listen",
+  "/ip4/127.0.0.1/tcp/0",
+  "--listen",
+  "/ip4/127.0.0.1/tcp/0/ws",
+];
+
+/** A node process started by {@link spawnNode}. */
+export interface NodeProcess {
+  /** Gateway base URL, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  /** Peer ID and mesh multiaddrs as printed at start (none with --no-mesh). */
+  peerId?: string;
+  multiaddrs: string[];
+  pid: number;
+  child: Deno.ChildProcess;
+  /** Resident memory of the process in bytes (Linux). */
+  rss(): number;
+  /** Sends `signal` (SIGTERM: a graceful stop) and waits; returns the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+}
+
+export interface SpawnOptions {
+  /** Replaces the whole deno command line, for other servers that print `gateway: <url>/` the same way. */
+  command?: string[];
+  /** Where the node's log lines (stderr) go. Default: this process's stderr. */
+  stderr?: "inherit" | "null";
+  /** Milliseconds to wait for the node to listen. Default 30 000. */
+  timeoutMs?: number;
+}
+
+/** Starts `serve <args>` (a free gateway port and loopback mesh ports unless `args` say otherwise). */
+export async function spawnNode(
+  args: string[] = [],
+  options: SpawnOptions = {},
+): Promise<NodeProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: options.command ?? ["run", "-A", CLI, "serve", "--port", "0", ...LOOPBACK_MESH, ...args],
+    stdout: "piped",
+    stderr: options.stderr ?? "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  let url: string | undefined;
+  const timeout = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000);
+  try {
+    while (!url) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`serve exited before listening; it printed: ${seen}`);
+      seen += value;
+      // `serve` prints its gateway, mesh and payment lines, then "data:" last.
+      if (/^data: .*\n/m.test(seen) || options.command) {
+        url = /gateway: (http:\/\/\S+?)\/?\n/.exec(seen)?.[1];
+      }
+    }
+  } finally {
+    clearTimeout(timeout);
+  }
+  // Keep draining stdout so the child never blocks on a full pipe.
+  (async () => {
+    while (!(await reader.read()).done);
+  })().catch(() => {});
+  const pid = child.pid;
+  return {
+    url,
+    peerId: /^peer: +(\S+)$/m.exec(seen)?.[1],
+    multiaddrs: [...seen.matchAll(/^mesh: +(\/\S+)$/gm)].map((m) => m[1]!),
+    pid,
+    child,
+    rss() {
+      const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+      return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+    },
+    async stop(signal: Deno.Signal = "SIGTERM") {
+      try {
+        child.kill(signal);
+      } catch {
+        // already gone
+      }
+      return (await child.status).code;
+    },
+  };
+}
+
+export interface ClusterOptions {
+  /** Number of nodes. */
+  nodes: number;
+  /** Parent of the nodes' data directories (`node-0`, `node-1`, …). */
+  dir: string;
+  /** Gateway port of node 0; node i gets basePort + i. Default: any free ports. */
+  basePort?: number;
+  /** More `serve` arguments for every node. */
+  args?: string[];
+  stderr?: "inherit" | "null";
+}
+
+export interface Cluster extends AsyncDisposable {
+  nodes: NodeProcess[];
+  /** Gracefully stops every node still running. */
+  stop(): Promise<void>;
+}
+
+/** Starts node 0, then the others joining through it, and waits until each sees a peer. */
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const { nodes: count, dir } = options;
+  if (!Number.isInteger(count) || count < 1) {
+    throw new RangeError(`Node count "${count}" must be >= 1`);
+  }
+  const args = (i: number) => [
+    "--data",
+    `${dir}/node-${i}`,
+    ...(options.basePort ? ["--port", String(options.basePort + i)] : []),
+    ...(options.args ?? []),
+  ];
+  const nodes: NodeProcess[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  try {
+    nodes.push(await spawnNode(args(0), { stderr: options.stderr }));
+    const first = nodes[0]!.multiaddrs.find((a) => a.includes("/tcp/") && !a.includes("/ws"));
+    if (!first) throw new Error("node 0 printed no TCP mesh address");
+    const rest = await Promise.all(
+      Array.from(
+        { length: count - 1 },
+        (_, i) => spawnNode([...args(i + 1), "--bootstrap", first], { stderr: options.stderr }),
+      ),
+    );
+    nodes.push(...rest);
+    await Promise.all(nodes.map((n) => waitForPeers(n.url, count > 1 ? 1 : 0)));
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { nodes, stop, [Symbol.asyncDispose]: stop };
+}
+
+/** Polls a node's /readyz until it reports at least `peers` connected peers (at most 15 s). */
+export async function waitForPeers(url: string, peers: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ready = await (await fetch(`${url}/readyz`)).json();
+    if ((ready.mesh?.peers ?? 0) >= peers) return;
+    if (Date.now() > deadline) {
+      throw new Error(`${url} sees ${ready.mesh?.peers ?? 0} peers, wanted ${peers}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
