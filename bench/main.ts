@@ -66,7 +66,7 @@ export function report(benches: BenchRecord[]): string {
 
 if (import.meta.main) {
   const files = Deno.args.filter((a) => !a.startsWith("--"));
-  const withGateway = !Deno.args.includes("--no-gateway") && files.length === 0;
+  const withSystem = !Deno.args.includes("--kernels-only") && files.length === 0;
   const started = performance.now();
   const run = await new Deno.Command(Deno.execPath(), {
     args: ["bench", "-A", "--json", ...(files.length ? files : ["bench/"])],
@@ -85,13 +85,16 @@ if (import.meta.main) {
     JSON.stringify(json, null, 1),
   );
   let ok = run.success;
-  if (withGateway) {
-    const gateway = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("./gateway.ts", import.meta.url).pathname],
-      stdout: "inherit",
-      stderr: "inherit",
-    }).spawn().status;
-    ok &&= gateway.success;
+  if (withSystem) {
+    // Whole-system benchmarks, each in its own process: the gateway under wrk, then an 8-node mesh.
+    for (const script of ["./gateway.ts", "./mesh.ts"]) {
+      const run = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", new URL(script, import.meta.url).pathname],
+        stdout: "inherit",
+        stderr: "inherit",
+      }).spawn().status;
+      ok &&= run.success;
+    }
   }
   console.log(`\n(${((performance.now() - started) / 1000).toFixed(0)} s)`);
   if (!ok) Deno.exit(1);

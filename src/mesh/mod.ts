@@ -9,6 +9,7 @@ export {
   CHUNK_PROTOCOL,
   ChunkExchange,
   chunkExchange,
+  DeliveryRefusedError,
   MAX_CHUNK_BYTES,
   MAX_CIDS_PER_REQUEST,
   MAX_FRAME_BYTES,
@@ -18,6 +19,8 @@ export type {
   ChunkExchangeComponents,
   ChunkExchangeInit,
   ChunkSource,
+  DeliveryGate,
+  DeliveryPayer,
   ExchangeCallOptions,
   FetchedChunk,
   MisbehaviourListener,
@@ -36,3 +39,12 @@ export {
   PeerTimeoutError,
   PeerUnreachableError,
 } from "./errors.ts";
+export { peerKey, PeerTable } from "./placement.ts";
+export {
+  ChunkLocator,
+  fetchFromMesh,
+  meshPeers,
+  placeFile,
+  type PlacementReport,
+  ProvideQueue,
+} from "./distribute.ts";
