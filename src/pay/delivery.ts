@@ -26,31 +26,6 @@ import { PayingClient } from "./payer.ts";
 import { Serial } from "./_serial.ts";
 import type { PayClient } from "./_tx.ts";
 
-export {
-  type DeskEvent,
-  type DeskStats,
-  PaymentDesk,
-  type PaymentDeskInit,
-  type PeerAccount,
-} from "./desk.ts";
-export { type OperatorAccount, PayingClient, type PayingClientInit } from "./payer.ts";
-export {
-  ChannelUnusableError,
-  DeskStoppedError,
-  PAY_PROTOCOL,
-  type PayCallOptions,
-  PaymentRequiredError,
-  PayProtocolError,
-  PeerBannedError,
-  type Quote,
-  QuoteRefusedError,
-  requestQuote,
-  submitVoucher,
-  type VoucherAccepted,
-  type VoucherMessage,
-  VoucherReceiptsError,
-  VoucherRefusedError,
-} from "./pay_protocol.ts";
 
 /** Options of {@link paidDelivery}. Every field documents its default. */
 export interface PaidDeliveryInit {

@@ -52,24 +52,20 @@ export {
   VoucherSignerError,
 } from "./errors.ts";
 export {
-  ChannelUnusableError,
   type DeskEvent,
   type DeskStats,
-  DeskStoppedError,
-  type OperatorAccount,
-  type PaidDelivery,
-  paidDelivery,
-  type PaidDeliveryInit,
-  PAY_PROTOCOL,
-  payAccount,
-  type PayCallOptions,
-  PayingClient,
-  type PayingClientInit,
   PaymentDesk,
   type PaymentDeskInit,
+  type PeerAccount,
+} from "./desk.ts";
+export { type OperatorAccount, PayingClient, type PayingClientInit } from "./payer.ts";
+export {
+  ChannelUnusableError,
+  DeskStoppedError,
+  PAY_PROTOCOL,
+  type PayCallOptions,
   PaymentRequiredError,
   PayProtocolError,
-  type PeerAccount,
   PeerBannedError,
   type Quote,
   QuoteRefusedError,
@@ -79,7 +75,8 @@ export {
   type VoucherMessage,
   VoucherReceiptsError,
   VoucherRefusedError,
-} from "./delivery.ts";
+} from "./pay_protocol.ts";
+export { type PaidDelivery, paidDelivery, type PaidDeliveryInit, payAccount } from "./delivery.ts";
 export {
   type DealParameters,
   type DealState,

@@ -35,7 +35,7 @@ import {
   requestQuote,
   submitVoucher,
   VoucherRefusedError,
-} from "../../src/pay/delivery.ts";
+} from "../../src/pay/mod.ts";
 import { type Devnet, startDevnet } from "../../src/pay/devnet.ts";
 import { EMPTY_RECEIPTS_ROOT } from "../../src/pay/receipts.ts";
 import { channelHubDomain, signVoucher } from "../../src/pay/voucher.ts";

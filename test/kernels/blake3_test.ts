@@ -3,6 +3,7 @@ import { blake3 as nobleBlake3 } from "@noble/hashes/blake3.js";
 import { blake3 as hashWasmBlake3, createBLAKE3 } from "hash-wasm";
 import { blake3 } from "../../src/kernels/blake3.ts";
 import { blake3 as referenceBlake3 } from "../../src/kernels/reference/blake3.ts";
+import { seeded } from "../_util.ts";
 
 const hex = (bytes: Uint8Array) =>
   Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -53,20 +54,9 @@ const KNOWN: [number, string][] = [
   [102400, "bc3e3d41a1146b069abffad3c0d44860cf664390afce4d9661f7902e7943e085"],
 ];
 
-/** A small seeded generator (mulberry32), so a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** 6 MiB of seeded random bytes (fixed seed) that inputs are cut from. */
 const POOL = (() => {
-  const rand = prng(0x5eed);
+  const rand = seeded(0x5eed);
   const words = new Uint32Array((6 << 20) / 4);
   for (let i = 0; i < words.length; i++) words[i] = rand() * 2 ** 32;
   return new Uint8Array(words.buffer);
@@ -122,7 +112,7 @@ Deno.test({
   name: "blake3() matches @noble/hashes on 1,000 random inputs",
   fn() {
     const seed = (Math.random() * 2 ** 32) >>> 0;
-    const rand = prng(seed);
+    const rand = seeded(seed);
     const lengths = Array.from({ length: 990 }, () => randomLength(rand));
     // A few chunk-sized inputs, as the content layer hashes them, and their neighbours.
     lengths.push(1 << 20, (1 << 20) - 1, (1 << 20) + 1, (1 << 20) - 1024, (1 << 20) + 1024);
@@ -140,7 +130,7 @@ Deno.test({
   name: "the reference blake3() matches @noble/hashes on random inputs",
   fn() {
     const seed = (Math.random() * 2 ** 32) >>> 0;
-    const rand = prng(seed);
+    const rand = seeded(seed);
     for (let i = 0; i < 60; i++) {
       const len = Math.floor(rand() * 20 * 1024);
       const input = randomBytes(len, rand);
@@ -157,7 +147,7 @@ Deno.test({
   name: "blake3() hashes views at nonzero offsets and leaves them unchanged",
   fn() {
     const seed = (Math.random() * 2 ** 32) >>> 0;
-    const rand = prng(seed);
+    const rand = seeded(seed);
     const backing = randomBytes(400 * 1024, rand);
     const before = backing.slice();
     for (let i = 0; i < 100; i++) {
@@ -181,7 +171,7 @@ Deno.test({
   name: "blake3() keeps no state between calls of growing then shrinking sizes",
   fn() {
     const seed = (Math.random() * 2 ** 32) >>> 0;
-    const rand = prng(seed);
+    const rand = seeded(seed);
     const sizes = [0, 1, 64, 65, 1024, 1025, 4096, 4097, 65536, 1 << 20, (3 << 20) + 1, 5 << 20];
     const order = [...sizes, ...sizes.slice().reverse()];
     const inputs = new Map(sizes.map((len) => [len, randomBytes(len, rand)]));

@@ -8,6 +8,7 @@ import {
   rsStats,
 } from "../../src/kernels/erasure.ts";
 import * as reference from "../../src/kernels/reference/erasure.ts";
+import { seeded } from "../_util.ts";
 
 // The oracle: the `reed-solomon-erasure` crate built to wasm. Its own loaders do not work under Deno (it
 // takes Deno for a browser because `self` exists, and fetches a relative URL), so read its `./wasm` export,
@@ -20,21 +21,10 @@ const oracle = ReedSolomonErasure.fromBytes(
 const portable = await createRsCoder("erasure");
 const relaxed = await createRsCoder("erasure.relaxed").catch(() => null);
 
-/** mulberry32: deterministic, so a failing case can be replayed from its number. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const POOL = new Uint8Array(3 << 20);
 {
   const words = new Uint32Array(POOL.buffer);
-  const next = prng(0xc0ffee);
+  const next = seeded(0xc0ffee);
   for (let i = 0; i < words.length; i++) words[i] = next() * 4294967296;
 }
 
@@ -126,7 +116,7 @@ const LARGE: [number, number, number][] = [
 ];
 
 Deno.test("rsEncode() matches the reed-solomon-erasure crate and the reference on 1,000 random stripes", () => {
-  const rand = prng(1);
+  const rand = seeded(1);
   const cases = [...LARGE, ...Array.from({ length: 1000 }, () => randomCase(rand))];
   cases.forEach(([k, m, size], n) => {
     const what = `case ${n} (${k}+${m} x ${size} B)`;
@@ -149,7 +139,7 @@ Deno.test("rsEncode() matches the reed-solomon-erasure crate and the reference o
 });
 
 Deno.test("rsReconstruct() recovers every loss pattern of up to m shards in small stripes", () => {
-  const rand = prng(2);
+  const rand = seeded(2);
   for (const [k, m] of [[1, 1], [2, 2], [4, 2], [5, 3], [6, 3], [3, 5], [1, 4]] as const) {
     for (const size of [1, 37, 100]) {
       const full = stripe(k, m, size, rand);
@@ -179,7 +169,7 @@ function binomial(n: number, r: number): number {
 }
 
 Deno.test("rsReconstruct() recovers random loss patterns in wide stripes (40+6, 200+56)", () => {
-  const rand = prng(3);
+  const rand = seeded(3);
   for (const [k, m, size, tries] of [[40, 6, 4097, 40], [200, 56, 1031, 12], [128, 128, 64, 6]]) {
     const full = stripe(k, m, size, rand);
     rsEncode(full, k, m);
@@ -204,7 +194,7 @@ Deno.test("rsReconstruct() recovers random loss patterns in wide stripes (40+6, 
 });
 
 Deno.test("the portable kernel and the relaxed-SIMD build (when built) agree with the reference", () => {
-  const rand = prng(4);
+  const rand = seeded(4);
   const coders = relaxed ? [portable, relaxed] : [portable];
   for (let n = 0; n < 200; n++) {
     const [k, m, size] = randomCase(rand);
@@ -225,7 +215,7 @@ Deno.test("the portable kernel and the relaxed-SIMD build (when built) agree wit
 
 Deno.test("rsReconstruct() solves each loss pattern once and serves repeats from the cache", async () => {
   const coder = await createRsCoder("erasure");
-  const rand = prng(5);
+  const rand = seeded(5);
   const full = stripe(10, 4, 999, rand);
   coder.rsEncode(full, 10, 4);
   coder.rsEncode(full.map((s, i) => i < 10 ? s : new Uint8Array(999)), 10, 4);
@@ -259,7 +249,7 @@ Deno.test("rsEncode() with m = 0 and rsReconstruct() with nothing missing change
   rsReconstruct(shards, 2, 0);
   assert.deepEqual(shards, [new Uint8Array([1, 2, 3]), new Uint8Array([4, 5, 6])]);
   assert.equal(shards[0], a);
-  const full = stripe(3, 2, 50, prng(6));
+  const full = stripe(3, 2, 50, seeded(6));
   rsEncode(full, 3, 2);
   const copy = full.slice();
   rsReconstruct(copy, 3, 2);

@@ -9,24 +9,7 @@ import {
   verifyMerkleProof,
 } from "../../src/kernels/receipts.ts";
 import * as reference from "../../src/kernels/reference/receipts.ts";
-
-/** A seeded PRNG (mulberry32), so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-function randomBytes(rand: () => number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (rand() * 256) | 0;
-  return out;
-}
+import { seeded, seededBytes } from "../_util.ts";
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -69,22 +52,22 @@ Deno.test("keccak256() gives Ethereum's known digests", () => {
 });
 
 Deno.test("keccak256() matches viem, @noble/hashes and the reference for lengths 0..300", () => {
-  const rand = rng(1);
-  for (let n = 0; n <= 300; n++) assertKeccak(randomBytes(rand, n), `length ${n}`);
+  const rand = seeded(1);
+  for (let n = 0; n <= 300; n++) assertKeccak(seededBytes(rand, n), `length ${n}`);
 });
 
 Deno.test("keccak256() matches on 1,000 random inputs", () => {
-  const rand = rng(2);
+  const rand = seeded(2);
   for (let c = 0; c < 1000; c++) {
     const n = (rand() * (c % 10 === 0 ? 5000 : 700)) | 0;
-    assertKeccak(randomBytes(rand, n), `case ${c} length ${n}`);
+    assertKeccak(seededBytes(rand, n), `case ${c} length ${n}`);
   }
 });
 
 Deno.test("keccak256() of inputs fed to the kernel in several pieces", () => {
-  const rand = rng(3);
+  const rand = seeded(3);
   const piece = 136 * 7710;
-  const big = randomBytes(rand, 3 * piece + 300);
+  const big = seededBytes(rand, 3 * piece + 300);
   for (const n of [piece - 1, piece, piece + 1, piece + 136, 2 * piece, 3 * piece + 300]) {
     const data = big.subarray(0, n);
     assert.equal(hex(keccak256(data)), hex(nobleKeccak256(data)), `length ${n}`);
@@ -94,10 +77,10 @@ Deno.test("keccak256() of inputs fed to the kernel in several pieces", () => {
 });
 
 Deno.test("keccak256Many() hashes each record, for sizes around the rate", () => {
-  const rand = rng(4);
+  const rand = seeded(4);
   for (const size of [1, 31, 32, 64, 135, 136, 137, 160, 271, 272, 273, 1000]) {
     for (const n of [0, 1, 2, 3, 4, 5, 9]) {
-      const data = randomBytes(rand, n * size);
+      const data = seededBytes(rand, n * size);
       const got = keccak256Many(data, size);
       assert.equal(got.length, n * 32);
       assert.deepEqual(got, reference.keccak256Many(data, size), `size ${size} n ${n}`);
@@ -110,10 +93,10 @@ Deno.test("keccak256Many() hashes each record, for sizes around the rate", () =>
 });
 
 Deno.test("keccak256Many() handles batches larger than one kernel call", () => {
-  const rand = rng(5);
+  const rand = seeded(5);
   const size = 160;
   const n = 13_201; // more than two pieces' worth of records
-  const data = randomBytes(rand, n * size);
+  const data = seededBytes(rand, n * size);
   const got = keccak256Many(data, size);
   for (let i = 0; i < n; i += 97) {
     const record = data.subarray(i * size, (i + 1) * size);
@@ -126,16 +109,16 @@ Deno.test("keccak256Many() handles batches larger than one kernel call", () => {
   const last = data.subarray((n - 1) * size);
   assert.equal(hex(got.subarray((n - 1) * 32)), hex(nobleKeccak256(last)));
   // A very large record (several pieces long) on its own.
-  const huge = randomBytes(rand, 2 * 136 * 7710 + 5);
+  const huge = seededBytes(rand, 2 * 136 * 7710 + 5);
   assert.equal(hex(keccak256Many(huge, huge.length)), hex(nobleKeccak256(huge)));
 });
 
 Deno.test("merkleRoot() and merkleProof() match the reference, and every proof verifies", () => {
-  const rand = rng(6);
+  const rand = seeded(6);
   const sizes = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 100, 1000];
   for (let c = 0; c < 20; c++) sizes.push(1 + ((rand() * 300) | 0));
   for (const n of sizes) {
-    const leaves = randomBytes(rand, n * 32);
+    const leaves = seededBytes(rand, n * 32);
     const root = merkleRoot(leaves);
     assert.deepEqual(root, reference.merkleRoot(leaves), `root, n ${n}`);
     const indices = n <= 100 ? [...Array(n).keys()] : [0, 1, n - 2, n - 1, (rand() * n) | 0];
@@ -150,16 +133,16 @@ Deno.test("merkleRoot() and merkleProof() match the reference, and every proof v
 });
 
 Deno.test("merkleRoot() of one leaf is the leaf, with an empty proof", () => {
-  const leaf = randomBytes(rng(7), 32);
+  const leaf = seededBytes(seeded(7), 32);
   assert.deepEqual(merkleRoot(leaf), leaf);
   assert.deepEqual(merkleProof(leaf, 0), []);
   assert.ok(verifyMerkleProof(leaf, leaf, []));
 });
 
 Deno.test("merkleRoot() hashes pairs sorted: keccak256(min || max)", () => {
-  const rand = rng(8);
-  const a = randomBytes(rand, 32);
-  const b = randomBytes(rand, 32);
+  const rand = seeded(8);
+  const a = seededBytes(rand, 32);
+  const b = seededBytes(rand, 32);
   const ab = new Uint8Array([...a, ...b]);
   const ba = new Uint8Array([...b, ...a]);
   const [lo, hi] = hex(a) < hex(b) ? [a, b] : [b, a];
@@ -167,7 +150,7 @@ Deno.test("merkleRoot() hashes pairs sorted: keccak256(min || max)", () => {
   assert.deepEqual(merkleRoot(ab), want);
   assert.deepEqual(merkleRoot(ba), want);
   // Three leaves: the third moves up unchanged and is hashed with the first pair's node.
-  const c = randomBytes(rand, 32);
+  const c = seededBytes(rand, 32);
   const [lo2, hi2] = hex(want) < hex(c) ? [want, c] : [c, want];
   assert.deepEqual(
     merkleRoot(new Uint8Array([...ab, ...c])),
@@ -177,9 +160,9 @@ Deno.test("merkleRoot() hashes pairs sorted: keccak256(min || max)", () => {
 });
 
 Deno.test("verifyMerkleProof() fails on a flipped bit in the root, the leaf or any proof element", () => {
-  const rand = rng(9);
+  const rand = seeded(9);
   for (const n of [2, 3, 5, 8, 13, 100]) {
-    const leaves = randomBytes(rand, n * 32);
+    const leaves = seededBytes(rand, n * 32);
     const root = merkleRoot(leaves);
     for (let c = 0; c < 10; c++) {
       const i = (rand() * n) | 0;
@@ -199,10 +182,13 @@ Deno.test("verifyMerkleProof() fails on a flipped bit in the root, the leaf or a
 });
 
 Deno.test("merkleRoot() over 100,000 leaves matches the reference tree", () => {
-  const rand = rng(10);
-  const leaves = randomBytes(rand, 100_000 * 32);
+  const rand = seeded(10);
+  const leaves = seededBytes(rand, 100_000 * 32);
   // The tree built with @noble/hashes pair by pair, the same shape as the reference.
-  let level = Array.from({ length: 100_000 }, (_, i) => leaves.subarray(i * 32, i * 32 + 32));
+  let level: Uint8Array[] = Array.from(
+    { length: 100_000 },
+    (_, i) => leaves.subarray(i * 32, i * 32 + 32),
+  );
   while (level.length > 1) {
     const next: Uint8Array[] = [];
     for (let i = 0; i + 1 < level.length; i += 2) {

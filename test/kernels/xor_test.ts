@@ -1,24 +1,7 @@
 import assert from "node:assert/strict";
 import { xorClosest, XorTable } from "../../src/kernels/xor.ts";
 import { xorClosest as referenceClosest } from "../../src/kernels/reference/xor.ts";
-
-/** A seeded PRNG (mulberry32), so a failing case can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-function randomBytes(rand: () => number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (rand() * 256) | 0;
-  return out;
-}
+import { seeded, seededBytes } from "../_util.ts";
 
 /** Checks the one-shot API and a table against the reference. */
 function assertSame(ids: Uint8Array, target: Uint8Array, k: number, label: string): void {
@@ -28,26 +11,26 @@ function assertSame(ids: Uint8Array, target: Uint8Array, k: number, label: strin
 }
 
 Deno.test("xorClosest() matches the reference on random tables", () => {
-  const rand = rng(1);
+  const rand = seeded(1);
   for (let c = 0; c < 300; c++) {
     const n = c < 50 ? c : (rand() * (c < 250 ? 300 : 5000)) | 0;
     const k = [0, 1, 2, 7, 8, 9, 20, 64, n, n + 3][c % 10]!;
-    assertSame(randomBytes(rand, n * 32), randomBytes(rand, 32), k, `case ${c} n=${n} k=${k}`);
+    assertSame(seededBytes(rand, n * 32), seededBytes(rand, 32), k, `case ${c} n=${n} k=${k}`);
   }
 });
 
 Deno.test("xorClosest() matches the reference on a large table", () => {
-  const rand = rng(2);
-  const ids = randomBytes(rand, 100_000 * 32);
-  for (const k of [1, 20, 1000]) assertSame(ids, randomBytes(rand, 32), k, `k=${k}`);
+  const rand = seeded(2);
+  const ids = seededBytes(rand, 100_000 * 32);
+  for (const k of [1, 20, 1000]) assertSame(ids, seededBytes(rand, 32), k, `k=${k}`);
 });
 
 Deno.test("xorClosest() decides distances that share the first 8 bytes or more by the later bytes", () => {
-  const rand = rng(3);
+  const rand = seeded(3);
   for (let c = 0; c < 200; c++) {
-    const target = randomBytes(rand, 32);
+    const target = seededBytes(rand, 32);
     const n = 1 + ((rand() * 400) | 0);
-    const ids = randomBytes(rand, n * 32);
+    const ids = seededBytes(rand, n * 32);
     // Most IDs copy the target's first 8..31 bytes, so their 64-bit keys tie (often with each other).
     for (let i = 0; i < n; i++) {
       if (rand() < 0.8) {
@@ -61,11 +44,11 @@ Deno.test("xorClosest() decides distances that share the first 8 bytes or more b
 });
 
 Deno.test("xorClosest() lists identical IDs by lower index first", () => {
-  const rand = rng(4);
-  const id = randomBytes(rand, 32);
+  const rand = seeded(4);
+  const id = seededBytes(rand, 32);
   const ids = new Uint8Array(50 * 32);
   for (let i = 0; i < 50; i++) ids.set(id, i * 32);
-  const target = randomBytes(rand, 32);
+  const target = seededBytes(rand, 32);
   assert.deepEqual([...xorClosest(ids, target, 5)], [0, 1, 2, 3, 4]);
   assert.deepEqual([...new XorTable(ids).closest(target, 50)], [...Array(50).keys()]);
   // A nearer ID later in the table still comes first, then the duplicates in index order.
@@ -76,8 +59,8 @@ Deno.test("xorClosest() lists identical IDs by lower index first", () => {
 });
 
 Deno.test("xorClosest() puts an ID equal to the target first", () => {
-  const rand = rng(5);
-  const ids = randomBytes(rand, 1000 * 32);
+  const rand = seeded(5);
+  const ids = seededBytes(rand, 1000 * 32);
   const target = ids.slice(617 * 32, 618 * 32);
   assert.equal(xorClosest(ids, target, 20)[0], 617);
   assert.equal(new XorTable(ids).closest(target, 1)[0], 617);
@@ -93,9 +76,9 @@ Deno.test("xorClosest() keeps the right k when every ID is nearer than the last"
 });
 
 Deno.test("xorClosest() returns min(k, N) indices for k = 0, k > N and N = 0", () => {
-  const rand = rng(6);
-  const ids = randomBytes(rand, 10 * 32);
-  const target = randomBytes(rand, 32);
+  const rand = seeded(6);
+  const ids = seededBytes(rand, 10 * 32);
+  const target = seededBytes(rand, 32);
   assert.equal(xorClosest(ids, target, 0).length, 0);
   assert.deepEqual(xorClosest(ids, target, 1000), referenceClosest(ids, target, 10));
   assert.equal(xorClosest(ids, target, 1000).length, 10);
@@ -127,13 +110,13 @@ Deno.test("xorClosest() rejects bad arguments with clear errors", () => {
 });
 
 Deno.test("XorTable keeps answering correctly while other tables and one-shot calls use the kernel", () => {
-  const rand = rng(7);
-  const a = randomBytes(rand, 3000 * 32);
-  const b = randomBytes(rand, 500 * 32);
+  const rand = seeded(7);
+  const a = seededBytes(rand, 3000 * 32);
+  const b = seededBytes(rand, 500 * 32);
   const tableA = new XorTable(a);
   const tableB = new XorTable(b);
   for (let round = 0; round < 5; round++) {
-    const target = randomBytes(rand, 32);
+    const target = seededBytes(rand, 32);
     assert.deepEqual(tableA.closest(target, 20), referenceClosest(a, target, 20));
     assert.deepEqual(xorClosest(b, target, 3), referenceClosest(b, target, 3));
     assert.deepEqual(tableB.closest(target, 20), referenceClosest(b, target, 20));
@@ -142,11 +125,11 @@ Deno.test("XorTable keeps answering correctly while other tables and one-shot ca
 });
 
 Deno.test("XorTable is not affected by later changes to the caller's array", () => {
-  const rand = rng(8);
-  const ids = randomBytes(rand, 100 * 32);
+  const rand = seeded(8);
+  const ids = seededBytes(rand, 100 * 32);
   const original = ids.slice();
   const table = new XorTable(ids);
-  const target = randomBytes(rand, 32);
+  const target = seededBytes(rand, 32);
   ids.fill(0);
   assert.equal(table.size, 100);
   assert.deepEqual(table.closest(target, 10), referenceClosest(original, target, 10));

@@ -19,7 +19,7 @@ import {
   requestQuote,
   submitVoucher,
   VoucherRefusedError,
-} from "../../src/pay/delivery.ts";
+} from "../../src/pay/mod.ts";
 import { EMPTY_RECEIPTS_ROOT, ReceiptBatch } from "../../src/pay/receipts.ts";
 import { channelHubDomain, signVoucher, type Voucher } from "../../src/pay/voucher.ts";
 import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
