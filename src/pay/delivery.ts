@@ -26,7 +26,6 @@ import { PayingClient } from "./payer.ts";
 import { Serial } from "./_serial.ts";
 import type { PayClient } from "./_tx.ts";
 
-
 /** Options of {@link paidDelivery}. Every field documents its default. */
 export interface PaidDeliveryInit {
   /** The chain with Meshgate's contracts. */
