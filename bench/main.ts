@@ -48,7 +48,12 @@ export function report(benches: BenchRecord[]): string {
     const ours = members.find((m) => m.baseline) ??
       members.find((m) => m.name.startsWith("meshgate"));
     const oursAvg = ours?.results[0]?.ok?.avg;
-    const rows = [["  " + group, "avg", bytes ? "MB/s" : "ops/s", ours ? `${ours.name} is` : ""]];
+    const rows = [[
+      "  " + group,
+      "avg",
+      bytes ? "MB/s" : "ops/s",
+      ours ? `${ours.name} is, vs each` : "",
+    ]];
     for (const m of members) {
       const ok = m.results[0]?.ok;
       if (!ok) {
@@ -56,7 +61,8 @@ export function report(benches: BenchRecord[]): string {
         continue;
       }
       const rate = bytes ? (bytes / 1e6 / (ok.avg / 1e9)).toFixed(0) : (1e9 / ok.avg).toFixed(1);
-      const ratio = oursAvg && m !== ours ? `${(ok.avg / oursAvg).toFixed(2)}x faster` : "";
+      // How many times as fast ours is: above 1 we win, below 1 we lose.
+      const ratio = oursAvg && m !== ours ? `${(ok.avg / oursAvg).toFixed(2)}x as fast` : "";
       rows.push([`    ${m.name}`, fmtTime(ok.avg), rate, ratio]);
     }
     out.push(table(rows));
