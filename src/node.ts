@@ -143,7 +143,16 @@ export class MeshgateNode {
         await delivery?.start(node.mesh.libp2p);
         node.delivery = delivery;
       } catch (e) {
+        await node.mesh?.stop();
         await store.close();
+        if (/EADDRINUSE/.test(String(e))) {
+          const listen = config.mesh.listen?.join(", ") ?? "the default mesh ports 4001/4002";
+          throw new MeshError(
+            "mesh_listen",
+            `Cannot listen on ${listen}: in use (another node running?). Choose free ones with --listen, or run with --no-mesh`,
+            { cause: e },
+          );
+        }
         throw e;
       }
     }

@@ -193,3 +193,17 @@ Deno.test("repair rebuilds lost chunks of a stopped node, and exits 1 when a str
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("serve explains a mesh port that is taken", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-port-" });
+  const first = await startServer(["--data", `${dir}/a`]);
+  try {
+    const taken = first.multiaddrs.find((a) => !a.includes("/ws"))!.split("/p2p/")[0]!;
+    const second = await runCli(["serve", "--port", "0", "--data", `${dir}/b`, "--listen", taken]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /Cannot listen on \/ip4\/127\.0\.0\.1\/tcp\/\d+: in use/);
+  } finally {
+    await first.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
