@@ -277,16 +277,15 @@ export class MeshgateNode {
     const prefetch = options.prefetch ?? (this.mesh ? 2 : 1) * manifest.k;
     // In a mesh, find the holders of a whole stripe with one parallel round before fetching its chunks.
     const located = new Map<number, Promise<void>>();
-    const locate = async (cid: CID, signal: AbortSignal) => {
+    const locate = async (cid: CID, signal: AbortSignal, stripe: number) => {
       if (!this.#locator || this.#locator.holder(cid) || (await this.store.has(cid))) return;
-      const stripe = manifest.stripes.findIndex((s) => s.some((c) => c.equals(cid)));
       if (!located.has(stripe)) {
         located.set(stripe, this.#locator.locate(manifest.stripes[stripe]!, signal));
       }
       await located.get(stripe);
     };
-    return readFile(manifest, async (cid, signal) => {
-      await locate(cid, signal);
+    return readFile(manifest, async (cid, signal, stripe) => {
+      await locate(cid, signal, stripe);
       return this.chunk(cid, cache, signal);
     }, {
       ...options,

@@ -9,7 +9,12 @@ import { rebuildStripe } from "./stripes.ts";
 import { MeshError } from "../errors.ts";
 
 /** Fetches one chunk, verified against its CID; null when it cannot be had. */
-export type ChunkGetter = (cid: CID, signal: AbortSignal) => Promise<Uint8Array | null>;
+export type ChunkGetter = (
+  cid: CID,
+  signal: AbortSignal,
+  /** Which stripe of the manifest the chunk belongs to, so getters can work stripe by stripe. */
+  stripe: number,
+) => Promise<Uint8Array | null>;
 
 export interface ReadOptions {
   /** First byte, inclusive. Default 0. */
@@ -52,7 +57,7 @@ class ChunkReader {
     const { k } = this.manifest;
     const stripe = Math.floor(index / k);
     const cid = this.manifest.stripes[stripe]![index % k]!;
-    const bytes = await this.get(cid, this.signal);
+    const bytes = await this.get(cid, this.signal, stripe);
     if (bytes) return bytes;
     let lost = this.#lost.get(stripe);
     if (!lost) this.#lost.set(stripe, lost = new Set());
@@ -98,7 +103,7 @@ class ChunkReader {
     const asks: Promise<Uint8Array | null>[] = [];
     await new Promise<void>((resolve) => {
       cids.forEach((cid, i) => {
-        const ask = missing[i] ? Promise.resolve(null) : this.get(cid, signal);
+        const ask = missing[i] ? Promise.resolve(null) : this.get(cid, signal, stripe);
         asks.push(ask);
         ask.then(
           (bytes) => {

@@ -45,6 +45,15 @@ export function meshPeers(mesh: MeshNode): Promise<string[]> {
   return peers;
 }
 
+/** {@link meshPeers} packed for XOR ranking, built once per refresh of the list. */
+const tables = new WeakMap<string[], PeerTable>();
+async function meshTable(mesh: MeshNode): Promise<PeerTable> {
+  const peers = await meshPeers(mesh);
+  let table = tables.get(peers);
+  if (!table) tables.set(peers, table = new PeerTable(peers));
+  return table;
+}
+
 export interface PlacementReport {
   /** Chunks now held by another peer (the local copy may go). */
   remote: Map<string, string>;
@@ -262,7 +271,7 @@ export async function fetchFromMesh(
     options.locator!.forget(cid);
   }
   // Peers that are gone do not count against the budget: keep going down the list until enough answered.
-  const near = new PeerTable(await meshPeers(mesh));
+  const near = await meshTable(mesh);
   let answered = 0;
   for (const peer of near.closest(cid.multihash.digest, near.peers.length)) {
     const bytes = await attempt(peer);
