@@ -129,23 +129,31 @@ Deno.test({
 
       // A liar joins, takes chunks of a new file, and serves them with one bit flipped.
       const liarChunks = new Map<string, Uint8Array>();
+      const asked = { get: 0, has: 0 };
       const liar = await createMeshNode({
         listen: ["/ip4/127.0.0.1/tcp/0"],
         bootstrap: [a.multiaddrs[0]!, h.multiaddrs[0]!],
         store: {
           get: (c: CID) => {
+            asked.get++;
             const bytes = liarChunks.get(c.toString());
             if (!bytes) return Promise.resolve(null);
             const bad = bytes.slice();
             bad[bad.length >> 1]! ^= 1;
             return Promise.resolve(bad);
           },
-          has: (c: CID) => Promise.resolve(liarChunks.has(c.toString())),
+          has: (c: CID) => (asked.has++, Promise.resolve(liarChunks.has(c.toString()))),
           put: (c: CID, b: Uint8Array) => Promise.resolve(void liarChunks.set(c.toString(), b)),
         },
       });
       try {
-        await new Promise((r) => setTimeout(r, 500));
+        // Wait until the liar is connected to both A (to be given chunks) and H (to be asked for them).
+        for (let i = 0; i < 100; i++) {
+          const peers = liar.connectedPeers();
+          if (peers.includes(a.peerId!) && peers.includes(h!.peerId!)) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(liar.connectedPeers().includes(h!.peerId!), "the liar reached H");
         const small = 8 * MiB;
         const put2 = await postStream(`${a.url}/mesh?k=4&m=2`, patternStream(small, 12), small);
         const { cid: cid2 } = await put2.json() as { cid: string };
@@ -159,6 +167,11 @@ Deno.test({
             if (length > 0) liarChunks.set(c.toString(), pattern(offset, length, 12));
           })
         );
+        // And for one data chunk it is the only holder left: H must ask it, catch it, and rebuild.
+        const only = m2.stripes[0]![0]!.toString();
+        for (let i = 0; i < cluster.nodes.length; i++) {
+          await Deno.remove(`${dir}/node-${i}/chunks/${only.slice(-2)}/${only}`).catch(() => {});
+        }
         const res = await fetch(`${h.url}/mesh/${cid2}`);
         assert.equal(
           await expectPattern(res.body!, 0, 12),
@@ -167,7 +180,7 @@ Deno.test({
         );
         const metrics2 = await (await fetch(`${h.url}/metrics`)).text();
         const caught = Number(/^mesh_peer_misbehaviour (\d+)$/m.exec(metrics2)?.[1]);
-        assert.ok(caught >= 1, `H caught the liar (${caught} reports)`);
+        assert.ok(caught >= 1, `H caught the liar (${caught} reports; asked ${JSON.stringify(asked)}): ${metrics2.split("\n").filter((l) => /^mesh_(chunks|peers|peer_)/.test(l))}`);
       } finally {
         await liar.stop();
       }
