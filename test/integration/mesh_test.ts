@@ -180,7 +180,12 @@ Deno.test({
         );
         const metrics2 = await (await fetch(`${h.url}/metrics`)).text();
         const caught = Number(/^mesh_peer_misbehaviour (\d+)$/m.exec(metrics2)?.[1]);
-        assert.ok(caught >= 1, `H caught the liar (${caught} reports; asked ${JSON.stringify(asked)}): ${metrics2.split("\n").filter((l) => /^mesh_(chunks|peers|peer_)/.test(l))}`);
+        assert.ok(
+          caught >= 1,
+          `H caught the liar (${caught} reports; asked ${JSON.stringify(asked)}): ${
+            metrics2.split("\n").filter((l) => /^mesh_(chunks|peers|peer_)/.test(l))
+          }`,
+        );
       } finally {
         await liar.stop();
       }
