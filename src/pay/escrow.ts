@@ -69,18 +69,7 @@ export function releaseEscrow(
   client: PayClient,
   params: DealParameters,
 ): Promise<{ amount: bigint; hash: Hash }> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
-      address: params.address,
-      abi: escrowAbi,
-      functionName: "release",
-      args: [params.deal],
-    });
-    const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({ abi: escrowAbi, eventName: "DealReleased", logs: receipt.logs });
-    return { amount: log!.args.amount, hash };
-  });
+  return closeDeal(client, params, "release", "DealReleased");
 }
 
 /** Returns the deposit to the buyer (after the deadline, or at any time when the seller calls). */
@@ -88,16 +77,26 @@ export function refundEscrow(
   client: PayClient,
   params: DealParameters,
 ): Promise<{ amount: bigint; hash: Hash }> {
+  return closeDeal(client, params, "refund", "DealRefunded");
+}
+
+/** Sends `release` or `refund` and reads the amount moved from the event it emits. */
+function closeDeal(
+  client: PayClient,
+  params: DealParameters,
+  functionName: "release" | "refund",
+  eventName: "DealReleased" | "DealRefunded",
+): Promise<{ amount: bigint; hash: Hash }> {
   return guard(async () => {
     params.signal?.throwIfAborted();
     const hash = await writeContract(client, {
       address: params.address,
       abi: escrowAbi,
-      functionName: "refund",
+      functionName,
       args: [params.deal],
     });
     const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({ abi: escrowAbi, eventName: "DealRefunded", logs: receipt.logs });
+    const [log] = parseEventLogs({ abi: escrowAbi, eventName, logs: receipt.logs });
     return { amount: log!.args.amount, hash };
   });
 }
