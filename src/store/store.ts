@@ -194,18 +194,22 @@ export class ChunkStore {
   /**
    * Stores a chunk after checking it against its CID. Returns true when newly written, false when it was
    * already there. Throws {@link StoreFullError} past the cap and `ChunkMismatchError` for wrong bytes.
+   * `verified: true` skips hashing again when the caller has just checked `bytes` against `cid` itself
+   * (it computed the CID from them, or received them through a verifying exchange).
    */
-  put(cid: CID, bytes: Uint8Array): Promise<boolean> {
+  put(cid: CID, bytes: Uint8Array, options: { verified?: boolean } = {}): Promise<boolean> {
     const key = cid.toString();
     const pending = this.#writing.get(key);
     if (pending) return pending.then(() => false);
-    const write = this.#write(cid, key, bytes).finally(() => this.#writing.delete(key));
+    const write = this.#write(cid, key, bytes, options.verified ?? false).finally(() =>
+      this.#writing.delete(key)
+    );
     this.#writing.set(key, write);
     return write;
   }
 
-  async #write(cid: CID, key: string, bytes: Uint8Array): Promise<boolean> {
-    if (!matchesCid(cid, bytes)) {
+  async #write(cid: CID, key: string, bytes: Uint8Array, verified: boolean): Promise<boolean> {
+    if (!verified && !matchesCid(cid, bytes)) {
       throw new MeshError("chunk_mismatch", `Refusing to store bytes that do not match ${key}`, {
         status: 400,
       });
