@@ -219,12 +219,19 @@ export class MeshgateNode {
    * One chunk, verified: from memory, the store, or else the mesh; null when nobody has it. `cache` keeps
    * it in memory for next time.
    */
-  async chunk(cid: CID, cache = true, signal?: AbortSignal): Promise<Uint8Array | null> {
+  async chunk(
+    cid: CID,
+    cache = true,
+    signal?: AbortSignal,
+    /** Runs before going to the mesh, only when memory and disk miss. */
+    beforeMesh?: () => Promise<void>,
+  ): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
     if (hit) return hit;
     let bytes = await this.store.get(cid);
     if (!bytes && this.mesh) {
+      await beforeMesh?.();
       bytes = await fetchFromMesh(this.mesh, cid, { signal, locator: this.#locator });
       if (bytes) this.#stats.fetched++;
     }
@@ -277,40 +284,43 @@ export class MeshgateNode {
     // Over the network one stripe ahead does not hide the round trips: keep two in flight.
     const prefetch = options.prefetch ?? (this.mesh ? 2 : 1) * manifest.k;
     // In a mesh, find the holders of a whole stripe with one parallel round before fetching its chunks.
+    // Only for chunks missing here, and once per stripe.
     const located = new Map<number, Promise<void>>();
-    const locate = async (cid: CID, signal: AbortSignal, stripe: number) => {
-      if (!this.#locator || this.#locator.holder(cid) || (await this.store.has(cid))) return;
+    const locate = (cid: CID, signal: AbortSignal, stripe: number) => {
+      const locator = this.#locator;
+      if (!locator || locator.holder(cid)) return Promise.resolve();
       if (!located.has(stripe)) {
-        located.set(stripe, this.#locator.locate(manifest.stripes[stripe]!, signal));
+        located.set(stripe, locator.locate(manifest.stripes[stripe]!, signal));
       }
-      await located.get(stripe);
+      return located.get(stripe)!;
     };
-    return readFile(manifest, async (cid, signal, stripe) => {
-      await locate(cid, signal, stripe);
-      return this.chunk(cid, cache, signal);
-    }, {
-      ...options,
-      prefetch,
-      onRepaired: (cid, bytes) => {
-        this.#stats.repaired++;
-        this.#cache.set(cid.toString(), bytes);
-        // rebuildStripe checked every rebuilt chunk against its CID
-        const keep = this.store.put(cid, bytes, { verified: true }).then(async () => {
-          await this.store.flush();
-          this.#provide?.add([cid]);
-        });
-        keep.catch((e) => {
-          console.error(
-            JSON.stringify({
-              level: "warn",
-              msg: "repair write-back failed",
-              cid: `${cid}`,
-              error: `${e}`,
-            }),
-          );
-        });
+    return readFile(
+      manifest,
+      (cid, signal, stripe) => this.chunk(cid, cache, signal, () => locate(cid, signal, stripe)),
+      {
+        ...options,
+        prefetch,
+        onRepaired: (cid, bytes) => {
+          this.#stats.repaired++;
+          this.#cache.set(cid.toString(), bytes);
+          // rebuildStripe checked every rebuilt chunk against its CID
+          const keep = this.store.put(cid, bytes, { verified: true }).then(async () => {
+            await this.store.flush();
+            this.#provide?.add([cid]);
+          });
+          keep.catch((e) => {
+            console.error(
+              JSON.stringify({
+                level: "warn",
+                msg: "repair write-back failed",
+                cid: `${cid}`,
+                error: `${e}`,
+              }),
+            );
+          });
+        },
       },
-    });
+    );
   }
 
   stats(): NodeStats {
