@@ -2,7 +2,7 @@
  * Gateway throughput: GET of a stored 1 MiB object through `serve`, beside plain `Deno.serve` returning the
  * same bytes from a file, each loaded by wrk on 127.0.0.1 for a bounded time. Prints requests/s and the ratio.
  */
-import { startServer } from "../test/_util.ts";
+import { spawnNode } from "../src/cluster.ts";
 
 const SECONDS = Number(Deno.env.get("MESH_BENCH_SECONDS") ?? 8);
 const CONNECTIONS = 16;
@@ -36,13 +36,15 @@ for (let i = 0; i < 16; i++) bytes.set(object, i * 65536);
 bytes[0] = 1; // not 16 equal chunks' worth of dedup: make the first chunk differ
 await Deno.writeFile(`${dir}/object.bin`, bytes);
 
-const gateway = await startServer(["--data", `${dir}/data`]);
-const plain = await startServer([], [
-  "run",
-  "-A",
-  new URL("./_file_server.ts", import.meta.url).pathname,
-  `${dir}/object.bin`,
-]);
+const gateway = await spawnNode(["--data", `${dir}/data`]);
+const plain = await spawnNode([], {
+  command: [
+    "run",
+    "-A",
+    new URL("./_file_server.ts", import.meta.url).pathname,
+    `${dir}/object.bin`,
+  ],
+});
 try {
   const res = await fetch(`${gateway.url}/mesh`, { method: "POST", body: bytes });
   const { cid } = await res.json();

@@ -1,6 +1,5 @@
 /** Test helpers: deterministic content, temp dirs, and a real `serve` process on a free loopback port. */
 import { upload } from "../src/cli.ts";
-import { type NodeProcess, spawnNode } from "../src/cluster.ts";
 
 /** Byte `i` of the pattern is a hash of `i`: any range can be regenerated without keeping the file. */
 export function pattern(offset: number, length: number, seed = 1): Uint8Array<ArrayBuffer> {
@@ -78,8 +77,6 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-export type ServerProcess = NodeProcess;
-
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
 
 /** Runs `deno run -A src/cli.ts <args>` to completion. */
@@ -102,11 +99,6 @@ export async function runCli(
   const { code, stdout, stderr } = await child.output();
   const dec = new TextDecoder();
   return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
-}
-
-/** Starts `serve <args>` on free loopback ports and waits until it is listening. */
-export function startServer(args: string[] = [], command?: string[]): Promise<ServerProcess> {
-  return spawnNode(args, { command });
 }
 
 /** POSTs a stream with a Content-Length, the way `deno task put` does (node:http; see `upload`). */

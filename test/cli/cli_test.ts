@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { runCli, startServer } from "../_util.ts";
+import { runCli } from "../_util.ts";
 import { pattern } from "../_util.ts";
+import { spawnNode } from "../../src/cluster.ts";
 
 Deno.test("serve, put and get round-trip a file through real processes", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-cli-" });
-  const server = await startServer(["--data", `${dir}/data`]);
+  const server = await spawnNode(["--data", `${dir}/data`]);
   try {
     const file = `${dir}/photo.png`;
     const bytes = pattern(0, 700_000, 7);
@@ -104,7 +105,7 @@ Deno.test("serve --chain turns payments on against a real devnet, and refuses a 
   const { startDevnet } = await import("../../src/pay/devnet.ts");
   const devnet = await startDevnet({ port: 0, out: `${dir}/chain.json` });
   try {
-    const server = await startServer([
+    const server = await spawnNode([
       "--data",
       `${dir}/d`,
       "--chain",
@@ -120,7 +121,7 @@ Deno.test("serve --chain turns payments on against a real devnet, and refuses a 
     } finally {
       await server.stop();
     }
-    const volunteer = await startServer(["--data", `${dir}/v`]);
+    const volunteer = await spawnNode(["--data", `${dir}/v`]);
     assert.equal(
       (await (await fetch(`${volunteer.url}/readyz`)).json()).payments.mode,
       "volunteer",
@@ -196,7 +197,7 @@ Deno.test("repair rebuilds lost chunks of a stopped node, and exits 1 when a str
 
 Deno.test("serve explains a mesh port that is taken", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-port-" });
-  const first = await startServer(["--data", `${dir}/a`]);
+  const first = await spawnNode(["--data", `${dir}/a`]);
   try {
     const taken = first.multiaddrs.find((a) => !a.includes("/ws"))!.split("/p2p/")[0]!;
     const second = await runCli(["serve", "--port", "0", "--data", `${dir}/b`, "--listen", taken]);

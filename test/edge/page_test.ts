@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { chromium } from "playwright-core";
-import { startServer } from "../_util.ts";
+import { spawnNode } from "../../src/cluster.ts";
 
 const CHROMIUM = Deno.env.get("MESH_CHROMIUM") ?? "/usr/bin/chromium";
 const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
@@ -17,7 +17,7 @@ Deno.test({
   sanitizeOps: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "meshgate-page-" });
-    const server = await startServer(["--data", dir]);
+    const server = await spawnNode(["--data", dir]);
     const browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: [

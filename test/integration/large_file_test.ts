@@ -3,7 +3,8 @@
  * server's resident memory stays flat: it levels off early and does not grow with the bytes moved.
  */
 import assert from "node:assert/strict";
-import { expectPattern, pattern, patternStream, postStream, startServer } from "../_util.ts";
+import { expectPattern, pattern, patternStream, postStream } from "../_util.ts";
+import { spawnNode } from "../../src/cluster.ts";
 
 const SIZE = 200 * 1024 * 1024;
 const MiB = 1024 * 1024;
@@ -30,7 +31,7 @@ function sampled(
 
 Deno.test("a 200 MiB file comes back whole and by ranges with flat server memory", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-large-" });
-  const server = await startServer(["--data", dir, "--max-upload", "300MiB"]);
+  const server = await spawnNode(["--data", dir, "--max-upload", "300MiB"]);
   try {
     await (await fetch(`${server.url}/livez`)).text();
     const baseline = server.rss();

@@ -9,7 +9,8 @@ import { type CID, matchesCid } from "../../src/content/cid.ts";
 import { decodeManifest } from "../../src/content/manifest.ts";
 import { repairStore } from "../../src/store/repair.ts";
 import { ChunkStore } from "../../src/store/store.ts";
-import { expectPattern, patternStream, postStream, startServer } from "../_util.ts";
+import { expectPattern, patternStream, postStream } from "../_util.ts";
+import { spawnNode } from "../../src/cluster.ts";
 
 const MiB = 1024 * 1024;
 // 402 chunks of 256 KiB, the last one short: 40 stripes of 10+4 and a last one of 2+4.
@@ -47,7 +48,7 @@ function pick(from: number[], count: number, seed: number): number[] {
 Deno.test("100 MiB with m chunks of every stripe lost reads back whole and is repaired in full", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-repair-100-" });
   // A lone node: every chunk of every stripe stays in its own store.
-  const server = await startServer(["--data", dir, "--no-mesh"]);
+  const server = await spawnNode(["--data", dir, "--no-mesh"]);
   let running = true;
   try {
     let t = performance.now();

@@ -1,11 +1,12 @@
 /** Killing a node mid-upload leaves a consistent store: no partial chunk visible, nothing pinned. */
 import assert from "node:assert/strict";
 import { ChunkStore } from "../../src/store/store.ts";
-import { patternStream, postStream, startServer } from "../_util.ts";
+import { patternStream, postStream } from "../_util.ts";
+import { spawnNode } from "../../src/cluster.ts";
 
 Deno.test("SIGKILL during an upload leaves only whole, verified chunks and a store that reopens", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-crash-" });
-  const server = await startServer(["--data", dir]);
+  const server = await spawnNode(["--data", dir]);
   try {
     const size = 512 * 1024 * 1024;
     const upload = postStream(`${server.url}/mesh`, patternStream(size), size).catch((e) => e);
@@ -34,7 +35,7 @@ Deno.test("SIGKILL during an upload leaves only whole, verified chunks and a sto
     assert.equal(store.stats().chunks, checked);
     assert.deepEqual(store.pins(), [], "an unfinished upload pins nothing");
 
-    const again = await startServer(["--data", dir]);
+    const again = await spawnNode(["--data", dir]);
     try {
       const res = await fetch(`${again.url}/mesh`, { method: "POST", body: "after the crash" });
       assert.equal(res.status, 201);
