@@ -8,6 +8,7 @@ import { type CID, parseCid, RAW_CODE } from "../src/content/cid.ts";
 import type { Manifest } from "../src/content/manifest.ts";
 import type { MeshgateNode } from "../src/node.ts";
 import { MeshError } from "../src/errors.ts";
+import { httpStatus } from "./errors.ts";
 import { parseRange } from "./range.ts";
 import { Counter, Gauge, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from "./metrics.ts";
 import { PAGE_HTML } from "./page.ts";
@@ -126,7 +127,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
 
   app.onError((err, c) => {
     if (err instanceof MeshError) {
-      return c.json({ error: err.code, message: err.message }, err.status as 400);
+      return c.json({ error: err.code, message: err.message }, httpStatus(err) as 400);
     }
     if (err instanceof HTTPException) {
       return c.json({ error: "http_error", message: err.message }, err.status);
@@ -184,7 +185,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     const declared = c.req.header("content-length");
     const expectedSize = declared === undefined ? undefined : Number(declared);
     if (expectedSize !== undefined && !Number.isSafeInteger(expectedSize)) {
-      throw new MeshError("bad_request", `Invalid Content-Length "${declared}"`, { status: 400 });
+      throw new MeshError("bad_request", `Invalid Content-Length "${declared}"`);
     }
     const int = (name: string) => {
       const v = query[name];
@@ -193,9 +194,6 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
         throw new MeshError(
           "bad_request",
           `Query parameter "${name}" must be an integer, got "${v}"`,
-          {
-            status: 400,
-          },
         );
       }
       return Number(v);
@@ -216,10 +214,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       });
     } catch (e) {
       if (e instanceof MeshError || e instanceof RangeError) throw e;
-      throw new MeshError("upload_failed", `The upload did not complete: ${e}`, {
-        status: 400,
-        cause: e,
-      });
+      throw new MeshError("upload_failed", `The upload did not complete: ${e}`, { cause: e });
     }
     const { cid, manifest } = result;
     uploaded.inc({}, manifest.size);
@@ -245,11 +240,9 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     let raw: boolean;
     if (format === "raw") raw = true;
     else if (format === "car") {
-      throw new MeshError("not_acceptable", "CAR responses are not supported; use format=raw", {
-        status: 406,
-      });
+      throw new MeshError("not_acceptable", "CAR responses are not supported; use format=raw");
     } else if (format !== undefined) {
-      throw new MeshError("bad_request", `Unknown format "${format}"; use "raw"`, { status: 400 });
+      throw new MeshError("bad_request", `Unknown format "${format}"; use "raw"`);
     } else raw = accept.includes(RAW_TYPE);
 
     const etag = raw ? `"${cid}.raw"` : `"${cid}"`;

@@ -7,12 +7,9 @@ export class MeshError extends Error {
   override name = "MeshError";
   /** Machine-readable code, stable across versions: used as `error` in JSON bodies. */
   readonly code: string;
-  /** HTTP status the gateway answers with. */
-  readonly status: number;
 
-  constructor(code: string, message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
     super(message, { cause: options.cause });
     this.code = code;
-    this.status = options.status ?? 500;
   }
 }

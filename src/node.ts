@@ -12,7 +12,9 @@ import { type RepairOptions, type RepairReport, repairStore } from "./store/repa
 import type { ChainConfig } from "./pay/mod.ts";
 import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
-import { ChunkLocator, fetchFromMesh, placeFile, ProvideQueue } from "./mesh/distribute.ts";
+import { placeFile } from "./mesh/place.ts";
+import { ProvideQueue } from "./mesh/provide.ts";
+import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -40,7 +42,7 @@ export interface NodeConfig {
 export class NotFoundError extends MeshError {
   override name = "NotFoundError";
   constructor(cid: CID) {
-    super("not_found", `No content found for ${cid}`, { status: 404 });
+    super("not_found", `No content found for ${cid}`);
   }
 }
 

@@ -22,7 +22,7 @@ export function cidOf(bytes: Uint8Array, codec: number = RAW_CODE): CID {
 export class InvalidCidError extends MeshError {
   override name = "InvalidCidError";
   constructor(input: string, reason: string, cause?: unknown) {
-    super("invalid_cid", `Invalid CID "${input.slice(0, 100)}": ${reason}`, { status: 400, cause });
+    super("invalid_cid", `Invalid CID "${input.slice(0, 100)}": ${reason}`, { cause });
   }
 }
 
@@ -48,9 +48,7 @@ export function parseCid(input: string): CID {
 export class ChunkMismatchError extends MeshError {
   override name = "ChunkMismatchError";
   constructor(readonly cid: CID, readonly source: string) {
-    super("chunk_mismatch", `Bytes for ${cid} from ${source} do not match the CID`, {
-      status: 502,
-    });
+    super("chunk_mismatch", `Bytes for ${cid} from ${source} do not match the CID`);
   }
 }
 

@@ -46,7 +46,7 @@ export interface IngestResult {
 export class TooLargeError extends MeshError {
   override name = "TooLargeError";
   constructor(limit: number) {
-    super("too_large", `The upload exceeds the ${limit}-byte limit`, { status: 413 });
+    super("too_large", `The upload exceeds the ${limit}-byte limit`);
   }
 }
 
@@ -68,7 +68,6 @@ function checkChunkSize(chunkSize: number): void {
     throw new MeshError(
       "bad_request",
       `Chunk size "${chunkSize}" is invalid: need an integer in ${MIN_CHUNK_SIZE}..${MAX_CHUNK_SIZE}`,
-      { status: 400 },
     );
   }
 }
@@ -78,7 +77,6 @@ function checkStripe(k: number, m: number): void {
     throw new MeshError(
       "bad_request",
       `Stripe "k=${k}, m=${m}" is invalid: need integers with k >= 1, m >= 0, k + m <= 256`,
-      { status: 400 },
     );
   }
 }

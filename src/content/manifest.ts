@@ -39,7 +39,7 @@ export interface Manifest {
 export class InvalidManifestError extends MeshError {
   override name = "InvalidManifestError";
   constructor(reason: string, cause?: unknown) {
-    super("invalid_manifest", `Invalid manifest: ${reason}`, { status: 502, cause });
+    super("invalid_manifest", `Invalid manifest: ${reason}`, { cause });
   }
 }
 
@@ -74,7 +74,6 @@ export function sealManifest(manifest: Manifest): { cid: CID; bytes: Uint8Array 
     throw new MeshError(
       "too_large",
       `The manifest would be ${bytes.length} bytes, over the ${MAX_MANIFEST_BYTES}-byte limit: use a larger chunk size`,
-      { status: 413 },
     );
   }
   return { cid: cidOf(bytes, DAG_JSON_CODE), bytes };

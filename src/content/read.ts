@@ -35,7 +35,6 @@ export class UnrecoverableError extends MeshError {
     super(
       "unrecoverable",
       `Stripe ${stripe} cannot be rebuilt: ${have} of its chunks are available, ${need} are needed`,
-      { status: 502 },
     );
   }
 }

@@ -9,9 +9,7 @@ import { MeshError } from "../errors.ts";
 export class MessageTooLargeError extends MeshError {
   override name = "MessageTooLargeError";
   constructor(readonly length: number, readonly limit: number) {
-    super("message_too_large", `A message of ${length} bytes exceeds the limit of ${limit} bytes`, {
-      status: 502,
-    });
+    super("message_too_large", `A message of ${length} bytes exceeds the limit of ${limit} bytes`);
   }
 }
 
@@ -19,7 +17,7 @@ export class MessageTooLargeError extends MeshError {
 export class ExchangeProtocolError extends MeshError {
   override name = "ExchangeProtocolError";
   constructor(message: string, cause?: unknown) {
-    super("peer_protocol", capitalize(message), { status: 502, cause });
+    super("peer_protocol", capitalize(message), { cause });
   }
 }
 
@@ -28,7 +26,7 @@ export class PeerUnreachableError extends MeshError {
   override name = "PeerUnreachableError";
   constructor(readonly peer: string, cause?: unknown) {
     const why = cause instanceof Error ? `: ${cause.message}` : "";
-    super("peer_unreachable", `Peer "${peer}" is unreachable${why}`, { status: 502, cause });
+    super("peer_unreachable", `Peer "${peer}" is unreachable${why}`, { cause });
   }
 }
 
@@ -36,7 +34,7 @@ export class PeerUnreachableError extends MeshError {
 export class PeerTimeoutError extends MeshError {
   override name = "PeerTimeoutError";
   constructor(readonly peer: string, readonly timeoutMs: number) {
-    super("peer_timeout", `Peer "${peer}" did not answer within ${timeoutMs} ms`, { status: 504 });
+    super("peer_timeout", `Peer "${peer}" did not answer within ${timeoutMs} ms`);
   }
 }
 
@@ -44,7 +42,7 @@ export class PeerTimeoutError extends MeshError {
 export class KeyFileError extends MeshError {
   override name = "KeyFileError";
   constructor(readonly path: string, reason: string, cause?: unknown) {
-    super("invalid_key_file", `Key file "${path}" ${reason}`, { status: 500, cause });
+    super("invalid_key_file", `Key file "${path}" ${reason}`, { cause });
   }
 }
 

@@ -17,7 +17,7 @@
  *
  * Paid delivery plugs in through two structural hooks, so that the mesh knows nothing of money: a
  * {@link DeliveryGate} on the serving side meters every chunk before it is sent (it may wait for a payment, or
- * refuse with `{ error, message, status, refused: true }` in place of the chunk's answer, which ends the
+ * refuse with `{ error, message, refused: true }` in place of the chunk's answer, which ends the
  * request), and a {@link DeliveryPayer} on the asking side hears of every verified chunk and of every refusal,
  * after which it may pay and have the rest of the request asked again.
  *
@@ -69,7 +69,7 @@ export interface ChunkSource {
   get(cid: CID): Promise<Uint8Array | null>;
   /** True when the chunk is held. */
   has(cid: CID): Promise<boolean>;
-  /** Keeps a chunk (verifying it); throws a `MeshError` with code `"store_full"` (status 507) when full. */
+  /** Keeps a chunk (verifying it); throws a `MeshError` with code `"store_full"` when full. */
   put(cid: CID, bytes: Uint8Array): Promise<void>;
 }
 
@@ -110,7 +110,7 @@ export interface ChunkExchangeInit {
 /**
  * The serving side's hook: decides, chunk by chunk, whether a peer is served. Typed structurally so that the
  * mesh does not import the money layer; `src/pay` implements it. Refusals are `MeshError`s: their `code`,
- * `message` and `status` reach the peer as a {@link DeliveryRefusedError}.
+ * `message` reach the peer as a {@link DeliveryRefusedError}.
  */
 export interface DeliveryGate {
   /** Called first for every inbound request of any op; throws to refuse the peer outright (e.g. banned). */
@@ -138,12 +138,12 @@ export interface DeliveryPayer {
 
 /**
  * A peer refused to serve a chunk: its {@link DeliveryGate} said no. `code` is the peer's reason (e.g.
- * `"payment_required"`, status 402: pay and ask again; `"peer_banned"`, 403), `message` its explanation.
+ * `"payment_required"`: pay and ask again; `"peer_banned"`), `message` its explanation.
  */
 export class DeliveryRefusedError extends MeshError {
   override name = "DeliveryRefusedError";
-  constructor(readonly peer: string, code: string, message: string, status = 403) {
-    super(code, message, { status });
+  constructor(readonly peer: string, code: string, message: string) {
+    super(code, message);
   }
 }
 
@@ -593,13 +593,12 @@ export class ChunkExchange implements Startable {
   /** The answer that carries a gate's refusal: its code, message and status when it is a `MeshError`. */
   #refusal(e: unknown): Record<string, unknown> {
     if (e instanceof MeshError) {
-      return { error: e.code, message: e.message, status: e.status, refused: true };
+      return { error: e.code, message: e.message, refused: true };
     }
     this.#log.error("the delivery gate failed - %e", e);
     return {
       error: "delivery_refused",
       message: "The node could not serve",
-      status: 503,
       refused: true,
     };
   }
@@ -674,14 +673,10 @@ class Session {
       throw new ExchangeProtocolError(`peer "${this.peer}" sent a header that is not an object`);
     }
     if (typeof h.error === "string" && (h as { refused?: unknown }).refused === true) {
-      const { status } = h as { status?: unknown };
       throw new DeliveryRefusedError(
         this.peer,
         h.error.slice(0, 40),
         typeof h.message === "string" ? h.message.slice(0, 300) : `Peer "${this.peer}" refused`,
-        typeof status === "number" && Number.isInteger(status) && status >= 400 && status < 600
-          ? status
-          : 403,
       );
     }
     if (typeof h.error === "string") {

@@ -40,11 +40,7 @@ export {
   PeerUnreachableError,
 } from "./errors.ts";
 export { peerKey, PeerTable } from "./placement.ts";
-export {
-  ChunkLocator,
-  fetchFromMesh,
-  meshPeers,
-  placeFile,
-  type PlacementReport,
-  ProvideQueue,
-} from "./distribute.ts";
+export { meshPeers } from "./peers.ts";
+export { placeFile, type PlacementReport } from "./place.ts";
+export { ProvideQueue } from "./provide.ts";
+export { ChunkLocator, fetchFromMesh } from "./fetch.ts";

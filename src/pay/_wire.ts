@@ -16,7 +16,7 @@ export const MAX_MESSAGE_BYTES = 256 * 1024;
 export class PayProtocolError extends MeshError {
   override name = "PayProtocolError";
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super("pay_protocol", message, { status: 502, cause: options.cause });
+    super("pay_protocol", message, { cause: options.cause });
   }
 }
 

@@ -12,7 +12,7 @@ import { MeshError } from "../errors.ts";
 export class VoucherError extends MeshError {
   override name = "VoucherError";
   constructor(code: string, message: string, options: { cause?: unknown } = {}) {
-    super(code, message, { status: 402, cause: options.cause });
+    super(code, message, { cause: options.cause });
   }
 }
 
@@ -74,7 +74,6 @@ export class ContractRevertError extends MeshError {
     options: { cause?: unknown } = {},
   ) {
     super("contract_revert", `Contract call reverted with "${errorName}"`, {
-      status: 409,
       cause: options.cause,
     });
   }
@@ -98,7 +97,7 @@ export function toPayError(error: unknown): unknown {
 export class ChainConfigError extends MeshError {
   override name = "ChainConfigError";
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super("chain_config", message, { status: 503, cause: options.cause });
+    super("chain_config", message, { cause: options.cause });
   }
 }
 
@@ -106,6 +105,6 @@ export class ChainConfigError extends MeshError {
 export class AnvilError extends MeshError {
   override name = "AnvilError";
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super("anvil", message, { status: 500, cause: options.cause });
+    super("anvil", message, { cause: options.cause });
   }
 }

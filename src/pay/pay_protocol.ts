@@ -67,7 +67,6 @@ export class PaymentRequiredError extends MeshError {
     super(
       "payment_required",
       `Peer "${peer}" owes "${unpaid}" wei, more than a credit of ${creditBytes} bytes allows: send a voucher`,
-      { status: 402 },
     );
   }
 }
@@ -76,7 +75,7 @@ export class PaymentRequiredError extends MeshError {
 export class PeerBannedError extends MeshError {
   override name = "PeerBannedError";
   constructor(readonly peer: string, readonly reason: string) {
-    super("peer_banned", `Peer "${peer}" is refused: ${reason}`, { status: 403 });
+    super("peer_banned", `Peer "${peer}" is refused: ${reason}`);
   }
 }
 
@@ -84,7 +83,7 @@ export class PeerBannedError extends MeshError {
 export class DeskStoppedError extends MeshError {
   override name = "DeskStoppedError";
   constructor() {
-    super("node_stopping", "The node is stopping", { status: 503 });
+    super("node_stopping", "The node is stopping");
   }
 }
 
@@ -109,7 +108,7 @@ export class ChannelUnusableError extends VoucherError {
 export class VoucherRefusedError extends MeshError {
   override name = "VoucherRefusedError";
   constructor(readonly peer: string, code: string, message: string) {
-    super(code, `Peer "${peer}" refused the voucher: ${message}`, { status: 402 });
+    super(code, `Peer "${peer}" refused the voucher: ${message}`);
   }
 }
 
@@ -117,7 +116,7 @@ export class VoucherRefusedError extends MeshError {
 export class QuoteRefusedError extends MeshError {
   override name = "QuoteRefusedError";
   constructor(readonly peer: string, message: string) {
-    super("quote_refused", `Quote of peer "${peer}" refused: ${message}`, { status: 402 });
+    super("quote_refused", `Quote of peer "${peer}" refused: ${message}`);
   }
 }
 

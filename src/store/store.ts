@@ -19,7 +19,6 @@ export class StoreFullError extends MeshError {
     super(
       "store_full",
       `The store is full: ${need} more bytes would exceed the ${max}-byte cap (${used} bytes used)`,
-      { status: 507 },
     );
   }
 }
@@ -210,9 +209,7 @@ export class ChunkStore {
 
   async #write(cid: CID, key: string, bytes: Uint8Array, verified: boolean): Promise<boolean> {
     if (!verified && !matchesCid(cid, bytes)) {
-      throw new MeshError("chunk_mismatch", `Refusing to store bytes that do not match ${key}`, {
-        status: 400,
-      });
+      throw new MeshError("chunk_mismatch", `Refusing to store bytes that do not match ${key}`);
     }
     const path = this.#path(key);
     if (await exists(path)) return false;

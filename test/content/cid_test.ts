@@ -1,3 +1,4 @@
+import { httpStatus } from "../../edge/errors.ts";
 import assert from "node:assert/strict";
 import { CID } from "multiformats/cid";
 import { sha256 } from "multiformats/hashes/sha2";
@@ -43,7 +44,7 @@ Deno.test("parseCid() round-trips and rejects what Meshgate cannot serve", async
   for (const input of bad) {
     assert.throws(() => parseCid(input), (e: unknown) => {
       assert.ok(e instanceof InvalidCidError, `${input}: ${e}`);
-      assert.equal(e.status, 400);
+      assert.equal(httpStatus(e), 400);
       assert.match(e.message, /^Invalid CID "/);
       return true;
     });

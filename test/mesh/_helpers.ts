@@ -69,7 +69,7 @@ export class MemorySource implements ChunkSource {
   put(cid: CID, bytes: Uint8Array): Promise<void> {
     verifyChunk(cid, bytes, "put");
     if (!this.chunks.has(cid.toString()) && this.chunks.size >= this.capacity) {
-      return Promise.reject(new MeshError("store_full", "The store is full", { status: 507 }));
+      return Promise.reject(new MeshError("store_full", "The store is full"));
     }
     this.chunks.set(cid.toString(), bytes.slice());
     return Promise.resolve();

@@ -1,3 +1,4 @@
+import { httpStatus } from "../../edge/errors.ts";
 import assert from "node:assert/strict";
 import { ChunkMismatchError, type CID, cidOf } from "../../src/content/cid.ts";
 import { encodeUvarint, FrameReader, writeFrame } from "../../src/mesh/_framing.ts";
@@ -286,7 +287,7 @@ Deno.test({
       t0 = performance.now();
       await assert.rejects(
         client.fetchChunk(server.peerId, x.cid),
-        (e) => e instanceof PeerTimeoutError && e.code === "peer_timeout" && e.status === 504,
+        (e) => e instanceof PeerTimeoutError && e.code === "peer_timeout" && httpStatus(e) === 504,
       );
       assert.ok(performance.now() - t0 < 1500);
 
@@ -405,7 +406,8 @@ Deno.test({
       await assert.rejects(
         client.hasChunks(addr, [chunk(1).cid]),
         (e) =>
-          e instanceof PeerUnreachableError && e.code === "peer_unreachable" && e.status === 502,
+          e instanceof PeerUnreachableError && e.code === "peer_unreachable" &&
+          httpStatus(e) === 502,
       );
     } finally {
       await stopNodes(client, gone);

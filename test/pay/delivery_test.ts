@@ -1,3 +1,4 @@
+import { httpStatus } from "../../edge/errors.ts";
 /**
  * Paid delivery over real libp2p nodes on loopback and a real anvil: the desk (operator side) metering the chunk
  * exchange, the paying client, forged vouchers, and the redeem policy.
@@ -196,7 +197,7 @@ withChain(
     })();
     assert.ok(err instanceof DeliveryRefusedError, `expected a refusal, got ${err}`);
     assert.equal(err.code, "payment_required");
-    assert.equal(err.status, 402);
+    assert.equal(httpStatus(err), 402);
     assert.equal(got.length, 4);
     assert.equal(op.desk.accounts()[0]!.servedBytes, BigInt(4 * CHUNK));
     // Concurrent requests cannot overdraw: the credit is spent, so every one of them is refused.

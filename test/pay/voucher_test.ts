@@ -1,3 +1,4 @@
+import { httpStatus } from "../../edge/errors.ts";
 import assert from "node:assert/strict";
 import { type Hex, parseEther, toHex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -65,7 +66,7 @@ Deno.test("verifyVoucher() refuses a voucher for another channel", async () => {
   const other = toHex(1n, { size: 32 });
   await assert.rejects(check(signature, { channel: other }), (e) => {
     assert.ok(e instanceof VoucherChannelError && e instanceof VoucherError);
-    assert.equal(e.status, 402);
+    assert.equal(httpStatus(e), 402);
     assert.equal(e.code, "voucher_channel");
     return true;
   });

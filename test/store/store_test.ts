@@ -1,3 +1,4 @@
+import { httpStatus } from "../../edge/errors.ts";
 import assert from "node:assert/strict";
 import { cidOf } from "../../src/content/cid.ts";
 import { ChunkStore, StoreFullError } from "../../src/store/store.ts";
@@ -75,7 +76,7 @@ Deno.test("ChunkStore refuses writes past its cap, counting concurrent writes to
     assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
     const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     assert.ok(refused.reason instanceof StoreFullError);
-    assert.equal(refused.reason.status, 507);
+    assert.equal(httpStatus(refused.reason), 507);
     assert.match(refused.reason.message, /10000-byte cap/);
     assert.equal(store.stats().bytes, 9000);
     await assert.rejects(() => ChunkStore.open(dir, { maxBytes: 0 }), RangeError);

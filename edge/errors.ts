@@ -1,0 +1,38 @@
+/**
+ * The one place where domain errors become HTTP statuses: `src/` raises `MeshError`s with stable codes and
+ * knows nothing of HTTP.
+ */
+import { MeshError } from "../src/errors.ts";
+
+const STATUS: Record<string, number> = {
+  bad_request: 400,
+  invalid_cid: 400,
+  upload_failed: 400,
+  unauthorized: 401,
+  payment_required: 402,
+  quote_refused: 402,
+  peer_banned: 403,
+  forbidden: 403,
+  not_found: 404,
+  not_acceptable: 406,
+  contract_revert: 409,
+  too_large: 413,
+  range_not_satisfiable: 416,
+  invalid_manifest: 502,
+  chunk_mismatch: 502,
+  unrecoverable: 502,
+  message_too_large: 502,
+  peer_protocol: 502,
+  peer_unreachable: 502,
+  pay_protocol: 502,
+  node_stopping: 503,
+  chain_config: 503,
+  delivery_refused: 503,
+  peer_timeout: 504,
+  store_full: 507,
+};
+
+/** The HTTP status that answers `err`: by its code; a refused voucher is 402; anything else is 500. */
+export function httpStatus(err: MeshError): number {
+  return STATUS[err.code] ?? (err.code.startsWith("voucher_") ? 402 : 500);
+}
