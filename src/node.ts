@@ -1,6 +1,8 @@
 /**
- * A Meshgate node: the chunk store and the content pipeline composed into one object that the gateway
- * and the CLI drive. Later layers (mesh, money) plug in here, never into the layers below.
+ * A Meshgate node: services (the chunk store, the parity workers, the mesh, paid delivery, and whatever
+ * later layers add) composed into one object that the gateway and the CLI drive. The node's body holds only
+ * the content operations over them: put, read, chunk, manifest. Services start in dependency order and stop
+ * in reverse (src/service.ts); a new subsystem joins by adding one, never by editing the layers below.
  */
 import { CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
 import { decodeManifest, type Manifest } from "./content/manifest.ts";
@@ -8,7 +10,9 @@ import { ingest, type IngestOptions, type IngestResult } from "./content/ingest.
 import { readFile, type ReadOptions } from "./content/read.ts";
 import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
-import { type RepairOptions, type RepairReport, repairStore } from "./store/repair.ts";
+import { type RepairOptions, type RepairReport, repairStore, writeBack } from "./store/repair.ts";
+import { ByteCache } from "./store/cache.ts";
+import { UploadClaims } from "./store/claims.ts";
 import type { ChainConfig } from "./pay/mod.ts";
 import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
@@ -16,6 +20,7 @@ import { placeFile } from "./mesh/place.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
 import { MeshError } from "./errors.ts";
+import { type Service, ServiceList } from "./service.ts";
 
 export interface NodeConfig {
   /** Where chunks, pins and the node's identity live. */
@@ -36,6 +41,22 @@ export interface NodeConfig {
    * `dataDir`. Absent: a lone node that serves only its own store.
    */
   mesh?: Omit<MeshNodeInit, "dataDir" | "store">;
+  /**
+   * More services (reputation, markets, …), built in order after the core ones from the components so far
+   * and started after them. Default: none.
+   */
+  services?: { name: string; create: (components: NodeComponents) => Service | Promise<Service> }[];
+}
+
+/** What services are built from: the node's parts, as far as they exist when a service is created. */
+export interface NodeComponents {
+  readonly dataDir: string;
+  readonly store: ChunkStore;
+  readonly chain?: ChainConfig;
+  readonly mesh?: MeshNode;
+  readonly delivery?: PaidDelivery;
+  /** Every service so far, by name (later services may look up earlier ones). */
+  readonly services: ServiceList;
 }
 
 /** Raised for content this node cannot find. */
@@ -43,42 +64,6 @@ export class NotFoundError extends MeshError {
   override name = "NotFoundError";
   constructor(cid: CID) {
     super("not_found", `No content found for ${cid}`);
-  }
-}
-
-/** Least-recently-used map bounded by the total byte length of its values. */
-class ByteCache<V extends { byteLength: number } | Uint8Array> {
-  #map = new Map<string, V>();
-  #bytes = 0;
-  constructor(readonly maxBytes: number) {}
-
-  get(key: string): V | undefined {
-    const value = this.#map.get(key);
-    if (value !== undefined) {
-      this.#map.delete(key);
-      this.#map.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: string, value: V): void {
-    if (value.byteLength > this.maxBytes / 8) return; // one object must not flush the cache
-    const old = this.#map.get(key);
-    if (old) this.#bytes -= old.byteLength;
-    this.#map.delete(key);
-    this.#map.set(key, value);
-    this.#bytes += value.byteLength;
-    for (const [k, v] of this.#map) {
-      if (this.#bytes <= this.maxBytes) break;
-      this.#map.delete(k);
-      this.#bytes -= v.byteLength;
-    }
-  }
-
-  delete(key: string): void {
-    const old = this.#map.get(key);
-    if (old) this.#bytes -= old.byteLength;
-    this.#map.delete(key);
   }
 }
 
@@ -95,69 +80,101 @@ export class MeshgateNode {
   readonly store: ChunkStore;
   /** Where payments settle; undefined in volunteer mode. */
   readonly chain?: ChainConfig;
-  #cache: ByteCache<Uint8Array>;
-  #manifests = new ByteCache<Manifest & { byteLength: number }>(4 * 1024 * 1024);
-  /** Chunks claimed by uploads in progress: a failed upload must not delete what another one uses. */
-  #claims = new Map<string, number>();
-  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
   /** The libp2p side, when this node is part of a mesh. */
-  mesh?: MeshNode;
+  readonly mesh?: MeshNode;
   /** Paid delivery (desk and paying client), when `chain` and `pay` are configured. */
-  delivery?: PaidDelivery;
+  readonly delivery?: PaidDelivery;
+  /** Every service of the node, in start order. */
+  readonly services: ServiceList;
+  readonly #cache: ByteCache<Uint8Array>;
+  readonly #manifests = new ByteCache<Manifest & { byteLength: number }>(4 * 1024 * 1024);
+  readonly #claims: UploadClaims;
+  readonly #parity?: ParityPool;
   #provide?: ProvideQueue;
   #locator?: ChunkLocator;
-  /** Workers for upload parity; they start with the first upload and stop when idle. */
-  #parity?: ParityPool;
+  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
 
-  private constructor(store: ChunkStore, cacheBytes: number, chain?: ChainConfig) {
-    this.store = store;
-    this.chain = chain;
+  private constructor(components: NodeComponents, cacheBytes: number, parity?: ParityPool) {
+    this.store = components.store;
+    this.chain = components.chain;
+    this.mesh = components.mesh;
+    this.delivery = components.delivery;
+    this.services = components.services;
     this.#cache = new ByteCache(cacheBytes);
+    this.#claims = new UploadClaims(this.store);
+    this.#parity = parity;
   }
 
+  /** Builds the node's services and starts them; a failed start stops what had started. */
   static async create(config: NodeConfig): Promise<MeshgateNode> {
+    const services = new ServiceList();
     const store = await ChunkStore.open(config.dataDir, { maxBytes: config.maxStoreBytes });
-    const node = new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024, config.chain);
+    services.add("store", { stop: () => store.close() });
+    // Workers start with the first upload and stop when idle.
     const workers = config.parityWorkers ?? navigator.hardwareConcurrency;
-    if (workers > 0) node.#parity = new ParityPool(workers);
-    if (config.mesh) {
-      // What peers may ask of this node: its store, and chunks they hand over are announced as held here.
-      const source = {
-        get: (cid: CID) => store.get(cid),
-        has: (cid: CID) => store.has(cid),
-        put: async (cid: CID, bytes: Uint8Array) => {
-          await store.put(cid, bytes, { verified: true }); // the exchange checked them
-          await store.flush();
-          node.#provide?.add([cid]);
-        },
-      };
-      // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
-      const delivery = config.chain && config.pay
-        ? paidDelivery({ ...config.pay, chain: config.chain })
-        : undefined;
-      try {
-        node.mesh = await createMeshNode({
+    const parity = workers > 0 ? new ParityPool(workers) : undefined;
+    if (parity) services.add("parity", { stop: () => parity.close() });
+
+    let node: MeshgateNode | undefined;
+    let mesh: MeshNode | undefined;
+    let delivery: PaidDelivery | undefined;
+    try {
+      if (config.mesh) {
+        // What peers may ask of this node: its store; chunks they hand over are announced as held here.
+        const source = {
+          get: (cid: CID) => store.get(cid),
+          has: (cid: CID) => store.has(cid),
+          put: async (cid: CID, bytes: Uint8Array) => {
+            await store.put(cid, bytes, { verified: true }); // the exchange checked them
+            await store.flush();
+            if (node) node.#provide?.add([cid]);
+          },
+        };
+        // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
+        delivery = config.chain && config.pay
+          ? paidDelivery({ ...config.pay, chain: config.chain })
+          : undefined;
+        const meshNode = mesh = await createMeshNode({
           ...config.mesh,
           dataDir: config.dataDir,
           store: source,
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
+          start: false,
         });
-        await delivery?.start(node.mesh.libp2p);
-        node.delivery = delivery;
-      } catch (e) {
-        await node.mesh?.stop();
-        await store.close();
-        if (/EADDRINUSE/.test(String(e))) {
-          const listen = config.mesh.listen?.join(", ") ?? "the default mesh ports 4001/4002";
-          throw new MeshError(
-            "mesh_listen",
-            `Cannot listen on ${listen}: in use (another node running?). Choose free ones with --listen, or run with --no-mesh`,
-            { cause: e },
-          );
+        services.add("mesh", {
+          start: () =>
+            meshNode.start().catch((e) => {
+              throw listenError(e, config.mesh!.listen);
+            }),
+          stop: () => meshNode.stop(),
+        });
+        const paid = delivery;
+        // Stopped before the mesh: it pays what this node owes and redeems what it earned over it.
+        if (paid) {
+          services.add("delivery", {
+            start: () => paid.start(meshNode.libp2p),
+            stop: () => paid.stop(),
+          });
         }
-        throw e;
       }
+      const components: NodeComponents = {
+        dataDir: config.dataDir,
+        store,
+        chain: config.chain,
+        mesh,
+        delivery,
+        services,
+      };
+      for (const { name, create } of config.services ?? []) {
+        services.add(name, await create(components));
+      }
+      node = new MeshgateNode(components, config.cacheBytes ?? 64 * 1024 * 1024, parity);
+    } catch (e) {
+      await services.stop().catch(() => {});
+      await store.close();
+      throw e;
     }
+    await services.start();
     return node;
   }
 
@@ -169,30 +186,17 @@ export class MeshgateNode {
     source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
     options: IngestOptions = {},
   ): Promise<IngestResult> {
-    const written: CID[] = [];
-    const claimed: string[] = [];
-    const sink = async (cid: CID, bytes: Uint8Array) => {
-      const key = cid.toString();
-      this.#claims.set(key, (this.#claims.get(key) ?? 0) + 1);
-      claimed.push(key);
-      // ingest computed `cid` from these very bytes
-      if (await this.store.put(cid, bytes, { verified: true })) written.push(cid);
-    };
+    const writes = this.#claims.begin();
     let result: IngestResult;
     try {
-      result = await ingest(source, sink, { parityPool: this.#parity, ...options });
+      result = await ingest(source, writes.put, { parityPool: this.#parity, ...options });
       await this.store.flush();
       await this.store.pin(result.cid);
     } catch (e) {
-      for (const key of claimed.splice(0)) this.#release(key);
-      await Promise.all(
-        written.filter((cid) => !this.#claims.has(cid.toString())).map((cid) =>
-          this.store.delete(cid)
-        ),
-      );
+      await writes.abort();
       throw e;
     } finally {
-      for (const key of claimed) this.#release(key);
+      writes.done();
     }
     this.#stats.uploads++;
     if (this.mesh) await this.#distribute(result, options.signal);
@@ -207,14 +211,9 @@ export class MeshgateNode {
     });
     this.#stats.placed += report.remote.size;
     for (const key of report.remote.keys()) {
-      if (key !== cid.toString() && !this.#claims.has(key)) await this.store.delete(CID.parse(key));
+      const chunk = CID.parse(key);
+      if (!chunk.equals(cid) && !this.#claims.has(chunk)) await this.store.delete(chunk);
     }
-  }
-
-  #release(key: string): void {
-    const n = (this.#claims.get(key) ?? 1) - 1;
-    if (n > 0) this.#claims.set(key, n);
-    else this.#claims.delete(key);
   }
 
   /**
@@ -305,21 +304,7 @@ export class MeshgateNode {
         onRepaired: (cid, bytes) => {
           this.#stats.repaired++;
           this.#cache.set(cid.toString(), bytes);
-          // rebuildStripe checked every rebuilt chunk against its CID
-          const keep = this.store.put(cid, bytes, { verified: true }).then(async () => {
-            await this.store.flush();
-            this.#provide?.add([cid]);
-          });
-          keep.catch((e) => {
-            console.error(
-              JSON.stringify({
-                level: "warn",
-                msg: "repair write-back failed",
-                cid: `${cid}`,
-                error: `${e}`,
-              }),
-            );
-          });
+          void writeBack(this.store, cid, bytes).then((kept) => kept && this.#provide?.add([cid]));
         },
       },
     );
@@ -334,12 +319,20 @@ export class MeshgateNode {
     return repairStore(this.store, options);
   }
 
+  /** Stops every service in reverse start order: delivery settles while the mesh is up; the store last. */
   async stop(): Promise<void> {
-    this.#parity?.close();
     this.#provide?.stop();
-    // While the mesh is up: pay what this node owes, then redeem what it earned.
-    await this.delivery?.stop();
-    await this.mesh?.stop();
-    await this.store.close();
+    await this.services.stop();
   }
+}
+
+/** A taken mesh port, said in one line with the way out. */
+function listenError(e: unknown, listen: string[] | undefined): unknown {
+  if (!/EADDRINUSE/.test(String(e))) return e;
+  const where = listen?.join(", ") ?? "the default mesh ports 4001/4002";
+  return new MeshError(
+    "mesh_listen",
+    `Cannot listen on ${where}: in use (another node running?). Choose free ones with --listen, or run with --no-mesh`,
+    { cause: e },
+  );
 }

@@ -173,3 +173,25 @@ async function repairStripe(
   await Promise.all(lost.map((i) => store.put(cids[i]!, full[i]!)));
   return { missing: lost.length, repaired: lost.length, unrecoverable: false };
 }
+
+/**
+ * Keeps a chunk that a read had to rebuild, so the next read finds it on disk. Failures are logged, not
+ * thrown: the reader already has its bytes. `verified`: the rebuild checked the bytes against `cid`.
+ */
+export async function writeBack(store: ChunkStore, cid: CID, bytes: Uint8Array): Promise<boolean> {
+  try {
+    await store.put(cid, bytes, { verified: true });
+    await store.flush();
+    return true;
+  } catch (e) {
+    console.error(
+      JSON.stringify({
+        level: "warn",
+        msg: "repair write-back failed",
+        cid: `${cid}`,
+        error: `${e}`,
+      }),
+    );
+    return false;
+  }
+}
