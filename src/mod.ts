@@ -43,5 +43,6 @@ export {
   UnrecoverableError,
 } from "./content/read.ts";
 export { ChunkStore, StoreFullError, type StoreOptions, type StoreStats } from "./store/store.ts";
-export { MeshgateNode, type NodeConfig, NotFoundError } from "./node.ts";
+export { MeshgateNode, type NodeComponents, type NodeConfig, NotFoundError } from "./node.ts";
+export { type Service, ServiceList } from "./service.ts";
 export { MeshError } from "./errors.ts";
