@@ -19,7 +19,7 @@ import {
   Registry,
   SampledCounter,
 } from "./metrics.ts";
-import { PAGE_HTML } from "./page.ts";
+import { mountPage } from "./page.ts";
 
 export const VERSION = "0.1.0";
 const IMMUTABLE = "public, max-age=29030400, immutable";
@@ -188,7 +188,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   });
   app.notFound((c) => c.json({ error: "not_found", message: `No route for ${c.req.path}` }, 404));
 
-  app.get("/", (c) => c.html(PAGE_HTML));
+  mountPage(app);
   app.get("/livez", (c) => c.text("ok"));
   app.get("/readyz", (c) => {
     const stats = node.store.stats();
