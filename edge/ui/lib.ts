@@ -20,7 +20,7 @@ export function size(n: number): string {
     n /= 1024;
     i++;
   }
-  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+  return `${Number.isInteger(n) ? n : n.toFixed(1)} ${units[i]}`;
 }
 
 const TOKEN_KEY = "meshgate.apiToken";
