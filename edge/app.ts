@@ -248,10 +248,10 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       return Number(v);
     };
     if (expectedSize === 0) throw emptyUpload();
-    const body = await nonEmpty(c.req.raw.body);
     const type = uploadType(c.req.header("content-type"), query.name);
     let result;
     try {
+      const body = await nonEmpty(c.req.raw.body);
       result = await node.put(body, {
         name: query.name ?? "",
         type,
