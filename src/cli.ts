@@ -192,7 +192,12 @@ async function serve(args: string[]): Promise<number> {
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);
   const addr = await listening;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  await writeGatewayFile(dataDir, addr);
+  await writeGatewayFile(dataDir, addr).catch((e) => {
+    // put/get still work with --gateway; say why they will not find this node by itself.
+    console.error(
+      JSON.stringify({ level: "warn", msg: "cannot write gateway.json", error: String(e) }),
+    );
+  });
   const stats = node.store.stats();
   console.log(`Meshgate ${host === "0.0.0.0" ? "listening on all interfaces" : "ready"}`);
   console.log(`gateway: http://${host}:${addr.port}/`);
