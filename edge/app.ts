@@ -10,8 +10,16 @@ import type { MeshgateNode } from "../src/node.ts";
 import { MeshError } from "../src/errors.ts";
 import { httpStatus } from "./errors.ts";
 import { parseRange } from "./range.ts";
-import { Counter, Gauge, Histogram, PROMETHEUS_CONTENT_TYPE, Registry } from "./metrics.ts";
-import { PAGE_HTML } from "./page.ts";
+import { typeFromName } from "../src/units.ts";
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  PROMETHEUS_CONTENT_TYPE,
+  Registry,
+  SampledCounter,
+} from "./metrics.ts";
+import { mountPage } from "./page.ts";
 
 export const VERSION = "0.1.0";
 const IMMUTABLE = "public, max-age=29030400, immutable";
@@ -45,6 +53,46 @@ function etagMatches(header: string | undefined, etag: string): boolean {
   return header.split(",").some((t) => t.trim().replace(/^W\//, "") === bare);
 }
 
+/**
+ * The stored media type of an upload. curl's `--data-binary @file` sends
+ * `application/x-www-form-urlencoded` unless told otherwise, and a form encoding says nothing about the
+ * file, so (like a missing type) it yields to the name's extension, then to `application/octet-stream`.
+ */
+export function uploadType(header: string | undefined, name: string | undefined): string {
+  const type = header?.split(";")[0]?.trim();
+  const form = /^(application\/x-www-form-urlencoded|multipart\/form-data)$/i;
+  if (type && !form.test(type)) return type;
+  return (name && typeFromName(name)) || "application/octet-stream";
+}
+
+const emptyUpload = () =>
+  new MeshError("empty_upload", "The upload is empty: send the file's bytes as the body");
+
+/** The body, refused when it ends before its first byte, so an empty POST pins nothing. */
+async function nonEmpty(
+  body: ReadableStream<Uint8Array> | null,
+): Promise<ReadableStream<Uint8Array>> {
+  if (!body) throw emptyUpload();
+  const reader = body.getReader();
+  let first: ReadableStreamReadResult<Uint8Array>;
+  do first = await reader.read(); while (!first.done && !first.value.length);
+  if (first.done) throw emptyUpload();
+  let head: Uint8Array | undefined = first.value;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (head) {
+        controller.enqueue(head);
+        head = undefined;
+        return;
+      }
+      const { value, done } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+}
+
 export function createGateway(node: MeshgateNode, options: GatewayOptions = {}): Gateway {
   const maxUpload = options.maxUploadBytes ?? 1024 ** 3;
   const metrics = new Registry();
@@ -74,16 +122,17 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     new Gauge("mesh_store_chunks", "Chunks in the store", () => node.store.stats().chunks),
   );
   metrics.add(new Gauge("mesh_store_pins", "Pinned roots", () => node.store.stats().pins));
+  // Counts kept since start only grow: Prometheus counters, named _total.
   metrics.add(
-    new Gauge(
-      "mesh_store_corrupt_chunks",
+    new SampledCounter(
+      "mesh_store_corrupt_chunks_total",
       "Chunks found corrupt on read since start",
       () => node.store.stats().corrupt,
     ),
   );
   metrics.add(
-    new Gauge(
-      "mesh_chunks_repaired",
+    new SampledCounter(
+      "mesh_chunks_repaired_total",
       "Chunks rebuilt from their stripes since start",
       () => node.stats().repaired,
     ),
@@ -92,22 +141,22 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     new Gauge("mesh_peers", "Peers connected now", () => node.mesh?.connectedPeers().length ?? 0),
   );
   metrics.add(
-    new Gauge(
-      "mesh_chunks_fetched",
+    new SampledCounter(
+      "mesh_chunks_fetched_total",
       "Chunks fetched from other peers since start",
       () => node.stats().fetched,
     ),
   );
   metrics.add(
-    new Gauge(
-      "mesh_chunks_placed",
+    new SampledCounter(
+      "mesh_chunks_placed_total",
       "Chunks handed to other peers since start",
       () => node.stats().placed,
     ),
   );
   metrics.add(
-    new Gauge(
-      "mesh_peer_misbehaviour",
+    new SampledCounter(
+      "mesh_peer_misbehaviour_total",
       "Reports of peers that sent bad bytes or oversize messages",
       () => [...(node.mesh?.misbehaviour().values() ?? [])].reduce((n, r) => n + r.length, 0),
     ),
@@ -139,7 +188,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   });
   app.notFound((c) => c.json({ error: "not_found", message: `No route for ${c.req.path}` }, 404));
 
-  app.get("/", (c) => c.html(PAGE_HTML));
+  mountPage(app);
   app.get("/livez", (c) => c.text("ok"));
   app.get("/readyz", (c) => {
     const stats = node.store.stats();
@@ -198,10 +247,11 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       }
       return Number(v);
     };
-    const body = c.req.raw.body ?? new ReadableStream({ start: (ctl) => ctl.close() });
-    const type = c.req.header("content-type")?.split(";")[0]?.trim() || "application/octet-stream";
+    if (expectedSize === 0) throw emptyUpload();
+    const type = uploadType(c.req.header("content-type"), query.name);
     let result;
     try {
+      const body = await nonEmpty(c.req.raw.body);
       result = await node.put(body, {
         name: query.name ?? "",
         type,

@@ -6,6 +6,7 @@ import { MeshError } from "../src/errors.ts";
 
 const STATUS: Record<string, number> = {
   bad_request: 400,
+  empty_upload: 400,
   invalid_cid: 400,
   upload_failed: 400,
   unauthorized: 401,

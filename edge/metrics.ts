@@ -18,7 +18,9 @@ interface Metric {
 
 export class Counter implements Metric {
   #values = new Map<string, number>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(readonly name: string, readonly help: string) {
+    if (!name.endsWith("_total")) throw new Error(`Counter "${name}" must end in _total`);
+  }
   inc(labels: Labels = {}, by = 1): void {
     const key = labelKey(labels);
     this.#values.set(key, (this.#values.get(key) ?? 0) + by);
@@ -44,6 +46,23 @@ export class Gauge implements Metric {
     const rows: [Labels, number][] = typeof value === "number" ? [[{}, value]] : value;
     for (const [labels, v] of rows) lines.push(`${this.name}${labelKey(labels)} ${v}`);
     return lines.join("\n");
+  }
+}
+
+/**
+ * A counter whose total is read at scrape time from a source that only grows (a count kept elsewhere since
+ * start). Prometheus requires counter names to end in `_total`, so rate() and increase() work on them.
+ */
+export class SampledCounter implements Metric {
+  constructor(readonly name: string, readonly help: string, readonly read: () => number) {
+    if (!name.endsWith("_total")) throw new Error(`Counter "${name}" must end in _total`);
+  }
+  render(): string {
+    return [
+      `# HELP ${this.name} ${this.help}`,
+      `# TYPE ${this.name} counter`,
+      `${this.name} ${this.read()}`,
+    ].join("\n");
   }
 }
 

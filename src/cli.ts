@@ -15,6 +15,7 @@ import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
 import { type PaidDeliveryInit, payAccount } from "./pay/mod.ts";
 import { DEFAULT_LISTEN } from "./mesh/node.ts";
 import { startCluster } from "./cluster.ts";
+import { formatBytes, typeFromName } from "./units.ts";
 
 class UsageError extends Error {
   override name = "UsageError";
@@ -45,16 +46,6 @@ export function parseSize(text: string, what: string): number {
     throw new UsageError(`${what} "${text}" is not a size (examples: 1048576, 512MiB, 10GB)`);
   }
   return Math.floor(Number(match[1]) * unit!);
-}
-
-function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
 /** A progress bar on stderr, drawn only on a terminal, at most 10 times a second. */
@@ -125,8 +116,8 @@ Options (flag, then environment variable, then default):
   --port N            MESH_PORT         port of the gateway                 [8080]
   --host ADDR         MESH_HOST         address to listen on; 0.0.0.0 for all interfaces  [127.0.0.1]
   --data DIR          MESH_DATA_DIR     data directory (chunks, pins)       [.meshgate]
-  --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1GiB]
-  --max-store SIZE    MESH_MAX_STORE    store size cap                      [10GiB]
+  --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1 GiB]
+  --max-store SIZE    MESH_MAX_STORE    store size cap                      [10 GiB]
   --public-url URL    MESH_PUBLIC_URL   base URL in upload answers          [the request's origin]
   --listen ADDR       MESH_LISTEN       mesh multiaddr to listen on; repeat for more
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
@@ -140,6 +131,7 @@ Options (flag, then environment variable, then default):
   -h, --help                            show this help
 
 Routes: GET /mesh/<cid> (also /ipfs/<cid>), POST /mesh, GET /livez, /readyz, /metrics, and / for people.
+While it runs, DIR/gateway.json names the gateway's URL, so put and get find it (also with --port 0).
 `;
 
 async function serve(args: string[]): Promise<number> {
@@ -200,6 +192,12 @@ async function serve(args: string[]): Promise<number> {
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);
   const addr = await listening;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  await writeGatewayFile(dataDir, addr).catch((e) => {
+    // put/get still work with --gateway; say why they will not find this node by itself.
+    console.error(
+      JSON.stringify({ level: "warn", msg: "cannot write gateway.json", error: String(e) }),
+    );
+  });
   const stats = node.store.stats();
   console.log(`Meshgate ${host === "0.0.0.0" ? "listening on all interfaces" : "ready"}`);
   console.log(`gateway: http://${host}:${addr.port}/`);
@@ -228,10 +226,81 @@ async function serve(args: string[]): Promise<number> {
     console.error(JSON.stringify({ level: "error", msg: "shutdown took over 10 s; exiting" }));
     Deno.exit(1);
   }, 10_000);
-  await server.shutdown();
-  await node.stop();
+  try {
+    await server.shutdown();
+    await node.stop();
+  } finally {
+    await removeGatewayFile(dataDir);
+  }
   clearTimeout(deadline);
   return 0;
+}
+
+const DEFAULT_GATEWAY = "http://127.0.0.1:8080";
+const GATEWAY_FILE = "gateway.json";
+
+/** Written by `serve` once it listens and removed when it stops, so put and get find it on any port. */
+async function writeGatewayFile(dataDir: string, addr: Deno.NetAddr): Promise<void> {
+  // A wildcard address is not one to connect to: the same machine reaches it on loopback.
+  const host = addr.hostname === "0.0.0.0"
+    ? "127.0.0.1"
+    : addr.hostname === "::"
+    ? "[::1]"
+    : addr.hostname.includes(":")
+    ? `[${addr.hostname}]`
+    : addr.hostname;
+  const body = { url: `http://${host}:${addr.port}`, pid: Deno.pid };
+  await Deno.writeTextFile(`${dataDir}/${GATEWAY_FILE}`, JSON.stringify(body) + "\n");
+}
+
+async function removeGatewayFile(dataDir: string): Promise<void> {
+  const path = `${dataDir}/${GATEWAY_FILE}`;
+  try {
+    // Only ours: a later serve on the same directory may have written its own.
+    if (JSON.parse(await Deno.readTextFile(path)).pid === Deno.pid) await Deno.remove(path);
+  } catch {
+    // already gone or unreadable: nothing to clean
+  }
+}
+
+interface GatewayChoice {
+  url: string;
+  /** Where the URL came from, to say so when it does not answer. */
+  from: "flag" | "env" | "file" | "default" | "url";
+  file?: string;
+}
+
+/** --gateway, then MESH_GATEWAY, then the gateway.json of a running serve in the data directory, then 8080. */
+async function chooseGateway(flag?: string, dataFlag?: string): Promise<GatewayChoice> {
+  if (flag) return { url: flag, from: "flag" };
+  const env = Deno.env.get("MESH_GATEWAY");
+  if (env) return { url: env, from: "env" };
+  const file = `${setting(dataFlag, "MESH_DATA_DIR", ".meshgate")}/${GATEWAY_FILE}`;
+  try {
+    const { url } = JSON.parse(await Deno.readTextFile(file));
+    if (typeof url === "string" && /^https?:\/\//.test(url)) return { url, from: "file", file };
+  } catch {
+    // no running serve wrote one here
+  }
+  return { url: DEFAULT_GATEWAY, from: "default" };
+}
+
+function unreachable(gateway: GatewayChoice, e: Error): Error {
+  const base = `Cannot reach the gateway at ${gateway.url}: ${e.message}`;
+  if (gateway.from === "file") {
+    return new Error(
+      `${base}. ${gateway.file} names it, but that node seems to have stopped without removing it; ` +
+        "start it again or pass --gateway URL",
+    );
+  }
+  if (gateway.from === "default") {
+    return new Error(
+      `${base}. Is "deno task serve" running? For a node on another port, pass --gateway URL ` +
+        "(or MESH_GATEWAY), or --data DIR of that node",
+    );
+  }
+  if (gateway.from === "url") return new Error(base);
+  return new Error(`${base} (from ${gateway.from === "flag" ? "--gateway" : "MESH_GATEWAY"})`);
 }
 
 const PUT_HELP = `Usage: deno task put FILE [options]
@@ -239,30 +308,13 @@ const PUT_HELP = `Usage: deno task put FILE [options]
 Uploads FILE through a gateway and prints its CID and URL.
 
 Options:
-  --gateway URL   MESH_GATEWAY   gateway to upload to             [http://127.0.0.1:8080]
+  --gateway URL   MESH_GATEWAY   gateway to upload to   [the running node of --data, else http://127.0.0.1:8080]
+  --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json)  [.meshgate]
   --name NAME                    file name to record              [FILE's base name]
   --type TYPE                    media type                       [from the extension]
   --k N  --m N                   data and parity chunks per stripe [the node's default]
   -h, --help
 `;
-
-const TYPES: Record<string, string> = {
-  txt: "text/plain; charset=utf-8",
-  html: "text/html; charset=utf-8",
-  json: "application/json",
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  gif: "image/gif",
-  webp: "image/webp",
-  svg: "image/svg+xml",
-  mp4: "video/mp4",
-  webm: "video/webm",
-  mp3: "audio/mpeg",
-  ogg: "audio/ogg",
-  pdf: "application/pdf",
-  zip: "application/zip",
-};
 
 async function errorFrom(res: Response): Promise<Error> {
   const text = await res.text();
@@ -317,6 +369,7 @@ async function put(args: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       gateway: { type: "string" },
+      data: { type: "string" },
       name: { type: "string" },
       type: { type: "string" },
       k: { type: "string" },
@@ -330,27 +383,35 @@ async function put(args: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError("put takes exactly one FILE (see --help)");
   const path = positionals[0]!;
-  const gateway = setting(values.gateway, "MESH_GATEWAY", "http://127.0.0.1:8080");
+  const gateway = await chooseGateway(values.gateway, values.data);
   let file: Deno.FsFile;
+  let size: number;
   try {
     file = await Deno.open(path);
+    const info = await file.stat();
+    if (info.isDirectory) {
+      file.close();
+      throw new UsageError(
+        `"${path}" is a directory: put uploads one file (run it once per file)`,
+      );
+    }
+    size = info.size;
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     throw new UsageError(`Cannot read "${path}": ${(e as Error).message}`);
   }
-  const { size } = await file.stat();
   const name = values.name ?? path.split("/").pop()!;
-  const ext = name.includes(".") ? name.split(".").pop()!.toLowerCase() : "";
-  const url = new URL("/mesh", gateway);
+  const url = new URL("/mesh", gateway.url);
   url.searchParams.set("name", name);
   if (values.k) url.searchParams.set("k", values.k);
   if (values.m) url.searchParams.set("m", values.m);
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
   const res = await upload(url, file.readable.pipeThrough(counting((n) => bar.update(sent = n))), {
-    "Content-Type": values.type ?? TYPES[ext] ?? "application/octet-stream",
+    "Content-Type": values.type ?? typeFromName(name) ?? "application/octet-stream",
     "Content-Length": String(size),
   }).catch((e) => {
-    throw new Error(`Cannot reach the gateway at ${gateway}: ${e.message}`);
+    throw unreachable(gateway, e);
   });
   bar.done(sent);
   if (!res.ok) throw await errorFrom(res);
@@ -360,15 +421,47 @@ async function put(args: string[]): Promise<number> {
   return 0;
 }
 
-const GET_HELP = `Usage: deno task get CID [-o FILE] [options]
+const GET_HELP = `Usage: deno task get CID|URL [-o FILE] [options]
 
-Downloads content by CID through a gateway, to FILE or to standard output.
+Downloads content through a gateway, to FILE or to standard output. Name it by CID, /mesh/<cid>,
+/ipfs/<cid>, ipfs://<cid>, or a full URL such as the one put prints (fetched from that URL's gateway).
 
 Options:
   -o, --output FILE              write here (atomically: a failed download leaves no file)
-  --gateway URL   MESH_GATEWAY   gateway to download from   [http://127.0.0.1:8080]
+  --gateway URL   MESH_GATEWAY   gateway to download from   [the running node of --data, else http://127.0.0.1:8080]
+  --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json)  [.meshgate]
   -h, --help
 `;
+
+/**
+ * What `get` was given: a bare CID, `/mesh/<cid>` or `/ipfs/<cid>`, `ipfs://<cid>`, or a gateway URL (path
+ * form, or subdomain form `http://<cid>.mesh.localhost:8080/`). A URL keeps its own origin.
+ */
+export function parseTarget(text: string): { cid: string; url?: URL } {
+  const arg = text.trim();
+  const bad = () =>
+    new UsageError(`"${text}" names no content: give a CID, /mesh/<cid>, or a gateway URL`);
+  if (/^https?:\/\//i.test(arg)) {
+    let url: URL;
+    try {
+      url = new URL(arg);
+    } catch {
+      throw bad();
+    }
+    url.hash = "";
+    const path = /^\/(?:mesh|ipfs)\/([^/]+)\/?$/.exec(url.pathname);
+    if (path) return { cid: decodeURIComponent(path[1]!), url };
+    const sub = /^([a-z0-9]+)\.(?:mesh|ipfs)\./i.exec(url.hostname);
+    if (sub && (url.pathname === "/" || url.pathname === "")) return { cid: sub[1]!, url };
+    throw bad();
+  }
+  const scheme = /^(?:ipfs|mesh):\/\/([^/?#]+)\/?$/i.exec(arg);
+  if (scheme) return { cid: scheme[1]! };
+  const path = /^\/?(?:mesh|ipfs)\/([^/?#]+)\/?$/.exec(arg);
+  if (path) return { cid: path[1]! };
+  if (!arg || /[/?#\s]/.test(arg)) throw bad();
+  return { cid: arg };
+}
 
 async function get(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -377,6 +470,7 @@ async function get(args: string[]): Promise<number> {
     options: {
       output: { type: "string", short: "o" },
       gateway: { type: "string" },
+      data: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -385,16 +479,19 @@ async function get(args: string[]): Promise<number> {
     return 0;
   }
   if (positionals.length !== 1) throw new UsageError("get takes exactly one CID (see --help)");
-  const gateway = setting(values.gateway, "MESH_GATEWAY", "http://127.0.0.1:8080");
-  const res = await fetch(new URL(`/mesh/${encodeURIComponent(positionals[0]!)}`, gateway)).catch(
-    (e) => {
-      throw new Error(`Cannot reach the gateway at ${gateway}: ${e.message}`);
-    },
-  );
+  const target = parseTarget(positionals[0]!);
+  // A full URL names its own gateway; anything else goes to the chosen one.
+  const gateway: GatewayChoice = target.url
+    ? { url: target.url.origin, from: "url" }
+    : await chooseGateway(values.gateway, values.data);
+  const url = target.url ?? new URL(`/mesh/${encodeURIComponent(target.cid)}`, gateway.url);
+  const res = await fetch(url).catch((e) => {
+    throw unreachable(gateway, e);
+  });
   if (!res.ok) throw await errorFrom(res);
   const total = Number(res.headers.get("content-length")) || undefined;
   const bar = progressBar(
-    `get ${positionals[0]!.slice(0, 16)}…`,
+    `get ${target.cid.slice(0, 16)}…`,
     values.output ? total : undefined,
   );
   let received = 0;

@@ -5,6 +5,7 @@ import { type Manifest, MAX_MANIFEST_BYTES, sealManifest } from "./manifest.ts";
 import { encodeParity } from "./stripes.ts";
 import type { ParityPool } from "./parity_pool.ts";
 import { MeshError } from "../errors.ts";
+import { formatBytes } from "../units.ts";
 
 /** Default chunk size: small enough that a Range starts fast, large enough that per-chunk costs fade. */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
@@ -46,7 +47,7 @@ export interface IngestResult {
 export class TooLargeError extends MeshError {
   override name = "TooLargeError";
   constructor(limit: number) {
-    super("too_large", `The upload exceeds the ${limit}-byte limit`);
+    super("too_large", `The upload exceeds the ${formatBytes(limit)} limit (${limit} bytes)`);
   }
 }
 

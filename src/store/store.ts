@@ -11,6 +11,7 @@
  */
 import { CID, matchesCid, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
+import { formatBytes } from "../units.ts";
 
 /** Raised when a write would take the store over its size cap. */
 export class StoreFullError extends MeshError {
@@ -18,7 +19,9 @@ export class StoreFullError extends MeshError {
   constructor(need: number, used: number, max: number) {
     super(
       "store_full",
-      `The store is full: ${need} more bytes would exceed the ${max}-byte cap (${used} bytes used)`,
+      `The store is full: ${formatBytes(need)} more would exceed its ${formatBytes(max)} cap (${
+        formatBytes(used)
+      } used)`,
     );
   }
 }

@@ -208,3 +208,101 @@ Deno.test("serve explains a mesh port that is taken", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("put and get find a serve --port 0 through its gateway.json, and get takes the URLs put prints", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-find-" });
+  const data = `${dir}/data`;
+  const server = await spawnNode(["--data", data]);
+  try {
+    const written = JSON.parse(await Deno.readTextFile(`${data}/gateway.json`));
+    assert.equal(written.url, server.url);
+
+    const file = `${dir}/notes.txt`;
+    const bytes = new TextEncoder().encode("found without --gateway\n");
+    await Deno.writeFile(file, bytes);
+    // No --gateway, no MESH_GATEWAY: the data directory names the running node.
+    const put = await runCli(["put", file, "--data", data]);
+    assert.equal(put.code, 0, put.stderr);
+    const [cid, url] = put.stdout.trim().split("\n");
+    assert.equal(url, `${server.url}/mesh/${cid}`);
+    const viaEnv = await runCli(["put", file], { env: { MESH_DATA_DIR: data } });
+    assert.equal(viaEnv.code, 0, viaEnv.stderr);
+
+    // get takes the printed URL, the /ipfs/ URL, paths, ipfs:// and a bare CID alike.
+    const forms = [
+      url!,
+      `${server.url}/ipfs/${cid}`,
+      `/ipfs/${cid}`,
+      `/mesh/${cid}`,
+      `ipfs://${cid}`,
+      cid!,
+    ];
+    for (const [i, form] of forms.entries()) {
+      const out = `${dir}/copy${i}.txt`;
+      const get = await runCli(["get", form, "-o", out, "--data", data]);
+      assert.equal(get.code, 0, `${form}: ${get.stderr}`);
+      assert.deepEqual(await Deno.readFile(out), bytes, form);
+    }
+    const nonsense = await runCli(["get", `${server.url}/api/files`]);
+    assert.equal(nonsense.code, 2);
+    assert.match(nonsense.stderr, /names no content: give a CID/);
+
+    // An explicit gateway wins over the data directory's file.
+    const dead = "http://127.0.0.1:9";
+    const flagWins = await runCli(["get", cid!, "--data", data, "--gateway", dead]);
+    assert.equal(flagWins.code, 1);
+    assert.match(flagWins.stderr, /Cannot reach the gateway at http:\/\/127.0.0.1:9.*--gateway/);
+    const envWins = await runCli(["get", cid!, "--data", data], { env: { MESH_GATEWAY: dead } });
+    assert.equal(envWins.code, 1);
+    assert.match(envWins.stderr, /Cannot reach the gateway at http:\/\/127.0.0.1:9.*MESH_GATEWAY/);
+
+    // curl's --data-binary sends application/x-www-form-urlencoded; the name's extension decides.
+    const curl = await new Deno.Command("curl", {
+      args: ["-sS", "--data-binary", `@${file}`, `${server.url}/mesh?name=notes.txt`],
+      stdout: "piped",
+    }).output().catch(() => undefined);
+    if (curl) {
+      assert.equal(curl.code, 0);
+      const answer = JSON.parse(new TextDecoder().decode(curl.stdout));
+      assert.equal(answer.type, "text/plain; charset=utf-8");
+    }
+  } finally {
+    assert.equal(await server.stop("SIGTERM"), 0);
+  }
+  try {
+    await assert.rejects(
+      Deno.stat(`${data}/gateway.json`),
+      Deno.errors.NotFound,
+      "removed at stop",
+    );
+    // A file left by a node that died names a gateway that does not answer: the error says so.
+    await Deno.writeTextFile(`${data}/gateway.json`, '{"url":"http://127.0.0.1:9","pid":1}');
+    const stale = await runCli(["get", "bafkqaaa", "--data", data]);
+    assert.equal(stale.code, 1);
+    assert.match(stale.stderr, /gateway\.json names it, but that node seems to have stopped/);
+    // No file, no flag: the default port, and a hint at the flags (only when nothing else has 8080).
+    const free = await Deno.connect({ port: 8080 }).then((c) => (c.close(), false), () => true);
+    if (free) {
+      const none = await runCli(["get", "bafkqaaa", "--data", `${dir}/empty`]);
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /Is "deno task serve" running\? .*--gateway URL/);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("put refuses a directory as a usage error, and limits print in GiB", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-dir-" });
+  try {
+    const put = await runCli(["put", dir, "--gateway", "http://127.0.0.1:9"]);
+    assert.equal(put.code, 2, put.stderr);
+    assert.match(put.stderr, /is a directory: put uploads one file/);
+    assert.doesNotMatch(put.stderr, /Cannot reach the gateway/);
+    const help = await runCli(["serve", "--help"]);
+    assert.match(help.stdout, /largest accepted upload +\[1 GiB\]/);
+    assert.match(help.stdout, /store size cap +\[10 GiB\]/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -121,7 +121,7 @@ Deno.test({
       );
       await rangesMatch(h.url, cid, SIZE, 11, 4);
       const metrics = await (await fetch(`${h.url}/metrics`)).text();
-      const repaired = Number(/^mesh_chunks_repaired (\d+)$/m.exec(metrics)?.[1]);
+      const repaired = Number(/^mesh_chunks_repaired_total (\d+)$/m.exec(metrics)?.[1]);
       assert.ok(
         repaired >= lostData,
         `H rebuilt ${repaired} chunks for ${lostData} lost data chunks`,
@@ -179,7 +179,7 @@ Deno.test({
           "no corrupted byte reached the client",
         );
         const metrics2 = await (await fetch(`${h.url}/metrics`)).text();
-        const caught = Number(/^mesh_peer_misbehaviour (\d+)$/m.exec(metrics2)?.[1]);
+        const caught = Number(/^mesh_peer_misbehaviour_total (\d+)$/m.exec(metrics2)?.[1]);
         assert.ok(
           caught >= 1,
           `H caught the liar (${caught} reports; asked ${JSON.stringify(asked)}): ${

@@ -77,7 +77,7 @@ Deno.test("ChunkStore refuses writes past its cap, counting concurrent writes to
     const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     assert.ok(refused.reason instanceof StoreFullError);
     assert.equal(httpStatus(refused.reason), 507);
-    assert.match(refused.reason.message, /10000-byte cap/);
+    assert.match(refused.reason.message, /9.8 KiB cap/);
     assert.equal(store.stats().bytes, 9000);
     await assert.rejects(() => ChunkStore.open(dir, { maxBytes: 0 }), RangeError);
   }));

@@ -1,0 +1,21 @@
+/// <reference lib="dom" />
+/**
+ * The page for people at `/`. Each view has a module of its own (upload, files, health, pay); esbuild
+ * bundles them into dist/app.js (`deno task build:ui`), so serving needs no build tool.
+ */
+import { refreshFiles } from "./files.ts";
+import { refreshHealth } from "./health.ts";
+import { refreshPay } from "./pay.ts";
+import { setupUpload } from "./upload.ts";
+
+setupUpload(() => {
+  refreshFiles();
+  refreshHealth();
+});
+refreshFiles();
+refreshHealth();
+refreshPay();
+setInterval(() => {
+  refreshHealth();
+  refreshPay();
+}, 5000);

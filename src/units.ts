@@ -1,0 +1,52 @@
+/** Byte sizes and media types, in the words people read: "1 GiB", not 1073741824. */
+
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
+
+/** "1 GiB", "1.5 MiB", "700 B": whole numbers stay whole, others get one decimal. */
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < UNITS.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${Number.isInteger(n) ? n : n.toFixed(1)} ${UNITS[i]}`;
+}
+
+const TYPES: Record<string, string> = {
+  txt: "text/plain; charset=utf-8",
+  md: "text/markdown; charset=utf-8",
+  csv: "text/csv; charset=utf-8",
+  html: "text/html; charset=utf-8",
+  htm: "text/html; charset=utf-8",
+  css: "text/css; charset=utf-8",
+  js: "text/javascript; charset=utf-8",
+  json: "application/json",
+  xml: "application/xml",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  webp: "image/webp",
+  avif: "image/avif",
+  svg: "image/svg+xml",
+  ico: "image/x-icon",
+  mp4: "video/mp4",
+  webm: "video/webm",
+  mov: "video/quicktime",
+  mp3: "audio/mpeg",
+  ogg: "audio/ogg",
+  wav: "audio/wav",
+  flac: "audio/flac",
+  pdf: "application/pdf",
+  zip: "application/zip",
+  gz: "application/gzip",
+  tar: "application/x-tar",
+  wasm: "application/wasm",
+};
+
+/** The media type a file name's extension suggests, or undefined for none or an unknown one. */
+export function typeFromName(name: string): string | undefined {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? TYPES[name.slice(dot + 1).toLowerCase()] : undefined;
+}
