@@ -23,7 +23,13 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type CID, cidOf, parseCid } from "../../src/content/cid.ts";
 import { decodeManifest } from "../../src/content/manifest.ts";
-import { type NodeProcess, spawnNode, waitForPeers } from "../../src/cluster.ts";
+import {
+  CLUSTER_PRICE,
+  type NodeProcess,
+  spawnNode,
+  startCluster,
+  waitForPeers,
+} from "../../src/cluster.ts";
 import { devAccountFor } from "../../src/pay/account.ts";
 import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
 import { createMeshNode, type MeshNode } from "../../src/mesh/node.ts";
@@ -495,6 +501,37 @@ Deno.test({
       assert.ok(!stderr.includes(key.slice(2)));
     } finally {
       await Promise.all(nodes.map((n) => n.stop()));
+      await devnet.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cluster --paid: every node pays and is paid with the dev account of its own data directory",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-paid-cluster-" });
+    const devnet = await startDevnet({ out: `${dir}/chain.json` });
+    try {
+      await using cluster = await startCluster({
+        nodes: 2,
+        dir,
+        paid: { chainFile: `${dir}/chain.json` },
+        stderr: "null",
+      });
+      const accounts = cluster.nodes.map((n) => n.account);
+      assert.deepEqual(accounts, [0, 1].map((i) => devAccountFor(`${dir}/node-${i}`).address));
+      for (const node of cluster.nodes) {
+        const pay = await payOf(node);
+        assert.equal(pay.mode, "paid");
+        assert.equal(pay.chainId, devnet.config.chainId);
+        assert.equal(pay.account, node.account);
+        assert.equal(pay.price, String(CLUSTER_PRICE));
+      }
+    } finally {
       await devnet.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
