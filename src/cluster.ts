@@ -2,7 +2,7 @@
  * Local clusters: real `serve` processes on loopback, wired into one mesh. Used by `deno task cluster`, the
  * integration tests and the mesh benchmark.
  */
-import { DEFAULT_CHAIN_FILE, readChainConfig } from "./pay/chain.ts";
+import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/chain.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url).pathname;
 
@@ -14,6 +14,9 @@ export const LOOPBACK_MESH = [
   "/ip4/127.0.0.1/tcp/0/ws",
 ];
 
+/** Characters of a piped node's stderr kept for {@link NodeProcess.logs}. */
+const LOG_TAIL = 256 * 1024;
+
 /** A node process started by {@link spawnNode}. */
 export interface NodeProcess {
   /** Gateway base URL, e.g. `http://127.0.0.1:41234`. */
@@ -23,7 +26,7 @@ export interface NodeProcess {
   multiaddrs: string[];
   /** The pay account, when payments are on. */
   account?: string;
-  /** What the node wrote to stderr so far, when spawned with `stderr: "piped"` (else ""). */
+  /** What the node wrote to stderr (its last 256 KiB), when spawned with `stderr: "piped"` (else ""). */
   logs(): string;
   pid: number;
   child: Deno.ChildProcess;
@@ -56,7 +59,9 @@ export async function spawnNode(
   let logs = "";
   if (options.stderr === "piped") {
     (async () => {
-      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) logs += text;
+      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+        logs = (logs + text).slice(-LOG_TAIL); // bounded: a long-running node logs without end
+      }
     })().catch(() => {});
   }
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
@@ -137,7 +142,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const pay: string[] = [];
   if (options.paid) {
     const chainFile = options.paid.chainFile ?? DEFAULT_CHAIN_FILE;
-    const chain = await readChainConfig(chainFile);
+    // Checked here, once: a chain that is not running is one clear error, not N nodes failing to start.
+    const chain = await loadChain({ file: chainFile });
     const price = options.paid.price ?? CLUSTER_PRICE;
     pay.push("--chain", chain.rpc, "--chain-file", chainFile, "--price", String(price));
   }
