@@ -20,6 +20,7 @@ import {
   SampledCounter,
 } from "./metrics.ts";
 import { mountPage } from "./page.ts";
+import { addPayMetrics, addPayRoutes } from "./pay.ts";
 
 export const VERSION = "0.1.0";
 const IMMUTABLE = "public, max-age=29030400, immutable";
@@ -161,6 +162,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       () => [...(node.mesh?.misbehaviour().values() ?? [])].reduce((n, r) => n + r.length, 0),
     ),
   );
+  addPayMetrics(metrics, node);
   metrics.add(new Gauge("mesh_build_info", "Build information", () => [[{ version: VERSION }, 1]]));
 
   const gateway: Gateway = { app: new Hono(), metrics, ready: true };
@@ -208,6 +210,8 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     "/metrics",
     (c) => c.body(metrics.render(), 200, { "Content-Type": PROMETHEUS_CONTENT_TYPE }),
   );
+
+  addPayRoutes(app, node);
 
   app.get("/api/files", async (c) => {
     const files = [];

@@ -28,6 +28,7 @@ const STATUS: Record<string, number> = {
   pay_protocol: 502,
   node_stopping: 503,
   chain_config: 503,
+  pay_key: 503,
   delivery_refused: 503,
   peer_timeout: 504,
   store_full: 507,

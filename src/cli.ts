@@ -11,8 +11,8 @@ import { ChunkStore } from "./store/store.ts";
 import { type RepairReport, repairStore } from "./store/repair.ts";
 import { createGateway } from "../edge/app.ts";
 import { MeshError } from "./errors.ts";
-import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
-import { type PaidDeliveryInit, payAccount } from "./pay/mod.ts";
+import { type ChainConfig, DEFAULT_CHAIN_FILE, loadChain, lowPriceWarning } from "./pay/mod.ts";
+import { fundDevAccount, type PaidDeliveryInit, resolvePayAccount } from "./pay/mod.ts";
 import { DEFAULT_LISTEN } from "./mesh/node.ts";
 import { startCluster } from "./cluster.ts";
 import { formatBytes, typeFromName } from "./units.ts";
@@ -87,25 +87,27 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
   return flag ?? Deno.env.get(env) ?? fallback;
 }
 
-/** Paid delivery settings from --price and --pay-key (or their env); the key defaults only on anvil. */
-function payConfig(
-  priceFlag: string | undefined,
-  keyFlag: string | undefined,
-  chainId: number,
-): Omit<PaidDeliveryInit, "chain"> {
-  const price = setting(priceFlag, "MESH_PRICE", "0");
+/** Paid delivery settings from --price and the pay key (see `src/pay/account.ts` for where it is looked for). */
+async function payConfig(
+  values: { price?: string; "pay-key"?: string; "pay-key-file"?: string },
+  dataDir: string,
+  chain: ChainConfig,
+): Promise<Omit<PaidDeliveryInit, "chain">> {
+  const price = setting(values.price, "MESH_PRICE", "0");
   if (!/^\d{1,40}$/.test(price)) {
     throw new UsageError(`Price "${price}" must be a whole number of wei per byte`);
   }
-  const key = keyFlag ?? Deno.env.get("MESH_PAY_KEY") ?? (chainId === 31337 ? "dev:1" : undefined);
-  if (key === undefined) {
-    throw new UsageError("Payments need an account: --pay-key or MESH_PAY_KEY");
-  }
-  try {
-    return { account: payAccount(key), price: BigInt(price) };
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const found = await resolvePayAccount({
+    dataDir,
+    chainId: chain.chainId,
+    key: values["pay-key"],
+    keyFile: values["pay-key-file"] ?? Deno.env.get("MESH_PAY_KEY_FILE"),
+    envKey: Deno.env.get("MESH_PAY_KEY"),
+    onWarning: (msg, fields) =>
+      console.error(JSON.stringify({ level: "warn", component: "pay", msg, ...fields })),
+  });
+  if (found.derived) await fundDevAccount(chain.rpc, found.account.address);
+  return { account: found.account, price: BigInt(price) };
 }
 
 const SERVE_HELP = `Usage: deno task serve [options]
@@ -126,8 +128,13 @@ Options (flag, then environment variable, then default):
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
-  --pay-key KEY       MESH_PAY_KEY      account that pays and is paid: a 0x private key, or dev:N for
-                                        anvil's test account N   [dev:1 on a local anvil chain (id 31337)]
+  --pay-key-file FILE MESH_PAY_KEY_FILE file holding the 0x private key of the account that pays and is
+                                        paid (mode 600)   [<data>/pay.key when present]
+                    MESH_PAY_KEY      the key itself, from the environment
+  --pay-key dev:N                       anvil's public test account N (a raw 0x key works too, but is
+                                        visible in the process list: warned)
+                                        [on a local anvil (chain 31337): a dev account derived from --data,
+                                        funded at start]
   -h, --help                            show this help
 
 Routes: GET /mesh/<cid> (also /ipfs/<cid>), POST /mesh, GET /livez, /readyz, /metrics, and / for people.
@@ -148,6 +155,7 @@ async function serve(args: string[]): Promise<number> {
       "chain-file": { type: "string" },
       price: { type: "string" },
       "pay-key": { type: "string" },
+      "pay-key-file": { type: "string" },
       listen: { type: "string", multiple: true },
       bootstrap: { type: "string", multiple: true },
       "no-mesh": { type: "boolean" },
@@ -177,7 +185,7 @@ async function serve(args: string[]): Promise<number> {
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
   const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
   const chain = rpc ? await loadChain({ rpc, file: chainFile }) : undefined;
-  const pay = chain ? payConfig(values.price, values["pay-key"], chain.chainId) : undefined;
+  const pay = chain ? await payConfig(values, dataDir, chain) : undefined;
 
   const list = (flag: string[] | undefined, env: string) =>
     flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);
@@ -210,6 +218,11 @@ async function serve(args: string[]): Promise<number> {
       ? `payments: on (chain ${chain.chainId} via ${chain.rpc}, ChannelHub ${chain.contracts.channelHub})`
       : "payments: off (volunteer mode; --chain RPC turns them on)",
   );
+  if (chain && pay) {
+    console.log(`account: ${pay.account.address} (price ${pay.price} wei/byte)`);
+    const low = await lowPriceWarning(chain, pay.price ?? 0n);
+    if (low) console.error(JSON.stringify({ level: "warn", component: "pay", ...low }));
+  }
   // Printed last: scripts wait for this line.
   console.log(
     `data:    ${dataDir} (${stats.chunks} chunks, ${formatBytes(stats.bytes)} of ${
@@ -590,6 +603,10 @@ Options:
   --nodes N        how many nodes                                   [4]
   --dir DIR        parent of the nodes' data directories            [.meshgate/cluster]
   --base-port P    gateway of node i listens on P + i               [8080]
+  --paid           payments on, through the chain of deno task devnet; each node
+                   pays and is paid with its own dev account
+  --price WEI      wei per byte each node charges, with --paid      [1000000000]
+  --chain-file F   chain file, with --paid                          [.meshgate/chain.json]
   -h, --help
 `;
 
@@ -600,6 +617,9 @@ async function cluster(args: string[]): Promise<number> {
       nodes: { type: "string", default: "4" },
       dir: { type: "string", default: ".meshgate/cluster" },
       "base-port": { type: "string", default: "8080" },
+      paid: { type: "boolean" },
+      price: { type: "string" },
+      "chain-file": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -615,10 +635,23 @@ async function cluster(args: string[]): Promise<number> {
   if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65535) {
     throw new UsageError(`--base-port "${values["base-port"]}" leaves no room for ${nodes} ports`);
   }
-  console.error(`starting ${nodes} nodes…`);
-  const running = await startCluster({ nodes, dir: values.dir, basePort, stderr: "null" });
+  if (values.price !== undefined && !/^\d{1,40}$/.test(values.price)) {
+    throw new UsageError(`Price "${values.price}" must be a whole number of wei per byte`);
+  }
+  if (!values.paid && (values.price !== undefined || values["chain-file"] !== undefined)) {
+    throw new UsageError("--price and --chain-file go with --paid");
+  }
+  const paid = values.paid
+    ? {
+      chainFile: values["chain-file"],
+      price: values.price === undefined ? undefined : BigInt(values.price),
+    }
+    : undefined;
+  console.error(`starting ${nodes} ${paid ? "paid " : ""}nodes…`);
+  const running = await startCluster({ nodes, dir: values.dir, basePort, stderr: "null", paid });
   for (const [i, node] of running.nodes.entries()) {
-    console.log(`node ${i}  ${node.url}/  peer ${node.peerId}`);
+    const account = node.account ? `  account ${node.account}` : "";
+    console.log(`node ${i}  ${node.url}/  peer ${node.peerId}${account}`);
   }
   console.log("Ctrl-C stops them all.");
   const { promise, resolve } = Promise.withResolvers<void>();

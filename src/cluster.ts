@@ -2,6 +2,7 @@
  * Local clusters: real `serve` processes on loopback, wired into one mesh. Used by `deno task cluster`, the
  * integration tests and the mesh benchmark.
  */
+import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/chain.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url).pathname;
 
@@ -13,6 +14,9 @@ export const LOOPBACK_MESH = [
   "/ip4/127.0.0.1/tcp/0/ws",
 ];
 
+/** Characters of a piped node's stderr kept for {@link NodeProcess.logs}. */
+const LOG_TAIL = 256 * 1024;
+
 /** A node process started by {@link spawnNode}. */
 export interface NodeProcess {
   /** Gateway base URL, e.g. `http://127.0.0.1:41234`. */
@@ -20,6 +24,10 @@ export interface NodeProcess {
   /** Peer ID and mesh multiaddrs as printed at start (none with --no-mesh). */
   peerId?: string;
   multiaddrs: string[];
+  /** The pay account, when payments are on. */
+  account?: string;
+  /** What the node wrote to stderr (its last 256 KiB), when spawned with `stderr: "piped"` (else ""). */
+  logs(): string;
   pid: number;
   child: Deno.ChildProcess;
   /** Resident memory of the process in bytes (Linux). */
@@ -31,8 +39,9 @@ export interface NodeProcess {
 export interface SpawnOptions {
   /** Replaces the whole deno command line, for other servers that print `gateway: <url>/` the same way. */
   command?: string[];
-  /** Where the node's log lines (stderr) go. Default: this process's stderr. */
-  stderr?: "inherit" | "null";
+  /** Where the node's log lines (stderr) go; `"piped"` keeps them for {@link NodeProcess.logs}. Default: this
+   * process's stderr. */
+  stderr?: "inherit" | "null" | "piped";
   /** Milliseconds to wait for the node to listen. Default 30 000. */
   timeoutMs?: number;
 }
@@ -47,6 +56,14 @@ export async function spawnNode(
     stdout: "piped",
     stderr: options.stderr ?? "inherit",
   }).spawn();
+  let logs = "";
+  if (options.stderr === "piped") {
+    (async () => {
+      for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
+        logs = (logs + text).slice(-LOG_TAIL); // bounded: a long-running node logs without end
+      }
+    })().catch(() => {});
+  }
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let seen = "";
   let url: string | undefined;
@@ -54,7 +71,7 @@ export async function spawnNode(
   try {
     while (!url) {
       const { value, done } = await reader.read();
-      if (done) throw new Error(`serve exited before listening; it printed: ${seen}`);
+      if (done) throw new Error(`serve exited before listening; it printed: ${seen}${logs}`);
       seen += value;
       // `serve` prints its gateway, mesh and payment lines, then "data:" last.
       if (/^data: .*\n/m.test(seen) || options.command) {
@@ -73,8 +90,10 @@ export async function spawnNode(
     url,
     peerId: /^peer: +(\S+)$/m.exec(seen)?.[1],
     multiaddrs: [...seen.matchAll(/^mesh: +(\/\S+)$/gm)].map((m) => m[1]!),
+    account: /^account: +(0x[0-9a-fA-F]{40})/m.exec(seen)?.[1],
     pid,
     child,
+    logs: () => logs,
     rss() {
       const status = Deno.readTextFileSync(`/proc/${pid}/status`);
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
@@ -100,7 +119,13 @@ export interface ClusterOptions {
   /** More `serve` arguments for every node. */
   args?: string[];
   stderr?: "inherit" | "null";
+  /** Turn payments on: every node pays and is paid through the chain of `chainFile` (what `deno task devnet`
+   * wrote), each with the dev account of its own data directory, at `price` wei per byte. Default: off. */
+  paid?: { chainFile?: string; price?: bigint };
 }
+
+/** Price of `cluster --paid`: 1 gwei per byte (~0.001 ETH per MiB), well above a redeem's gas on anvil. */
+export const CLUSTER_PRICE = 1_000_000_000n;
 
 export interface Cluster extends AsyncDisposable {
   nodes: NodeProcess[];
@@ -114,10 +139,19 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   if (!Number.isInteger(count) || count < 1) {
     throw new RangeError(`Node count "${count}" must be >= 1`);
   }
+  const pay: string[] = [];
+  if (options.paid) {
+    const chainFile = options.paid.chainFile ?? DEFAULT_CHAIN_FILE;
+    // Checked here, once: a chain that is not running is one clear error, not N nodes failing to start.
+    const chain = await loadChain({ file: chainFile });
+    const price = options.paid.price ?? CLUSTER_PRICE;
+    pay.push("--chain", chain.rpc, "--chain-file", chainFile, "--price", String(price));
+  }
   const args = (i: number) => [
     "--data",
     `${dir}/node-${i}`,
     ...(options.basePort ? ["--port", String(options.basePort + i)] : []),
+    ...pay,
     ...(options.args ?? []),
   ];
   const nodes: NodeProcess[] = [];

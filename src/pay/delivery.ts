@@ -17,12 +17,13 @@
  * @module
  */
 import type { Libp2p } from "@libp2p/interface";
-import { createWalletClient, type Hex, http, isHex, type LocalAccount } from "viem";
+import { type Address, createWalletClient, type Hex, http, isHex, type LocalAccount } from "viem";
 import { mnemonicToAccount, privateKeyToAccount } from "viem/accounts";
 import type { DeliveryGate, DeliveryPayer } from "../mesh/exchange.ts";
 import { type ChainConfig, meshChain } from "./chain.ts";
 import { type DeskEvent, PaymentDesk } from "./desk.ts";
-import { PayingClient } from "./payer.ts";
+import { type PayerEvent, PayingClient } from "./payer.ts";
+import { errorText, payLog } from "./_log.ts";
 import { Serial } from "./_serial.ts";
 import type { PayClient } from "./_tx.ts";
 
@@ -48,6 +49,58 @@ export interface PaidDeliveryInit {
   maxPrice?: bigint;
   /** Told of the desk's redeems and bans. Default: none. */
   onEvent?: (event: DeskEvent) => void;
+  /** Told of the paying client's channels and refusals. Default: none. */
+  onPayerEvent?: (event: PayerEvent) => void;
+  /** Log both sides' events as JSON lines on stderr. Default: true. */
+  log?: boolean;
+}
+
+/** One channel this node is paid through (`in`) or pays through (`out`). */
+export type PayChannel =
+  | {
+    direction: "in";
+    peer: string;
+    channel?: Hex;
+    payer?: Address;
+    servedBytes: bigint;
+    /** Wei accepted in vouchers, and redeemed, since this node started. */
+    earnedWei: bigint;
+    redeemedWei: bigint;
+    vouchers: number;
+    banned?: string;
+  }
+  | {
+    direction: "out";
+    peer: string;
+    channel?: Hex;
+    payee?: Address;
+    price?: bigint;
+    depositWei: bigint;
+    /** Wei promised in vouchers, and acknowledged by the operator. */
+    spentWei: bigint;
+    acceptedWei: bigint;
+    paidBytes: bigint;
+    vouchers: number;
+  };
+
+/** What a node earned and spent since it started. */
+export interface PaySummary {
+  account: Address;
+  /** Wei per byte this node charges (0n: it serves for free). */
+  price: bigint;
+  /** Wei accepted in vouchers from the peers it served. */
+  earnedWei: bigint;
+  /** Wei the hub paid it for those vouchers so far. */
+  redeemedWei: bigint;
+  /** Wei it promised in vouchers to the operators it fetched from. */
+  spentWei: bigint;
+  vouchersReceived: number;
+  vouchersSent: number;
+  redeems: number;
+  /** Gas of its redeems, and what that gas cost in wei. */
+  redeemGas: bigint;
+  redeemGasWei: bigint;
+  channels: PayChannel[];
 }
 
 /** Both sides of paid delivery for one node. */
@@ -62,6 +115,8 @@ export interface PaidDelivery {
   start(libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp" | "dialProtocol">): Promise<void>;
   /** Pays what this node owes, stops the desk and redeems what is worth it. Call before the mesh stops. */
   stop(): Promise<void>;
+  /** Earnings, spending and channels, for `/api/pay` and `/metrics`. */
+  summary(): PaySummary;
 }
 
 /** Builds paid delivery for a node paying and paid through `chain` with `account`. */
@@ -74,19 +129,31 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
   // One account, one nonce sequence: the desk's redeems and the client's deposits queue together.
   const transactions = new Serial();
   const price = init.price ?? 0n;
+  const log = init.log ?? true;
+  let stopping = false;
+  const onEvent = (event: DeskEvent) => {
+    if (log) logDeskEvent(event, stopping);
+    init.onEvent?.(event);
+  };
+  const onPayerEvent = (event: PayerEvent) => {
+    if (log) logPayerEvent(event);
+    init.onPayerEvent?.(event);
+  };
   const desk = price > 0n
     ? new PaymentDesk({
       chain: init.chain,
       wallet,
       price,
       transactions,
-      ...pick(init, "batchBytes", "creditBytes", "paymentWaitMs", "redeemFactor", "onEvent"),
+      onEvent,
+      ...pick(init, "batchBytes", "creditBytes", "paymentWaitMs", "redeemFactor"),
     })
     : undefined;
   const payer = new PayingClient({
     chain: init.chain,
     wallet,
     transactions,
+    onEvent: onPayerEvent,
     ...pick(init, "batchBytes", "depositBytes", "maxPrice"),
   });
   return {
@@ -99,10 +166,116 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
       await desk?.start(libp2p);
     },
     async stop() {
+      stopping = true;
       // At once: redeeming what this node earned must not wait behind paying peers that may be slow.
       await Promise.all([payer.stop(), desk?.stop()]);
     },
+    summary() {
+      const d = desk?.stats();
+      const p = payer.stats();
+      const channels: PayChannel[] = [];
+      for (const a of desk?.accounts() ?? []) {
+        channels.push({
+          direction: "in",
+          peer: a.peer,
+          ...(a.channel ? { channel: a.channel, payer: a.payer } : {}),
+          servedBytes: a.servedBytes,
+          earnedWei: a.accepted - a.base,
+          redeemedWei: a.redeemed - a.base,
+          vouchers: a.vouchers,
+          ...(a.banned !== undefined ? { banned: a.banned } : {}),
+        });
+      }
+      for (const o of payer.operators()) {
+        if (o.quote?.price === 0n && o.channel === undefined) continue; // a volunteer: nothing to show
+        channels.push({
+          direction: "out",
+          peer: o.peer,
+          ...(o.channel ? { channel: o.channel } : {}),
+          ...(o.quote ? { payee: o.quote.payee, price: o.quote.price } : {}),
+          depositWei: o.deposit,
+          spentWei: o.cumulative,
+          acceptedWei: o.accepted,
+          paidBytes: o.paidBytes,
+          vouchers: o.vouchers,
+        });
+      }
+      return {
+        account: wallet.account.address,
+        price,
+        earnedWei: d?.acceptedWei ?? 0n,
+        redeemedWei: d?.redeemedWei ?? 0n,
+        spentWei: p.spentWei,
+        vouchersReceived: d?.vouchers ?? 0,
+        vouchersSent: p.vouchers,
+        redeems: d?.redeems ?? 0,
+        redeemGas: d?.redeemGas ?? 0n,
+        redeemGasWei: d?.redeemGasCost ?? 0n,
+        channels,
+      };
+    },
   };
+}
+
+function logDeskEvent(e: DeskEvent, stopping: boolean): void {
+  switch (e.kind) {
+    case "redeemed":
+      payLog("info", "voucher redeemed", {
+        peer: e.peer,
+        channel: e.channel,
+        paidWei: e.paid,
+        gas: e.gasUsed,
+        gasWei: e.gasCost,
+      });
+      break;
+    case "redeem_skipped":
+      // While running, a skip only means "not yet"; at shutdown it is money left on the table.
+      if (stopping) {
+        payLog("warn", "voucher left unredeemed: worth less than the gas of redeeming it", {
+          peer: e.peer,
+          channel: e.channel,
+          pendingWei: e.pending,
+          redeemCostWei: e.cost,
+        });
+      }
+      break;
+    case "redeem_failed":
+      payLog("warn", "redeem failed", {
+        peer: e.peer,
+        channel: e.channel,
+        error: errorText(e.error),
+      });
+      break;
+    case "banned":
+      payLog("warn", "peer refused: forged voucher", { peer: e.peer, reason: e.reason });
+      break;
+  }
+}
+
+function logPayerEvent(e: PayerEvent): void {
+  switch (e.kind) {
+    case "channel_opened":
+      payLog("info", "channel opened", {
+        peer: e.peer,
+        channel: e.channel,
+        payee: e.payee,
+        depositWei: e.deposit,
+      });
+      break;
+    case "quote_refused":
+      payLog("warn", "operator not paid: its quote is refused", {
+        peer: e.peer,
+        reason: e.reason,
+      });
+      break;
+    case "payment_failed":
+      payLog("warn", "payment failed", {
+        peer: e.peer,
+        error: errorText(e.error),
+        code: (e.error as { code?: unknown })?.code,
+      });
+      break;
+  }
 }
 
 /** Anvil's public test mnemonic (`devnet.ts` funds its first ten accounts): for local chains only. */

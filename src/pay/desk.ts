@@ -93,6 +93,8 @@ export interface PeerAccount {
   accepted: bigint;
   /** Cumulative amount redeemed on-chain. */
   redeemed: bigint;
+  /** The channel's redeemed amount when this desk bound it: `accepted - base` was earned here. */
+  base: bigint;
   vouchers: number;
   /** Why the peer is refused, when it is. */
   banned?: string;
@@ -278,6 +280,7 @@ export class PaymentDesk implements DeliveryGate {
       ...(a.channel ? { channel: a.channel.id, payer: a.channel.payer } : {}),
       accepted: a.accepted,
       redeemed: a.redeemed,
+      base: a.base,
       vouchers: a.vouchers,
       ...(a.banned !== undefined ? { banned: a.banned } : {}),
     }));

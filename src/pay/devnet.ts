@@ -76,7 +76,18 @@ async function main(argv: string[]): Promise<number> {
     console.error(`devnet: port "${values.port}" is not a port number`);
     return 2;
   }
-  const devnet = await startDevnet({ port, host: values.host, out: values.out });
+  let devnet: Devnet;
+  try {
+    devnet = await startDevnet({ port, host: values.host, out: values.out });
+  } catch (e) {
+    // One line, no stack: what failed and, for a chain file it may not write, which flag to change.
+    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    const hint = e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied
+      ? ` (cannot write "${values.out}": choose another --out)`
+      : "";
+    console.error(`devnet: ${why}${hint}`);
+    return 1;
+  }
   console.log(JSON.stringify(devnet.config, null, 2));
   console.log(`devnet: chain file "${values.out}"; Ctrl-C to stop`);
 
@@ -96,4 +107,11 @@ async function main(argv: string[]): Promise<number> {
   return reason.includes("failed") ? 1 : 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  Deno.exit(
+    await main(Deno.args).catch((e) => {
+      console.error(`devnet: ${e instanceof Error ? e.message.split("\n")[0] : e}`);
+      return 2;
+    }),
+  );
+}

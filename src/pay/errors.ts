@@ -108,3 +108,11 @@ export class AnvilError extends MeshError {
     super("anvil", message, { cause: options.cause });
   }
 }
+
+/** The node's pay key could not be found, read or trusted (a key file readable by others, a malformed key). */
+export class PayKeyError extends MeshError {
+  override name = "PayKeyError";
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super("pay_key", message, { cause: options.cause });
+  }
+}

@@ -43,6 +43,7 @@ export {
   AnvilError,
   ChainConfigError,
   ContractRevertError,
+  PayKeyError,
   toPayError,
   VoucherAmountError,
   VoucherChannelError,
@@ -58,7 +59,13 @@ export {
   type PaymentDeskInit,
   type PeerAccount,
 } from "./desk.ts";
-export { type OperatorAccount, PayingClient, type PayingClientInit } from "./payer.ts";
+export {
+  type OperatorAccount,
+  type PayerEvent,
+  type PayerStats,
+  PayingClient,
+  type PayingClientInit,
+} from "./payer.ts";
 export {
   ChannelUnusableError,
   DeskStoppedError,
@@ -76,7 +83,24 @@ export {
   VoucherReceiptsError,
   VoucherRefusedError,
 } from "./pay_protocol.ts";
-export { type PaidDelivery, paidDelivery, type PaidDeliveryInit, payAccount } from "./delivery.ts";
+export {
+  type PaidDelivery,
+  paidDelivery,
+  type PaidDeliveryInit,
+  payAccount,
+  type PayChannel,
+  type PaySummary,
+} from "./delivery.ts";
+export {
+  DEV_CHAIN_ID,
+  devAccountFor,
+  fundDevAccount,
+  PAY_KEY_FILE,
+  type PayKeySources,
+  type ResolvedPayAccount,
+  resolvePayAccount,
+} from "./account.ts";
+export { checkPrice, lowPriceWarning, type PriceCheck, REDEEM_GAS } from "./price.ts";
 export {
   type DealParameters,
   type DealState,

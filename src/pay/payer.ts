@@ -51,6 +51,29 @@ export interface PayingClientInit {
   timeoutMs?: number;
   /** Serializes the transactions of `wallet`'s account, when others send from it too. Default: its own. */
   transactions?: Serial;
+  /** Told of channels opened and of operators whose quote or vouchers are refused (once per operator and
+   * reason, so a log stays readable). Default: none. */
+  onEvent?: (event: PayerEvent) => void;
+}
+
+/** What a paying client did, for logs. */
+export type PayerEvent =
+  | { kind: "channel_opened"; peer: string; channel: Hex; payee: Address; deposit: bigint }
+  | { kind: "quote_refused"; peer: string; reason: string }
+  | { kind: "payment_failed"; peer: string; error: unknown };
+
+/** Totals of a paying client. */
+export interface PayerStats {
+  operators: number;
+  channels: number;
+  /** Vouchers signed and sent. */
+  vouchers: number;
+  /** Wei promised in vouchers, over every channel (what the operators may redeem). */
+  spentWei: bigint;
+  /** Of that, what the operators acknowledged. */
+  acceptedWei: bigint;
+  /** Wei locked in channel deposits. */
+  depositWei: bigint;
 }
 
 /** One operator as the client sees it. */
@@ -100,7 +123,10 @@ export class PayingClient implements DeliveryPayer {
   readonly #maxPrice: bigint | undefined;
   readonly #timeoutMs: number;
   readonly #txs: Serial;
+  readonly #onEvent: ((event: PayerEvent) => void) | undefined;
   readonly #operators = new Map<string, Operator>();
+  /** "peer reason" of refusals already reported. */
+  readonly #told = new Set<string>();
   #libp2p: PayDialer | undefined;
 
   constructor(init: PayingClientInit) {
@@ -119,6 +145,7 @@ export class PayingClient implements DeliveryPayer {
     this.#maxPrice = init.maxPrice;
     this.#timeoutMs = positiveInt(init.timeoutMs ?? 10_000, "timeoutMs");
     this.#txs = init.transactions ?? new Serial();
+    this.#onEvent = init.onEvent;
   }
 
   /** The payer's address: `client` of its receipts. */
@@ -164,7 +191,10 @@ export class PayingClient implements DeliveryPayer {
     // Not awaited: the download goes on while the voucher travels (the operator's credit covers the gap);
     // vouchers still leave in order, and settle() waits for them.
     if (op.batch.bytes >= this.#batchBytes) {
-      this.#pay(op, quote).catch((e) => (op.lastError = e));
+      this.#pay(op, quote).catch((e) => {
+        op.lastError = e;
+        this.#tell(peer, (e as Error)?.name ?? "error", { kind: "payment_failed", peer, error: e });
+      });
     }
   }
 
@@ -193,6 +223,26 @@ export class PayingClient implements DeliveryPayer {
       await this.#pay(op, op.resolved).catch(() => {});
       await op.queue.idle();
     }));
+  }
+
+  /** Totals over every operator. */
+  stats(): PayerStats {
+    let channels = 0, vouchers = 0, spentWei = 0n, acceptedWei = 0n, depositWei = 0n;
+    for (const op of this.#operators.values()) {
+      if (op.channel !== undefined) channels++;
+      vouchers += op.vouchers;
+      spentWei += op.cumulative;
+      acceptedWei += op.accepted;
+      depositWei += op.deposit;
+    }
+    return {
+      operators: this.#operators.size,
+      channels,
+      vouchers,
+      spentWei,
+      acceptedWei,
+      depositWei,
+    };
   }
 
   /** Every operator's account. */
@@ -230,6 +280,17 @@ export class PayingClient implements DeliveryPayer {
   }
 
   async #askQuote(peer: string): Promise<Quote> {
+    try {
+      return await this.#checkedQuote(peer);
+    } catch (e) {
+      if (e instanceof QuoteRefusedError) {
+        this.#tell(peer, e.message, { kind: "quote_refused", peer, reason: e.message });
+      }
+      throw e;
+    }
+  }
+
+  async #checkedQuote(peer: string): Promise<Quote> {
     let quote: Quote;
     try {
       quote = await requestQuote(this.#dialer(), peer, {
@@ -318,6 +379,13 @@ export class PayingClient implements DeliveryPayer {
         });
         op.channel = channel;
         op.deposit = deposit;
+        this.#event({
+          kind: "channel_opened",
+          peer: op.peer,
+          channel,
+          payee: quote.payee,
+          deposit,
+        });
       } else {
         const missing = amount - op.deposit;
         const { deposit } = await topUp(this.#wallet, {
@@ -328,6 +396,22 @@ export class PayingClient implements DeliveryPayer {
         op.deposit = deposit;
       }
     });
+  }
+
+  /** Reports `event` once per peer and reason. */
+  #tell(peer: string, reason: string, event: PayerEvent): void {
+    const key = `${peer} ${reason}`;
+    if (this.#told.has(key)) return;
+    this.#told.add(key);
+    this.#event(event);
+  }
+
+  #event(event: PayerEvent): void {
+    try {
+      this.#onEvent?.(event);
+    } catch {
+      // A listener's failure is not the client's.
+    }
   }
 
   #dialer(): PayDialer {

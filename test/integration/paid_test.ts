@@ -16,12 +16,21 @@ import {
   createWalletClient,
   type Hex,
   http,
+  parseEther,
   parseEventLogs,
   publicActions,
 } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type CID, cidOf, parseCid } from "../../src/content/cid.ts";
 import { decodeManifest } from "../../src/content/manifest.ts";
-import { type NodeProcess, spawnNode } from "../../src/cluster.ts";
+import {
+  CLUSTER_PRICE,
+  type NodeProcess,
+  spawnNode,
+  startCluster,
+  waitForPeers,
+} from "../../src/cluster.ts";
+import { devAccountFor } from "../../src/pay/account.ts";
 import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
 import { createMeshNode, type MeshNode } from "../../src/mesh/node.ts";
 import { MeshgateNode } from "../../src/node.ts";
@@ -306,6 +315,223 @@ Deno.test({
       await Promise.all(operators.map((op) => op.stop()));
       await client?.stop();
       await Promise.all(inProcess.map((n) => n.stop()));
+      await devnet.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+/** `GET <url>/api/pay` as JSON. */
+async function payOf(node: NodeProcess): Promise<Record<string, unknown>> {
+  return await (await fetch(`${node.url}/api/pay`)).json();
+}
+
+/** The value of an unlabelled series in `<url>/metrics`. */
+async function metric(node: NodeProcess, name: string): Promise<number> {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  assert.ok(line, `${name} in /metrics`);
+  return Number(line.split(" ")[1]);
+}
+
+Deno.test({
+  name:
+    "paid mode for a newcomer: two serve processes with default accounts pay each other, /api/pay and /metrics show what the hub paid",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-paid-default-" });
+    const devnet = await startDevnet({ out: `${dir}/chain.json` });
+    const chain = createTestClient({
+      chain: meshChain(devnet.config),
+      mode: "anvil",
+      transport: http(devnet.config.rpc),
+    }).extend(publicActions);
+    const price = 10n * PRICE; // well above 10 redeems' gas per 4 MiB voucher: each is redeemed at once
+    const paid = [
+      "--chain",
+      devnet.config.rpc,
+      "--chain-file",
+      `${dir}/chain.json`,
+    ];
+    const nodes: NodeProcess[] = [];
+    try {
+      // The operator keeps its key in <data>/pay.key (found without a flag); the reader has no key at all
+      // and gets the dev account of its data directory.
+      const key = generatePrivateKey();
+      const operatorAddress = privateKeyToAccount(key).address;
+      await Deno.mkdir(`${dir}/op`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/op/pay.key`, `${key}\n`, { mode: 0o600 });
+      await chain.setBalance({ address: operatorAddress, value: parseEther("100") });
+
+      const op = await spawnNode(["--data", `${dir}/op`, ...paid, "--price", String(price)], {
+        stderr: "piped",
+      });
+      nodes.push(op);
+      assert.equal(op.account, operatorAddress, "the key file in the data directory is used");
+      const cmdline = await Deno.readTextFile(`/proc/${op.pid}/cmdline`);
+      assert.ok(!cmdline.includes(key.slice(2)), "no key in the process's arguments");
+
+      const mib = 12;
+      const body = new Uint8Array(mib * MiB);
+      for (let i = 0; i < body.length; i += 65536) {
+        crypto.getRandomValues(body.subarray(i, i + 65536));
+      }
+      // Alone in the mesh, the operator keeps every chunk: the reader must buy them all from it.
+      const put = await fetch(`${op.url}/mesh?k=1&m=0&chunkSize=${MiB}`, { method: "POST", body });
+      assert.equal(put.status, 201, await put.clone().text());
+      const { cid } = await put.json() as { cid: string };
+
+      const reader = await spawnNode(
+        ["--data", `${dir}/reader`, ...paid, "--price", "1", "--bootstrap", op.multiaddrs[0]!],
+        { stderr: "piped" },
+      );
+      nodes.push(reader);
+      assert.equal(reader.account, devAccountFor(`${dir}/reader`).address);
+      assert.notEqual(reader.account, op.account);
+      // --price 1 can never pay for a redeem: said at start, with a price that would.
+      const warning = reader.logs().split("\n").filter(Boolean).map((l) => JSON.parse(l))
+        .find((l) => /too low ever to be worth redeeming/.test(l.msg));
+      assert.ok(warning, `a low-price warning in: ${reader.logs()}`);
+      assert.equal(warning.level, "warn");
+      assert.ok(BigInt(warning.minPrice) > 1n && BigInt(warning.minPrice) <= price);
+      assert.match(warning.msg, new RegExp(`--price ${warning.minPrice}`));
+      await waitForPeers(reader.url, 1);
+
+      const before = await chain.getBalance({ address: operatorAddress });
+      const got = await fetch(`${reader.url}/mesh/${cid}`);
+      assert.equal(got.status, 200);
+      assert.deepEqual(new Uint8Array(await got.arrayBuffer()), body);
+
+      // Every voucher accepted is redeemed while the nodes run (each is worth far more than its gas).
+      const deadline = Date.now() + 30_000;
+      let earned: Record<string, unknown>;
+      while (true) {
+        earned = await payOf(op);
+        if (
+          (earned.vouchersReceived as number) >= 3 && earned.redeemedWei === earned.earnedWei &&
+          earned.redeems === earned.vouchersReceived
+        ) break;
+        assert.ok(Date.now() < deadline, `redeems done: ${JSON.stringify(earned)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const spent = await payOf(reader);
+      assert.equal(earned.mode, "paid");
+      assert.equal(earned.account, operatorAddress);
+      assert.equal(earned.price, String(price));
+      assert.equal(spent.account, reader.account);
+      assert.equal(spent.vouchersSent, earned.vouchersReceived);
+      assert.equal(spent.spentWei, earned.earnedWei);
+      // 12 MiB and the manifest's few hundred bytes, in vouchers of 4 MiB.
+      const wei = BigInt(earned.earnedWei as string);
+      assert.ok(
+        wei >= price * BigInt(12 * MiB) && wei < price * BigInt(12 * MiB + 65536),
+        `${wei}`,
+      );
+
+      // What the hub paid the operator, from its events, is what the node says it earned.
+      const logs = await chain.getLogs({
+        address: devnet.config.contracts.channelHub,
+        fromBlock: 0n,
+        toBlock: "latest",
+      });
+      const channels = new Set(
+        parseEventLogs({ abi: channelHubAbi, eventName: "ChannelOpened", logs })
+          .filter((l) => l.args.payee === operatorAddress).map((l) => l.args.channel),
+      );
+      assert.equal(channels.size, 1);
+      const hubPaid = parseEventLogs({ abi: channelHubAbi, eventName: "VoucherRedeemed", logs })
+        .filter((l) => channels.has(l.args.channel)).reduce((sum, l) => sum + l.args.paid, 0n);
+      assert.equal(BigInt(earned.redeemedWei as string), hubPaid);
+      const after = await chain.getBalance({ address: operatorAddress });
+      assert.equal(after - before, hubPaid - BigInt(earned.redeemGasWei as string));
+      const channel = (earned.channels as Record<string, unknown>[])[0]!;
+      assert.equal(channel.direction, "in");
+      assert.equal(channel.payer, reader.account);
+      assert.ok(channels.has(channel.channel as Hex));
+
+      assert.equal(await metric(op, "mesh_pay_earned_wei_total"), Number(hubPaid));
+      assert.equal(await metric(op, "mesh_pay_redeemed_wei_total"), Number(hubPaid));
+      assert.equal(await metric(op, "mesh_pay_redeems_total"), earned.redeems);
+      assert.equal(
+        await metric(op, "mesh_pay_redeem_gas_wei_total"),
+        Number(earned.redeemGasWei),
+      );
+      assert.ok(await metric(op, "mesh_pay_redeem_gas_total") > 0);
+      assert.equal(
+        await metric(op, "mesh_pay_vouchers_received_total"),
+        earned.vouchersReceived,
+      );
+      assert.equal(await metric(reader, "mesh_pay_vouchers_sent_total"), spent.vouchersSent);
+      assert.equal(await metric(reader, "mesh_pay_spent_wei_total"), Number(hubPaid));
+
+      const codes = await Promise.all(nodes.splice(0).map((n) => n.stop()));
+      assert.deepEqual(codes, [0, 0]);
+      // Every log line is one JSON object: no stack traces.
+      for (const node of [op, reader]) {
+        for (const line of node.logs().split("\n").filter(Boolean)) {
+          assert.doesNotThrow(() => JSON.parse(line), `not a JSON line: ${line}`);
+        }
+      }
+
+      // A key file others may read is refused, in one line, before anything starts.
+      await Deno.mkdir(`${dir}/loose`);
+      await Deno.writeTextFile(`${dir}/loose/pay.key`, `${key}\n`, { mode: 0o644 });
+      await Deno.chmod(`${dir}/loose/pay.key`, 0o644);
+      const loose = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "src/cli.ts",
+          "serve",
+          "--port",
+          "0",
+          "--data",
+          `${dir}/loose`,
+          ...paid,
+        ],
+        cwd: new URL("../../", import.meta.url),
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(loose.stderr).trim();
+      assert.equal(loose.code, 1);
+      assert.equal(stderr.split("\n").length, 1, stderr);
+      assert.match(stderr, /pay\.key" is readable by others \(mode 644\): run "chmod 600 /);
+      assert.ok(!stderr.includes(key.slice(2)));
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()));
+      await devnet.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cluster --paid: every node pays and is paid with the dev account of its own data directory",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-paid-cluster-" });
+    const devnet = await startDevnet({ out: `${dir}/chain.json` });
+    try {
+      await using cluster = await startCluster({
+        nodes: 2,
+        dir,
+        paid: { chainFile: `${dir}/chain.json` },
+        stderr: "null",
+      });
+      const accounts = cluster.nodes.map((n) => n.account);
+      assert.deepEqual(accounts, [0, 1].map((i) => devAccountFor(`${dir}/node-${i}`).address));
+      for (const node of cluster.nodes) {
+        const pay = await payOf(node);
+        assert.equal(pay.mode, "paid");
+        assert.equal(pay.chainId, devnet.config.chainId);
+        assert.equal(pay.account, node.account);
+        assert.equal(pay.price, String(CLUSTER_PRICE));
+      }
+    } finally {
       await devnet.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }

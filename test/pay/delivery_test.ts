@@ -11,12 +11,16 @@ import type { MeshNode } from "../../src/mesh/node.ts";
 import { channelHubAbi } from "../../src/pay/abi.ts";
 import { getChannel, openChannel } from "../../src/pay/channel.ts";
 import {
+  checkPrice,
   type DeskEvent,
   PAY_PROTOCOL,
+  type PayerEvent,
   PayingClient,
   type PayingClientInit,
   PaymentDesk,
   type PaymentDeskInit,
+  QuoteRefusedError,
+  REDEEM_GAS,
   requestQuote,
   submitVoucher,
   VoucherRefusedError,
@@ -505,5 +509,38 @@ withChain(
     assert.ok(cheap.events.some((e) => e.kind === "redeem_skipped"));
     assert.equal(await balance(cheap), cheapBefore);
     assert.ok(eager.desk.stats().lastRedeemGas > 0n);
+  },
+);
+
+withChain(
+  "a client paid by the operator's own account is refused once, in one event, not per chunk",
+  async ({ operator, client }) => {
+    const held = chunks(12);
+    const op = await operator(held, { creditBytes: 2 * CHUNK });
+    const events: PayerEvent[] = [];
+    const cl = await client({ wallet: op.wallet, onEvent: (e) => events.push(e) });
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(
+        fetchAll(cl.node, op.node, held.map((c) => c.cid)),
+        (e: unknown) => e instanceof QuoteRefusedError && /paid by its own account/.test(e.message),
+      );
+    }
+    assert.deepEqual(events.map((e) => e.kind), ["quote_refused"]);
+  },
+);
+
+withChain(
+  "checkPrice: 1 wei per byte never pays for a redeem; the price it suggests does",
+  async ({ env }) => {
+    const chain = { chainId: env.chain.id, rpc: env.anvil.rpc };
+    const low = await checkPrice(chain, 1n);
+    assert.equal(low.worthIt, false);
+    assert.ok(low.feePerGas > 0n && low.redeemCostWei === REDEEM_GAS * low.feePerGas);
+    assert.equal(low.bytesPerRedeem, 10n * low.redeemCostWei + 1n);
+    assert.ok(low.bytesPerRedeem > low.depositBytes);
+    const ok = await checkPrice(chain, low.minPrice);
+    assert.equal(ok.worthIt, true);
+    assert.equal((await checkPrice(chain, low.minPrice / 2n)).worthIt, false);
+    assert.ok((await checkPrice(chain, PRICE)).worthIt, "the tests' 1 gwei per byte is worth it");
   },
 );

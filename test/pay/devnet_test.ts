@@ -107,3 +107,57 @@ Deno.test("devnet.ts runs until SIGINT, then stops anvil and removes the chain f
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task devnet, with the permissions deno.json gives it, writes --out outside .meshgate", async () => {
+  const root = new URL("../../", import.meta.url);
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
+  const [deno, ...args] = (config.tasks.devnet.command as string).split(/\s+/);
+  assert.equal(deno, "deno");
+  const dir = await Deno.makeTempDir();
+  const out = `${dir}/sub/chain.json`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...args, "--port", "0", "--out", out],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = child.output();
+  let exited = false;
+  child.status.then(() => (exited = true));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (true) {
+      try {
+        assert.equal((await readChainConfig(out)).chainId, 31337);
+        break;
+      } catch (e) {
+        if (exited) assert.fail(new TextDecoder().decode((await output).stderr));
+        if (Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    child.kill("SIGINT");
+    const { code, stderr } = await output;
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await output;
+    await Deno.remove(dir, { recursive: true });
+  }
+
+  // A chain file it cannot write is one line, not a stack trace.
+  const denied = await new Deno.Command(Deno.execPath(), {
+    args: [...args, "--port", "0", "--out", "/proc/meshgate/chain.json"],
+    cwd: root,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(denied.stderr).trim();
+  assert.equal(denied.code, 1);
+  assert.equal(text.split("\n").length, 1, text);
+  assert.match(text, /^devnet: .*\/proc\/meshgate/);
+});
