@@ -13,6 +13,8 @@ import type { ChainConfig } from "./pay/mod.ts";
 import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
 import { placeFile } from "./mesh/place.ts";
+import { type Durability, localDurability } from "./mesh/placement.ts";
+import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
 import { MeshError } from "./errors.ts";
@@ -91,6 +93,11 @@ export interface NodeStats {
   placed: number;
 }
 
+/** An upload's result and what its placement is worth. */
+export interface PutResult extends IngestResult {
+  durability: Durability;
+}
+
 export class MeshgateNode {
   readonly store: ChunkStore;
   /** Where payments settle; undefined in volunteer mode. */
@@ -108,9 +115,11 @@ export class MeshgateNode {
   #locator?: ChunkLocator;
   /** Workers for upload parity; they start with the first upload and stop when idle. */
   #parity?: ParityPool;
+  #durability: DurabilityRecords;
 
   private constructor(store: ChunkStore, cacheBytes: number, chain?: ChainConfig) {
     this.store = store;
+    this.#durability = new DurabilityRecords(store.dir);
     this.chain = chain;
     this.#cache = new ByteCache(cacheBytes);
   }
@@ -168,7 +177,7 @@ export class MeshgateNode {
   async put(
     source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
     options: IngestOptions = {},
-  ): Promise<IngestResult> {
+  ): Promise<PutResult> {
     const written: CID[] = [];
     const claimed: string[] = [];
     const sink = async (cid: CID, bytes: Uint8Array) => {
@@ -195,20 +204,40 @@ export class MeshgateNode {
       for (const key of claimed) this.#release(key);
     }
     this.#stats.uploads++;
-    if (this.mesh) await this.#distribute(result, options.signal);
-    return result;
+    const durability = this.mesh
+      ? await this.#distribute(result, new Set(written.map(String)), options.signal)
+      : localDurability(result.cid, result.manifest);
+    await this.#durability.save(result.cid, durability);
+    return { ...result, durability };
   }
 
-  /** Places the file's stripes on peers; what went elsewhere is dropped here (the manifest stays). */
-  async #distribute({ cid, manifest }: IngestResult, signal?: AbortSignal): Promise<void> {
+  /**
+   * Places the file's stripes on peers; drops here only what the placement does not need here (the
+   * manifest, and what no peer took or a stripe needs a second copy of, stay), and only chunks this upload
+   * `written` itself: one that was here before belongs to another file or another peer's placement.
+   */
+  async #distribute(
+    { cid, manifest }: IngestResult,
+    written: Set<string>,
+    signal?: AbortSignal,
+  ): Promise<Durability> {
     const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
       signal,
       provide: this.#provide,
     });
-    this.#stats.placed += report.remote.size;
-    for (const key of report.remote.keys()) {
-      if (key !== cid.toString() && !this.#claims.has(key)) await this.store.delete(CID.parse(key));
+    this.#stats.placed += report.placed;
+    for (const chunk of report.drop) {
+      const key = chunk.toString();
+      if (written.has(key) && !this.#claims.has(key)) await this.store.delete(chunk);
     }
+    return report.durability;
+  }
+
+  /** What the placement of pinned root `cid` is worth, as recorded at upload; undefined if unknown. */
+  async durability(cid: CID): Promise<Durability | undefined> {
+    const recorded = await this.#durability.get(cid);
+    if (recorded || this.mesh) return recorded;
+    return localDurability(cid, await this.manifest(cid)); // a lone node keeps every chunk
   }
 
   #release(key: string): void {
