@@ -26,7 +26,8 @@ export interface PlacementReport {
 }
 
 export interface PlaceOptions {
-  /** Peers besides the holders of a stripe that also keep the manifest. Default 3. */
+  /** Peers that also keep the manifest. Default max(3, m): with this node, m + 1 copies, so the manifest
+   * survives as many lost holders as a stripe can. */
   manifestReplicas?: number;
   /** Stripes placed at once. Default 4. */
   concurrency?: number;
@@ -146,9 +147,11 @@ export async function placeFile(
 
   // The manifest stays here (pinned) and goes to the peers nearest to it as well.
   hold(manifestCid, self);
+  const replicas = options.manifestReplicas ?? Math.max(3, m);
   const nearest = (t: PeerTable) =>
-    t.closest(manifestCid.multihash.digest, (options.manifestReplicas ?? 3) + 1).filter((p) =>
-      p !== self
+    t.closest(manifestCid.multihash.digest, replicas + 1).filter((p) => p !== self).slice(
+      0,
+      replicas,
     );
   const plannedReplicas = nearest(table0);
   await Promise.all(nearest(current()).map((peer) => send(peer, [manifestCid])));

@@ -74,18 +74,18 @@ async function lose(nodes: number, dir: string, uploader = false): Promise<void>
     const manifest = decodeManifest(
       new Uint8Array(await (await fetch(`${up.url}/mesh/${answer.cid}?format=raw`)).arrayBuffer()),
     );
-    const listings = await Promise.all(
-      cluster.nodes.map((_, i) => storeListing(`${dir}/node-${i}`)),
-    );
+    const list = () => Promise.all(cluster.nodes.map((_, i) => storeListing(`${dir}/node-${i}`)));
+    let listings = await list();
     const ids = cluster.nodes.map((n) => n.peerId!);
     const where = (cid: string) => ids.filter((_, i) => listings[i]!.has(cid));
-    const placement: StripeHolders[] = [
+    const onDisk = (): StripeHolders[] => [
       { need: 1, holders: [where(answer.cid)] },
       ...manifest.stripes.map((stripe, s) => ({
         need: stripeDataCount(manifest, s),
         holders: stripe.map((c) => where(c.toString())),
       })),
     ];
+    let placement = onDisk();
     assert.equal(survivableLosses(placement), survives, "the answer's N is the disk's N");
     let stored = 0;
     for (const [i, listing] of listings.entries()) {
@@ -99,6 +99,23 @@ async function lose(nodes: number, dir: string, uploader = false): Promise<void>
       Math.abs(stored / SIZE - 1 - overhead) < 1e-3,
       `overhead ${overhead}, disk ${stored / SIZE - 1}`,
     );
+
+    if (nodes === 3) {
+      // Node 1 uploads the same bytes in stripes of 10+2: the same data chunks, placed otherwise. Its
+      // own placement must not drop the chunks it already held for node 0's file.
+      const before = listings[1]!;
+      const again = await postStream(
+        `${cluster.nodes[1]!.url}/mesh?name=copy.bin&chunkSize=${CHUNK}&k=10&m=2`,
+        patternStream(SIZE, nodes),
+        SIZE,
+      );
+      assert.equal(again.status, 201);
+      listings = await list();
+      const gone = [...before].filter((c) => !listings[1]!.has(c));
+      assert.deepEqual(gone, [], "node 1 kept what it held for node 0");
+      placement = onDisk();
+      assert.ok(survivableLosses(placement) >= survives);
+    }
 
     // The worst N holders to lose (not the uploader alone): the fewest chunks left beyond need.
     // (ties: the set holding the most chunks).
