@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { decodeManifest, stripeDataCount } from "../../src/content/manifest.ts";
 import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../../src/cluster.ts";
 import { type StripeHolders, survivableLosses } from "../../src/mesh/placement.ts";
-import { expectPattern, patternStream, postStream } from "../_util.ts";
+import { MeshgateNode } from "../../src/node.ts";
+import { createGateway } from "../../edge/app.ts";
+import { expectPattern, pattern, patternStream, postStream } from "../_util.ts";
 
 const KiB = 1024;
 // 50 chunks of 64 KiB: stripes of 20, 20 and a short one of 10, each with 4 parity chunks.
@@ -45,6 +47,60 @@ function margin(placement: StripeHolders[], lost: ReadonlySet<string>): number {
   }
   return worst;
 }
+
+Deno.test({
+  name:
+    "a lone node answers survives 0 with its real overhead, and /api/files says the same after a restart",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-durability-lone-" });
+    const bytes = pattern(0, 5 * 4096 + 100, 1); // two stripes of 3+2, the last chunk 100 bytes
+    const upload = async (node: MeshgateNode) => {
+      const res = await createGateway(node).app.request("/mesh?k=3&m=2&chunkSize=4096", {
+        method: "POST",
+        body: bytes,
+      });
+      assert.equal(res.status, 201);
+      return (await res.json()) as Answer;
+    };
+    const listed = async (node: MeshgateNode) =>
+      (await (await createGateway(node).app.request("/api/files")).json()).files[0].durability;
+    try {
+      // No mesh: every chunk stays here. Stripe 0: 3 data + 2 parity chunks of 4096; stripe 1: 2×4096 +
+      // 100 bytes of data, and 2 parity chunks as long as its first chunk (4096).
+      const stored = 5 * 4096 + (2 * 4096 + 100) + 2 * 4096;
+      const want = {
+        survives: 0,
+        holders: 1,
+        overhead: Math.round((stored / bytes.length - 1) * 1e4) / 1e4,
+      };
+      let node = await MeshgateNode.create({ dataDir: `${dir}/alone`, parityWorkers: 0 });
+      assert.deepEqual((await upload(node)).durability, want);
+      await node.stop();
+      node = await MeshgateNode.create({ dataDir: `${dir}/alone`, parityWorkers: 0 });
+      assert.deepEqual(await listed(node), want);
+      await node.stop();
+
+      // A mesh without peers: the same, and a warning (answer and record alike).
+      node = await MeshgateNode.create({
+        dataDir: `${dir}/meshed`,
+        parityWorkers: 0,
+        mesh: { listen: ["/ip4/127.0.0.1/tcp/0"] },
+      });
+      try {
+        const { durability } = await upload(node);
+        assert.deepEqual({ ...durability, warning: undefined }, { ...want, warning: undefined });
+        assert.match(durability.warning!, /No peers/);
+        assert.deepEqual(await listed(node), durability);
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
 
 /**
  * Starts `nodes`, puts the file on node 0, kills the worst N holders (`uploader`: node 0, alone) and reads
