@@ -225,6 +225,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
           size: m.size,
           k: m.k,
           m: m.m,
+          durability: await node.durability(cid) ?? null,
         });
       } catch {
         files.push({ cid: cid.toString(), missing: true });
@@ -270,7 +271,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       if (e instanceof MeshError || e instanceof RangeError) throw e;
       throw new MeshError("upload_failed", `The upload did not complete: ${e}`, { cause: e });
     }
-    const { cid, manifest } = result;
+    const { cid, manifest, durability } = result;
     uploaded.inc({}, manifest.size);
     const path = `/mesh/${cid}`;
     const base = options.publicUrl ?? new URL(c.req.url).origin;
@@ -284,6 +285,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       chunkSize: manifest.chunkSize,
       k: manifest.k,
       m: manifest.m,
+      durability,
     }, 201);
   });
 

@@ -12,11 +12,13 @@ import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
 import { type RepairOptions, type RepairReport, repairStore, writeBack } from "./store/repair.ts";
 import { ByteCache } from "./store/cache.ts";
-import { UploadClaims } from "./store/claims.ts";
+import { UploadClaims, type UploadWrites } from "./store/claims.ts";
 import type { ChainConfig } from "./pay/mod.ts";
 import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
 import { placeFile } from "./mesh/place.ts";
+import { type Durability, localDurability } from "./mesh/placement.ts";
+import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
 import { MeshError } from "./errors.ts";
@@ -76,6 +78,11 @@ export interface NodeStats {
   placed: number;
 }
 
+/** An upload's result and what its placement is worth. */
+export interface PutResult extends IngestResult {
+  durability: Durability;
+}
+
 export class MeshgateNode {
   readonly store: ChunkStore;
   /** Where payments settle; undefined in volunteer mode. */
@@ -92,6 +99,7 @@ export class MeshgateNode {
   readonly #parity?: ParityPool;
   #provide?: ProvideQueue;
   #locator?: ChunkLocator;
+  readonly #durability: DurabilityRecords;
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
 
   private constructor(components: NodeComponents, cacheBytes: number, parity?: ParityPool) {
@@ -100,6 +108,7 @@ export class MeshgateNode {
     this.mesh = components.mesh;
     this.delivery = components.delivery;
     this.services = components.services;
+    this.#durability = new DurabilityRecords(this.store.dir);
     this.#cache = new ByteCache(cacheBytes);
     this.#claims = new UploadClaims(this.store);
     this.#parity = parity;
@@ -185,7 +194,7 @@ export class MeshgateNode {
   async put(
     source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
     options: IngestOptions = {},
-  ): Promise<IngestResult> {
+  ): Promise<PutResult> {
     const writes = this.#claims.begin();
     let result: IngestResult;
     try {
@@ -199,21 +208,40 @@ export class MeshgateNode {
       writes.done();
     }
     this.#stats.uploads++;
-    if (this.mesh) await this.#distribute(result, options.signal);
-    return result;
+    const durability = this.mesh
+      ? await this.#distribute(result, writes, options.signal)
+      : localDurability(result.cid, result.manifest);
+    await this.#durability.save(result.cid, durability);
+    return { ...result, durability };
   }
 
-  /** Places the file's stripes on peers; what went elsewhere is dropped here (the manifest stays). */
-  async #distribute({ cid, manifest }: IngestResult, signal?: AbortSignal): Promise<void> {
+  /**
+   * Places the file's stripes on peers; drops here only what the placement does not need here (the
+   * manifest, and what no peer took or a stripe needs a second copy of, stay), and only chunks this upload
+   * wrote itself: one that was here before belongs to another file or another peer's placement.
+   */
+  async #distribute(
+    { cid, manifest }: IngestResult,
+    writes: UploadWrites,
+    signal?: AbortSignal,
+  ): Promise<Durability> {
     const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
       signal,
       provide: this.#provide,
     });
-    this.#stats.placed += report.remote.size;
-    for (const key of report.remote.keys()) {
-      const chunk = CID.parse(key);
-      if (!chunk.equals(cid) && !this.#claims.has(chunk)) await this.store.delete(chunk);
+    this.#stats.placed += report.placed;
+    for (const chunk of report.drop) {
+      // Only what this upload wrote itself: a chunk that was here before belongs to another file or peer.
+      if (writes.wrote(chunk) && !this.#claims.has(chunk)) await this.store.delete(chunk);
     }
+    return report.durability;
+  }
+
+  /** What the placement of pinned root `cid` is worth, as recorded at upload; undefined if unknown. */
+  async durability(cid: CID): Promise<Durability | undefined> {
+    const recorded = await this.#durability.get(cid);
+    if (recorded || this.mesh) return recorded;
+    return localDurability(cid, await this.manifest(cid)); // a lone node keeps every chunk
   }
 
   /**

@@ -39,7 +39,17 @@ export {
   PeerTimeoutError,
   PeerUnreachableError,
 } from "./errors.ts";
-export { peerKey, PeerTable } from "./placement.ts";
+export {
+  type Durability,
+  durabilityOf,
+  localDurability,
+  peerKey,
+  PeerTable,
+  type PlaceStripeOptions,
+  type StripeHolders,
+  survivableLosses,
+} from "./placement.ts";
+export { DurabilityRecords, PLACEMENT_DIR } from "./durability.ts";
 export { meshPeers } from "./peers.ts";
 export { placeFile, type PlacementReport } from "./place.ts";
 export { ProvideQueue } from "./provide.ts";

@@ -20,7 +20,7 @@ export class UploadClaims {
   /** Starts one upload's writes: every chunk it puts is claimed until `done` or `abort`. */
   begin(): UploadWrites {
     const claimed: string[] = [];
-    const written: CID[] = [];
+    const written = new Map<string, CID>();
     const release = () => {
       for (const key of claimed.splice(0)) {
         const n = (this.#counts.get(key) ?? 1) - 1;
@@ -34,14 +34,15 @@ export class UploadClaims {
         this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1);
         claimed.push(key);
         // the caller computed `cid` from these very bytes
-        if (await this.store.put(cid, bytes, { verified: true })) written.push(cid);
+        if (await this.store.put(cid, bytes, { verified: true })) written.set(key, cid);
       },
+      wrote: (cid) => written.has(cid.toString()),
       done: release,
       abort: async () => {
         release();
-        await Promise.all(
-          written.splice(0).filter((cid) => !this.has(cid)).map((cid) => this.store.delete(cid)),
-        );
+        const gone = [...written.values()].filter((cid) => !this.has(cid));
+        written.clear();
+        await Promise.all(gone.map((cid) => this.store.delete(cid)));
       },
     };
   }
@@ -51,6 +52,8 @@ export class UploadClaims {
 export interface UploadWrites {
   /** Stores a chunk whose CID the caller just computed from `bytes`, claiming it. */
   put(cid: CID, bytes: Uint8Array): Promise<void>;
+  /** True when this upload newly wrote `cid` (it was not in the store before). */
+  wrote(cid: CID): boolean;
   /** The upload is kept: its claims end. */
   done(): void;
   /** The upload failed: its claims end and the chunks it newly wrote, claimed by no other upload, go. */
