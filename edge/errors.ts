@@ -29,6 +29,7 @@ const STATUS: Record<string, number> = {
   chain_config: 503,
   delivery_refused: 503,
   peer_timeout: 504,
+  store_failed: 500,
   store_full: 507,
 };
 

@@ -15,6 +15,7 @@ import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts
 import { placeFile } from "./mesh/place.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
+import { meshPeers } from "./mesh/peers.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -36,13 +37,17 @@ export interface NodeConfig {
    * `dataDir`. Absent: a lone node that serves only its own store.
    */
   mesh?: Omit<MeshNodeInit, "dataDir" | "store">;
+  /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
+  findTimeoutMs?: number;
 }
+
+export const DEFAULT_FIND_TIMEOUT_MS = 3000;
 
 /** Raised for content this node cannot find. */
 export class NotFoundError extends MeshError {
   override name = "NotFoundError";
-  constructor(cid: CID) {
-    super("not_found", `No content found for ${cid}`);
+  constructor(cid: CID, detail = "") {
+    super("not_found", `No content found for ${cid}${detail}`);
   }
 }
 
@@ -108,6 +113,7 @@ export class MeshgateNode {
   #locator?: ChunkLocator;
   /** Workers for upload parity; they start with the first upload and stop when idle. */
   #parity?: ParityPool;
+  #findTimeoutMs = DEFAULT_FIND_TIMEOUT_MS;
 
   private constructor(store: ChunkStore, cacheBytes: number, chain?: ChainConfig) {
     this.store = store;
@@ -120,6 +126,7 @@ export class MeshgateNode {
     const node = new MeshgateNode(store, config.cacheBytes ?? 64 * 1024 * 1024, config.chain);
     const workers = config.parityWorkers ?? navigator.hardwareConcurrency;
     if (workers > 0) node.#parity = new ParityPool(workers);
+    node.#findTimeoutMs = config.findTimeoutMs ?? DEFAULT_FIND_TIMEOUT_MS;
     if (config.mesh) {
       // What peers may ask of this node: its store, and chunks they hand over are announced as held here.
       const source = {
@@ -232,7 +239,8 @@ export class MeshgateNode {
     const hit = this.#cache.get(key);
     if (hit) return hit;
     let bytes = await this.store.get(cid);
-    if (!bytes && this.mesh) {
+    // With no peer to ask, nothing is worth waiting for.
+    if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
       bytes = await fetchFromMesh(this.mesh, cid, { signal, locator: this.#locator });
       if (bytes) this.#stats.fetched++;
@@ -241,10 +249,22 @@ export class MeshgateNode {
     return bytes;
   }
 
-  /** The raw block of `cid`: a chunk or a manifest's encoded bytes. */
-  async block(cid: CID): Promise<Uint8Array> {
-    const bytes = await this.chunk(cid);
-    if (!bytes) throw new NotFoundError(cid);
+  /**
+   * The raw block of `cid`: a chunk or a manifest's encoded bytes. The mesh is searched for at most the find
+   * timeout; then it is not found (a caller aborting through `signal` gets its own abort instead).
+   */
+  async block(cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    const deadline = AbortSignal.timeout(this.#findTimeoutMs);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.chunk(cid, true, signal ? AbortSignal.any([signal, deadline]) : deadline);
+    } catch (e) {
+      if (signal?.aborted || !deadline.aborted) throw e;
+      bytes = null;
+    }
+    if (!bytes) {
+      throw new NotFoundError(cid, deadline.aborted ? ` within ${this.#findTimeoutMs} ms` : "");
+    }
     return bytes;
   }
 
@@ -252,11 +272,11 @@ export class MeshgateNode {
    * What `cid` names as a file: the decoded manifest of a dag-json CID, or, for a raw CID, a one-chunk
    * manifest of that chunk, so both are served by the same code.
    */
-  async manifest(cid: CID): Promise<Manifest> {
+  async manifest(cid: CID, signal?: AbortSignal): Promise<Manifest> {
     const key = cid.toString();
     const hit = this.#manifests.get(key);
     if (hit) return hit;
-    const bytes = await this.block(cid);
+    const bytes = await this.block(cid, signal);
     let manifest: Manifest;
     if (cid.code === DAG_JSON_CODE) manifest = decodeManifest(bytes);
     else if (cid.code === RAW_CODE) {
