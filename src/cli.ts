@@ -10,6 +10,7 @@ import { MeshgateNode } from "./node.ts";
 import { ChunkStore } from "./store/store.ts";
 import { type RepairReport, repairStore } from "./store/repair.ts";
 import { createGateway } from "../edge/app.ts";
+import { isLoopback, loadApiToken, TOKEN_FILE } from "../edge/auth.ts";
 import { MeshError } from "./errors.ts";
 import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
 import { type PaidDeliveryInit, payAccount } from "./pay/mod.ts";
@@ -132,6 +133,10 @@ Options (flag, then environment variable, then default):
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
   --bootstrap ADDR    MESH_BOOTSTRAP    peer to join through (/ip4/…/p2p/<id>); repeat for more  [none]
   --no-mesh                             serve only this node's store, join no mesh
+  --find-timeout MS   MESH_FIND_TIMEOUT longest search of the mesh for an unknown CID before 404  [3000]
+  --api-token TOKEN   MESH_API_TOKEN    bearer token that uploads and other writes need; prefer the
+                                        variable (argv is visible to other users)
+                                        [on loopback: none; beyond it: made into DATA/api.token]
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
@@ -139,7 +144,8 @@ Options (flag, then environment variable, then default):
                                         anvil's test account N   [dev:1 on a local anvil chain (id 31337)]
   -h, --help                            show this help
 
-Routes: GET /mesh/<cid> (also /ipfs/<cid>), POST /mesh, GET /livez, /readyz, /metrics, and / for people.
+Routes: GET /mesh/<cid> (also /ipfs/<cid>, and http://<cid>.mesh.localhost:PORT/ as its own origin),
+POST /mesh, GET /livez, /readyz, /metrics, and / for people.
 `;
 
 async function serve(args: string[]): Promise<number> {
@@ -159,6 +165,8 @@ async function serve(args: string[]): Promise<number> {
       listen: { type: "string", multiple: true },
       bootstrap: { type: "string", multiple: true },
       "no-mesh": { type: "boolean" },
+      "find-timeout": { type: "string" },
+      "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -181,6 +189,23 @@ async function serve(args: string[]): Promise<number> {
     "--max-store",
   );
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
+  const findTimeout = setting(values["find-timeout"], "MESH_FIND_TIMEOUT", "3000");
+  if (!/^\d{1,7}$/.test(findTimeout)) {
+    throw new UsageError(`Find timeout "${findTimeout}" must be a whole number of milliseconds`);
+  }
+  // Writes over HTTP are the operator's: beyond loopback they need a token, made on first start.
+  let apiToken = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN");
+  if (apiToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(apiToken)) {
+    throw new UsageError("The API token must be at least 16 visible ASCII characters, no spaces");
+  }
+  let tokenNote: string | undefined;
+  if (apiToken === undefined && !isLoopback(hostname)) {
+    const { token, created } = await loadApiToken(dataDir);
+    apiToken = token;
+    tokenNote = created
+      ? `${token} (new, saved in ${dataDir}/${TOKEN_FILE}; send it as Authorization: Bearer …)`
+      : `in ${dataDir}/${TOKEN_FILE}`;
+  } else if (apiToken !== undefined) tokenNote = "from --api-token / MESH_API_TOKEN";
 
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
   const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
@@ -194,8 +219,15 @@ async function serve(args: string[]): Promise<number> {
     bootstrap: list(values.bootstrap, "MESH_BOOTSTRAP") ?? [],
   };
 
-  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain, mesh, pay });
-  const gateway = createGateway(node, { maxUploadBytes, publicUrl });
+  const node = await MeshgateNode.create({
+    dataDir,
+    maxStoreBytes,
+    chain,
+    mesh,
+    pay,
+    findTimeoutMs: Number(findTimeout),
+  });
+  const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);
   const addr = await listening;
@@ -212,6 +244,7 @@ async function serve(args: string[]): Promise<number> {
       ? `payments: on (chain ${chain.chainId} via ${chain.rpc}, ChannelHub ${chain.contracts.channelHub})`
       : "payments: off (volunteer mode; --chain RPC turns them on)",
   );
+  console.log(`writes:  ${tokenNote ? `need the API token, ${tokenNote}` : "open on loopback"}`);
   // Printed last: scripts wait for this line.
   console.log(
     `data:    ${dataDir} (${stats.chunks} chunks, ${formatBytes(stats.bytes)} of ${
@@ -243,6 +276,7 @@ Options:
   --name NAME                    file name to record              [FILE's base name]
   --type TYPE                    media type                       [from the extension]
   --k N  --m N                   data and parity chunks per stripe [the node's default]
+  --api-token T   MESH_API_TOKEN the gateway's API token, when it needs one  [none]
   -h, --help
 `;
 
@@ -321,6 +355,7 @@ async function put(args: string[]): Promise<number> {
       type: { type: "string" },
       k: { type: "string" },
       m: { type: "string" },
+      "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -346,9 +381,11 @@ async function put(args: string[]): Promise<number> {
   if (values.m) url.searchParams.set("m", values.m);
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
+  const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN");
   const res = await upload(url, file.readable.pipeThrough(counting((n) => bar.update(sent = n))), {
     "Content-Type": values.type ?? TYPES[ext] ?? "application/octet-stream",
     "Content-Length": String(size),
+    ...(token ? { Authorization: `Bearer ${token}` } : {}),
   }).catch((e) => {
     throw new Error(`Cannot reach the gateway at ${gateway}: ${e.message}`);
   });
