@@ -46,6 +46,28 @@ export function canRunScript(type: string): boolean {
 /** `<cid>.mesh.<host>`: the subdomain gateway, each CID its own origin (CIDv1 base32 fits a DNS label). */
 const SUBDOMAIN = /^(b[a-z2-7]{20,})\.mesh\./i;
 
+/** Ends the body of an answer that failed after its headers were sent; it has been logged already. */
+class BodyAborted extends Error {
+  override name = "BodyAborted";
+}
+
+/**
+ * `onError` for `Deno.serve(…, app.fetch)`: Deno reports there what broke a response body. An aborted
+ * content body was logged as one JSON line already; anything else gets one, instead of Deno's own print.
+ */
+export function onServeError(err: unknown): Response {
+  if (!(err instanceof BodyAborted)) {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        msg: "http server",
+        error: String((err as Error)?.stack ?? err),
+      }),
+    );
+  }
+  return new Response(null, { status: 500 });
+}
+
 /** Reads a request body, telling `failed` when reading it broke: the client's fault, not the node's. */
 async function* clientBody(
   stream: ReadableStream<Uint8Array> | null,
@@ -293,7 +315,9 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
         throw new MeshError("upload_failed", `The upload did not complete: ${e}`, { cause: e });
       }
       // Not the client's doing: the disk (or the node) failed while storing.
-      throw new MeshError("store_failed", `The node could not store the upload: ${e}`, { cause: e });
+      throw new MeshError("store_failed", `The node could not store the upload: ${e}`, {
+        cause: e,
+      });
     }
     const { cid, manifest } = result;
     uploaded.inc({}, manifest.size);
@@ -414,7 +438,9 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
               cause: String(e),
             }));
           }
-          controller.error(e);
+          controller.error(
+            new BodyAborted(`Read of ${cid} failed after the headers`, { cause: e }),
+          );
           return;
         }
         if (next.done) return controller.close();
@@ -429,8 +455,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     return c.body(body, status, headers);
   };
 
-  const serve = (c: Context) =>
-    serveCid(c, parseCid(c.req.param("cid")!), c.req.path, true);
+  const serve = (c: Context) => serveCid(c, parseCid(c.req.param("cid")!), c.req.path, true);
   for (const prefix of ["/mesh", "/ipfs"]) app.get(`${prefix}/:cid`, serve);
   return gateway;
 }

@@ -9,7 +9,7 @@ import { parseArgs } from "node:util";
 import { MeshgateNode } from "./node.ts";
 import { ChunkStore } from "./store/store.ts";
 import { type RepairReport, repairStore } from "./store/repair.ts";
-import { createGateway } from "../edge/app.ts";
+import { createGateway, onServeError } from "../edge/app.ts";
 import { isLoopback, loadApiToken, TOKEN_FILE } from "../edge/auth.ts";
 import { MeshError } from "./errors.ts";
 import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
@@ -229,7 +229,10 @@ async function serve(args: string[]): Promise<number> {
   });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);
+  const server = Deno.serve(
+    { port, hostname, onListen: resolve, onError: onServeError },
+    gateway.app.fetch,
+  );
   const addr = await listening;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const stats = node.store.stats();
