@@ -148,6 +148,30 @@ Routes: GET /mesh/<cid> (also /ipfs/<cid>, and http://<cid>.mesh.localhost:PORT/
 POST /mesh, GET /livez, /readyz, /metrics, and / for people.
 `;
 
+/**
+ * Writes over HTTP are the operator's: the token they need, if any, and how `serve` describes it. A token
+ * given is always required; beyond loopback one is required anyway, made into the data directory on first
+ * start and shown that once.
+ */
+export async function apiTokenFor(
+  hostname: string,
+  dataDir: string,
+  given: string | undefined,
+): Promise<{ token?: string; note?: string }> {
+  if (given !== undefined) {
+    if (!/^[\x21-\x7e]{16,}$/.test(given)) {
+      throw new UsageError("The API token must be at least 16 visible ASCII characters, no spaces");
+    }
+    return { token: given, note: "from --api-token / MESH_API_TOKEN" };
+  }
+  if (isLoopback(hostname)) return {};
+  const { token, created } = await loadApiToken(dataDir);
+  const note = created
+    ? `${token} (new, saved in ${dataDir}/${TOKEN_FILE}; send it as Authorization: Bearer …)`
+    : `in ${dataDir}/${TOKEN_FILE}`;
+  return { token, note };
+}
+
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -193,19 +217,11 @@ async function serve(args: string[]): Promise<number> {
   if (!/^\d{1,7}$/.test(findTimeout)) {
     throw new UsageError(`Find timeout "${findTimeout}" must be a whole number of milliseconds`);
   }
-  // Writes over HTTP are the operator's: beyond loopback they need a token, made on first start.
-  let apiToken = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN");
-  if (apiToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(apiToken)) {
-    throw new UsageError("The API token must be at least 16 visible ASCII characters, no spaces");
-  }
-  let tokenNote: string | undefined;
-  if (apiToken === undefined && !isLoopback(hostname)) {
-    const { token, created } = await loadApiToken(dataDir);
-    apiToken = token;
-    tokenNote = created
-      ? `${token} (new, saved in ${dataDir}/${TOKEN_FILE}; send it as Authorization: Bearer …)`
-      : `in ${dataDir}/${TOKEN_FILE}`;
-  } else if (apiToken !== undefined) tokenNote = "from --api-token / MESH_API_TOKEN";
+  const { token: apiToken, note: tokenNote } = await apiTokenFor(
+    hostname,
+    dataDir,
+    values["api-token"] ?? Deno.env.get("MESH_API_TOKEN"),
+  );
 
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
   const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
