@@ -2,9 +2,9 @@
  * The gateway: IPFS-style path gateway routes over a Meshgate node, plus uploads, health and metrics.
  * Web-standard only (Request/Response/streams), so tests drive it with `app.request()` and no socket.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { type CID, parseCid, RAW_CODE } from "../src/content/cid.ts";
+import { type CID, parseCid } from "../src/content/cid.ts";
 import type { Manifest } from "../src/content/manifest.ts";
 import type { MeshgateNode } from "../src/node.ts";
 import { MeshError } from "../src/errors.ts";
@@ -21,6 +21,7 @@ import {
 } from "./metrics.ts";
 import { mountPage } from "./page.ts";
 import { addPayMetrics, addPayRoutes } from "./pay.ts";
+import { writeGuard } from "./auth.ts";
 
 export const VERSION = "0.1.0";
 const IMMUTABLE = "public, max-age=29030400, immutable";
@@ -31,6 +32,75 @@ export interface GatewayOptions {
   maxUploadBytes?: number;
   /** Public base URL for links in upload answers. Default: the request's own origin. */
   publicUrl?: string;
+  /**
+   * Writes (uploads, every state-changing `/api` route) need `Authorization: Bearer <apiToken>`. Absent: a
+   * gateway on loopback, where only writes from other sites' pages are refused (see ./auth.ts).
+   */
+  apiToken?: string;
+}
+
+/**
+ * Types a browser renders without running script. Anything else served on the node's own origin (HTML,
+ * SVG, XML, JS, unknown types) gets `Content-Security-Policy: sandbox`: an opaque origin, no script, so an
+ * uploaded page cannot call the node's API. PDF is here because Chromium refuses to show a sandboxed PDF,
+ * and its viewer runs PDF script in its own context, not the page's origin.
+ */
+const INERT =
+  /^(?:image\/(?:png|jpeg|gif|webp|avif|apng|bmp|x-icon|vnd\.microsoft\.icon)|(?:audio|video|font)\/[a-z0-9.+-]+|text\/plain|application\/pdf)$/;
+
+export function canRunScript(type: string): boolean {
+  return !INERT.test(type.split(";")[0]!.trim().toLowerCase());
+}
+
+/** `<cid>.mesh.<host>`: the subdomain gateway, each CID its own origin (CIDv1 base32 fits a DNS label). */
+const SUBDOMAIN = /^(b[a-z2-7]{20,})\.mesh\./i;
+
+/** Ends the body of an answer that failed after its headers were sent; it has been logged already. */
+class BodyAborted extends Error {
+  override name = "BodyAborted";
+}
+
+/**
+ * `onError` for `Deno.serve(…, app.fetch)`: Deno reports there what broke a response body. An aborted
+ * content body was logged as one JSON line already; anything else gets one, instead of Deno's own print.
+ */
+export function onServeError(err: unknown): Response {
+  if (!(err instanceof BodyAborted)) {
+    console.error(
+      JSON.stringify({
+        level: "error",
+        msg: "http server",
+        error: String((err as Error)?.stack ?? err),
+      }),
+    );
+  }
+  return new Response(null, { status: 500 });
+}
+
+/** Reads a request body, telling `failed` when reading it broke: the client's fault, not the node's. */
+async function* clientBody(
+  stream: ReadableStream<Uint8Array> | null,
+  failed: (e: unknown) => void,
+): AsyncGenerator<Uint8Array> {
+  if (!stream) return;
+  const reader = stream.getReader();
+  let done = false;
+  try {
+    while (true) {
+      let next;
+      try {
+        next = await reader.read();
+      } catch (e) {
+        done = true;
+        failed(e);
+        throw e;
+      }
+      if ((done = next.done)) return;
+      yield next.value;
+    }
+  } finally {
+    if (!done) await reader.cancel().catch(() => {});
+  }
 }
 
 export interface Gateway {
@@ -175,6 +245,32 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     requests.inc({ method: c.req.method, route, status: String(c.res.status) });
     duration.observe({ route }, (performance.now() - started) / 1000);
   });
+  // An error may be gone tomorrow (the content found, the node back): never let a cache keep it.
+  app.use(async (c, next) => {
+    await next();
+    if (c.res.status >= 400) {
+      c.header("Cache-Control", "no-store");
+      c.header("ETag", undefined);
+    }
+  });
+  // A content origin answers only its content: no page, no API, no uploads.
+  app.use(async (c, next) => {
+    const label = SUBDOMAIN.exec(c.req.header("host") ?? new URL(c.req.url).host)?.[1];
+    if (!label) return await next();
+    if ((c.req.method !== "GET" && c.req.method !== "HEAD") || c.req.path !== "/") {
+      return c.json({
+        error: "not_found",
+        message: `The origin of ${label} serves only GET /, its content`,
+      }, 404);
+    }
+    return await serveCid(c, parseCid(label.toLowerCase()), `/ipfs/${label.toLowerCase()}`, false);
+  });
+  app.use(
+    writeGuard({
+      token: options.apiToken,
+      origins: options.publicUrl ? [options.publicUrl] : [],
+    }),
+  );
 
   app.onError((err, c) => {
     if (err instanceof MeshError) {
@@ -254,9 +350,12 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     };
     if (expectedSize === 0) throw emptyUpload();
     const type = uploadType(c.req.header("content-type"), query.name);
+    let bodyFailed = false;
+    const raw = c.req.raw.body &&
+      ReadableStream.from(clientBody(c.req.raw.body, () => bodyFailed = true));
     let result;
     try {
-      const body = await nonEmpty(c.req.raw.body);
+      const body = await nonEmpty(raw);
       result = await node.put(body, {
         name: query.name ?? "",
         type,
@@ -269,7 +368,13 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       });
     } catch (e) {
       if (e instanceof MeshError || e instanceof RangeError) throw e;
-      throw new MeshError("upload_failed", `The upload did not complete: ${e}`, { cause: e });
+      if (bodyFailed || c.req.raw.signal.aborted) {
+        throw new MeshError("upload_failed", `The upload did not complete: ${e}`, { cause: e });
+      }
+      // Not the client's doing: the disk (or the node) failed while storing.
+      throw new MeshError("store_failed", `The node could not store the upload: ${e}`, {
+        cause: e,
+      });
     }
     const { cid, manifest, durability } = result;
     uploaded.inc({}, manifest.size);
@@ -289,8 +394,12 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     }, 201);
   });
 
-  const serve = async (c: import("hono").Context) => {
-    const cid = parseCid(c.req.param("cid")!);
+  /**
+   * Answers one CID. `sandbox`: served on the node's own origin (the path gateway), so script-capable
+   * content is sandboxed; on its own subdomain origin it runs as a site. Content headers are set only on
+   * the content answer itself: an error never inherits the immutable caching or the ETag.
+   */
+  const serveCid = async (c: Context, cid: CID, ipfsPath: string, sandbox: boolean) => {
     const accept = c.req.header("accept") ?? "";
     const format = c.req.query("format");
     let raw: boolean;
@@ -302,33 +411,41 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     } else raw = accept.includes(RAW_TYPE);
 
     const etag = raw ? `"${cid}.raw"` : `"${cid}"`;
-    c.header("ETag", etag);
-    c.header("Cache-Control", IMMUTABLE);
-    c.header("X-Ipfs-Path", c.req.path);
-    if (raw) c.header("Vary", "Accept");
+    const headers: Record<string, string> = {
+      "ETag": etag,
+      "Cache-Control": IMMUTABLE,
+      "X-Ipfs-Path": ipfsPath,
+      "X-Content-Type-Options": "nosniff",
+    };
+    if (raw) headers["Vary"] = "Accept";
     // Content addressed: the tag is known without touching the store, so a revalidation costs nothing.
-    if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304);
+    if (etagMatches(c.req.header("if-none-match"), etag)) return c.body(null, 304, headers);
 
+    const signal = c.req.raw.signal;
     if (raw) {
-      const bytes = await node.block(cid);
-      if (format === undefined) c.header("Content-Location", `${c.req.path}?format=raw`);
+      const bytes = await node.block(cid, signal);
+      if (format === undefined) headers["Content-Location"] = `${c.req.path}?format=raw`;
+      if (sandbox) headers["Content-Security-Policy"] = "sandbox";
       served.inc({}, bytes.length);
       return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
+        ...headers,
         "Content-Type": RAW_TYPE,
         "Content-Length": String(bytes.length),
         "Content-Disposition": contentDisposition("attachment", `${cid}.bin`),
-        "X-Content-Type-Options": "nosniff",
       });
     }
-    return await serveFile(c, cid, await node.manifest(cid));
+    const manifest = await node.manifest(cid, signal);
+    if (sandbox && canRunScript(manifest.type)) headers["Content-Security-Policy"] = "sandbox";
+    return await serveFile(c, cid, manifest, headers);
   };
 
-  const serveFile = async (c: import("hono").Context, cid: CID, manifest: Manifest) => {
+  const serveFile = async (
+    c: Context,
+    cid: CID,
+    manifest: Manifest,
+    headers: Record<string, string>,
+  ) => {
     const range = parseRange(c.req.header("range"), manifest.size);
-    c.header("Accept-Ranges", "bytes");
-    c.header("Content-Type", manifest.type);
-    if (manifest.name) c.header("Content-Disposition", contentDisposition("inline", manifest.name));
-    else if (cid.code === RAW_CODE) c.header("X-Content-Type-Options", "nosniff");
     if (range.kind === "unsatisfiable") {
       c.header("Content-Range", `bytes */${manifest.size}`);
       return c.json(
@@ -336,39 +453,67 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
         416,
       );
     }
+    headers["Accept-Ranges"] = "bytes";
+    headers["Content-Type"] = manifest.type;
+    if (manifest.name) headers["Content-Disposition"] = contentDisposition("inline", manifest.name);
     const [start, end] = range.kind === "partial" ? [range.start, range.end] : [0, manifest.size];
-    c.header("Content-Length", String(end - start));
+    headers["Content-Length"] = String(end - start);
     if (range.kind === "partial") {
-      c.header("Content-Range", `bytes ${start}-${end - 1}/${manifest.size}`);
+      headers["Content-Range"] = `bytes ${start}-${end - 1}/${manifest.size}`;
     }
     const status = range.kind === "partial" ? 206 : 200;
-    if (c.req.method === "HEAD" || end === start) return c.body(null, status);
+    if (c.req.method === "HEAD" || end === start) return c.body(null, status, headers);
 
-    const stream = node.read(manifest, { start, end, signal: c.req.raw.signal });
+    const signal = c.req.raw.signal;
+    const stream = node.read(manifest, { start, end, signal });
     const reader = stream.getReader();
     // The first chunk is read before answering, so a missing file gets a status code, not a cut body.
     const first = await reader.read();
+    let sent = 0;
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         if (first.value) {
+          sent += first.value.length;
           served.inc({}, first.value.length);
           controller.enqueue(first.value);
         }
         if (first.done) controller.close();
       },
       async pull(controller) {
-        const { value, done } = await reader.read();
-        if (done) return controller.close();
-        served.inc({}, value.length);
-        controller.enqueue(value);
+        let next;
+        try {
+          next = await reader.read();
+        } catch (e) {
+          // The status line is gone: erroring the body makes the server abort the connection, so the
+          // client sees a broken transfer (Content-Length unmet), never a complete-looking short 200.
+          if (!signal.aborted) {
+            console.error(JSON.stringify({
+              level: "error",
+              msg: "read failed after the headers were sent; connection aborted",
+              cid: cid.toString(),
+              range: `${start}-${end - 1}`,
+              sent,
+              cause: String(e),
+            }));
+          }
+          controller.error(
+            new BodyAborted(`Read of ${cid} failed after the headers`, { cause: e }),
+          );
+          return;
+        }
+        if (next.done) return controller.close();
+        sent += next.value.length;
+        served.inc({}, next.value.length);
+        controller.enqueue(next.value);
       },
       cancel(reason) {
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
-    return c.body(body, status);
+    return c.body(body, status, headers);
   };
 
+  const serve = (c: Context) => serveCid(c, parseCid(c.req.param("cid")!), c.req.path, true);
   for (const prefix of ["/mesh", "/ipfs"]) app.get(`${prefix}/:cid`, serve);
   return gateway;
 }

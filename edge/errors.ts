@@ -31,6 +31,7 @@ const STATUS: Record<string, number> = {
   pay_key: 503,
   delivery_refused: 503,
   peer_timeout: 504,
+  store_failed: 500,
   store_full: 507,
 };
 

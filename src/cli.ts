@@ -9,7 +9,8 @@ import { parseArgs } from "node:util";
 import { MeshgateNode } from "./node.ts";
 import { ChunkStore } from "./store/store.ts";
 import { type RepairReport, repairStore } from "./store/repair.ts";
-import { createGateway } from "../edge/app.ts";
+import { createGateway, onServeError } from "../edge/app.ts";
+import { isLoopback, loadApiToken, TOKEN_FILE } from "../edge/auth.ts";
 import { MeshError } from "./errors.ts";
 import { type ChainConfig, DEFAULT_CHAIN_FILE, loadChain, lowPriceWarning } from "./pay/mod.ts";
 import { fundDevAccount, type PaidDeliveryInit, resolvePayAccount } from "./pay/mod.ts";
@@ -125,6 +126,10 @@ Options (flag, then environment variable, then default):
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
   --bootstrap ADDR    MESH_BOOTSTRAP    peer to join through (/ip4/…/p2p/<id>); repeat for more  [none]
   --no-mesh                             serve only this node's store, join no mesh
+  --find-timeout MS   MESH_FIND_TIMEOUT longest search of the mesh for an unknown CID before 404  [3000]
+  --api-token TOKEN   MESH_API_TOKEN    bearer token that uploads and other writes need; prefer the
+                                        variable (argv is visible to other users)
+                                        [on loopback: none; beyond it: made into DATA/api.token]
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
@@ -137,9 +142,34 @@ Options (flag, then environment variable, then default):
                                         funded at start]
   -h, --help                            show this help
 
-Routes: GET /mesh/<cid> (also /ipfs/<cid>), POST /mesh, GET /livez, /readyz, /metrics, and / for people.
+Routes: GET /mesh/<cid> (also /ipfs/<cid>, and http://<cid>.mesh.localhost:PORT/ as its own origin),
+POST /mesh, GET /livez, /readyz, /metrics, and / for people.
 While it runs, DIR/gateway.json names the gateway's URL, so put and get find it (also with --port 0).
 `;
+
+/**
+ * Writes over HTTP are the operator's: the token they need, if any, and how `serve` describes it. A token
+ * given is always required; beyond loopback one is required anyway, made into the data directory on first
+ * start and shown that once.
+ */
+export async function apiTokenFor(
+  hostname: string,
+  dataDir: string,
+  given: string | undefined,
+): Promise<{ token?: string; note?: string }> {
+  if (given !== undefined) {
+    if (!/^[\x21-\x7e]{16,}$/.test(given)) {
+      throw new UsageError("The API token must be at least 16 visible ASCII characters, no spaces");
+    }
+    return { token: given, note: "from --api-token / MESH_API_TOKEN" };
+  }
+  if (isLoopback(hostname)) return {};
+  const { token, created } = await loadApiToken(dataDir);
+  const note = created
+    ? `${token} (new, saved in ${dataDir}/${TOKEN_FILE}; send it as Authorization: Bearer …)`
+    : `in ${dataDir}/${TOKEN_FILE}`;
+  return { token, note };
+}
 
 async function serve(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -159,6 +189,8 @@ async function serve(args: string[]): Promise<number> {
       listen: { type: "string", multiple: true },
       bootstrap: { type: "string", multiple: true },
       "no-mesh": { type: "boolean" },
+      "find-timeout": { type: "string" },
+      "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -181,6 +213,15 @@ async function serve(args: string[]): Promise<number> {
     "--max-store",
   );
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
+  const findTimeout = setting(values["find-timeout"], "MESH_FIND_TIMEOUT", "3000");
+  if (!/^\d{1,7}$/.test(findTimeout)) {
+    throw new UsageError(`Find timeout "${findTimeout}" must be a whole number of milliseconds`);
+  }
+  const { token: apiToken, note: tokenNote } = await apiTokenFor(
+    hostname,
+    dataDir,
+    values["api-token"] ?? Deno.env.get("MESH_API_TOKEN"),
+  );
 
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
   const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
@@ -194,10 +235,20 @@ async function serve(args: string[]): Promise<number> {
     bootstrap: list(values.bootstrap, "MESH_BOOTSTRAP") ?? [],
   };
 
-  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain, mesh, pay });
-  const gateway = createGateway(node, { maxUploadBytes, publicUrl });
+  const node = await MeshgateNode.create({
+    dataDir,
+    maxStoreBytes,
+    chain,
+    mesh,
+    pay,
+    findTimeoutMs: Number(findTimeout),
+  });
+  const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);
+  const server = Deno.serve(
+    { port, hostname, onListen: resolve, onError: onServeError },
+    gateway.app.fetch,
+  );
   const addr = await listening;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   await writeGatewayFile(dataDir, addr).catch((e) => {
@@ -223,6 +274,7 @@ async function serve(args: string[]): Promise<number> {
     const low = await lowPriceWarning(chain, pay.price ?? 0n);
     if (low) console.error(JSON.stringify({ level: "warn", component: "pay", ...low }));
   }
+  console.log(`writes:  ${tokenNote ? `need the API token, ${tokenNote}` : "open on loopback"}`);
   // Printed last: scripts wait for this line.
   console.log(
     `data:    ${dataDir} (${stats.chunks} chunks, ${formatBytes(stats.bytes)} of ${
@@ -326,6 +378,7 @@ Options:
   --name NAME                    file name to record              [FILE's base name]
   --type TYPE                    media type                       [from the extension]
   --k N  --m N                   data and parity chunks per stripe [the node's default]
+  --api-token T   MESH_API_TOKEN the gateway's API token, when it needs one  [none]
   -h, --help
 `;
 
@@ -387,6 +440,7 @@ async function put(args: string[]): Promise<number> {
       type: { type: "string" },
       k: { type: "string" },
       m: { type: "string" },
+      "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -420,9 +474,11 @@ async function put(args: string[]): Promise<number> {
   if (values.m) url.searchParams.set("m", values.m);
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
+  const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN");
   const res = await upload(url, file.readable.pipeThrough(counting((n) => bar.update(sent = n))), {
     "Content-Type": values.type ?? typeFromName(name) ?? "application/octet-stream",
     "Content-Length": String(size),
+    ...(token ? { Authorization: `Bearer ${token}` } : {}),
   }).catch((e) => {
     throw unreachable(gateway, e);
   });

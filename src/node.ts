@@ -21,6 +21,7 @@ import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
+import { meshPeers } from "./mesh/peers.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
 
@@ -43,6 +44,8 @@ export interface NodeConfig {
    * `dataDir`. Absent: a lone node that serves only its own store.
    */
   mesh?: Omit<MeshNodeInit, "dataDir" | "store">;
+  /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
+  findTimeoutMs?: number;
   /**
    * More services (reputation, markets, …), built in order after the core ones from the components so far
    * and started after them. Default: none.
@@ -61,11 +64,13 @@ export interface NodeComponents {
   readonly services: ServiceList;
 }
 
+export const DEFAULT_FIND_TIMEOUT_MS = 3000;
+
 /** Raised for content this node cannot find. */
 export class NotFoundError extends MeshError {
   override name = "NotFoundError";
-  constructor(cid: CID) {
-    super("not_found", `No content found for ${cid}`);
+  constructor(cid: CID, detail = "") {
+    super("not_found", `No content found for ${cid}${detail}`);
   }
 }
 
@@ -101,8 +106,14 @@ export class MeshgateNode {
   #locator?: ChunkLocator;
   readonly #durability: DurabilityRecords;
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
+  readonly #findTimeoutMs: number;
 
-  private constructor(components: NodeComponents, cacheBytes: number, parity?: ParityPool) {
+  private constructor(
+    components: NodeComponents,
+    cacheBytes: number,
+    findTimeoutMs: number,
+    parity?: ParityPool,
+  ) {
     this.store = components.store;
     this.chain = components.chain;
     this.mesh = components.mesh;
@@ -112,6 +123,7 @@ export class MeshgateNode {
     this.#cache = new ByteCache(cacheBytes);
     this.#claims = new UploadClaims(this.store);
     this.#parity = parity;
+    this.#findTimeoutMs = findTimeoutMs;
   }
 
   /** Builds the node's services and starts them; a failed start stops what had started. */
@@ -177,7 +189,12 @@ export class MeshgateNode {
       for (const { name, create } of config.services ?? []) {
         services.add(name, await create(components));
       }
-      node = new MeshgateNode(components, config.cacheBytes ?? 64 * 1024 * 1024, parity);
+      node = new MeshgateNode(
+        components,
+        config.cacheBytes ?? 64 * 1024 * 1024,
+        config.findTimeoutMs ?? DEFAULT_FIND_TIMEOUT_MS,
+        parity,
+      );
     } catch (e) {
       await services.stop().catch(() => {});
       await store.close();
@@ -259,7 +276,8 @@ export class MeshgateNode {
     const hit = this.#cache.get(key);
     if (hit) return hit;
     let bytes = await this.store.get(cid);
-    if (!bytes && this.mesh) {
+    // With no peer to ask, nothing is worth waiting for.
+    if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
       bytes = await fetchFromMesh(this.mesh, cid, { signal, locator: this.#locator });
       if (bytes) this.#stats.fetched++;
@@ -268,10 +286,22 @@ export class MeshgateNode {
     return bytes;
   }
 
-  /** The raw block of `cid`: a chunk or a manifest's encoded bytes. */
-  async block(cid: CID): Promise<Uint8Array> {
-    const bytes = await this.chunk(cid);
-    if (!bytes) throw new NotFoundError(cid);
+  /**
+   * The raw block of `cid`: a chunk or a manifest's encoded bytes. The mesh is searched for at most the find
+   * timeout; then it is not found (a caller aborting through `signal` gets its own abort instead).
+   */
+  async block(cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+    const deadline = AbortSignal.timeout(this.#findTimeoutMs);
+    let bytes: Uint8Array | null;
+    try {
+      bytes = await this.chunk(cid, true, signal ? AbortSignal.any([signal, deadline]) : deadline);
+    } catch (e) {
+      if (signal?.aborted || !deadline.aborted) throw e;
+      bytes = null;
+    }
+    if (!bytes) {
+      throw new NotFoundError(cid, deadline.aborted ? ` within ${this.#findTimeoutMs} ms` : "");
+    }
     return bytes;
   }
 
@@ -279,11 +309,11 @@ export class MeshgateNode {
    * What `cid` names as a file: the decoded manifest of a dag-json CID, or, for a raw CID, a one-chunk
    * manifest of that chunk, so both are served by the same code.
    */
-  async manifest(cid: CID): Promise<Manifest> {
+  async manifest(cid: CID, signal?: AbortSignal): Promise<Manifest> {
     const key = cid.toString();
     const hit = this.#manifests.get(key);
     if (hit) return hit;
-    const bytes = await this.block(cid);
+    const bytes = await this.block(cid, signal);
     let manifest: Manifest;
     if (cid.code === DAG_JSON_CODE) manifest = decodeManifest(bytes);
     else if (cid.code === RAW_CODE) {
