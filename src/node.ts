@@ -15,6 +15,7 @@ import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts
 import { placeFile } from "./mesh/place.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
+import { PeerHealth } from "./mesh/health.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -106,6 +107,8 @@ export class MeshgateNode {
   delivery?: PaidDelivery;
   #provide?: ProvideQueue;
   #locator?: ChunkLocator;
+  /** Whom this node's reads avoid (bad bytes) and ask last (failed until they reconnect). In memory. */
+  #health = new PeerHealth();
   /** Workers for upload parity; they start with the first upload and stop when idle. */
   #parity?: ParityPool;
 
@@ -140,8 +143,13 @@ export class MeshgateNode {
           ...config.mesh,
           dataDir: config.dataDir,
           store: source,
+          onMisbehaviour: (peer, report) => {
+            node.#health.misbehaved(peer, report);
+            config.mesh?.onMisbehaviour?.(peer, report);
+          },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
         });
+        node.#health.attach(node.mesh.libp2p);
         await delivery?.start(node.mesh.libp2p);
         node.delivery = delivery;
       } catch (e) {
@@ -234,7 +242,11 @@ export class MeshgateNode {
     let bytes = await this.store.get(cid);
     if (!bytes && this.mesh) {
       await beforeMesh?.();
-      bytes = await fetchFromMesh(this.mesh, cid, { signal, locator: this.#locator });
+      bytes = await fetchFromMesh(this.mesh, cid, {
+        signal,
+        locator: this.#locator,
+        standing: this.#health,
+      });
       if (bytes) this.#stats.fetched++;
     }
     if (bytes && cache) this.#cache.set(key, bytes);
@@ -340,6 +352,7 @@ export class MeshgateNode {
     // While the mesh is up: pay what this node owes, then redeem what it earned.
     await this.delivery?.stop();
     await this.mesh?.stop();
+    this.#health.detach();
     await this.store.close();
   }
 }
