@@ -30,6 +30,7 @@ const STATUS: Record<string, number> = {
   delivery_refused: 503,
   peer_timeout: 504,
   store_full: 507,
+  quota_exceeded: 507,
 };
 
 /** The HTTP status that answers `err`: by its code; a refused voucher is 402; anything else is 500. */

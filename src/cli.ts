@@ -127,6 +127,8 @@ Options (flag, then environment variable, then default):
   --data DIR          MESH_DATA_DIR     data directory (chunks, pins)       [.meshgate]
   --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1GiB]
   --max-store SIZE    MESH_MAX_STORE    store size cap                      [10GiB]
+  --volunteer-quota SIZE  MESH_VOLUNTEER_QUOTA  most bytes kept for each peer that puts chunks here;
+                                        0 keeps none   [1GiB: a tenth of the default store]
   --public-url URL    MESH_PUBLIC_URL   base URL in upload answers          [the request's origin]
   --listen ADDR       MESH_LISTEN       mesh multiaddr to listen on; repeat for more
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
@@ -151,6 +153,7 @@ async function serve(args: string[]): Promise<number> {
       data: { type: "string" },
       "max-upload": { type: "string" },
       "max-store": { type: "string" },
+      "volunteer-quota": { type: "string" },
       "public-url": { type: "string" },
       chain: { type: "string" },
       "chain-file": { type: "string" },
@@ -180,6 +183,10 @@ async function serve(args: string[]): Promise<number> {
     setting(values["max-store"], "MESH_MAX_STORE", "10GiB"),
     "--max-store",
   );
+  const volunteerQuotaBytes = parseSize(
+    setting(values["volunteer-quota"], "MESH_VOLUNTEER_QUOTA", "1GiB"),
+    "--volunteer-quota",
+  );
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
 
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
@@ -194,7 +201,14 @@ async function serve(args: string[]): Promise<number> {
     bootstrap: list(values.bootstrap, "MESH_BOOTSTRAP") ?? [],
   };
 
-  const node = await MeshgateNode.create({ dataDir, maxStoreBytes, chain, mesh, pay });
+  const node = await MeshgateNode.create({
+    dataDir,
+    maxStoreBytes,
+    volunteerQuotaBytes,
+    chain,
+    mesh,
+    pay,
+  });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({ port, hostname, onListen: resolve }, gateway.app.fetch);

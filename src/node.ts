@@ -16,6 +16,7 @@ import { placeFile } from "./mesh/place.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
 import { PeerHealth } from "./mesh/health.ts";
+import { VolunteerQuota } from "./mesh/quota.ts";
 import { MeshError } from "./errors.ts";
 
 export interface NodeConfig {
@@ -37,6 +38,9 @@ export interface NodeConfig {
    * `dataDir`. Absent: a lone node that serves only its own store.
    */
   mesh?: Omit<MeshNodeInit, "dataDir" | "store">;
+  /** Bytes of chunks kept for each peer that puts them (counted in `dataDir`); past it puts are refused
+   * with `quota_exceeded`. Default: `DEFAULT_VOLUNTEER_QUOTA`, 1 GiB. */
+  volunteerQuotaBytes?: number;
 }
 
 /** Raised for content this node cannot find. */
@@ -90,6 +94,8 @@ export interface NodeStats {
   fetched: number;
   /** Chunks handed to other peers by placement. */
   placed: number;
+  /** Chunks peers refused to keep (full store, spent quota): this node kept them. */
+  refused: number;
 }
 
 export class MeshgateNode {
@@ -100,7 +106,7 @@ export class MeshgateNode {
   #manifests = new ByteCache<Manifest & { byteLength: number }>(4 * 1024 * 1024);
   /** Chunks claimed by uploads in progress: a failed upload must not delete what another one uses. */
   #claims = new Map<string, number>();
-  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
+  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0, refused: 0 };
   /** The libp2p side, when this node is part of a mesh. */
   mesh?: MeshNode;
   /** Paid delivery (desk and paying client), when `chain` and `pay` are configured. */
@@ -109,6 +115,8 @@ export class MeshgateNode {
   #locator?: ChunkLocator;
   /** Whom this node's reads avoid (bad bytes) and ask last (failed until they reconnect). In memory. */
   #health = new PeerHealth();
+  /** What each peer may `put` here. */
+  #quota?: VolunteerQuota;
   /** Workers for upload parity; they start with the first upload and stop when idle. */
   #parity?: ParityPool;
 
@@ -124,12 +132,18 @@ export class MeshgateNode {
     const workers = config.parityWorkers ?? navigator.hardwareConcurrency;
     if (workers > 0) node.#parity = new ParityPool(workers);
     if (config.mesh) {
-      // What peers may ask of this node: its store, and chunks they hand over are announced as held here.
+      // What peers may ask of this node: its store, and chunks they hand over (within their quota) are
+      // announced as held here.
+      const quota = node.#quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
+      const keep = quota.charged({
+        has: (cid) => store.has(cid),
+        put: (cid, bytes) => store.put(cid, bytes, { verified: true }), // the exchange checked them
+      });
       const source = {
         get: (cid: CID) => store.get(cid),
         has: (cid: CID) => store.has(cid),
-        put: async (cid: CID, bytes: Uint8Array) => {
-          await store.put(cid, bytes, { verified: true }); // the exchange checked them
+        put: async (cid: CID, bytes: Uint8Array, from?: string) => {
+          await keep(cid, bytes, from);
           await store.flush();
           node.#provide?.add([cid]);
         },
@@ -154,6 +168,7 @@ export class MeshgateNode {
         node.delivery = delivery;
       } catch (e) {
         await node.mesh?.stop();
+        node.#quota?.close();
         await store.close();
         if (/EADDRINUSE/.test(String(e))) {
           const listen = config.mesh.listen?.join(", ") ?? "the default mesh ports 4001/4002";
@@ -214,6 +229,7 @@ export class MeshgateNode {
       provide: this.#provide,
     });
     this.#stats.placed += report.remote.size;
+    for (const r of report.refused) this.#stats.refused += r.chunks;
     for (const key of report.remote.keys()) {
       if (key !== cid.toString() && !this.#claims.has(key)) await this.store.delete(CID.parse(key));
     }
@@ -353,6 +369,7 @@ export class MeshgateNode {
     await this.delivery?.stop();
     await this.mesh?.stop();
     this.#health.detach();
+    this.#quota?.close();
     await this.store.close();
   }
 }

@@ -16,6 +16,8 @@ export interface PlacementReport {
   remote: Map<string, string>;
   /** Chunks this node keeps: placed on itself, or refused elsewhere. */
   local: CID[];
+  /** Refusals by peers, per peer and reason (e.g. `quota_exceeded`): those chunks stayed here. */
+  refused: { peer: string; reason: string; chunks: number; message?: string }[];
 }
 
 export interface PlaceOptions {
@@ -41,7 +43,7 @@ export async function placeFile(
 ): Promise<PlacementReport> {
   const self = mesh.peerId;
   const table = new PeerTable([self, ...await meshPeers(mesh)]);
-  const report: PlacementReport = { remote: new Map(), local: [] };
+  const report: PlacementReport = { remote: new Map(), local: [], refused: [] };
 
   const send = async (peer: string, cids: CID[]) => {
     if (peer === self) return void report.local.push(...cids);
@@ -52,9 +54,19 @@ export async function placeFile(
     }
     try {
       const results = await mesh.storeChunks(peer, chunks, { signal: options.signal });
+      const refused = new Map<string, { chunks: number; message?: string }>();
       for (const r of results) {
         if (r.accepted) report.remote.set(r.cid.toString(), peer);
-        else report.local.push(r.cid);
+        else {
+          report.local.push(r.cid);
+          const seen = refused.get(r.reason ?? "error");
+          if (seen) seen.chunks++;
+          else refused.set(r.reason ?? "error", { chunks: 1, message: r.message });
+        }
+      }
+      for (const [reason, { chunks, message }] of refused) {
+        log("peer refused chunks; keeping them here", { peer, reason, chunks, message });
+        report.refused.push({ peer, reason, chunks, ...(message ? { message } : {}) });
       }
     } catch (e) {
       log("peer did not take chunks; keeping them here", { peer, error: String(e) });
