@@ -1,7 +1,8 @@
 /**
  * Churn: six real `serve` processes hold a 16 MiB file (k = 3, m = 2: every stripe on 5 distinct holders),
  * and one holder at a time is SIGKILLed and restarted (same data directory, same mesh port) every few seconds
- * while a seventh node, which joined after the upload and holds none of the file, reads it again and again.
+ * while a seventh node, which joined after the upload and holds none of the file (nor keeps any: no cache,
+ * no room to write back what it rebuilds), reads it again and again through its gateway.
  * With one holder down at any moment, no stripe ever misses more than one chunk: every read must come back
  * byte-identical. A reader that kept skipping holders that had already come back failed here within seconds.
  */
@@ -9,6 +10,8 @@ import assert from "node:assert/strict";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { type NodeProcess, spawnNode, waitForPeers } from "../../src/cluster.ts";
 import { loadOrCreatePrivateKey } from "../../src/mesh/identity.ts";
+import { MeshgateNode } from "../../src/node.ts";
+import { createGateway } from "../../edge/app.ts";
 import { expectPattern, patternStream, postStream } from "../_util.ts";
 
 const MiB = 1024 * 1024;
@@ -58,7 +61,8 @@ Deno.test({
     ];
     const start = (i: number) => spawnNode([], { command: command(i), stderr: "null" });
     const nodes: (NodeProcess | undefined)[] = [];
-    let reader: NodeProcess | undefined;
+    let reader: MeshgateNode | undefined;
+    let server: Deno.HttpServer<Deno.NetAddr> | undefined;
     try {
       nodes.push(...await Promise.all(holders.map((_, i) => start(i))));
       await Promise.all(nodes.map((n) => waitForPeers(n!.url, HOLDERS - 1)));
@@ -70,12 +74,21 @@ Deno.test({
       assert.equal(put.status, 201, await put.clone().text());
       const { cid } = await put.json() as { cid: string };
 
-      // The reader joins after the upload, so placement gave it nothing.
-      reader = await spawnNode(["--data", `${dir}/reader`, "--bootstrap", holders[0]!.addr], {
-        stderr: "null",
+      // The reader joins after the upload, so placement gave it nothing; it keeps nothing in memory, and its
+      // store is too small to keep what it rebuilds (repair write-back fails): it holds none of the file
+      // throughout, and every read comes from the mesh. In this process, to set its cache to 0.
+      reader = await MeshgateNode.create({
+        dataDir: `${dir}/reader`,
+        maxStoreBytes: 1024,
+        cacheBytes: 0,
+        parityWorkers: 0,
+        mesh: { listen: ["/ip4/127.0.0.1/tcp/0"], bootstrap: [holders[0]!.addr] },
       });
-      await waitForPeers(reader.url, HOLDERS);
-      const first = await fetch(`${reader.url}/mesh/${cid}`);
+      const gateway = createGateway(reader);
+      server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, gateway.app.fetch);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      await waitForPeers(url, HOLDERS);
+      const first = await fetch(`${url}/mesh/${cid}`);
       assert.equal(first.status, 200);
       assert.equal(await expectPattern(first.body!, 0, SEED), SIZE);
 
@@ -87,7 +100,7 @@ Deno.test({
       const reading = (async () => {
         while (churning) {
           try {
-            const res = await fetch(`${reader!.url}/mesh/${cid}`);
+            const res = await fetch(`${url}/mesh/${cid}`);
             if (res.status !== 200) {
               failures.push(`read ${reads}: ${res.status} ${await res.text()}`);
             } else await expectPattern(res.body!, 0, SEED);
@@ -108,10 +121,16 @@ Deno.test({
       }
       churning = false;
       await reading;
-      console.log(`churn: ${reads} reads of 16 MiB during ${restarts} holder restarts`);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      const repaired = /^mesh_chunks_repaired (\d+)$/m.exec(metrics)?.[1];
+      console.log(
+        `churn: ${reads} reads of 16 MiB during ${restarts} holder restarts, ${repaired} chunks rebuilt on the way`,
+      );
       assert.deepEqual(failures, [], `${failures.length} of ${reads} reads failed`);
       assert.ok(reads >= 5, `the reader kept reading (${reads} reads)`);
+      assert.equal(reader.store.stats().chunks, 0, "the reader never held a chunk");
     } finally {
+      await server?.shutdown();
       await reader?.stop();
       await Promise.all(nodes.map((n) => n?.stop()));
       await Deno.remove(dir, { recursive: true });
