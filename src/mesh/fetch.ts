@@ -105,6 +105,10 @@ export async function fetchFromMesh(
       if (options.signal?.aborted) throw e;
       standing.failed(id, e);
       const code = (e as { code?: string }).code;
+      // The exchange reports bad bytes through onMisbehaviour; this also covers a standing not wired there.
+      if (code === "chunk_mismatch" && !standing.avoided(id)) {
+        standing.misbehaved(id, { kind: "bad_bytes", cid, at: Date.now() });
+      }
       if (code !== "peer_unreachable") {
         log("peer failed or sent bad bytes", { peer: id, cid: cid.toString(), error: String(e) });
       }
