@@ -134,7 +134,13 @@ export class MeshgateNode {
     if (config.mesh) {
       // What peers may ask of this node: its store, and chunks they hand over (within their quota) are
       // announced as held here.
-      const quota = node.#quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
+      let quota: VolunteerQuota;
+      try {
+        quota = node.#quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
+      } catch (e) {
+        await store.close();
+        throw e;
+      }
       const keep = quota.charged({
         has: (cid) => store.has(cid),
         put: (cid, bytes) => store.put(cid, bytes, { verified: true }), // the exchange checked them

@@ -69,6 +69,7 @@ Deno.test({
       node = await meshgate(dir, 64 * KiB);
       const again = await flooder.storeChunks(node.mesh!.multiaddrs()[0]!, chunks(1));
       assert.equal(again[0]!.reason, "quota_exceeded");
+      assert.throws(() => VolunteerQuota.open(dir, -1), RangeError);
       const quota = VolunteerQuota.open(dir, 64 * KiB);
       try {
         assert.equal(quota.used(flooder.peerId), 64 * KiB);
