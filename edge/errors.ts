@@ -33,6 +33,7 @@ const STATUS: Record<string, number> = {
   peer_timeout: 504,
   store_failed: 500,
   store_full: 507,
+  quota_exceeded: 507,
 };
 
 /** The HTTP status that answers `err`: by its code; a refused voucher is 402; anything else is 500. */

@@ -121,6 +121,8 @@ Options (flag, then environment variable, then default):
   --data DIR          MESH_DATA_DIR     data directory (chunks, pins)       [.meshgate]
   --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1 GiB]
   --max-store SIZE    MESH_MAX_STORE    store size cap                      [10 GiB]
+  --volunteer-quota SIZE  MESH_VOLUNTEER_QUOTA  most bytes kept for each peer that puts chunks here;
+                                        0 keeps none   [1 GiB: a tenth of the default store]
   --public-url URL    MESH_PUBLIC_URL   base URL in upload answers          [the request's origin]
   --listen ADDR       MESH_LISTEN       mesh multiaddr to listen on; repeat for more
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
@@ -180,6 +182,7 @@ async function serve(args: string[]): Promise<number> {
       data: { type: "string" },
       "max-upload": { type: "string" },
       "max-store": { type: "string" },
+      "volunteer-quota": { type: "string" },
       "public-url": { type: "string" },
       chain: { type: "string" },
       "chain-file": { type: "string" },
@@ -212,6 +215,10 @@ async function serve(args: string[]): Promise<number> {
     setting(values["max-store"], "MESH_MAX_STORE", "10GiB"),
     "--max-store",
   );
+  const volunteerQuotaBytes = parseSize(
+    setting(values["volunteer-quota"], "MESH_VOLUNTEER_QUOTA", "1GiB"),
+    "--volunteer-quota",
+  );
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
   const findTimeout = setting(values["find-timeout"], "MESH_FIND_TIMEOUT", "3000");
   if (!/^\d{1,7}$/.test(findTimeout)) {
@@ -238,6 +245,7 @@ async function serve(args: string[]): Promise<number> {
   const node = await MeshgateNode.create({
     dataDir,
     maxStoreBytes,
+    volunteerQuotaBytes,
     chain,
     mesh,
     pay,

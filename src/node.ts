@@ -22,6 +22,8 @@ import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
 import { meshPeers } from "./mesh/peers.ts";
+import { PeerHealth } from "./mesh/health.ts";
+import { VolunteerQuota } from "./mesh/quota.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
 
@@ -44,6 +46,9 @@ export interface NodeConfig {
    * `dataDir`. Absent: a lone node that serves only its own store.
    */
   mesh?: Omit<MeshNodeInit, "dataDir" | "store">;
+  /** Bytes of chunks kept for each peer that puts them (counted in `dataDir`); past it puts are refused
+   * with `quota_exceeded`. Default: `DEFAULT_VOLUNTEER_QUOTA`, 1 GiB. */
+  volunteerQuotaBytes?: number;
   /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
   findTimeoutMs?: number;
   /**
@@ -81,6 +86,16 @@ export interface NodeStats {
   fetched: number;
   /** Chunks handed to other peers by placement. */
   placed: number;
+  /** Chunks peers refused to keep (full store, spent quota): this node kept them. */
+  refused: number;
+}
+
+/** What the node's body keeps beside its components. */
+interface NodeParts {
+  cacheBytes: number;
+  findTimeoutMs: number;
+  parity?: ParityPool;
+  health: PeerHealth;
 }
 
 /** An upload's result and what its placement is worth. */
@@ -102,28 +117,26 @@ export class MeshgateNode {
   readonly #manifests = new ByteCache<Manifest & { byteLength: number }>(4 * 1024 * 1024);
   readonly #claims: UploadClaims;
   readonly #parity?: ParityPool;
+  readonly #durability: DurabilityRecords;
+  readonly #findTimeoutMs: number;
+  /** Whom this node's reads avoid (bad bytes) and ask last (failed until they reconnect). In memory. */
+  readonly #health: PeerHealth;
   #provide?: ProvideQueue;
   #locator?: ChunkLocator;
-  readonly #durability: DurabilityRecords;
-  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0 };
-  readonly #findTimeoutMs: number;
+  #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0, refused: 0 };
 
-  private constructor(
-    components: NodeComponents,
-    cacheBytes: number,
-    findTimeoutMs: number,
-    parity?: ParityPool,
-  ) {
+  private constructor(components: NodeComponents, parts: NodeParts) {
     this.store = components.store;
     this.chain = components.chain;
     this.mesh = components.mesh;
     this.delivery = components.delivery;
     this.services = components.services;
     this.#durability = new DurabilityRecords(this.store.dir);
-    this.#cache = new ByteCache(cacheBytes);
+    this.#cache = new ByteCache(parts.cacheBytes);
     this.#claims = new UploadClaims(this.store);
-    this.#parity = parity;
-    this.#findTimeoutMs = findTimeoutMs;
+    this.#parity = parts.parity;
+    this.#findTimeoutMs = parts.findTimeoutMs;
+    this.#health = parts.health;
   }
 
   /** Builds the node's services and starts them; a failed start stops what had started. */
@@ -135,18 +148,26 @@ export class MeshgateNode {
     const workers = config.parityWorkers ?? navigator.hardwareConcurrency;
     const parity = workers > 0 ? new ParityPool(workers) : undefined;
     if (parity) services.add("parity", { stop: () => parity.close() });
+    const health = new PeerHealth();
 
     let node: MeshgateNode | undefined;
     let mesh: MeshNode | undefined;
     let delivery: PaidDelivery | undefined;
     try {
       if (config.mesh) {
-        // What peers may ask of this node: its store; chunks they hand over are announced as held here.
+        const quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
+        services.add("quota", { stop: () => quota.close() });
+        const keep = quota.charged({
+          has: (cid) => store.has(cid),
+          put: (cid, bytes) => store.put(cid, bytes, { verified: true }), // the exchange checked them
+        });
+        // What peers may ask of this node: its store, and chunks they hand over (within their quota) are
+        // announced as held here.
         const source = {
           get: (cid: CID) => store.get(cid),
           has: (cid: CID) => store.has(cid),
-          put: async (cid: CID, bytes: Uint8Array) => {
-            await store.put(cid, bytes, { verified: true }); // the exchange checked them
+          put: async (cid: CID, bytes: Uint8Array, from?: string) => {
+            await keep(cid, bytes, from);
             await store.flush();
             if (node) node.#provide?.add([cid]);
           },
@@ -159,6 +180,10 @@ export class MeshgateNode {
           ...config.mesh,
           dataDir: config.dataDir,
           store: source,
+          onMisbehaviour: (peer, report) => {
+            health.misbehaved(peer, report);
+            config.mesh?.onMisbehaviour?.(peer, report);
+          },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
           start: false,
         });
@@ -168,6 +193,10 @@ export class MeshgateNode {
               throw listenError(e, config.mesh!.listen);
             }),
           stop: () => meshNode.stop(),
+        });
+        services.add("health", {
+          start: () => void health.attach(meshNode.libp2p),
+          stop: () => health.detach(),
         });
         const paid = delivery;
         // Stopped before the mesh: it pays what this node owes and redeems what it earned over it.
@@ -189,12 +218,12 @@ export class MeshgateNode {
       for (const { name, create } of config.services ?? []) {
         services.add(name, await create(components));
       }
-      node = new MeshgateNode(
-        components,
-        config.cacheBytes ?? 64 * 1024 * 1024,
-        config.findTimeoutMs ?? DEFAULT_FIND_TIMEOUT_MS,
+      node = new MeshgateNode(components, {
+        cacheBytes: config.cacheBytes ?? 64 * 1024 * 1024,
+        findTimeoutMs: config.findTimeoutMs ?? DEFAULT_FIND_TIMEOUT_MS,
         parity,
-      );
+        health,
+      });
     } catch (e) {
       await services.stop().catch(() => {});
       await store.close();
@@ -247,6 +276,7 @@ export class MeshgateNode {
       provide: this.#provide,
     });
     this.#stats.placed += report.placed;
+    for (const r of report.refused) this.#stats.refused += r.chunks;
     for (const chunk of report.drop) {
       // Only what this upload wrote itself: a chunk that was here before belongs to another file or peer.
       if (writes.wrote(chunk) && !this.#claims.has(chunk)) await this.store.delete(chunk);
@@ -279,7 +309,11 @@ export class MeshgateNode {
     // With no peer to ask, nothing is worth waiting for.
     if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
-      bytes = await fetchFromMesh(this.mesh, cid, { signal, locator: this.#locator });
+      bytes = await fetchFromMesh(this.mesh, cid, {
+        signal,
+        locator: this.#locator,
+        standing: this.#health,
+      });
       if (bytes) this.#stats.fetched++;
     }
     if (bytes && cache) this.#cache.set(key, bytes);

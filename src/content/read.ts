@@ -117,6 +117,16 @@ class ChunkReader {
     });
     spares.abort();
     this.signal.throwIfAborted();
+    if (count < need) {
+      // One more round for the positions that failed before the stripe counts as lost: a holder that was
+      // down a moment ago (restarting) may be back.
+      await Promise.all(cids.map(async (cid, i) => {
+        if (have[i]) return;
+        const bytes = await this.get(cid, this.signal, stripe).catch(() => null);
+        if (bytes && count < need) (have[i] = bytes, missing[i] = false, count++);
+      }));
+      this.signal.throwIfAborted();
+    }
     if (count < need) throw new UnrecoverableError(stripe, count, need);
     const full = rebuildStripe(this.manifest, stripe, have);
     // Every chunk that turns out missing gets its rebuilt bytes, also those whose answer comes late.

@@ -69,8 +69,9 @@ export interface ChunkSource {
   get(cid: CID): Promise<Uint8Array | null>;
   /** True when the chunk is held. */
   has(cid: CID): Promise<boolean>;
-  /** Keeps a chunk (verifying it); throws a `MeshError` with code `"store_full"` when full. */
-  put(cid: CID, bytes: Uint8Array): Promise<void>;
+  /** Keeps a chunk (verifying it) that peer `from` sent; throws a `MeshError` with code `"store_full"` when
+   * full, `"quota_exceeded"` when `from` has used its volunteer quota (both become refusals, not errors). */
+  put(cid: CID, bytes: Uint8Array, from?: string): Promise<void>;
 }
 
 /** What a peer did wrong, as reported to `onMisbehaviour` and kept in {@link ChunkExchange.misbehaviour}. */
@@ -174,7 +175,7 @@ export interface FetchedChunk {
 }
 
 /** Why a peer refused to keep a chunk. */
-export type StoreRefusal = "store_full" | "bad_bytes" | "no_store" | "error";
+export type StoreRefusal = "store_full" | "quota_exceeded" | "bad_bytes" | "no_store" | "error";
 
 /** One answer of {@link ChunkExchange.storeChunks}. */
 export interface StoreResult {
@@ -195,6 +196,7 @@ export interface ExchangeCallOptions {
 const MAX_REPORTS_PER_PEER = 100;
 const STORE_REFUSALS: ReadonlySet<string> = new Set([
   "store_full",
+  "quota_exceeded",
   "bad_bytes",
   "no_store",
   "error",
@@ -369,7 +371,8 @@ export class ChunkExchange implements Startable {
 
   /**
    * Asks `peer` to keep `chunks`. Resolves with one {@link StoreResult} per chunk, in order: refusals (a full
-   * store: `"store_full"`) are answers, not errors. Throws `RangeError` for a chunk over
+   * store: `"store_full"`; this node's volunteer quota there spent: `"quota_exceeded"`) are answers, not
+   * errors. Throws `RangeError` for a chunk over
    * {@link MAX_CHUNK_BYTES} before sending anything.
    */
   async storeChunks(
@@ -614,11 +617,12 @@ export class ChunkExchange implements Startable {
       return { accepted: false, reason: "bad_bytes" };
     }
     try {
-      await this.#store.put(cid, bytes);
+      await this.#store.put(cid, bytes, peer);
       return { accepted: true };
     } catch (e) {
-      if (e instanceof MeshError && e.code === "store_full") {
-        return { accepted: false, reason: "store_full", message: e.message };
+      // A full store and a spent quota are answers the uploader acts on (it keeps the chunk itself).
+      if (e instanceof MeshError && (e.code === "store_full" || e.code === "quota_exceeded")) {
+        return { accepted: false, reason: e.code, message: e.message };
       }
       this.#log.error("store.put(%s) failed - %e", cid, e);
       return { accepted: false, reason: "error", message: "The store failed to keep the chunk" };

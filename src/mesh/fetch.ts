@@ -4,24 +4,10 @@
 import type { CID } from "../content/cid.ts";
 import type { MeshNode } from "./node.ts";
 import { meshPeers, meshTable } from "./peers.ts";
+import { defaultStanding, type PeerStanding } from "./health.ts";
 import { warn } from "./_log.ts";
 
 const log = (msg: string, fields: Record<string, unknown>) => warn("mesh:fetch", msg, fields);
-
-/** Peers that failed to answer, and until when they are not asked again (ms since epoch). */
-const unreachable = new WeakMap<MeshNode, Map<string, number>>();
-const UNREACHABLE_MS = 30_000;
-
-function isUnreachable(mesh: MeshNode, peer: string): boolean {
-  const until = unreachable.get(mesh)?.get(peer);
-  return until !== undefined && until > Date.now();
-}
-
-function markUnreachable(mesh: MeshNode, peer: string): void {
-  let map = unreachable.get(mesh);
-  if (!map) unreachable.set(mesh, map = new Map());
-  map.set(peer, Date.now() + UNREACHABLE_MS);
-}
 
 /**
  * Where chunks are, learned by asking every known peer at once which of a batch it holds (one round trip,
@@ -29,19 +15,26 @@ function markUnreachable(mesh: MeshNode, peer: string): void {
  */
 export class ChunkLocator {
   #where = new Map<string, string>();
+  readonly standing: PeerStanding;
 
-  constructor(readonly mesh: MeshNode, readonly limit = 100_000) {}
+  /** `standing` (default: {@link defaultStanding} of the mesh) says whom not to ask. */
+  constructor(readonly mesh: MeshNode, readonly limit = 100_000, standing?: PeerStanding) {
+    this.standing = standing ?? defaultStanding(mesh.libp2p);
+  }
 
-  /** Asks all reachable known peers which of `cids` they hold. Failures only make a peer skipped. */
+  /** Asks all known peers in good standing which of `cids` they hold. Failures only make a peer skipped. */
   async locate(cids: readonly CID[], signal?: AbortSignal): Promise<void> {
-    const peers = (await meshPeers(this.mesh)).filter((p) => !isUnreachable(this.mesh, p));
+    const peers = (await meshPeers(this.mesh)).filter((p) =>
+      !this.standing.avoided(p) && !this.standing.skipped(p)
+    );
     await Promise.all(peers.map(async (peer) => {
       try {
         const held = await this.mesh.hasChunks(peer, cids, { signal });
+        this.standing.answered(peer);
         held.forEach((has, i) => has && this.#remember(cids[i]!.toString(), peer));
       } catch (e) {
         if (signal?.aborted) return;
-        if ((e as { code?: string }).code === "peer_unreachable") markUnreachable(this.mesh, peer);
+        this.standing.failed(peer, e);
       }
     }));
   }
@@ -72,34 +65,53 @@ export interface FetchOptions {
   lookupTimeoutMs?: number;
   /** Known locations, asked first. */
   locator?: ChunkLocator;
+  /** Whom to avoid and whom to ask last. Default: the locator's, else {@link defaultStanding} of the mesh. */
+  standing?: PeerStanding;
 }
 
 /**
- * A chunk from the mesh, verified, or null when no peer asked has it. Asks the XOR-nearest connected peers
- * first (where placement puts chunks), then the providers the DHT knows. A peer that fails or sends bad
- * bytes is skipped (the exchange records bad bytes as misbehaviour).
+ * A chunk from the mesh, verified, or null when no peer asked has it. Asks the XOR-nearest known peers
+ * first (where placement puts chunks), then the providers the DHT knows; peers skipped for failing
+ * recently (one may be back from a restart) are asked after the others of each group, so every candidate
+ * is tried before the chunk counts as lost. Peers caught sending bad bytes are not asked (the exchange
+ * reports them to `standing`).
  */
 export async function fetchFromMesh(
   mesh: MeshNode,
   cid: CID,
   options: FetchOptions = {},
 ): Promise<Uint8Array | null> {
+  const standing = options.standing ?? options.locator?.standing ?? defaultStanding(mesh.libp2p);
   const tried = new Set<string>([mesh.peerId]);
-  /** The chunk from `peer`, null when it lacks it, undefined when it could not be asked. */
-  const attempt = async (peer: string | { peerId: string; multiaddrs: string[] }) => {
+  /** Candidates passed over for their recent failures, asked at the end. */
+  const later = new Map<string, string | { peerId: string; multiaddrs: string[] }>();
+  /** The chunk from `peer`, null when it lacks it, undefined when it was not or could not be asked. */
+  const attempt = async (
+    peer: string | { peerId: string; multiaddrs: string[] },
+    deferSkipped = true,
+  ) => {
     const id = typeof peer === "string" ? peer : peer.peerId;
-    if (tried.has(id) || isUnreachable(mesh, id)) return undefined;
+    if (tried.has(id) || standing.avoided(id)) return undefined;
+    if (deferSkipped && standing.skipped(id)) {
+      if (!later.has(id) || typeof peer !== "string") later.set(id, peer);
+      return undefined;
+    }
     tried.add(id);
     try {
-      return await mesh.fetchChunk(peer, cid, { signal: options.signal });
+      const bytes = await mesh.fetchChunk(peer, cid, { signal: options.signal });
+      standing.answered(id);
+      return bytes;
     } catch (e) {
       if (options.signal?.aborted) throw e;
-      if ((e as { code?: string }).code === "peer_unreachable") markUnreachable(mesh, id);
-      else {log("peer failed or sent bad bytes", {
-          peer: id,
-          cid: cid.toString(),
-          error: String(e),
-        });}
+      standing.failed(id, e);
+      const code = (e as { code?: string }).code;
+      // The exchange reports bad bytes through onMisbehaviour; this also covers a standing not wired there.
+      if (code === "chunk_mismatch" && !standing.avoided(id)) {
+        standing.misbehaved(id, { kind: "bad_bytes", cid, at: Date.now() });
+      }
+      if (code !== "peer_unreachable") {
+        log("peer failed or sent bad bytes", { peer: id, cid: cid.toString(), error: String(e) });
+      }
       return undefined;
     }
   };
@@ -107,7 +119,7 @@ export async function fetchFromMesh(
   if (located) {
     const bytes = await attempt(located);
     if (bytes) return bytes;
-    options.locator!.forget(cid);
+    if (bytes !== undefined || !later.has(located)) options.locator!.forget(cid);
   }
   // Peers that are gone do not count against the budget: keep going down the list until enough answered.
   const near = await meshTable(mesh);
@@ -117,6 +129,19 @@ export async function fetchFromMesh(
     if (bytes) return bytes;
     if (bytes === null && ++answered >= (options.nearest ?? 8)) break;
   }
+  // Known peers that failed recently go before the DHT lookup, which can take seconds: a restarted holder
+  // is found at once.
+  const askLater = async () => {
+    const peers = [...later.values()];
+    later.clear();
+    for (const peer of peers) {
+      const bytes = await attempt(peer, false);
+      if (bytes) return bytes;
+    }
+    return null;
+  };
+  const back = await askLater();
+  if (back) return back;
   let asked = 0;
   const timeout = AbortSignal.timeout(options.lookupTimeoutMs ?? 10_000);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
@@ -124,10 +149,10 @@ export async function fetchFromMesh(
     for await (const provider of mesh.findProviders(cid, { signal })) {
       const bytes = await attempt(provider);
       if (bytes) return bytes;
-      if (++asked >= (options.providers ?? 4)) break;
+      if (bytes === null && ++asked >= (options.providers ?? 4)) break;
     }
   } catch (e) {
     if (options.signal?.aborted) throw e;
   }
-  return null;
+  return await askLater();
 }

@@ -54,3 +54,5 @@ export { meshPeers } from "./peers.ts";
 export { placeFile, type PlacementReport } from "./place.ts";
 export { ProvideQueue } from "./provide.ts";
 export { ChunkLocator, fetchFromMesh } from "./fetch.ts";
+export { defaultStanding, PeerHealth, type PeerHealthInit, type PeerStanding } from "./health.ts";
+export { DEFAULT_VOLUNTEER_QUOTA, QuotaExceededError, VolunteerQuota } from "./quota.ts";

@@ -23,6 +23,8 @@ export interface PlacementReport {
   /** What this placement survives, computed from `where`, with a warning when it is less than planned
    * or than the stripe alone would promise. */
   durability: Durability;
+  /** Refusals by peers, per peer and reason (e.g. `quota_exceeded`): those chunks went elsewhere or stayed. */
+  refused: { peer: string; reason: string; chunks: number; message?: string }[];
 }
 
 export interface PlaceOptions {
@@ -76,6 +78,7 @@ export async function placeFile(
     set.add(peer);
   };
   let placed = 0;
+  const refusals: PlacementReport["refused"] = [];
 
   /** Hands `cids` to `peer`; resolves with those it did not take. */
   const send = async (peer: string, cids: CID[]): Promise<CID[]> => {
@@ -90,6 +93,15 @@ export async function placeFile(
       const results = await mesh.storeChunks(peer, chunks, { signal });
       const refused = results.filter((r) => !r.accepted);
       for (const r of results) if (r.accepted) hold(r.cid, peer), placed++;
+      const reasons = new Map<string, { chunks: number; message?: string }>();
+      for (const r of refused) {
+        const seen = reasons.get(r.reason ?? "error");
+        if (seen) seen.chunks++;
+        else reasons.set(r.reason ?? "error", { chunks: 1, message: r.message });
+      }
+      for (const [reason, { chunks, message }] of reasons) {
+        refusals.push({ peer, reason, chunks, ...(message ? { message } : {}) });
+      }
       if (refused.length && !out.has(peer)) {
         out.add(peer);
         log("peer refused chunks; placing them elsewhere", {
@@ -223,5 +235,5 @@ export async function placeFile(
   }
 
   options.provide?.add(local);
-  return { local, drop, placed, where, durability };
+  return { local, drop, placed, where, durability, refused: refusals };
 }

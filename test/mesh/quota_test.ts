@@ -1,0 +1,116 @@
+/**
+ * The volunteer quota with real libp2p peers on loopback: a peer that floods `put`s is refused past its quota
+ * (`quota_exceeded`), also after the node restarts, while other peers are not; an uploader whose chunks are
+ * refused keeps them itself.
+ */
+import assert from "node:assert/strict";
+import { cidOf } from "../../src/content/cid.ts";
+import { MIN_CHARGE_BYTES, VolunteerQuota } from "../../src/mesh/quota.ts";
+import { MeshgateNode } from "../../src/node.ts";
+import { collect, pattern, patternStream } from "../_util.ts";
+import { randomBytes, startNode, stopNodes, TCP } from "./_helpers.ts";
+
+const KiB = 1024;
+
+/** A MeshgateNode in the mesh, storing under `dir`. */
+function meshgate(dir: string, volunteerQuotaBytes?: number) {
+  return MeshgateNode.create({
+    dataDir: dir,
+    parityWorkers: 0,
+    volunteerQuotaBytes,
+    mesh: { listen: [TCP] },
+  });
+}
+
+const chunks = (n: number, size = 4 * KiB) =>
+  Array.from({ length: n }, () => {
+    const bytes = randomBytes(size);
+    return { cid: cidOf(bytes), bytes };
+  });
+
+Deno.test({
+  name: "a peer that floods puts is refused past its quota, also after a restart; others are not",
+  // MeshgateNode's store and libp2p timers are checked by the node's own tests.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-quota-" });
+    let node = await meshgate(dir, 64 * KiB);
+    const flooder = await startNode();
+    const other = await startNode();
+    try {
+      // 40 chunks of 4 KiB in four parallel streams: exactly 16 fit in 64 KiB, whatever the interleaving.
+      const flood = chunks(40);
+      const target = node.mesh!.multiaddrs()[0]!;
+      const results = (await Promise.all(
+        [0, 1, 2, 3].map((i) => flooder.storeChunks(target, flood.slice(i * 10, i * 10 + 10))),
+      )).flat();
+      const accepted = results.filter((r) => r.accepted);
+      const refused = results.filter((r) => !r.accepted);
+      assert.equal(accepted.length, 16);
+      assert.ok(refused.every((r) => r.reason === "quota_exceeded"), JSON.stringify(refused[0]));
+      assert.match(
+        refused[0]!.message!,
+        /has used 64 KiB of its 64 KiB volunteer quota on this node/,
+      );
+      for (const r of results) assert.equal(await node.store.has(r.cid), r.accepted);
+      // A chunk the node already holds costs nothing, so it is accepted even now.
+      assert.ok(
+        (await flooder.storeChunks(target, [flood.find((_, i) => results[i]!.accepted)!]))[0]!
+          .accepted,
+      );
+
+      // Another peer has a quota of its own; a tiny chunk is charged as a whole block.
+      const [tiny] = chunks(1, 3);
+      assert.ok((await other.storeChunks(target, [tiny!]))[0]!.accepted);
+
+      // The counts live in the data directory: a restart does not reset them.
+      await node.stop();
+      node = await meshgate(dir, 64 * KiB);
+      const again = await flooder.storeChunks(node.mesh!.multiaddrs()[0]!, chunks(1));
+      assert.equal(again[0]!.reason, "quota_exceeded");
+      assert.throws(() => VolunteerQuota.open(dir, -1), RangeError);
+      const quota = VolunteerQuota.open(dir, 64 * KiB);
+      try {
+        assert.equal(quota.used(flooder.peerId), 64 * KiB);
+        assert.equal(quota.used(other.peerId), MIN_CHARGE_BYTES);
+      } finally {
+        quota.close();
+      }
+    } finally {
+      await node.stop();
+      await stopNodes(flooder, other);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "an uploader keeps the chunks a peer refuses for its quota",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-quota-" });
+    const a = await meshgate(`${dir}/a`);
+    const b = await meshgate(`${dir}/b`, 0); // keeps nothing for anyone
+    try {
+      await a.mesh!.connect(b.mesh!.multiaddrs()[0]!);
+      const size = 64 * KiB;
+      const { cid, manifest } = await a.put(patternStream(size, 5), {
+        k: 2,
+        m: 1,
+        chunkSize: 4 * KiB,
+      });
+      const all = manifest.stripes.flat();
+      assert.ok(a.stats().refused >= all.length / 3, `B refused ${a.stats().refused} chunks`);
+      for (const c of all) assert.ok(await a.store.has(c), `A kept ${c}`);
+      for (const c of all) assert.ok(!(await b.store.has(c)), `B holds nothing: ${c}`);
+      await b.stop();
+      assert.deepEqual(await collect(a.read(await a.manifest(cid))), pattern(0, size, 5));
+    } finally {
+      await a.stop();
+      await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
