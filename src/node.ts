@@ -144,6 +144,9 @@ export class MeshgateNode {
         });
         await delivery?.start(node.mesh.libp2p);
         node.delivery = delivery;
+        node.#locator = new ChunkLocator(node.mesh);
+        node.#provide = new ProvideQueue(node.mesh, { held: () => store.cids() });
+        void node.#provide.start();
       } catch (e) {
         await node.mesh?.stop();
         await store.close();
@@ -207,7 +210,11 @@ export class MeshgateNode {
     });
     this.#stats.placed += report.remote.size;
     for (const key of report.remote.keys()) {
-      if (key !== cid.toString() && !this.#claims.has(key)) await this.store.delete(CID.parse(key));
+      if (key !== cid.toString() && !this.#claims.has(key)) {
+        const chunk = CID.parse(key);
+        await this.store.delete(chunk);
+        await this.#provide?.withdraw([chunk]);
+      }
     }
   }
 
@@ -327,6 +334,11 @@ export class MeshgateNode {
 
   stats(): NodeStats {
     return { ...this.#stats };
+  }
+
+  /** Announcements of held chunks in the DHT (undefined without a mesh): progress and cost. */
+  get announcements(): ProvideQueue | undefined {
+    return this.#provide;
   }
 
   /** Checks the chunks of every pinned file on disk and rebuilds lost ones from their stripes. */
