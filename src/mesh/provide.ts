@@ -10,10 +10,14 @@ const log = (msg: string, fields: Record<string, unknown>) => warn("mesh:provide
 
 export interface ProvideQueueInit {
   /** Announcements run at once. Each is a DHT walk to the key's closest peers plus an ADD_PROVIDER to each
-   * of them. Default 4. */
+   * of them. Default 2. */
   concurrency?: number;
   /** Longest wait for one announcement, in ms. Default 30 000. */
   timeoutMs?: number;
+  /** Announcing starts only after this many ms without a new chunk to announce, so that it does not compete
+   * with the upload or placement that is handing chunks over (each announcement is ~2 RPCs per peer near
+   * the key, and on a small mesh that is every peer). Default 1000. */
+  settleMs?: number;
   /** Announcements waiting at most; past it new ones are dropped (and logged) until the next start, which
    * finds every held chunk that has no record. Default 65 536. */
   maxPending?: number;
@@ -46,6 +50,8 @@ export class ProvideQueue {
   readonly concurrency: number;
   readonly timeoutMs: number;
   readonly maxPending: number;
+  readonly settleMs: number;
+  #lastAdd = 0;
   #held?: () => AsyncIterable<CID>;
   #queue = new Map<string, CID>();
   /** Running now, and whether they were withdrawn meanwhile (their entry must go again when they end). */
@@ -53,12 +59,14 @@ export class ProvideQueue {
   #workers = 0;
   #idle = Promise.withResolvers<void>();
   #stopping = new AbortController();
+  #reported = { done: 0, ms: 0 };
   #stats: ProvideStats = { pending: 0, provided: 0, failed: 0, withdrawn: 0, dropped: 0, ms: 0 };
 
   constructor(readonly mesh: MeshNode, init: ProvideQueueInit = {}) {
-    this.concurrency = init.concurrency ?? 4;
+    this.concurrency = init.concurrency ?? 2;
     this.timeoutMs = init.timeoutMs ?? 30_000;
     this.maxPending = init.maxPending ?? 65_536;
+    this.settleMs = init.settleMs ?? 1000;
     this.#held = init.held;
     this.#idle.resolve();
   }
@@ -101,6 +109,7 @@ export class ProvideQueue {
         continue;
       }
       this.#queue.set(key, cid);
+      this.#lastAdd = performance.now();
     }
     while (this.#workers < this.concurrency && this.#queue.size) void this.#work();
   }
@@ -137,10 +146,31 @@ export class ProvideQueue {
     this.#queue.clear();
   }
 
-  async #waitForPeers(): Promise<void> {
+  /** One line per drained queue: how many were announced since the last line, and what each cost. */
+  #report(): void {
+    const s = this.#stats;
+    const done = s.provided + s.failed - this.#reported.done;
+    if (done === 0 || this.#stopping.signal.aborted) return;
+    const ms = s.ms - this.#reported.ms;
+    this.#reported = { done: s.provided + s.failed, ms: s.ms };
+    console.error(JSON.stringify({
+      level: "info",
+      component: "mesh:provide",
+      msg: "announced",
+      count: done,
+      failed: s.failed,
+      msEach: Math.round(ms / done),
+    }));
+  }
+
+  /** Until the routing table has a peer and no chunk was added for `settleMs`. */
+  async #waitForTurn(): Promise<void> {
     const signal = this.#stopping.signal;
-    while (this.mesh.routingTableSize() === 0 && !signal.aborted) {
-      await new Promise((resolve) => setTimeout(resolve, 500));
+    for (;;) {
+      const quiet = this.#lastAdd + this.settleMs - performance.now();
+      const wait = this.mesh.routingTableSize() === 0 ? 500 : quiet;
+      if (wait <= 0 || signal.aborted) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 500)));
     }
   }
 
@@ -148,7 +178,7 @@ export class ProvideQueue {
     if (this.#workers++ === 0) this.#idle = Promise.withResolvers<void>();
     try {
       for (;;) {
-        await this.#waitForPeers();
+        await this.#waitForTurn();
         const next = this.#queue.entries().next();
         if (next.done || this.#stopping.signal.aborted) break;
         const [key, cid] = next.value;
@@ -173,7 +203,10 @@ export class ProvideQueue {
         this.#running.delete(key);
       }
     } finally {
-      if (--this.#workers === 0) this.#idle.resolve();
+      if (--this.#workers === 0) {
+        this.#idle.resolve();
+        this.#report();
+      }
     }
   }
 }
