@@ -10,7 +10,9 @@ import { SqliteDatastore } from "../../src/mesh/datastore.ts";
 import { ownProviderEntries, providerEntryName, type ProviderInfo } from "../../src/mesh/dht.ts";
 import type { MeshNode, MeshNodeInit } from "../../src/mesh/node.ts";
 import { ProvideQueue } from "../../src/mesh/provide.ts";
-import { randomBytes, SANITIZE, startNode, stopNodes, waitFor } from "./_helpers.ts";
+import { ChunkStore } from "../../src/store/store.ts";
+import { MeshgateNode } from "../../src/node.ts";
+import { randomBytes, SANITIZE, startNode, stopNodes, TCP, waitFor } from "./_helpers.ts";
 
 async function firstProvider(node: MeshNode, cid: CID): Promise<ProviderInfo | undefined> {
   for await (const p of node.findProviders(cid, { signal: AbortSignal.timeout(5000) })) return p;
@@ -146,6 +148,63 @@ Deno.test({
     } finally {
       queue?.stop();
       await stopNodes(...nodes);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "At start a node announces held blocks without a record and drops records of blocks it lost",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const server = await startNode();
+    const open = () =>
+      MeshgateNode.create({
+        dataDir: dir,
+        parityWorkers: 0,
+        mesh: { listen: [TCP], bootstrap: server.multiaddrs() },
+      });
+    let node: MeshgateNode | undefined;
+    try {
+      node = await open();
+      // The server keeps nothing, so every block of the upload stays here and is announced.
+      const { cid } = await node.put(ReadableStream.from([randomBytes(3000)]), {
+        chunkSize: 1024,
+        k: 2,
+        m: 1,
+      });
+      await node.announcements!.idle();
+      const announced = await ownNames(node.mesh!);
+      assert.ok(announced.includes(await providerEntryName(cid)));
+      await node.stop();
+
+      // While the node is down, one block is lost and one arrives without being announced.
+      const store = await ChunkStore.open(dir);
+      const gone = (await Array.fromAsync(store.cids())).find((c) => !c.equals(cid))!;
+      await store.delete(gone);
+      const extra = randomBytes(500);
+      const added = cidOf(extra);
+      await store.put(added, extra);
+      await store.flush();
+      await store.close();
+
+      node = await open();
+      const want = new Set(announced);
+      want.delete(await providerEntryName(gone));
+      want.add(await providerEntryName(added));
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const now = await ownNames(node.mesh!);
+        if (now.length === want.size && now.every((n) => want.has(n))) break;
+        assert.ok(Date.now() < deadline, `the provide list ${now} matches the store ${[...want]}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      await node?.stop();
+      await stopNodes(server);
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
