@@ -123,7 +123,10 @@ export class MeshgateNode {
     if (config.mesh) {
       // What peers may ask of this node: its store, and chunks they hand over are announced as held here.
       const source = {
-        get: (cid: CID) => store.get(cid),
+        get: (cid: CID) => {
+          node.#provide?.touch(); // serving: announcements wait for a quiet moment
+          return store.get(cid);
+        },
         has: (cid: CID) => store.has(cid),
         put: async (cid: CID, bytes: Uint8Array) => {
           await store.put(cid, bytes, { verified: true }); // the exchange checked them

@@ -30,7 +30,8 @@ export const PROVIDER_VALIDITY_MS = 48 * HOUR;
 export const REPUBLISH_THRESHOLD_MS = 24 * HOUR;
 /** How often a node looks for records to republish (its own) and to drop (others', expired). */
 export const REPUBLISH_INTERVAL_MS = HOUR;
-/** Default deadline of a provider lookup (`GET /api/providers`, and reads falling back to the DHT), in ms. */
+/** Default deadline of a provider lookup, in ms (`GET /api/providers`; meant as the one default of every
+ * lookup with a deadline). */
 export const DEFAULT_FIND_TIMEOUT_MS = 3000;
 
 /** Options of the mesh DHT. Every field documents its default. */

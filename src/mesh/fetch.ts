@@ -124,7 +124,8 @@ export async function fetchFromMesh(
     for await (const provider of mesh.findProviders(cid, { signal })) {
       const bytes = await attempt(provider);
       if (bytes) return bytes;
-      if (++asked >= (options.providers ?? 4)) break;
+      // As above: providers already asked (the near round) or gone do not use up the budget.
+      if (bytes === null && ++asked >= (options.providers ?? 4)) break;
     }
   } catch (e) {
     if (options.signal?.aborted) throw e;

@@ -181,8 +181,15 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       }),
     },
   });
-  const node = new Libp2pMeshNode(libp2p, datastore, init);
-  if (init.start !== false) await node.start();
+  const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined);
+  if (init.start !== false) {
+    try {
+      await node.start();
+    } catch (e) {
+      await node.stop().catch(() => {});
+      throw e;
+    }
+  }
   return node;
 }
 
@@ -204,12 +211,20 @@ class Libp2pMeshNode implements MeshNode {
   readonly peerId: string;
   readonly #bootstrap: string[];
   readonly #bootstrapIntervalMs: number;
+  /** The datastore was opened here (not passed in), so it is closed here. */
+  readonly #ownsDatastore: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: AbortController | undefined;
 
-  constructor(libp2p: Libp2p<MeshServices>, datastore: Datastore, init: MeshNodeInit) {
+  constructor(
+    libp2p: Libp2p<MeshServices>,
+    datastore: Datastore,
+    init: MeshNodeInit,
+    ownsDatastore: boolean,
+  ) {
     this.libp2p = libp2p;
     this.datastore = datastore;
+    this.#ownsDatastore = ownsDatastore;
     this.peerId = libp2p.peerId.toString();
     this.#bootstrap = init.bootstrap ?? [];
     this.#bootstrapIntervalMs = init.bootstrapIntervalMs ?? 30_000;
@@ -221,7 +236,7 @@ class Libp2pMeshNode implements MeshNode {
 
   async start(): Promise<void> {
     if (this.libp2p.status === "started") return;
-    if (this.datastore instanceof SqliteDatastore) this.datastore.open();
+    if (this.#ownsDatastore && this.datastore instanceof SqliteDatastore) this.datastore.open();
     await this.libp2p.start();
     this.#stopping = new AbortController();
     if (this.#bootstrap.length > 0) {
@@ -237,8 +252,8 @@ class Libp2pMeshNode implements MeshNode {
     this.#timer = undefined;
     this.#stopping?.abort();
     await this.libp2p.stop();
-    // Ours to close only when we opened it; libp2p has stopped writing.
-    if (this.datastore instanceof SqliteDatastore) this.datastore.close();
+    // libp2p has stopped writing.
+    if (this.#ownsDatastore && this.datastore instanceof SqliteDatastore) this.datastore.close();
   }
 
   /** Dials every bootstrap peer at once; failures are logged, not thrown (others may answer, or later). */

@@ -14,10 +14,13 @@ export interface ProvideQueueInit {
   concurrency?: number;
   /** Longest wait for one announcement, in ms. Default 30 000. */
   timeoutMs?: number;
-  /** Announcing starts only after this many ms without a new chunk to announce, so that it does not compete
-   * with the upload or placement that is handing chunks over (each announcement is ~2 RPCs per peer near
-   * the key, and on a small mesh that is every peer). Default 1000. */
+  /** Announcing waits until the node has been quiet this long, in ms: no new chunk to announce and no chunk
+   * served (see {@link ProvideQueue.touch}). Each announcement is ~2 RPCs per peer near the key (on a small
+   * mesh, every peer), which competes with transfers for CPU. Default 1000. */
   settleMs?: number;
+  /** Longest an announcement defers to activity, in ms; past it, it runs anyway (so a busy node still
+   * announces, at least `concurrency` per this period). Default 10 000. */
+  maxDeferMs?: number;
   /** Announcements waiting at most; past it new ones are dropped (and logged) until the next start, which
    * finds every held chunk that has no record. Default 65 536. */
   maxPending?: number;
@@ -51,7 +54,8 @@ export class ProvideQueue {
   readonly timeoutMs: number;
   readonly maxPending: number;
   readonly settleMs: number;
-  #lastAdd = 0;
+  readonly maxDeferMs: number;
+  #lastActivity = 0;
   #held?: () => AsyncIterable<CID>;
   #queue = new Map<string, CID>();
   /** Running now, and whether they were withdrawn meanwhile (their entry must go again when they end). */
@@ -67,6 +71,7 @@ export class ProvideQueue {
     this.timeoutMs = init.timeoutMs ?? 30_000;
     this.maxPending = init.maxPending ?? 65_536;
     this.settleMs = init.settleMs ?? 1000;
+    this.maxDeferMs = init.maxDeferMs ?? 10_000;
     this.#held = init.held;
     this.#idle.resolve();
   }
@@ -109,7 +114,7 @@ export class ProvideQueue {
         continue;
       }
       this.#queue.set(key, cid);
-      this.#lastAdd = performance.now();
+      this.touch();
     }
     while (this.#workers < this.concurrency && this.#queue.size) void this.#work();
   }
@@ -129,6 +134,11 @@ export class ProvideQueue {
       );
       this.#stats.withdrawn++;
     }
+  }
+
+  /** Marks the node busy (it just served or received a chunk): announcements wait for `settleMs` of quiet. */
+  touch(): void {
+    this.#lastActivity = performance.now();
   }
 
   /** Resolves when no announcement is pending or running. */
@@ -163,14 +173,16 @@ export class ProvideQueue {
     }));
   }
 
-  /** Until the routing table has a peer and no chunk was added for `settleMs`. */
+  /** Until the routing table has a peer and the node was quiet for `settleMs` (or `maxDeferMs` passed). */
   async #waitForTurn(): Promise<void> {
     const signal = this.#stopping.signal;
+    const started = performance.now();
     for (;;) {
-      const quiet = this.#lastAdd + this.settleMs - performance.now();
+      const now = performance.now();
+      const quiet = now - started >= this.maxDeferMs ? 0 : this.#lastActivity + this.settleMs - now;
       const wait = this.mesh.routingTableSize() === 0 ? 500 : quiet;
       if (wait <= 0 || signal.aborted) return;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 500)));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, 250)));
     }
   }
 
