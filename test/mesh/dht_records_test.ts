@@ -208,3 +208,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...SANITIZE,
+  name: "ProvideQueue waits while the node is busy, and not longer than maxDeferMs",
+  fn: async () => {
+    const nodes: MeshNode[] = [];
+    let queue: ProvideQueue | undefined;
+    try {
+      nodes.push(await startNode());
+      nodes.push(await startNode({ bootstrap: nodes[0]!.multiaddrs() }));
+      const p = nodes[1]!;
+      await waitFor(() => p.routingTableSize() >= 1, "routing table");
+      queue = new ProvideQueue(p, { settleMs: 300, maxDeferMs: 2000 });
+      queue.add([cidOf(randomBytes(100))]);
+      // Serving chunks every 100 ms: the announcement defers, then runs once maxDeferMs has passed.
+      const t0 = performance.now();
+      const busy = setInterval(() => queue!.touch(), 100);
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      assert.equal(queue.stats().provided, 0, "nothing announced while busy");
+      await queue.idle();
+      clearInterval(busy);
+      assert.equal(queue.stats().provided, 1);
+      assert.ok(performance.now() - t0 >= 2000);
+      // Quiet: the next one goes after settleMs.
+      const t1 = performance.now();
+      queue.add([cidOf(randomBytes(100))]);
+      await queue.idle();
+      assert.ok(performance.now() - t1 < 2000);
+      assert.equal(queue.stats().provided, 2);
+    } finally {
+      queue?.stop();
+      await stopNodes(...nodes);
+    }
+  },
+});
