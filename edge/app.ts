@@ -7,6 +7,7 @@ import { HTTPException } from "hono/http-exception";
 import { type CID, parseCid } from "../src/content/cid.ts";
 import type { Manifest } from "../src/content/manifest.ts";
 import type { MeshgateNode } from "../src/node.ts";
+import { DEFAULT_FIND_TIMEOUT_MS, type ProviderInfo } from "../src/mesh/dht.ts";
 import { MeshError } from "../src/errors.ts";
 import { httpStatus } from "./errors.ts";
 import { parseRange } from "./range.ts";
@@ -328,6 +329,31 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       }
     }
     return c.json({ files });
+  });
+
+  // Who the DHT says holds a CID: what operators and tests use to check discovery. The lookup ends at its
+  // deadline with what it found so far.
+  app.get("/api/providers/:cid", async (c) => {
+    const cid = parseCid(c.req.param("cid"));
+    const asked = c.req.query("timeout");
+    if (asked !== undefined && !/^\d+$/.test(asked)) {
+      throw new MeshError(
+        "bad_request",
+        `Query parameter "timeout" must be an integer (ms), got "${asked}"`,
+      );
+    }
+    const timeout = Math.min(asked === undefined ? DEFAULT_FIND_TIMEOUT_MS : Number(asked), 30_000);
+    const started = performance.now();
+    const providers: ProviderInfo[] = [];
+    if (node.mesh) {
+      const signal = AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(timeout)]);
+      try {
+        for await (const p of node.mesh.findProviders(cid, { signal })) providers.push(p);
+      } catch (e) {
+        if (!signal.aborted) throw e;
+      }
+    }
+    return c.json({ cid: cid.toString(), providers, ms: Math.round(performance.now() - started) });
   });
 
   app.post("/mesh", async (c) => {

@@ -96,6 +96,8 @@ interface NodeParts {
   findTimeoutMs: number;
   parity?: ParityPool;
   health: PeerHealth;
+  provide?: ProvideQueue;
+  locator?: ChunkLocator;
 }
 
 /** An upload's result and what its placement is worth. */
@@ -121,8 +123,8 @@ export class MeshgateNode {
   readonly #findTimeoutMs: number;
   /** Whom this node's reads avoid (bad bytes) and ask last (failed until they reconnect). In memory. */
   readonly #health: PeerHealth;
-  #provide?: ProvideQueue;
-  #locator?: ChunkLocator;
+  readonly #provide?: ProvideQueue;
+  readonly #locator?: ChunkLocator;
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0, refused: 0 };
 
   private constructor(components: NodeComponents, parts: NodeParts) {
@@ -137,6 +139,8 @@ export class MeshgateNode {
     this.#parity = parts.parity;
     this.#findTimeoutMs = parts.findTimeoutMs;
     this.#health = parts.health;
+    this.#provide = parts.provide;
+    this.#locator = parts.locator;
   }
 
   /** Builds the node's services and starts them; a failed start stops what had started. */
@@ -153,6 +157,8 @@ export class MeshgateNode {
     let node: MeshgateNode | undefined;
     let mesh: MeshNode | undefined;
     let delivery: PaidDelivery | undefined;
+    let provide: ProvideQueue | undefined;
+    let locator: ChunkLocator | undefined;
     try {
       if (config.mesh) {
         const quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
@@ -164,12 +170,15 @@ export class MeshgateNode {
         // What peers may ask of this node: its store, and chunks they hand over (within their quota) are
         // announced as held here.
         const source = {
-          get: (cid: CID) => store.get(cid),
+          get: (cid: CID) => {
+            provide?.touch(); // serving: announcements wait for a quiet moment
+            return store.get(cid);
+          },
           has: (cid: CID) => store.has(cid),
           put: async (cid: CID, bytes: Uint8Array, from?: string) => {
             await keep(cid, bytes, from);
             await store.flush();
-            if (node) node.#provide?.add([cid]);
+            provide?.add([cid]);
           },
         };
         // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
@@ -198,6 +207,13 @@ export class MeshgateNode {
           start: () => void health.attach(meshNode.libp2p),
           stop: () => health.detach(),
         });
+        locator = new ChunkLocator(meshNode, undefined, health);
+        // Announces what this node keeps, in the background; stopped before the mesh.
+        const announce = provide = new ProvideQueue(meshNode, { held: () => store.cids() });
+        services.add("provide", {
+          start: () => void announce.start(),
+          stop: () => announce.stop(),
+        });
         const paid = delivery;
         // Stopped before the mesh: it pays what this node owes and redeems what it earned over it.
         if (paid) {
@@ -223,6 +239,8 @@ export class MeshgateNode {
         findTimeoutMs: config.findTimeoutMs ?? DEFAULT_FIND_TIMEOUT_MS,
         parity,
         health,
+        provide,
+        locator,
       });
     } catch (e) {
       await services.stop().catch(() => {});
@@ -279,7 +297,10 @@ export class MeshgateNode {
     for (const r of report.refused) this.#stats.refused += r.chunks;
     for (const chunk of report.drop) {
       // Only what this upload wrote itself: a chunk that was here before belongs to another file or peer.
-      if (writes.wrote(chunk) && !this.#claims.has(chunk)) await this.store.delete(chunk);
+      if (writes.wrote(chunk) && !this.#claims.has(chunk)) {
+        await this.store.delete(chunk);
+        await this.#provide?.withdraw([chunk]); // every path that deletes a chunk withdraws it
+      }
     }
     return report.durability;
   }
@@ -406,6 +427,11 @@ export class MeshgateNode {
     return { ...this.#stats };
   }
 
+  /** Announcements of held chunks in the DHT (undefined without a mesh): progress and cost. */
+  get announcements(): ProvideQueue | undefined {
+    return this.#provide;
+  }
+
   /** Checks the chunks of every pinned file on disk and rebuilds lost ones from their stripes. */
   repair(options: Omit<RepairOptions, "roots"> = {}): Promise<RepairReport> {
     return repairStore(this.store, options);
@@ -413,7 +439,6 @@ export class MeshgateNode {
 
   /** Stops every service in reverse start order: delivery settles while the mesh is up; the store last. */
   async stop(): Promise<void> {
-    this.#provide?.stop();
     await this.services.stop();
   }
 }

@@ -14,11 +14,25 @@ import {
   type Validators,
 } from "@libp2p/kad-dht";
 import type { AbortOptions, ContentRouting } from "@libp2p/interface";
+import { type Datastore, Key } from "interface-datastore";
+import { base32 } from "multiformats/bases/base32";
 import { sha256 } from "multiformats/hashes/sha2";
 import { CID, RAW_CODE } from "../content/cid.ts";
 
 /** Protocol ID of Meshgate's DHT. */
 export const KAD_PROTOCOL = "/meshgate/kad/1.0.0";
+
+const HOUR = 3_600_000;
+/** How long a provider record stays valid on the peers that keep it: kad-dht's 48 h. Peers drop records
+ * older than this at their next sweep (every {@link REPUBLISH_INTERVAL_MS}). */
+export const PROVIDER_VALIDITY_MS = 48 * HOUR;
+/** A holder republishes its records once they are within this of expiring, so every ~24 h. */
+export const REPUBLISH_THRESHOLD_MS = 24 * HOUR;
+/** How often a node looks for records to republish (its own) and to drop (others', expired). */
+export const REPUBLISH_INTERVAL_MS = HOUR;
+/** Default deadline of a provider lookup, in ms (`GET /api/providers`; meant as the one default of every
+ * lookup with a deadline). */
+export const DEFAULT_FIND_TIMEOUT_MS = 3000;
 
 /** Options of the mesh DHT. Every field documents its default. */
 export interface MeshDhtInit {
@@ -35,19 +49,38 @@ export interface MeshDhtInit {
   querySelfInterval?: number;
   /** The same during start-up, until the routing table has peers. Default: kad-dht's (1 s). */
   initialQuerySelfInterval?: number;
+  /** Lifetime of provider records, in ms. Default: {@link PROVIDER_VALIDITY_MS}. */
+  providerValidityMs?: number;
+  /** Republish own records this long before they expire, in ms. Default: {@link REPUBLISH_THRESHOLD_MS}. */
+  republishThresholdMs?: number;
+  /** Period of the republish-and-expire sweep, in ms. Default: {@link REPUBLISH_INTERVAL_MS}. */
+  republishIntervalMs?: number;
+  /** Only ask the DHT, never answer it: the node stays out of every routing table (a node that cannot be
+   * dialled, e.g. behind NAT; tests use it for holders that must not be a reader's neighbours). It still
+   * publishes provider records with its addresses. Default: false (server mode). */
+  clientMode?: boolean;
 }
 
-/** Builds the DHT service: server mode from the start (kad-dht would wait to see a public address). */
+/**
+ * Builds the DHT service: server mode from the start (kad-dht would wait to see a public address). Its
+ * records (provider records it keeps for others, its own provide list, the routing table's peers through the
+ * peer store) live in libp2p's datastore: see `./datastore.ts`.
+ */
 export function meshDht(init: MeshDhtInit = {}): (components: KadDHTComponents) => KadDHT {
   return kadDHT({
     protocol: KAD_PROTOCOL,
-    clientMode: false,
+    clientMode: init.clientMode ?? false,
     peerInfoMapper: (init.allowLoopback ?? true) ? passthroughMapper : removePrivateAddressesMapper,
     validators: init.validators,
     selectors: init.selectors,
     kBucketSize: init.kBucketSize,
     querySelfInterval: init.querySelfInterval,
     initialQuerySelfInterval: init.initialQuerySelfInterval,
+    reprovide: {
+      validity: init.providerValidityMs ?? PROVIDER_VALIDITY_MS,
+      threshold: init.republishThresholdMs ?? REPUBLISH_THRESHOLD_MS,
+      interval: init.republishIntervalMs ?? REPUBLISH_INTERVAL_MS,
+    },
   });
 }
 
@@ -90,6 +123,42 @@ export async function provide(
   options: AbortOptions = {},
 ): Promise<void> {
   await routing.provide(await providerKey(cid), options);
+}
+
+/**
+ * Stops republishing `cid` and drops this node's own provider entry (so it no longer names itself when
+ * asked). Records already on other peers lapse within {@link PROVIDER_VALIDITY_MS}: kad-dht has no
+ * withdrawal message, and a reader that still asks gets "not held" and moves on.
+ */
+export async function cancelProvide(
+  dht: KadDHT,
+  cid: CID,
+  options: AbortOptions = {},
+): Promise<void> {
+  await dht.cancelReprovide(await providerKey(cid), options);
+}
+
+/** Where kad-dht keeps provider entries in the datastore (its default `datastorePrefix` + "/provider"). */
+const PROVIDER_ENTRIES = "/dht/provider/";
+
+/** The name of `cid`'s provider entries in the datastore: base32 of {@link providerKey}'s multihash. */
+export async function providerEntryName(cid: CID): Promise<string> {
+  return base32.baseEncode((await providerKey(cid)).multihash.bytes);
+}
+
+/** This node's own provider entries (its provide list, which kad-dht republishes), by entry name. */
+export async function* ownProviderEntries(
+  datastore: Datastore,
+  self: string,
+): AsyncGenerator<{ name: string; remove: () => Promise<void> }> {
+  const keys: Key[] = [];
+  for await (const key of datastore.queryKeys({ prefix: PROVIDER_ENTRIES })) {
+    if (key.toString().endsWith(`/${self}`)) keys.push(key);
+  }
+  for (const key of keys) {
+    const name = key.toString().slice(PROVIDER_ENTRIES.length).split("/")[0]!;
+    yield { name, remove: async () => void await datastore.delete(key) };
+  }
 }
 
 /** Finds the providers of `cid` (this node first, when it provides it), each peer once. */

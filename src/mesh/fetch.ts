@@ -149,6 +149,7 @@ export async function fetchFromMesh(
     for await (const provider of mesh.findProviders(cid, { signal })) {
       const bytes = await attempt(provider);
       if (bytes) return bytes;
+      // As above: providers already asked (the near round) or gone do not use up the budget.
       if (bytes === null && ++asked >= (options.providers ?? 4)) break;
     }
   } catch (e) {

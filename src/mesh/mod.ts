@@ -29,7 +29,18 @@ export type {
   StoreRefusal,
   StoreResult,
 } from "./exchange.ts";
-export { findProviders, KAD_PROTOCOL, meshDht, provide, providerKey } from "./dht.ts";
+export {
+  cancelProvide,
+  DEFAULT_FIND_TIMEOUT_MS,
+  findProviders,
+  KAD_PROTOCOL,
+  meshDht,
+  provide,
+  PROVIDER_VALIDITY_MS,
+  providerKey,
+  REPUBLISH_INTERVAL_MS,
+  REPUBLISH_THRESHOLD_MS,
+} from "./dht.ts";
 export type { MeshDhtInit, ProviderInfo } from "./dht.ts";
 export { KEY_FILE, loadOrCreatePrivateKey } from "./identity.ts";
 export {
@@ -52,7 +63,8 @@ export {
 export { DurabilityRecords, PLACEMENT_DIR } from "./durability.ts";
 export { meshPeers } from "./peers.ts";
 export { placeFile, type PlacementReport } from "./place.ts";
-export { ProvideQueue } from "./provide.ts";
+export { ProvideQueue, type ProvideQueueInit, type ProvideStats } from "./provide.ts";
+export { DATASTORE_FILE, SqliteDatastore } from "./datastore.ts";
 export { ChunkLocator, fetchFromMesh } from "./fetch.ts";
 export { defaultStanding, PeerHealth, type PeerHealthInit, type PeerStanding } from "./health.ts";
 export { DEFAULT_VOLUNTEER_QUOTA, QuotaExceededError, VolunteerQuota } from "./quota.ts";

@@ -17,8 +17,19 @@ import { tcp } from "@libp2p/tcp";
 import { webSockets } from "@libp2p/websockets";
 import { multiaddr } from "@multiformats/multiaddr";
 import { createLibp2p } from "libp2p";
+import { MemoryDatastore } from "datastore-core";
+import type { Datastore } from "interface-datastore";
+import { join } from "node:path";
 import type { CID } from "../content/cid.ts";
-import { findProviders, meshDht, type MeshDhtInit, provide, type ProviderInfo } from "./dht.ts";
+import {
+  findProviders,
+  meshDht,
+  type MeshDhtInit,
+  provide,
+  PROVIDER_VALIDITY_MS,
+  type ProviderInfo,
+} from "./dht.ts";
+import { DATASTORE_FILE, SqliteDatastore } from "./datastore.ts";
 import {
   ChunkExchange,
   chunkExchange,
@@ -45,6 +56,9 @@ export interface MeshNodeInit {
   /** Directory of the node's state; its identity key lives in `<dataDir>/peer.key` (created on first start,
    * mode 0600). Default: none, and a fresh identity each run (tests, throwaway clients). */
   dataDir?: string;
+  /** Where libp2p keeps the peer store and the DHT's records. Default: `<dataDir>/mesh.sqlite` (so they
+   * survive a restart), or memory without `dataDir`. */
+  datastore?: Datastore;
   /** Multiaddrs to listen on. Default: {@link DEFAULT_LISTEN}. */
   listen?: string[];
   /** Multiaddrs to announce instead of the listen addresses (a public address behind NAT). Default: none. */
@@ -84,6 +98,8 @@ export interface MeshNode {
   readonly peerId: string;
   /** The libp2p node underneath, for advanced use. */
   readonly libp2p: Libp2p<MeshServices>;
+  /** libp2p's datastore: the peer store and the DHT's records. */
+  readonly datastore: Datastore;
   /** Addresses others can dial, each ending in `/p2p/<peerId>`. Empty while stopped. */
   multiaddrs(): string[];
   /** Starts listening, dials the bootstrap peers (waiting at most 10 s for them). Idempotent. */
@@ -130,8 +146,17 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   const privateKey = init.dataDir === undefined
     ? await generateKeyPair("Ed25519")
     : await loadOrCreatePrivateKey(init.dataDir);
+  const datastore = init.datastore ??
+    (init.dataDir === undefined
+      ? new MemoryDatastore()
+      : new SqliteDatastore(join(init.dataDir, DATASTORE_FILE)));
   const libp2p = await createLibp2p<MeshServices>({
     privateKey,
+    datastore,
+    // Provider records name peers by ID; their addresses come from the peer store, which hides addresses
+    // first seen over an hour ago (libp2p's default), and GET_PROVIDERS leaves out providers without
+    // addresses. Keep them as long as a record lives.
+    peerStore: { maxAddressAge: init.dht?.providerValidityMs ?? PROVIDER_VALIDITY_MS },
     start: false,
     addresses: {
       listen: [...(init.listen ?? DEFAULT_LISTEN)],
@@ -156,8 +181,15 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       }),
     },
   });
-  const node = new Libp2pMeshNode(libp2p, init);
-  if (init.start !== false) await node.start();
+  const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined);
+  if (init.start !== false) {
+    try {
+      await node.start();
+    } catch (e) {
+      await node.stop().catch(() => {});
+      throw e;
+    }
+  }
   return node;
 }
 
@@ -175,14 +207,24 @@ function checkBootstrapAddress(addr: string): void {
 
 class Libp2pMeshNode implements MeshNode {
   readonly libp2p: Libp2p<MeshServices>;
+  readonly datastore: Datastore;
   readonly peerId: string;
   readonly #bootstrap: string[];
   readonly #bootstrapIntervalMs: number;
+  /** The datastore was opened here (not passed in), so it is closed here. */
+  readonly #ownsDatastore: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: AbortController | undefined;
 
-  constructor(libp2p: Libp2p<MeshServices>, init: MeshNodeInit) {
+  constructor(
+    libp2p: Libp2p<MeshServices>,
+    datastore: Datastore,
+    init: MeshNodeInit,
+    ownsDatastore: boolean,
+  ) {
     this.libp2p = libp2p;
+    this.datastore = datastore;
+    this.#ownsDatastore = ownsDatastore;
     this.peerId = libp2p.peerId.toString();
     this.#bootstrap = init.bootstrap ?? [];
     this.#bootstrapIntervalMs = init.bootstrapIntervalMs ?? 30_000;
@@ -194,6 +236,7 @@ class Libp2pMeshNode implements MeshNode {
 
   async start(): Promise<void> {
     if (this.libp2p.status === "started") return;
+    if (this.#ownsDatastore && this.datastore instanceof SqliteDatastore) this.datastore.open();
     await this.libp2p.start();
     this.#stopping = new AbortController();
     if (this.#bootstrap.length > 0) {
@@ -209,6 +252,8 @@ class Libp2pMeshNode implements MeshNode {
     this.#timer = undefined;
     this.#stopping?.abort();
     await this.libp2p.stop();
+    // libp2p has stopped writing.
+    if (this.#ownsDatastore && this.datastore instanceof SqliteDatastore) this.datastore.close();
   }
 
   /** Dials every bootstrap peer at once; failures are logged, not thrown (others may answer, or later). */
