@@ -11,8 +11,8 @@ import { ChunkStore } from "./store/store.ts";
 import { type RepairReport, repairStore } from "./store/repair.ts";
 import { createGateway } from "../edge/app.ts";
 import { MeshError } from "./errors.ts";
-import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/mod.ts";
-import { type PaidDeliveryInit, payAccount } from "./pay/mod.ts";
+import type { PaidDeliveryInit } from "./pay/mod.ts";
+import { loadPay, type Pay } from "./pay/load.ts";
 import { DEFAULT_LISTEN } from "./mesh/node.ts";
 import { startCluster } from "./cluster.ts";
 
@@ -98,6 +98,7 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
 
 /** Paid delivery settings from --price and --pay-key (or their env); the key defaults only on anvil. */
 function payConfig(
+  { payAccount }: Pay,
   priceFlag: string | undefined,
   keyFlag: string | undefined,
   chainId: number,
@@ -183,9 +184,12 @@ async function serve(args: string[]): Promise<number> {
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
 
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
-  const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
-  const chain = rpc ? await loadChain({ rpc, file: chainFile }) : undefined;
-  const pay = chain ? payConfig(values.price, values["pay-key"], chain.chainId) : undefined;
+  const chainFile = values["chain-file"] ?? Deno.env.get("MESH_CHAIN_FILE"); // else the default
+  const payModule = rpc ? await loadPay() : undefined; // viem loads only in paid mode
+  const chain = rpc ? await payModule!.loadChain({ rpc, file: chainFile }) : undefined;
+  const pay = chain
+    ? payConfig(payModule!, values.price, values["pay-key"], chain.chainId)
+    : undefined;
 
   const list = (flag: string[] | undefined, env: string) =>
     flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);

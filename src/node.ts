@@ -10,7 +10,8 @@ import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
 import { type RepairOptions, type RepairReport, repairStore } from "./store/repair.ts";
 import type { ChainConfig } from "./pay/mod.ts";
-import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
+import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
+import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
 import { placeFile } from "./mesh/place.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
@@ -133,7 +134,7 @@ export class MeshgateNode {
       };
       // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
       const delivery = config.chain && config.pay
-        ? paidDelivery({ ...config.pay, chain: config.chain })
+        ? (await loadPay()).paidDelivery({ ...config.pay, chain: config.chain })
         : undefined;
       try {
         node.mesh = await createMeshNode({
