@@ -28,7 +28,8 @@ interface Info {
 /** The npm packages (name@version) that running `entry` loads: code imports only, not `import type`. */
 async function runtimePackages(entry: string): Promise<Set<string>> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", entry],
+    // In auto mode npm imports stay npm: specifiers (manual mode shows node_modules paths).
+    args: ["info", "--node-modules-dir=auto", "--json", entry],
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
@@ -67,4 +68,18 @@ Deno.test("src/cli.ts loads no build, test, chain or browser package", async () 
   assert.ok(names.has("libp2p") && names.has("hono"), `graph walk found ${[...names].join(", ")}`);
   const found = NOT_FOR_SERVING.filter((p) => names.has(p));
   assert.deepEqual(found, [], `serving would install ${found.join(", ")}`);
+});
+
+Deno.test("deno task serve installs only its graph: node_modules is manual, the CLI tasks opt into auto", async () => {
+  // `deno task` installs every package of the lockfile before running a task unless node_modules is manual
+  // (cli/tools/task.rs: cache_packages(PackageCaching::All)). So the config says manual, and the tasks a user
+  // runs first install lazily (npm-lazy-caching), only what their module graph imports.
+  const config = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+  assert.equal(config.nodeModulesDir, "manual");
+  assert.ok(config.unstable.includes("npm-lazy-caching"));
+  for (const task of ["serve", "put", "get", "cluster", "repair", "devnet"]) {
+    const { command, dependencies = [] } = config.tasks[task];
+    assert.match(command, /^deno run --node-modules-dir=auto /, task);
+    assert.deepEqual(dependencies, [], `${task} must not depend on build or deps`);
+  }
 });
