@@ -12,8 +12,8 @@ import { type RepairReport, repairStore } from "./store/repair.ts";
 import { createGateway, onServeError } from "../edge/app.ts";
 import { isLoopback, loadApiToken, TOKEN_FILE } from "../edge/auth.ts";
 import { MeshError } from "./errors.ts";
-import { type ChainConfig, DEFAULT_CHAIN_FILE, loadChain, lowPriceWarning } from "./pay/mod.ts";
-import { fundDevAccount, type PaidDeliveryInit, resolvePayAccount } from "./pay/mod.ts";
+import type { ChainConfig, PaidDeliveryInit } from "./pay/mod.ts";
+import { loadPay, type Pay } from "./pay/load.ts";
 import { DEFAULT_LISTEN } from "./mesh/node.ts";
 import { startCluster } from "./cluster.ts";
 import { formatBytes, typeFromName } from "./units.ts";
@@ -90,6 +90,7 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
 
 /** Paid delivery settings from --price and the pay key (see `src/pay/account.ts` for where it is looked for). */
 async function payConfig(
+  { resolvePayAccount, fundDevAccount }: Pay,
   values: { price?: string; "pay-key"?: string; "pay-key-file"?: string },
   dataDir: string,
   chain: ChainConfig,
@@ -231,9 +232,10 @@ async function serve(args: string[]): Promise<number> {
   );
 
   const rpc = values.chain ?? Deno.env.get("MESH_CHAIN");
-  const chainFile = setting(values["chain-file"], "MESH_CHAIN_FILE", DEFAULT_CHAIN_FILE);
-  const chain = rpc ? await loadChain({ rpc, file: chainFile }) : undefined;
-  const pay = chain ? await payConfig(values, dataDir, chain) : undefined;
+  const chainFile = values["chain-file"] ?? Deno.env.get("MESH_CHAIN_FILE"); // else the default
+  const payModule = rpc ? await loadPay() : undefined; // viem loads only in paid mode
+  const chain = rpc ? await payModule!.loadChain({ rpc, file: chainFile }) : undefined;
+  const pay = chain ? await payConfig(payModule!, values, dataDir, chain) : undefined;
 
   const list = (flag: string[] | undefined, env: string) =>
     flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);
@@ -279,7 +281,7 @@ async function serve(args: string[]): Promise<number> {
   );
   if (chain && pay) {
     console.log(`account: ${pay.account.address} (price ${pay.price} wei/byte)`);
-    const low = await lowPriceWarning(chain, pay.price ?? 0n);
+    const low = await payModule!.lowPriceWarning(chain, pay.price ?? 0n);
     if (low) console.error(JSON.stringify({ level: "warn", component: "pay", ...low }));
   }
   console.log(`writes:  ${tokenNote ? `need the API token, ${tokenNote}` : "open on loopback"}`);

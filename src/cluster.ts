@@ -2,7 +2,7 @@
  * Local clusters: real `serve` processes on loopback, wired into one mesh. Used by `deno task cluster`, the
  * integration tests and the mesh benchmark.
  */
-import { DEFAULT_CHAIN_FILE, loadChain } from "./pay/chain.ts";
+import { loadPay } from "./pay/load.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url).pathname;
 
@@ -141,6 +141,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   }
   const pay: string[] = [];
   if (options.paid) {
+    const { DEFAULT_CHAIN_FILE, loadChain } = await loadPay(); // viem only for a paid cluster
     const chainFile = options.paid.chainFile ?? DEFAULT_CHAIN_FILE;
     // Checked here, once: a chain that is not running is one clear error, not N nodes failing to start.
     const chain = await loadChain({ file: chainFile });

@@ -14,7 +14,8 @@ import { type RepairOptions, type RepairReport, repairStore, writeBack } from ".
 import { ByteCache } from "./store/cache.ts";
 import { UploadClaims, type UploadWrites } from "./store/claims.ts";
 import type { ChainConfig } from "./pay/mod.ts";
-import { type PaidDelivery, paidDelivery, type PaidDeliveryInit } from "./pay/mod.ts";
+import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
+import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
 import { placeFile } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
@@ -183,7 +184,7 @@ export class MeshgateNode {
         };
         // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
         delivery = config.chain && config.pay
-          ? paidDelivery({ ...config.pay, chain: config.chain })
+          ? (await loadPay()).paidDelivery({ ...config.pay, chain: config.chain })
           : undefined;
         const meshNode = mesh = await createMeshNode({
           ...config.mesh,

@@ -15,7 +15,8 @@ async function readBytes(url: URL): Promise<Uint8Array> {
       return await deno.readFile(url);
     } catch (e) {
       if (e instanceof deno.errors.NotFound) {
-        throw new Error(`kernel "${url.pathname}" is not built: run "deno task build"`, {
+        // The .wasm files are committed: a missing one means a partial checkout or a failed build.
+        throw new Error(`kernel "${url.pathname}" is missing: run "deno task build"`, {
           cause: e,
         });
       }

@@ -133,7 +133,7 @@ export interface VerifyVoucherParameters {
  * Returns the recovered signer (the payer).
  *
  * @throws {VoucherChannelError} the voucher names another channel
- * @throws {VoucherSignerError} not signed by the payer, or signed for another chain or hub
+ * @throws {VoucherSignerError} not signed by the payer, signed for another chain or hub, or malformed
  * @throws {VoucherReplayError} same cumulative amount as the last accepted voucher
  * @throws {VoucherAmountError} lower cumulative amount than the last accepted voucher
  * @throws {VoucherDepositError} cumulative amount above the deposit
@@ -143,7 +143,14 @@ export async function verifyVoucher(params: VerifyVoucherParameters): Promise<Ad
   if (voucher.channel.toLowerCase() !== channel.toLowerCase()) {
     throw new VoucherChannelError(channel, voucher.channel);
   }
-  const signer = await recoverVoucherSigner(params.domain, voucher, params.signature);
+  let signer: Address;
+  try {
+    signer = await recoverVoucherSigner(params.domain, voucher, params.signature);
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw e; // the voucher's own fields
+    // 65 bytes that are no signature (r or s out of range, a bad v): nobody signed this voucher.
+    throw new VoucherSignerError(getAddress(params.payer), "nobody (malformed signature)");
+  }
   if (!isAddressEqual(signer, params.payer)) {
     throw new VoucherSignerError(getAddress(params.payer), signer);
   }
