@@ -8,24 +8,7 @@
 import type { Hono } from "hono";
 import type { MeshgateNode } from "../src/node.ts";
 import type { PaySummary } from "../src/pay/mod.ts";
-import type { Registry } from "./metrics.ts";
-
-/** A series read from the node at scrape time; `counter` ones only grow (their names end in `_total`). */
-class ReadSeries {
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    readonly type: "counter" | "gauge",
-    readonly read: () => number | [string, number][],
-  ) {}
-  render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} ${this.type}`];
-    const value = this.read();
-    if (typeof value === "number") lines.push(`${this.name} ${value}`);
-    else for (const [labels, v] of value) lines.push(`${this.name}${labels} ${v}`);
-    return lines.join("\n");
-  }
-}
+import { Gauge, type Registry, SampledCounter } from "./metrics.ts";
 
 function summary(node: MeshgateNode): PaySummary | undefined {
   return node.delivery?.summary();
@@ -37,13 +20,15 @@ export function addPayMetrics(metrics: Registry, node: MeshgateNode): void {
     name: string,
     help: string,
     pick: (s: PaySummary) => bigint | number,
-  ) =>
+  ) => {
+    const read = () => {
+      const s = summary(node);
+      return s ? Number(pick(s)) : 0;
+    };
     metrics.add(
-      new ReadSeries(name, help, name.endsWith("_total") ? "counter" : "gauge", () => {
-        const s = summary(node);
-        return s ? Number(pick(s)) : 0;
-      }),
+      name.endsWith("_total") ? new SampledCounter(name, help, read) : new Gauge(name, help, read),
     );
+  };
   series(
     "mesh_pay_vouchers_received_total",
     "Vouchers accepted from peers this node served",
@@ -78,11 +63,11 @@ export function addPayMetrics(metrics: Registry, node: MeshgateNode): void {
   );
   series("mesh_pay_price_wei", "Wei per byte this node charges", (s) => s.price);
   metrics.add(
-    new ReadSeries("mesh_pay_channels", "Payment channels by direction", "gauge", () => {
+    new Gauge("mesh_pay_channels", "Payment channels by direction", () => {
       const channels = summary(node)?.channels ?? [];
       const count = (d: string) =>
         channels.filter((c) => c.direction === d && c.channel !== undefined).length;
-      return [['{direction="in"}', count("in")], ['{direction="out"}', count("out")]];
+      return [[{ direction: "in" }, count("in")], [{ direction: "out" }, count("out")]];
     }),
   );
 }

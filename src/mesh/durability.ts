@@ -8,6 +8,7 @@
  */
 import type { CID } from "../content/cid.ts";
 import type { Durability } from "./placement.ts";
+import { writeFileAtomic } from "../store/store.ts";
 
 export const PLACEMENT_DIR = "placement";
 
@@ -21,28 +22,8 @@ export class DurabilityRecords {
   async save(root: CID, durability: Durability): Promise<void> {
     await Deno.mkdir(this.dir, { recursive: true });
     const path = `${this.dir}/${root}.json`;
-    const tmp = `${this.dir}/.${crypto.randomUUID()}.tmp`;
     const record = { v: 1, at: new Date().toISOString(), ...durability };
-    const file = await Deno.open(tmp, { write: true, createNew: true });
-    try {
-      const bytes = new TextEncoder().encode(JSON.stringify(record) + "\n");
-      for (let n = 0; n < bytes.length;) n += await file.write(bytes.subarray(n));
-      await file.syncData();
-    } finally {
-      file.close();
-    }
-    try {
-      await Deno.rename(tmp, path);
-    } catch (e) {
-      await Deno.remove(tmp).catch(() => {});
-      throw e;
-    }
-    const dir = await Deno.open(this.dir, { read: true });
-    try {
-      await dir.sync();
-    } finally {
-      dir.close();
-    }
+    await writeFileAtomic(this.dir, path, new TextEncoder().encode(JSON.stringify(record) + "\n"));
   }
 
   /** The summary saved for `root`; undefined when none was (an upload older than this record). */

@@ -4,17 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { browserTest, launchChromium } from "../_browser.ts";
 import { type NodeProcess, spawnNode } from "../../src/cluster.ts";
-
-const CHROMIUM = Deno.env.get("MESH_CHROMIUM") ?? "/usr/bin/chromium";
-const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 
 const SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="120" height="80">
 <rect width="120" height="80" fill="#4fb3ff"/><text x="10" y="48" font-size="20">mesh</text></svg>`;
 
 const options = {
-  ignore: !haveChromium && !Deno.env.get("CI"),
+  ...browserTest,
   sanitizeResources: false,
   sanitizeOps: false,
 };
@@ -28,19 +26,7 @@ async function withPage(
   const server = await spawnNode(["--data", dir]);
   let browser: Browser | undefined;
   try {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
     const page = await browser.newPage({ viewport });
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(String(e)));

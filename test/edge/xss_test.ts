@@ -4,11 +4,8 @@
  * neither read the node's API nor write to it.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { browserTest, launchChromium } from "../_browser.ts";
 import { spawnNode } from "../../src/cluster.ts";
-
-const CHROMIUM = Deno.env.get("MESH_CHROMIUM") ?? "/usr/bin/chromium";
-const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 
 /** The attack: reports what it could do in the document title. */
 const evil = (api: string) =>
@@ -39,25 +36,13 @@ const evil = (api: string) =>
 
 Deno.test({
   name: "an uploaded page's script cannot read the node's API or upload, on either gateway",
-  ignore: !haveChromium && !Deno.env.get("CI"),
+  ...browserTest,
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "meshgate-xss-" });
     const server = await spawnNode(["--data", dir, "--no-mesh"]);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     const pinned = async () =>
       (await (await fetch(`${server.url}/api/files`)).json()).files.length as number;
     try {
