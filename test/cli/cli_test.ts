@@ -82,13 +82,18 @@ Deno.test("the CLI explains usage errors with exit code 2 and unreachable gatewa
 Deno.test("serve reads MESH_* settings from the environment and flags win over them", async () => {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-env-" });
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "src/cli.ts", "serve", "--port", "0", "--max-upload", "1KiB"],
+    // --no-mesh: this test is about settings, and must not depend on the default mesh ports being free.
+    args: ["run", "-A", "src/cli.ts", "serve", "--port", "0", "--max-upload", "1KiB", "--no-mesh"],
     env: { MESH_DATA_DIR: `${dir}/d`, MESH_MAX_UPLOAD: "1GiB", MESH_HOST: "127.0.0.1" },
     stdout: "piped",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let out = "";
-  while (!/data: .*\n/.test(out)) out += (await reader.read()).value;
+  while (!/data: .*\n/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`serve exited before it was ready:\n${out}`);
+    out += value;
+  }
   const url = /gateway: (\S+)\/\n/.exec(out)![1];
   assert.match(out, new RegExp(`data: +${dir}/d`));
   const res = await fetch(`${url}/mesh`, { method: "POST", body: new Uint8Array(2048) });
