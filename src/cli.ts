@@ -268,8 +268,12 @@ async function serve(args: string[]): Promise<number> {
     );
   });
   const stats = node.store.stats();
-  console.log(`Meshgate ${host === "0.0.0.0" ? "listening on all interfaces" : "ready"}`);
-  console.log(`gateway: http://${host}:${addr.port}/`);
+  const wildcard = host === "0.0.0.0" || host === "[::]";
+  console.log(`Meshgate ${wildcard ? "listening on all interfaces" : "ready"}`);
+  // A wildcard address is not a URL anyone can open: name this machine's loopback, which it also serves.
+  console.log(
+    `gateway: http://${wildcard ? (host === "[::]" ? "[::1]" : "127.0.0.1") : host}:${addr.port}/`,
+  );
   if (node.mesh) {
     console.log(`peer:    ${node.mesh.peerId}`);
     for (const a of node.mesh.multiaddrs()) console.log(`mesh:    ${a}`);
@@ -388,7 +392,8 @@ Options:
   --name NAME                    file name to record              [FILE's base name]
   --type TYPE                    media type                       [from the extension]
   --k N  --m N                   data and parity chunks per stripe [the node's default]
-  --api-token T   MESH_API_TOKEN the gateway's API token, when it needs one  [none]
+  --api-token T   MESH_API_TOKEN the gateway's API token, when it needs one  [DIR/api.token of the
+                                 node found through --data, if it has one]
   -h, --help
 `;
 
@@ -484,7 +489,8 @@ async function put(args: string[]): Promise<number> {
   if (values.m) url.searchParams.set("m", values.m);
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
-  const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN");
+  const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN") ??
+    await localToken(gateway);
   const res = await upload(url, file.readable.pipeThrough(counting((n) => bar.update(sent = n))), {
     "Content-Type": values.type ?? typeFromName(name) ?? "application/octet-stream",
     "Content-Length": String(size),
@@ -497,7 +503,33 @@ async function put(args: string[]): Promise<number> {
   const answer = await res.json();
   console.log(answer.cid);
   console.log(answer.url);
+  const d = answer.durability;
+  if (d) {
+    const survives = d.survives > 0
+      ? `survives the loss of any ${d.survives} holder${d.survives === 1 ? "" : "s"}`
+      : "lost if its one holder is lost";
+    console.error(
+      `${survives} · ${d.holders} holder${d.holders === 1 ? "" : "s"} · ` +
+        `${Math.round(d.overhead * 100)}% space overhead${
+          d.warning ? `\nwarning: ${d.warning}` : ""
+        }`,
+    );
+  }
   return 0;
+}
+
+/**
+ * The token of the node whose gateway.json named the gateway: same data directory, same machine, so it is
+ * sent only to that node (never to a --gateway URL, which may be another host).
+ */
+async function localToken(gateway: GatewayChoice): Promise<string | undefined> {
+  if (gateway.from !== "file") return undefined;
+  const dir = gateway.file!.slice(0, gateway.file!.lastIndexOf("/"));
+  try {
+    return (await Deno.readTextFile(`${dir}/${TOKEN_FILE}`)).trim() || undefined;
+  } catch {
+    return undefined; // a node on loopback without a token has none
+  }
 }
 
 const GET_HELP = `Usage: deno task get CID|URL [-o FILE] [options]
@@ -673,6 +705,7 @@ Options:
                    pays and is paid with its own dev account
   --price WEI      wei per byte each node charges, with --paid      [1000000000]
   --chain-file F   chain file, with --paid                          [.meshgate/chain.json]
+  --logs           show the nodes' JSON log lines (stderr) here     [off: only this summary]
   -h, --help
 `;
 
@@ -686,6 +719,7 @@ async function cluster(args: string[]): Promise<number> {
       paid: { type: "boolean" },
       price: { type: "string" },
       "chain-file": { type: "string" },
+      logs: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -714,7 +748,13 @@ async function cluster(args: string[]): Promise<number> {
     }
     : undefined;
   console.error(`starting ${nodes} ${paid ? "paid " : ""}nodes…`);
-  const running = await startCluster({ nodes, dir: values.dir, basePort, stderr: "null", paid });
+  const running = await startCluster({
+    nodes,
+    dir: values.dir,
+    basePort,
+    stderr: values.logs ? "inherit" : "null",
+    paid,
+  });
   for (const [i, node] of running.nodes.entries()) {
     const account = node.account ? `  account ${node.account}` : "";
     console.log(`node ${i}  ${node.url}/  peer ${node.peerId}${account}`);

@@ -109,8 +109,14 @@ export async function fetchFromMesh(
       if (code === "chunk_mismatch" && !standing.avoided(id)) {
         standing.misbehaved(id, { kind: "bad_bytes", cid, at: Date.now() });
       }
-      if (code !== "peer_unreachable") {
-        log("peer failed or sent bad bytes", { peer: id, cid: cid.toString(), error: String(e) });
+      if (code === "chunk_mismatch") {
+        log("peer sent bad bytes; avoided from now on", { peer: id, cid: cid.toString() });
+      } else if (code !== "peer_unreachable") {
+        log("peer failed; asked last until it reconnects", {
+          peer: id,
+          cid: cid.toString(),
+          error: describe(e),
+        });
       }
       return undefined;
     }
@@ -156,4 +162,11 @@ export async function fetchFromMesh(
     if (options.signal?.aborted) throw e;
   }
   return await askLater();
+}
+
+/** A readable cause: a stream reset arrives as a bare DOM `Event`, whose String() is "[object Event]". */
+function describe(e: unknown): string {
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  if (typeof Event !== "undefined" && e instanceof Event) return `stream ${e.type || "closed"}`;
+  return String(e);
 }

@@ -182,10 +182,19 @@ export class ChunkStore {
     }
     if (matchesCid(cid, bytes)) return bytes;
     try {
-      await Deno.rename(path, `${this.dir}/corrupt/${key}.${Date.now()}`);
+      const evidence = `${this.dir}/corrupt/${key}.${Date.now()}`;
+      await Deno.rename(path, evidence);
       this.#chunks--;
       this.#bytes -= bytes.length;
       this.#corrupt++;
+      // The operator's disk is failing or was tampered with: worth a line, once per chunk.
+      console.error(JSON.stringify({
+        level: "warn",
+        component: "store",
+        msg: "chunk on disk is corrupt; moved aside, to be rebuilt",
+        cid: key,
+        evidence,
+      }));
     } catch (e) {
       // Another reader moved it first.
       if (!(e instanceof Deno.errors.NotFound)) throw e;

@@ -1,4 +1,5 @@
-/** The API token through the command line: `serve --api-token`, `put` with MESH_API_TOKEN, and the default. */
+/** The API token through the command line: `serve --api-token`, `put` with MESH_API_TOKEN or the node's
+ * api.token, and the default. */
 import assert from "node:assert/strict";
 import { apiTokenFor } from "../../src/cli.ts";
 import { spawnNode } from "../../src/cluster.ts";
@@ -20,6 +21,16 @@ Deno.test("serve --api-token makes writes need the token; put sends it from MESH
     assert.equal(put.code, 0, put.stderr);
     const [cid] = put.stdout.trim().split("\n");
     assert.equal(await (await fetch(`${server.url}/mesh/${cid}`)).text(), "operator only\n");
+    // The upload answer's durability is said on stderr: a lone node is the file's only holder.
+    assert.match(put.stderr, /lost if its one holder is lost · 1 holder/);
+
+    // put --data finds the node through its gateway.json and takes the token kept beside it, but never
+    // sends that token to a gateway named by --gateway (another host, perhaps).
+    await Deno.writeTextFile(`${dir}/data/api.token`, `${token}\n`, { mode: 0o600 });
+    const byData = await runCli(["put", file, "--data", `${dir}/data`]);
+    assert.equal(byData.code, 0, byData.stderr);
+    const byUrl = await runCli(["put", file, "--gateway", server.url, "--data", `${dir}/data`]);
+    assert.equal(byUrl.code, 1);
   } finally {
     await server.stop();
     await Deno.remove(dir, { recursive: true });
