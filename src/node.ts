@@ -22,6 +22,7 @@ import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
+import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth } from "./mesh/health.ts";
 import { VolunteerQuota } from "./mesh/quota.ts";
@@ -323,6 +324,8 @@ export class MeshgateNode {
     signal?: AbortSignal,
     /** Runs before going to the mesh, only when memory and disk miss. */
     beforeMesh?: () => Promise<void>,
+    /** What the file read has cost so far: paid delivery caps it per file. */
+    budget?: SpendBudget,
   ): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
@@ -335,6 +338,7 @@ export class MeshgateNode {
         signal,
         locator: this.#locator,
         standing: this.#health,
+        ...(budget ? { budget } : {}),
       });
       if (bytes) this.#stats.fetched++;
     }
@@ -401,6 +405,7 @@ export class MeshgateNode {
     // In a mesh, find the holders of a whole stripe with one parallel round before fetching its chunks.
     // Only for chunks missing here, and once per stripe.
     const located = new Map<number, Promise<void>>();
+    const budget: SpendBudget = { spentWei: 0n };
     const locate = (cid: CID, signal: AbortSignal, stripe: number) => {
       const locator = this.#locator;
       if (!locator || locator.holder(cid)) return Promise.resolve();
@@ -411,7 +416,8 @@ export class MeshgateNode {
     };
     return readFile(
       manifest,
-      (cid, signal, stripe) => this.chunk(cid, cache, signal, () => locate(cid, signal, stripe)),
+      (cid, signal, stripe) =>
+        this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget),
       {
         ...options,
         prefetch,

@@ -2,6 +2,7 @@
  * Finding a chunk that is not held locally: where it is (ChunkLocator), and fetching it (fetchFromMesh).
  */
 import type { CID } from "../content/cid.ts";
+import type { SpendBudget } from "./exchange.ts";
 import type { MeshNode } from "./node.ts";
 import { meshPeers, meshTable } from "./peers.ts";
 import { defaultStanding, type PeerStanding } from "./health.ts";
@@ -67,14 +68,20 @@ export interface FetchOptions {
   locator?: ChunkLocator;
   /** Whom to avoid and whom to ask last. Default: the locator's, else {@link defaultStanding} of the mesh. */
   standing?: PeerStanding;
+  /** What the file this chunk belongs to has cost so far (paid delivery caps it). Default: none. */
+  budget?: SpendBudget;
 }
+
+/** The payer's refusals to ask a peer (price above the ceiling, a spending cap): not the peer's failure. */
+const PAYER_REFUSALS: ReadonlySet<string> = new Set(["price_above_cap", "spending_cap"]);
 
 /**
  * A chunk from the mesh, verified, or null when no peer asked has it. Asks the XOR-nearest known peers
  * first (where placement puts chunks), then the providers the DHT knows; peers skipped for failing
  * recently (one may be back from a restart) are asked after the others of each group, so every candidate
  * is tried before the chunk counts as lost. Peers caught sending bad bytes are not asked (the exchange
- * reports them to `standing`).
+ * reports them to `standing`). A holder this node's payer refuses to pay (price above its ceiling, a spending
+ * cap reached) is passed over; when no other peer has the chunk, that refusal is thrown.
  */
 export async function fetchFromMesh(
   mesh: MeshNode,
@@ -85,6 +92,8 @@ export async function fetchFromMesh(
   const tried = new Set<string>([mesh.peerId]);
   /** Candidates passed over for their recent failures, asked at the end. */
   const later = new Map<string, string | { peerId: string; multiaddrs: string[] }>();
+  /** Why a holder of the chunk was not asked for it (too dear, or a cap reached): thrown if none serves it. */
+  let refusal: unknown;
   /** The chunk from `peer`, null when it lacks it, undefined when it was not or could not be asked. */
   const attempt = async (
     peer: string | { peerId: string; multiaddrs: string[] },
@@ -98,11 +107,22 @@ export async function fetchFromMesh(
     }
     tried.add(id);
     try {
-      const bytes = await mesh.fetchChunk(peer, cid, { signal: options.signal });
+      const bytes = await mesh.fetchChunk(peer, cid, {
+        signal: options.signal,
+        ...(options.budget ? { budget: options.budget } : {}),
+      });
       standing.answered(id);
       return bytes;
     } catch (e) {
       if (options.signal?.aborted) throw e;
+      if (PAYER_REFUSALS.has((e as { code?: string }).code ?? "")) {
+        // Asking whether it holds the chunk is free: the refusal is only worth reporting for a holder.
+        const [held] = await mesh.hasChunks(peer, [cid], { signal: options.signal }).catch(
+          () => [false],
+        );
+        if (held) refusal ??= e;
+        return held ? undefined : null;
+      }
       standing.failed(id, e);
       const code = (e as { code?: string }).code;
       // The exchange reports bad bytes through onMisbehaviour; this also covers a standing not wired there.
@@ -155,5 +175,7 @@ export async function fetchFromMesh(
   } catch (e) {
     if (options.signal?.aborted) throw e;
   }
-  return await askLater();
+  const last = await askLater();
+  if (last === null && refusal !== undefined) throw refusal;
+  return last;
 }
