@@ -21,7 +21,7 @@ import { placeFile } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
-import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
+import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS } from "./mesh/fetch.ts";
 import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth } from "./mesh/health.ts";
@@ -356,7 +356,8 @@ export class MeshgateNode {
     try {
       bytes = await this.chunk(cid, true, signal ? AbortSignal.any([signal, deadline]) : deadline);
     } catch (e) {
-      if (signal?.aborted || !deadline.aborted) throw e;
+      // A holder too dear to pay is an answer, not a miss.
+      if (signal?.aborted || !deadline.aborted || PAYER_REFUSALS.has((e as MeshError).code)) throw e;
       bytes = null;
     }
     if (!bytes) {

@@ -73,7 +73,7 @@ export interface FetchOptions {
 }
 
 /** The payer's refusals to ask a peer (price above the ceiling, a spending cap): not the peer's failure. */
-const PAYER_REFUSALS: ReadonlySet<string> = new Set(["price_above_cap", "spending_cap"]);
+export const PAYER_REFUSALS: ReadonlySet<string> = new Set(["price_above_cap", "spending_cap"]);
 
 /**
  * A chunk from the mesh, verified, or null when no peer asked has it. Asks the XOR-nearest known peers
@@ -173,7 +173,8 @@ export async function fetchFromMesh(
       if (bytes === null && ++asked >= (options.providers ?? 4)) break;
     }
   } catch (e) {
-    if (options.signal?.aborted) throw e;
+    // A caller's deadline during the lookup: a holder refused for its price is still the answer.
+    if (options.signal?.aborted) throw refusal ?? e;
   }
   const last = await askLater();
   if (last === null && refusal !== undefined) throw refusal;
