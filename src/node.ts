@@ -357,7 +357,9 @@ export class MeshgateNode {
       bytes = await this.chunk(cid, true, signal ? AbortSignal.any([signal, deadline]) : deadline);
     } catch (e) {
       // A holder too dear to pay is an answer, not a miss.
-      if (signal?.aborted || !deadline.aborted || PAYER_REFUSALS.has((e as MeshError).code)) throw e;
+      if (signal?.aborted || !deadline.aborted || PAYER_REFUSALS.has((e as MeshError).code)) {
+        throw e;
+      }
       bytes = null;
     }
     if (!bytes) {
