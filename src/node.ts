@@ -209,7 +209,14 @@ export class MeshgateNode {
           start: () => void health.attach(meshNode.libp2p),
           stop: () => health.detach(),
         });
-        locator = new ChunkLocator(meshNode, undefined, health);
+        // Paid delivery: of a chunk's known holders, the cheapest is asked first.
+        const payer = delivery?.payer;
+        locator = new ChunkLocator(
+          meshNode,
+          undefined,
+          health,
+          payer && ((peer) => payer.quote(peer).then((q) => q.price)),
+        );
         // Announces what this node keeps, in the background; stopped before the mesh.
         const announce = provide = new ProvideQueue(meshNode, { held: () => store.cids() });
         services.add("provide", {

@@ -323,3 +323,59 @@ Deno.test("a price ceiling refuses dearer quotes with the price and the ceiling 
   assert.equal(e.code, "price_above_cap");
   assert.match(e.message, /4000000000 wei per byte, above this node's price ceiling of 1000000000/);
 });
+
+Deno.test({
+  name: "of two holders within the ceiling, the cheaper one is asked and paid",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const env = await startTestChain();
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-wallet-" });
+    const ops: Operator[] = [];
+    let reader: MeshgateNode | undefined;
+    let server: Deno.HttpServer | undefined;
+    try {
+      // Four files, so that the XOR order alone would pick the cheaper holder for all of them 1 time in 16.
+      const files = Array.from({ length: 4 }, () => randomBytes(32 * KiB));
+      const dear = await operator(env, DEFAULT_MAX_PRICE, files);
+      const cheap = await operator(env, FAIR, files);
+      ops.push(dear, cheap);
+      reader = await MeshgateNode.create({
+        dataDir: dir,
+        parityWorkers: 0,
+        chain: { chainId: env.chain.id, rpc: env.anvil.rpc, contracts: env.contracts },
+        pay: { account: (await env.wallet()).account, batchBytes: BATCH, log: false },
+        mesh: {
+          listen: ["/ip4/127.0.0.1/tcp/0"],
+          bootstrap: [dear.node.multiaddrs()[0]!, cheap.node.multiaddrs()[0]!],
+        },
+      });
+      const mesh = reader.mesh!;
+      const deadline = Date.now() + 10_000;
+      while ((await meshPeers(mesh)).length < 2) {
+        assert.ok(Date.now() < deadline, "the reader sees both operators");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const { app } = createGateway(reader);
+      server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+      const url = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+      for (const file of files) {
+        const res = await fetch(`${url}/mesh/${cidOf(file)}`);
+        assert.equal(res.status, 200);
+        assert.deepEqual(new Uint8Array(await res.arrayBuffer()), file);
+      }
+      await reader.delivery!.payer.settle();
+      const paid = (peer: string) =>
+        reader!.delivery!.payer.operators().find((a) => a.peer === peer)?.cumulative ?? 0n;
+      assert.equal(paid(dear.node.peerId), 0n, "the dearer holder was not used");
+      assert.equal(paid(cheap.node.peerId), FAIR * BigInt(4 * 32 * KiB));
+    } finally {
+      await server?.shutdown();
+      await reader?.stop();
+      await Promise.all(ops.map((o) => o.desk.stop()));
+      await stopNodes(...ops.map((o) => o.node));
+      await env.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
