@@ -527,25 +527,23 @@ export class PayingClient implements DeliveryPayer {
 
   /** Signs and sends the voucher of `batch` (in `op`'s queue). */
   async #voucher(op: Operator, quote: Quote, batch: ReceiptBatch): Promise<void> {
-    {
-      const amount = op.cumulative + quote.price * batch.bytes;
-      await this.#fund(op, quote, amount);
-      const voucher = {
-        channel: op.channel!,
-        cumulativeAmount: amount,
-        receiptsRoot: batch.root(),
-        receiptCount: batch.count,
-      };
-      const signature = await signVoucher(this.#signer, this.#domain, voucher);
-      // Signed is owed: a voucher lost on the way is covered by the next one, which is cumulative.
-      this.#spends.push([Date.now(), amount - op.cumulative]);
-      op.cumulative = amount;
-      op.lastUsed = Date.now();
-      op.paidBytes += batch.bytes;
-      op.vouchers++;
-      op.last = { voucher, signature, receipts: batch.receipts };
-      await this.#submit(op, op.last);
-    }
+    const amount = op.cumulative + quote.price * batch.bytes;
+    await this.#fund(op, quote, amount);
+    const voucher = {
+      channel: op.channel!,
+      cumulativeAmount: amount,
+      receiptsRoot: batch.root(),
+      receiptCount: batch.count,
+    };
+    const signature = await signVoucher(this.#signer, this.#domain, voucher);
+    // Signed is owed: a voucher lost on the way is covered by the next one, which is cumulative.
+    this.#spends.push([Date.now(), amount - op.cumulative]);
+    op.cumulative = amount;
+    op.lastUsed = Date.now();
+    op.paidBytes += batch.bytes;
+    op.vouchers++;
+    op.last = { voucher, signature, receipts: batch.receipts };
+    await this.#submit(op, op.last);
   }
 
   /** Sends the last voucher again, unless the operator acknowledged it meanwhile. */
