@@ -6,6 +6,10 @@
  * waits for them). The channel to each operator is opened on the first payment, with a deposit worth
  * `depositBytes` of service at its price, and topped up the same way when it runs low.
  *
+ * It guards its wallet (`limits.ts`): operators quoting above `maxPrice` are not asked for chunks
+ * ({@link PayingClient.screen}, called by the exchange before each request), paid requests stop before the
+ * per-file or per-day cap would be passed, and channels unused for `idleCloseMs` are closed, then finalized.
+ *
  * @module
  */
 import type { Libp2p } from "@libp2p/interface";
