@@ -12,6 +12,8 @@ const STATUS: Record<string, number> = {
   unauthorized: 401,
   payment_required: 402,
   quote_refused: 402,
+  price_above_cap: 402,
+  spending_cap: 402,
   peer_banned: 403,
   forbidden: 403,
   not_found: 404,

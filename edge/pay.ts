@@ -82,5 +82,15 @@ export function addPayRoutes(app: Hono, node: MeshgateNode): void {
       chainId: node.chain?.chainId,
       ...(JSON.parse(JSON.stringify(s, (_k, v) => typeof v === "bigint" ? v.toString() : v))),
     });
+  }); // The channels this node pays through: counterparty, deposit, and what is locked until finalized.
+  app.get("/api/channels", (c) => {
+    const d = node.delivery;
+    if (d === undefined) return c.json({ mode: "volunteer", channels: [] });
+    return c.json({ mode: "paid", channels: jsonSafe(d.openChannels()) });
   });
+}
+
+/** Wei amounts as decimal strings: JSON has no bigint. */
+function jsonSafe(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value, (_k, v) => typeof v === "bigint" ? v.toString() : v));
 }

@@ -91,7 +91,15 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
 /** Paid delivery settings from --price and the pay key (see `src/pay/account.ts` for where it is looked for). */
 async function payConfig(
   { resolvePayAccount, fundDevAccount }: Pay,
-  values: { price?: string; "pay-key"?: string; "pay-key-file"?: string },
+  values: {
+    price?: string;
+    "pay-key"?: string;
+    "pay-key-file"?: string;
+    "max-price"?: string;
+    "max-spend-file"?: string;
+    "max-spend-day"?: string;
+    "idle-close"?: string;
+  },
   dataDir: string,
   chain: ChainConfig,
 ): Promise<Omit<PaidDeliveryInit, "chain">> {
@@ -109,7 +117,29 @@ async function payConfig(
       console.error(JSON.stringify({ level: "warn", component: "pay", msg, ...fields })),
   });
   if (found.derived) await fundDevAccount(chain.rpc, found.account.address);
-  return { account: found.account, price: BigInt(price) };
+  // The client's limits (defaults and their reasons: src/pay/limits.ts); unset ones keep the defaults.
+  const wei = (flag: string | undefined, env: string, what: string) => {
+    const v = flag ?? Deno.env.get(env);
+    if (v !== undefined && !/^\d{1,40}$/.test(v)) {
+      throw new UsageError(`${what} "${v}" must be a whole number of wei`);
+    }
+    return v === undefined ? undefined : BigInt(v);
+  };
+  const maxPrice = wei(values["max-price"], "MESH_MAX_PRICE", "Price ceiling");
+  const maxSpendPerFile = wei(values["max-spend-file"], "MESH_MAX_SPEND_FILE", "Per-file cap");
+  const maxSpendPerDay = wei(values["max-spend-day"], "MESH_MAX_SPEND_DAY", "Per-day cap");
+  const idle = values["idle-close"] ?? Deno.env.get("MESH_IDLE_CLOSE");
+  if (idle !== undefined && !/^\d{1,12}$/.test(idle)) {
+    throw new UsageError(`Idle close "${idle}" must be a whole number of ms`);
+  }
+  return {
+    account: found.account,
+    price: BigInt(price),
+    ...(maxPrice !== undefined ? { maxPrice } : {}),
+    ...(maxSpendPerFile !== undefined ? { maxSpendPerFile } : {}),
+    ...(maxSpendPerDay !== undefined ? { maxSpendPerDay } : {}),
+    ...(idle !== undefined ? { idleCloseMs: Number(idle) } : {}),
+  };
 }
 
 const SERVE_HELP = `Usage: deno task serve [options]
@@ -136,6 +166,11 @@ Options (flag, then environment variable, then default):
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
+  --max-price WEI     MESH_MAX_PRICE    highest price paid per byte; dearer holders are not asked
+                                        [1000000000: 1 gwei, ~1 ETH a GiB, the --paid cluster's price]
+  --max-spend-file WEI MESH_MAX_SPEND_FILE  most wei paid for one file   [1e17: 0.1 ETH]
+  --max-spend-day WEI MESH_MAX_SPEND_DAY  most wei paid in any 24 h      [1e18: 1 ETH]
+  --idle-close MS     MESH_IDLE_CLOSE   close a channel unused this long; 0 keeps them  [600000: 10 min]
   --pay-key-file FILE MESH_PAY_KEY_FILE file holding the 0x private key of the account that pays and is
                                         paid (mode 600)   [<data>/pay.key when present]
                     MESH_PAY_KEY      the key itself, from the environment
@@ -188,6 +223,10 @@ async function serve(args: string[]): Promise<number> {
       chain: { type: "string" },
       "chain-file": { type: "string" },
       price: { type: "string" },
+      "max-price": { type: "string" },
+      "max-spend-file": { type: "string" },
+      "max-spend-day": { type: "string" },
+      "idle-close": { type: "string" },
       "pay-key": { type: "string" },
       "pay-key-file": { type: "string" },
       listen: { type: "string", multiple: true },

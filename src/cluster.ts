@@ -147,6 +147,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const chain = await loadChain({ file: chainFile });
     const price = options.paid.price ?? CLUSTER_PRICE;
     pay.push("--chain", chain.rpc, "--chain-file", chainFile, "--price", String(price));
+    // Devnet money, and nodes that trust each other: they pay their own price for files of any size.
+    const plenty = String(10n ** 21n);
+    pay.push("--max-price", String(price), "--max-spend-file", plenty, "--max-spend-day", plenty);
   }
   const args = (i: number) => [
     "--data",

@@ -21,7 +21,8 @@ import { placeFile } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
-import { ChunkLocator, fetchFromMesh } from "./mesh/fetch.ts";
+import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS } from "./mesh/fetch.ts";
+import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth } from "./mesh/health.ts";
 import { VolunteerQuota } from "./mesh/quota.ts";
@@ -208,7 +209,14 @@ export class MeshgateNode {
           start: () => void health.attach(meshNode.libp2p),
           stop: () => health.detach(),
         });
-        locator = new ChunkLocator(meshNode, undefined, health);
+        // Paid delivery: of a chunk's known holders, the cheapest is asked first.
+        const payer = delivery?.payer;
+        locator = new ChunkLocator(
+          meshNode,
+          undefined,
+          health,
+          payer && ((peer) => payer.quote(peer).then((q) => q.price)),
+        );
         // Announces what this node keeps, in the background; stopped before the mesh.
         const announce = provide = new ProvideQueue(meshNode, { held: () => store.cids() });
         services.add("provide", {
@@ -323,6 +331,8 @@ export class MeshgateNode {
     signal?: AbortSignal,
     /** Runs before going to the mesh, only when memory and disk miss. */
     beforeMesh?: () => Promise<void>,
+    /** What the file read has cost so far: paid delivery caps it per file. */
+    budget?: SpendBudget,
   ): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
@@ -335,6 +345,7 @@ export class MeshgateNode {
         signal,
         locator: this.#locator,
         standing: this.#health,
+        ...(budget ? { budget } : {}),
       });
       if (bytes) this.#stats.fetched++;
     }
@@ -352,7 +363,10 @@ export class MeshgateNode {
     try {
       bytes = await this.chunk(cid, true, signal ? AbortSignal.any([signal, deadline]) : deadline);
     } catch (e) {
-      if (signal?.aborted || !deadline.aborted) throw e;
+      // A holder too dear to pay is an answer, not a miss.
+      if (signal?.aborted || !deadline.aborted || PAYER_REFUSALS.has((e as MeshError).code)) {
+        throw e;
+      }
       bytes = null;
     }
     if (!bytes) {
@@ -401,6 +415,7 @@ export class MeshgateNode {
     // In a mesh, find the holders of a whole stripe with one parallel round before fetching its chunks.
     // Only for chunks missing here, and once per stripe.
     const located = new Map<number, Promise<void>>();
+    const budget: SpendBudget = { spentWei: 0n };
     const locate = (cid: CID, signal: AbortSignal, stripe: number) => {
       const locator = this.#locator;
       if (!locator || locator.holder(cid)) return Promise.resolve();
@@ -411,7 +426,8 @@ export class MeshgateNode {
     };
     return readFile(
       manifest,
-      (cid, signal, stripe) => this.chunk(cid, cache, signal, () => locate(cid, signal, stripe)),
+      (cid, signal, stripe) =>
+        this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget),
       {
         ...options,
         prefetch,

@@ -54,4 +54,39 @@ export async function refreshPay(): Promise<void> {
       )
     : stat("volunteer", "serves and fetches for free (no chain)");
   panel.hidden = false;
+  if (pay.mode === "paid") await refreshChannels();
+}
+
+interface ChannelRow {
+  peer: string;
+  channel: string;
+  payee?: string;
+  status: string;
+  depositWei: string;
+  spentWei: string;
+  lockedWei: string;
+}
+
+/** The channels this node pays through, from `GET /api/channels`: whom, deposit, what is still locked. */
+async function refreshChannels(): Promise<void> {
+  const list = document.getElementById("pay-channels");
+  if (!list) return;
+  let rows: ChannelRow[] = [];
+  try {
+    const res = await api("/api/channels");
+    if (res.ok) rows = ((await res.json()) as { channels?: ChannelRow[] }).channels ?? [];
+    else await res.body?.cancel();
+  } catch {
+    return;
+  }
+  const short = (s: string) => s.length > 14 ? `${s.slice(0, 6)}…${s.slice(-4)}` : s;
+  list.innerHTML = rows.length === 0
+    ? "<li>no open channels</li>"
+    : rows.map((r) =>
+      `<li title="${esc(r.channel)}">${esc(short(r.payee ?? r.peer))} · ${
+        esc(r.status)
+      } · deposit ${esc(ether(r.depositWei))} · spent ${esc(ether(r.spentWei))} · locked ${
+        esc(ether(r.lockedWei))
+      }</li>`
+    ).join("");
 }

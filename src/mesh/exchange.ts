@@ -126,12 +126,20 @@ export interface DeliveryGate {
   served?(peer: string, cid: CID, bytes: number, delivered: boolean): void;
 }
 
+/** Wei spent on one file, shared by the fetches of its chunks (see `src/pay/limits.ts`). */
+export interface SpendBudget {
+  spentWei: bigint;
+}
+
 /** The asking side's hook: pays for what it receives. Typed structurally, like {@link DeliveryGate}. */
 export interface DeliveryPayer {
   /** Called for every chunk received from `peer` and verified against its CID, before the caller gets it.
    * Awaited (payment keeps pace with the download); a rejection is logged, not thrown: the bytes are good,
    * and an operator left unpaid refuses later anyway. */
-  received(peer: string, cid: CID, bytes: number): Promise<void>;
+  received(peer: string, cid: CID, bytes: number, budget?: SpendBudget): Promise<void>;
+  /** Called before `peer` is asked for chunks; throws a `MeshError` to not ask it (e.g. its price is above
+   * this node's ceiling, or a spending cap is reached). The error is what the caller gets. Default: all asked. */
+  screen?(peer: string, budget?: SpendBudget): Promise<void>;
   /** Called when `peer` refused to serve. Resolve true once something was paid, to have the rest of the
    * request asked again; false to give up (the caller gets the refusal). A rejection is what the caller gets. */
   refused(peer: string, error: DeliveryRefusedError): Promise<boolean>;
@@ -191,6 +199,8 @@ export interface StoreResult {
 export interface ExchangeCallOptions {
   /** Aborts the whole call; the stream is reset and the signal's reason thrown. */
   signal?: AbortSignal;
+  /** What the file these chunks belong to has cost so far; the payer adds to it and caps it. */
+  budget?: SpendBudget;
 }
 
 const MAX_REPORTS_PER_PEER = 100;
@@ -292,6 +302,13 @@ export class ChunkExchange implements Startable {
         const session = await this.#open(peer, options.signal);
         let got = 0;
         try {
+          await this.#payer?.screen?.(session.peer, options.budget);
+        } catch (e) {
+          session.fail(e);
+          session.end();
+          throw e;
+        }
+        try {
           await session.send({ op: "get", cids: rest.map(String) });
           await session.closeWrite();
           for (const [i, cid] of rest.entries()) {
@@ -306,7 +323,9 @@ export class ChunkExchange implements Startable {
               this.#report(session.peer, { kind: "bad_bytes", cid, at: Date.now() });
               throw new ChunkMismatchError(cid, `peer "${session.peer}"`);
             }
-            if (header.found) await this.#received(session.peer, cid, frame.body.length);
+            if (header.found) {
+              await this.#received(session.peer, cid, frame.body.length, options.budget);
+            }
             // Complete before the last yield: a consumer that stops there has not abandoned anything.
             if (i === rest.length - 1) session.done();
             got = i + 1;
@@ -329,10 +348,10 @@ export class ChunkExchange implements Startable {
   }
 
   /** Tells the payer about a verified chunk; its failures are logged (see {@link DeliveryPayer.received}). */
-  async #received(peer: string, cid: CID, bytes: number): Promise<void> {
+  async #received(peer: string, cid: CID, bytes: number, budget?: SpendBudget): Promise<void> {
     if (this.#payer === undefined) return;
     try {
-      await this.#payer.received(peer, cid, bytes);
+      await this.#payer.received(peer, cid, bytes, budget);
     } catch (e) {
       this.#log.error("paying %s for %s failed - %e", peer, cid, e);
     }

@@ -2,6 +2,7 @@
  * Finding a chunk that is not held locally: where it is (ChunkLocator), and fetching it (fetchFromMesh).
  */
 import type { CID } from "../content/cid.ts";
+import type { SpendBudget } from "./exchange.ts";
 import type { MeshNode } from "./node.ts";
 import { meshPeers, meshTable } from "./peers.ts";
 import { defaultStanding, type PeerStanding } from "./health.ts";
@@ -9,16 +10,28 @@ import { warn } from "./_log.ts";
 
 const log = (msg: string, fields: Record<string, unknown>) => warn("mesh:fetch", msg, fields);
 
+/** Holders remembered per chunk: enough to pick the cheapest of a few. */
+const HOLDERS_PER_CHUNK = 4;
+
 /**
  * Where chunks are, learned by asking every known peer at once which of a batch it holds (one round trip,
- * in parallel), instead of probing peers one by one per chunk. Remembers up to 100 000 locations.
+ * in parallel), instead of probing peers one by one per chunk. Remembers up to 100 000 chunks, and up to
+ * {@link HOLDERS_PER_CHUNK} holders of each, quickest first.
  */
 export class ChunkLocator {
-  #where = new Map<string, string>();
+  #where = new Map<string, string[]>();
   readonly standing: PeerStanding;
 
-  /** `standing` (default: {@link defaultStanding} of the mesh) says whom not to ask. */
-  constructor(readonly mesh: MeshNode, readonly limit = 100_000, standing?: PeerStanding) {
+  /**
+   * `standing` (default: {@link defaultStanding} of the mesh) says whom not to ask; `price` (paid delivery:
+   * the operator's quote, wei per byte) orders a chunk's holders cheapest first. Default: quickest first.
+   */
+  constructor(
+    readonly mesh: MeshNode,
+    readonly limit = 100_000,
+    standing?: PeerStanding,
+    readonly price?: (peer: string) => Promise<bigint>,
+  ) {
     this.standing = standing ?? defaultStanding(mesh.libp2p);
   }
 
@@ -40,19 +53,60 @@ export class ChunkLocator {
   }
 
   holder(cid: CID): string | undefined {
-    return this.#where.get(cid.toString());
+    return this.#where.get(cid.toString())?.[0];
   }
 
-  forget(cid: CID): void {
-    this.#where.delete(cid.toString());
+  /** The known holders of `cid`: cheapest first with a `price`, else quickest first. A holder whose quote
+   * fails goes last. */
+  holders(cid: CID): Promise<string[]> {
+    const peers = [...this.#where.get(cid.toString()) ?? []];
+    return this.price ? cheapestFirst(peers, this.price, peers.length) : Promise.resolve(peers);
   }
 
-  /** The first peer to answer is kept: it is the quickest to reach. */
+  /** Forgets `peer` as a holder of `cid`, or every holder. */
+  forget(cid: CID, peer?: string): void {
+    const key = cid.toString();
+    const left = peer === undefined ? [] : (this.#where.get(key) ?? []).filter((p) => p !== peer);
+    if (left.length > 0) this.#where.set(key, left);
+    else this.#where.delete(key);
+  }
+
+  /** Peers are kept in the order they answer: the first is the quickest to reach. */
   #remember(key: string, peer: string): void {
-    if (this.#where.has(key)) return;
-    this.#where.set(key, peer);
+    const known = this.#where.get(key);
+    if (known) {
+      if (known.length < HOLDERS_PER_CHUNK && !known.includes(peer)) known.push(peer);
+      return;
+    }
+    this.#where.set(key, [peer]);
     if (this.#where.size > this.limit) this.#where.delete(this.#where.keys().next().value!);
   }
+}
+
+/** Longest wait for a peer's price when ordering candidates, in ms: a slow quote only loses its rank. */
+const PRICE_WAIT_MS = 2000;
+
+/**
+ * `peers` with the first `n` stably ordered cheapest first by `price` (the rest keep their place after
+ * them); a peer whose price fails or takes over {@link PRICE_WAIT_MS} goes after the priced ones.
+ */
+export async function cheapestFirst(
+  peers: readonly string[],
+  price: (peer: string) => Promise<bigint>,
+  n: number,
+): Promise<string[]> {
+  const head = peers.slice(0, n);
+  if (head.length < 2) return [...peers];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const slow = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), PRICE_WAIT_MS));
+  const prices = await Promise.all(
+    head.map((p) => Promise.race([price(p).catch(() => undefined), slow])),
+  ).finally(() => clearTimeout(timer));
+  const rank = (i: number) => prices[i] ?? (1n << 255n);
+  const order = head.map((_, i) => i).sort((a, b) =>
+    rank(a) < rank(b) ? -1 : rank(a) > rank(b) ? 1 : a - b
+  );
+  return [...order.map((i) => head[i]!), ...peers.slice(n)];
 }
 
 export interface FetchOptions {
@@ -67,14 +121,20 @@ export interface FetchOptions {
   locator?: ChunkLocator;
   /** Whom to avoid and whom to ask last. Default: the locator's, else {@link defaultStanding} of the mesh. */
   standing?: PeerStanding;
+  /** What the file this chunk belongs to has cost so far (paid delivery caps it). Default: none. */
+  budget?: SpendBudget;
 }
+
+/** The payer's refusals to ask a peer (price above the ceiling, a spending cap): not the peer's failure. */
+export const PAYER_REFUSALS: ReadonlySet<string> = new Set(["price_above_cap", "spending_cap"]);
 
 /**
  * A chunk from the mesh, verified, or null when no peer asked has it. Asks the XOR-nearest known peers
  * first (where placement puts chunks), then the providers the DHT knows; peers skipped for failing
  * recently (one may be back from a restart) are asked after the others of each group, so every candidate
  * is tried before the chunk counts as lost. Peers caught sending bad bytes are not asked (the exchange
- * reports them to `standing`).
+ * reports them to `standing`). A holder this node's payer refuses to pay (price above its ceiling, a spending
+ * cap reached) is passed over; when no other peer has the chunk, that refusal is thrown.
  */
 export async function fetchFromMesh(
   mesh: MeshNode,
@@ -85,6 +145,10 @@ export async function fetchFromMesh(
   const tried = new Set<string>([mesh.peerId]);
   /** Candidates passed over for their recent failures, asked at the end. */
   const later = new Map<string, string | { peerId: string; multiaddrs: string[] }>();
+  /** Why a holder of the chunk was not asked for it (too dear, or a cap reached): thrown if none serves it. */
+  let refusal: unknown;
+  /** Holders passed over for that reason: still holders. */
+  const refused = new Set<string>();
   /** The chunk from `peer`, null when it lacks it, undefined when it was not or could not be asked. */
   const attempt = async (
     peer: string | { peerId: string; multiaddrs: string[] },
@@ -98,11 +162,25 @@ export async function fetchFromMesh(
     }
     tried.add(id);
     try {
-      const bytes = await mesh.fetchChunk(peer, cid, { signal: options.signal });
+      const bytes = await mesh.fetchChunk(peer, cid, {
+        signal: options.signal,
+        ...(options.budget ? { budget: options.budget } : {}),
+      });
       standing.answered(id);
       return bytes;
     } catch (e) {
       if (options.signal?.aborted) throw e;
+      if (PAYER_REFUSALS.has((e as { code?: string }).code ?? "")) {
+        // Asking whether it holds the chunk is free: the refusal is only worth reporting for a holder.
+        const [held] = await mesh.hasChunks(peer, [cid], { signal: options.signal }).catch(
+          () => [false],
+        );
+        if (held) {
+          refusal ??= e;
+          refused.add(id);
+        }
+        return held ? undefined : null;
+      }
       standing.failed(id, e);
       const code = (e as { code?: string }).code;
       // The exchange reports bad bytes through onMisbehaviour; this also covers a standing not wired there.
@@ -121,16 +199,21 @@ export async function fetchFromMesh(
       return undefined;
     }
   };
-  const located = options.locator?.holder(cid);
-  if (located) {
+  for (const located of await options.locator?.holders(cid) ?? []) {
     const bytes = await attempt(located);
     if (bytes) return bytes;
-    if (bytes !== undefined || !later.has(located)) options.locator!.forget(cid);
+    if (bytes === null || (bytes === undefined && !later.has(located) && !refused.has(located))) {
+      options.locator!.forget(cid, located);
+    }
   }
   // Peers that are gone do not count against the budget: keep going down the list until enough answered.
   const near = await meshTable(mesh);
   let answered = 0;
-  for (const peer of near.closest(cid.multihash.digest, near.peers.length)) {
+  let nearest = near.closest(cid.multihash.digest, near.peers.length);
+  // Paid delivery: of the nearest, the cheapest are asked first (quotes are asked once per peer, kept).
+  const price = options.locator?.price;
+  if (price) nearest = await cheapestFirst(nearest, price, options.nearest ?? 8);
+  for (const peer of nearest) {
     const bytes = await attempt(peer);
     if (bytes) return bytes;
     if (bytes === null && ++answered >= (options.nearest ?? 8)) break;
@@ -159,9 +242,12 @@ export async function fetchFromMesh(
       if (bytes === null && ++asked >= (options.providers ?? 4)) break;
     }
   } catch (e) {
-    if (options.signal?.aborted) throw e;
+    // A caller's deadline during the lookup: a holder refused for its price is still the answer.
+    if (options.signal?.aborted) throw refusal ?? e;
   }
-  return await askLater();
+  const last = await askLater();
+  if (last === null && refusal !== undefined) throw refusal;
+  return last;
 }
 
 /** A readable cause: a stream reset arrives as a bare DOM `Event`, whose String() is "[object Event]". */

@@ -45,8 +45,14 @@ export interface PaidDeliveryInit {
   redeemFactor?: number;
   /** Bytes of service per channel deposit and top-up. Default: 64 x `batchBytes`. */
   depositBytes?: number;
-  /** Highest price paid, in wei per byte. Default: no limit. */
+  /** Highest price paid, in wei per byte. Default: `DEFAULT_MAX_PRICE` (1 gwei; see `limits.ts`). */
   maxPrice?: bigint;
+  /** Most wei paid for one file, and in any 24 hours. Defaults: 0.1 ETH and 1 ETH (see `limits.ts`). */
+  maxSpendPerFile?: bigint;
+  maxSpendPerDay?: bigint;
+  /** Unused channels are closed after this many ms, and finalized after their challenge period. Default:
+   * 10 min. */
+  idleCloseMs?: number;
   /** Told of the desk's redeems and bans. Default: none. */
   onEvent?: (event: DeskEvent) => void;
   /** Told of the paying client's channels and refusals. Default: none. */
@@ -83,6 +89,22 @@ export type PayChannel =
     vouchers: number;
   };
 
+/** A channel this node pays through, as `GET /api/channels` lists it. */
+export interface OpenChannel {
+  /** The operator's peer ID, and the address its vouchers pay. */
+  peer: string;
+  channel: Hex;
+  payee?: Address;
+  price?: bigint;
+  /** "closing" once idle: the deposit comes back from `closesAt` (unix seconds). */
+  status: "open" | "closing";
+  closesAt?: bigint;
+  depositWei: bigint;
+  /** Wei promised to the operator (it may redeem it), and the rest of the deposit, locked until finalized. */
+  spentWei: bigint;
+  lockedWei: bigint;
+}
+
 /** What a node earned and spent since it started. */
 export interface PaySummary {
   account: Address;
@@ -117,6 +139,8 @@ export interface PaidDelivery {
   stop(): Promise<void>;
   /** Earnings, spending and channels, for `/api/pay` and `/metrics`. */
   summary(): PaySummary;
+  /** The channels this node pays through and has not finalized: open ones, then closing ones. */
+  openChannels(): OpenChannel[];
 }
 
 /** Builds paid delivery for a node paying and paid through `chain` with `account`. */
@@ -154,7 +178,15 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
     wallet,
     transactions,
     onEvent: onPayerEvent,
-    ...pick(init, "batchBytes", "depositBytes", "maxPrice"),
+    ...pick(
+      init,
+      "batchBytes",
+      "depositBytes",
+      "maxPrice",
+      "maxSpendPerFile",
+      "maxSpendPerDay",
+      "idleCloseMs",
+    ),
   });
   return {
     wallet,
@@ -169,6 +201,29 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
       stopping = true;
       // At once: redeeming what this node earned must not wait behind paying peers that may be slow.
       await Promise.all([payer.stop(), desk?.stop()]);
+    },
+    openChannels() {
+      const open: OpenChannel[] = payer.operators().filter((o) => o.channel !== undefined).map((
+        o,
+      ) => ({
+        peer: o.peer,
+        channel: o.channel!,
+        ...(o.quote ? { payee: o.quote.payee, price: o.quote.price } : {}),
+        status: "open",
+        depositWei: o.deposit,
+        spentWei: o.cumulative,
+        lockedWei: o.deposit - o.cumulative,
+      }));
+      const closing: OpenChannel[] = payer.closing().map((c) => ({
+        peer: c.peer,
+        channel: c.channel,
+        status: "closing",
+        closesAt: c.closesAt,
+        depositWei: c.deposit,
+        spentWei: c.spent,
+        lockedWei: c.deposit - c.spent,
+      }));
+      return [...open, ...closing];
     },
     summary() {
       const d = desk?.stats();
@@ -273,6 +328,27 @@ function logPayerEvent(e: PayerEvent): void {
         peer: e.peer,
         error: errorText(e.error),
         code: (e.error as { code?: unknown })?.code,
+      });
+      break;
+    case "channel_closing":
+      payLog("info", "idle channel closing", {
+        peer: e.peer,
+        channel: e.channel,
+        closesAt: e.closesAt,
+      });
+      break;
+    case "channel_finalized":
+      payLog("info", "channel finalized", {
+        peer: e.peer,
+        channel: e.channel,
+        refundedWei: e.refunded,
+      });
+      break;
+    case "close_failed":
+      payLog("warn", "closing an idle channel failed", {
+        peer: e.peer,
+        channel: e.channel,
+        error: errorText(e.error),
       });
       break;
   }

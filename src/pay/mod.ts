@@ -60,6 +60,16 @@ export {
   type PeerAccount,
 } from "./desk.ts";
 export {
+  DEFAULT_IDLE_CLOSE_MS,
+  DEFAULT_MAX_PRICE,
+  DEFAULT_MAX_SPEND_PER_DAY,
+  DEFAULT_MAX_SPEND_PER_FILE,
+  PriceAboveCapError,
+  type SpendBudget,
+  SpendingCapError,
+} from "./limits.ts";
+export {
+  type ClosingChannel,
   type OperatorAccount,
   type PayerEvent,
   type PayerStats,

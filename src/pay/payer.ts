@@ -6,6 +6,10 @@
  * waits for them). The channel to each operator is opened on the first payment, with a deposit worth
  * `depositBytes` of service at its price, and topped up the same way when it runs low.
  *
+ * It guards its wallet (`limits.ts`): operators quoting above `maxPrice` are not asked for chunks
+ * ({@link PayingClient.screen}, called by the exchange before each request), paid requests stop before the
+ * per-file or per-day cap would be passed, and channels unused for `idleCloseMs` are closed, then finalized.
+ *
  * @module
  */
 import type { Libp2p } from "@libp2p/interface";
@@ -16,10 +20,21 @@ import {
   type LocalAccount,
   type TypedDataDomain,
 } from "viem";
+import { getBlock } from "viem/actions";
 import type { CID } from "../content/cid.ts";
 import type { DeliveryPayer, DeliveryRefusedError } from "../mesh/exchange.ts";
 import type { ChainConfig } from "./chain.ts";
-import { openChannel, topUp } from "./channel.ts";
+import { finalizeChannel, openChannel, startClose, topUp } from "./channel.ts";
+import {
+  DEFAULT_IDLE_CLOSE_MS,
+  DEFAULT_MAX_PRICE,
+  DEFAULT_MAX_SPEND_PER_DAY,
+  DEFAULT_MAX_SPEND_PER_FILE,
+  MAX_CHUNK_BYTES,
+  PriceAboveCapError,
+  type SpendBudget,
+  SpendingCapError,
+} from "./limits.ts";
 import { DEFAULT_BATCH_BYTES, ReceiptBatch } from "./receipts.ts";
 import { channelHubDomain, signVoucher } from "./voucher.ts";
 import {
@@ -45,8 +60,17 @@ export interface PayingClientInit {
   depositBytes?: number;
   /** Challenge period of the channels opened, in seconds. Default: 86 400 (a day). */
   challengePeriod?: bigint;
-  /** Highest price accepted, in wei per byte; an operator quoting more is not paid. Default: no limit. */
+  /** Highest price accepted, in wei per byte; an operator quoting more is not asked for chunks (it fails
+   * with {@link PriceAboveCapError}). Default: {@link DEFAULT_MAX_PRICE}. */
   maxPrice?: bigint;
+  /** Most wei paid for one file (the chunks fetched with one {@link SpendBudget}). Default:
+   * {@link DEFAULT_MAX_SPEND_PER_FILE}. */
+  maxSpendPerFile?: bigint;
+  /** Most wei paid in any 24 hours. Default: {@link DEFAULT_MAX_SPEND_PER_DAY}. */
+  maxSpendPerDay?: bigint;
+  /** A channel unused this long (ms) is closed, and finalized once its challenge period is over, so the
+   * deposit comes back. 0 keeps channels open. Default: {@link DEFAULT_IDLE_CLOSE_MS}. */
+  idleCloseMs?: number;
   /** Longest pay-protocol exchange, in ms. Default: 10 000. */
   timeoutMs?: number;
   /** Serializes the transactions of `wallet`'s account, when others send from it too. Default: its own. */
@@ -60,7 +84,21 @@ export interface PayingClientInit {
 export type PayerEvent =
   | { kind: "channel_opened"; peer: string; channel: Hex; payee: Address; deposit: bigint }
   | { kind: "quote_refused"; peer: string; reason: string }
-  | { kind: "payment_failed"; peer: string; error: unknown };
+  | { kind: "payment_failed"; peer: string; error: unknown }
+  | { kind: "channel_closing"; peer: string; channel: Hex; closesAt: bigint }
+  | { kind: "channel_finalized"; peer: string; channel: Hex; refunded: bigint }
+  | { kind: "close_failed"; peer: string; channel: Hex; error: unknown };
+
+/** A channel the client started closing: its deposit comes back once finalized, from `closesAt`. */
+export interface ClosingChannel {
+  peer: string;
+  channel: Hex;
+  /** Unix seconds from which it can be finalized. */
+  closesAt: bigint;
+  deposit: bigint;
+  /** Cumulative amount of its last voucher: what the operator may still redeem. */
+  spent: bigint;
+}
 
 /** Totals of a paying client. */
 export interface PayerStats {
@@ -91,6 +129,8 @@ export interface OperatorAccount {
   vouchers: number;
   /** The last payment that failed, if any (payments made while downloading are not awaited). */
   lastError?: unknown;
+  /** Last time (ms) the channel was used. */
+  lastUsed: number;
 }
 
 interface Operator {
@@ -108,6 +148,7 @@ interface Operator {
   last?: VoucherMessage;
   lastError?: unknown;
   queue: Serial;
+  lastUsed: number;
 }
 
 /** The client's side of paid delivery. Pass it as the exchange's `payer`, then {@link start} it. */
@@ -120,7 +161,15 @@ export class PayingClient implements DeliveryPayer {
   readonly #batchBytes: bigint;
   readonly #depositBytes: bigint;
   readonly #challengePeriod: bigint;
-  readonly #maxPrice: bigint | undefined;
+  readonly #maxPrice: bigint;
+  readonly #maxFile: bigint;
+  readonly #maxDay: bigint;
+  readonly #idleMs: number;
+  /** Voucher increments of the last 24 h: [ms, wei]. */
+  readonly #spends: [number, bigint][] = [];
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<void> | undefined;
+  readonly #closing: ClosingChannel[] = [];
   readonly #timeoutMs: number;
   readonly #txs: Serial;
   readonly #onEvent: ((event: PayerEvent) => void) | undefined;
@@ -142,7 +191,21 @@ export class PayingClient implements DeliveryPayer {
     this.#batchBytes = BigInt(batchBytes);
     this.#depositBytes = BigInt(positiveInt(init.depositBytes ?? 64 * batchBytes, "depositBytes"));
     this.#challengePeriod = init.challengePeriod ?? 86_400n;
-    this.#maxPrice = init.maxPrice;
+    this.#maxPrice = init.maxPrice ?? DEFAULT_MAX_PRICE;
+    this.#maxFile = init.maxSpendPerFile ?? DEFAULT_MAX_SPEND_PER_FILE;
+    this.#maxDay = init.maxSpendPerDay ?? DEFAULT_MAX_SPEND_PER_DAY;
+    for (
+      const [name, v] of [["maxPrice", this.#maxPrice], ["maxSpendPerFile", this.#maxFile], [
+        "maxSpendPerDay",
+        this.#maxDay,
+      ]] as const
+    ) {
+      if (v < 0n) throw new RangeError(`"${name}" must not be negative, got "${v}"`);
+    }
+    this.#idleMs = init.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
+    if (!Number.isSafeInteger(this.#idleMs) || this.#idleMs < 0) {
+      throw new RangeError(`"idleCloseMs" must be a whole number of ms, got "${this.#idleMs}"`);
+    }
     this.#timeoutMs = positiveInt(init.timeoutMs ?? 10_000, "timeoutMs");
     this.#txs = init.transactions ?? new Serial();
     this.#onEvent = init.onEvent;
@@ -156,12 +219,142 @@ export class PayingClient implements DeliveryPayer {
   /** Talks the pay protocol through `libp2p`. */
   start(libp2p: Pick<Libp2p, "dialProtocol">): Promise<void> {
     this.#libp2p = libp2p;
+    if (this.#idleMs > 0) {
+      this.#sweeper = setInterval(
+        () => void this.sweep(),
+        Math.min(60_000, Math.max(50, this.#idleMs / 2)),
+      );
+      Deno.unrefTimer(this.#sweeper);
+    }
     return Promise.resolve();
   }
 
   /** Pays every operator for what it served and is not paid for yet. */
-  stop(): Promise<void> {
+  async stop(): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    await this.#sweeping;
     return this.settle();
+  }
+
+  /**
+   * Closes the channels unused for `idleCloseMs` (after paying what they owe), and finalizes the closing ones
+   * whose challenge period is over, so their deposits come back. Runs on a timer once started; one at a time.
+   */
+  sweep(now = Date.now()): Promise<void> {
+    this.#sweeping ??= this.#sweep(now).finally(() => this.#sweeping = undefined);
+    return this.#sweeping;
+  }
+
+  async #sweep(now: number): Promise<void> {
+    const failed = (peer: string, channel: Hex, e: unknown) =>
+      this.#tell(peer, `close ${channel} ${(e as Error)?.name}`, {
+        kind: "close_failed",
+        peer,
+        channel,
+        error: e,
+      });
+    for (const op of this.#operators.values()) {
+      if (op.channel === undefined || this.#idleMs === 0 || now - op.lastUsed < this.#idleMs) {
+        continue;
+      }
+      const channel = op.channel;
+      await op.queue.run(async () => {
+        if (now - op.lastUsed < this.#idleMs || op.channel !== channel) return; // used again meanwhile
+        // Whatever it is owed is vouchered first: the operator may redeem it during the challenge period.
+        if (op.batch.count > 0n && op.resolved) {
+          const batch = op.batch;
+          op.batch = new ReceiptBatch();
+          await this.#voucher(op, op.resolved, batch).catch((e) => failed(op.peer, channel, e));
+        }
+        try {
+          const { closesAt } = await this.#txs.run(() =>
+            startClose(this.#wallet, { address: this.#hub, channel })
+          );
+          this.#closing.push({
+            peer: op.peer,
+            channel,
+            closesAt,
+            deposit: op.deposit,
+            spent: op.cumulative,
+          });
+          this.#event({ kind: "channel_closing", peer: op.peer, channel, closesAt });
+          // A later fetch from this operator opens a new channel.
+          Object.assign(op, {
+            channel: undefined,
+            deposit: 0n,
+            cumulative: 0n,
+            accepted: 0n,
+            last: undefined,
+          });
+        } catch (e) {
+          failed(op.peer, channel, e);
+        }
+      });
+    }
+    if (this.#closing.length === 0) return;
+    const chainNow = await getBlock(this.#wallet).then((b) => b.timestamp, () => undefined);
+    for (const c of [...this.#closing]) {
+      if (chainNow === undefined || chainNow < c.closesAt) continue;
+      try {
+        const { refunded } = await this.#txs.run(() =>
+          finalizeChannel(this.#wallet, { address: this.#hub, channel: c.channel })
+        );
+        this.#closing.splice(this.#closing.indexOf(c), 1);
+        this.#event({ kind: "channel_finalized", peer: c.peer, channel: c.channel, refunded });
+      } catch (e) {
+        failed(c.peer, c.channel, e);
+      }
+    }
+  }
+
+  /** Channels closed for idleness and not finalized yet: their deposits are still locked. */
+  closing(): readonly ClosingChannel[] {
+    return this.#closing.map((c) => ({ ...c }));
+  }
+
+  /**
+   * Called before asking `peer` for chunks: refuses (throws) when its price is above the ceiling, or when one
+   * more chunk at its price would pass the per-day cap or `budget`'s per-file cap. Free peers always pass.
+   */
+  async screen(peer: string, budget?: SpendBudget): Promise<void> {
+    let quote: Quote;
+    try {
+      quote = await this.quote(peer);
+    } catch (e) {
+      if (e instanceof PriceAboveCapError) throw e;
+      // A peer whose quote failed otherwise is asked anyway: the exchange reports its refusal as before.
+      return;
+    }
+    if (quote.price === 0n) return;
+    const next = quote.price * BigInt(MAX_CHUNK_BYTES);
+    const today = this.#spentToday() + this.#owed();
+    if (today + next > this.#maxDay) {
+      throw new SpendingCapError("day", today, this.#maxDay, quote.price);
+    }
+    if (budget !== undefined && budget.spentWei + next > this.#maxFile) {
+      throw new SpendingCapError("file", budget.spentWei, this.#maxFile, quote.price);
+    }
+  }
+
+  /** The price `peer` quoted, when known (for preferring cheaper holders). */
+  knownPrice(peer: string): bigint | undefined {
+    return this.#operators.get(peer)?.resolved?.price;
+  }
+
+  /** Wei promised in vouchers over the last 24 hours. */
+  #spentToday(now = Date.now()): bigint {
+    while (this.#spends.length > 0 && this.#spends[0]![0] <= now - 86_400_000) this.#spends.shift();
+    return this.#spends.reduce((sum, [, wei]) => sum + wei, 0n);
+  }
+
+  /** Wei owed for chunks received and not vouchered yet. */
+  #owed(): bigint {
+    let wei = 0n;
+    for (const op of this.#operators.values()) {
+      if (op.resolved) wei += op.resolved.price * op.batch.bytes;
+    }
+    return wei;
   }
 
   /** The quote of `peer`, asked once and kept. A peer that does not speak the pay protocol is free. */
@@ -177,10 +370,12 @@ export class PayingClient implements DeliveryPayer {
   // -----------------------------------------------------------------------------------------------------------
   // DeliveryPayer
 
-  async received(peer: string, cid: CID, bytes: number): Promise<void> {
+  async received(peer: string, cid: CID, bytes: number, budget?: SpendBudget): Promise<void> {
     const quote = await this.quote(peer);
     if (quote.price === 0n) return;
+    if (budget !== undefined) budget.spentWei += quote.price * BigInt(bytes);
     const op = this.#operator(peer);
+    op.lastUsed = Date.now();
     op.batch.add({
       operator: quote.payee,
       client: this.address,
@@ -258,6 +453,7 @@ export class PayingClient implements DeliveryPayer {
       unpaidBytes: op.batch.bytes,
       vouchers: op.vouchers,
       ...(op.lastError !== undefined ? { lastError: op.lastError } : {}),
+      lastUsed: op.lastUsed,
     }));
   }
 
@@ -273,6 +469,7 @@ export class PayingClient implements DeliveryPayer {
         paidBytes: 0n,
         vouchers: 0,
         queue: new Serial(),
+        lastUsed: Date.now(),
       };
       this.#operators.set(peer, op);
     }
@@ -283,7 +480,7 @@ export class PayingClient implements DeliveryPayer {
     try {
       return await this.#checkedQuote(peer);
     } catch (e) {
-      if (e instanceof QuoteRefusedError) {
+      if (e instanceof QuoteRefusedError || e instanceof PriceAboveCapError) {
         this.#tell(peer, e.message, { kind: "quote_refused", peer, reason: e.message });
       }
       throw e;
@@ -315,8 +512,8 @@ export class PayingClient implements DeliveryPayer {
         `it is paid on hub "${quote.hub}" of chain ${quote.chainId}`,
       );
     }
-    if (this.#maxPrice !== undefined && quote.price > this.#maxPrice) {
-      throw new QuoteRefusedError(peer, `price "${quote.price}" is above "${this.#maxPrice}"`);
+    if (quote.price > this.#maxPrice) {
+      throw new PriceAboveCapError(peer, quote.price, this.#maxPrice);
     }
     if (quote.price > 0n && isAddressEqual(quote.payee, this.address)) {
       throw new QuoteRefusedError(peer, "it would be paid by its own account");
@@ -329,23 +526,28 @@ export class PayingClient implements DeliveryPayer {
     const batch = op.batch;
     if (batch.count === 0n) return op.queue.idle();
     op.batch = new ReceiptBatch();
-    return op.queue.run(async () => {
-      const amount = op.cumulative + quote.price * batch.bytes;
-      await this.#fund(op, quote, amount);
-      const voucher = {
-        channel: op.channel!,
-        cumulativeAmount: amount,
-        receiptsRoot: batch.root(),
-        receiptCount: batch.count,
-      };
-      const signature = await signVoucher(this.#signer, this.#domain, voucher);
-      // Signed is owed: a voucher lost on the way is covered by the next one, which is cumulative.
-      op.cumulative = amount;
-      op.paidBytes += batch.bytes;
-      op.vouchers++;
-      op.last = { voucher, signature, receipts: batch.receipts };
-      await this.#submit(op, op.last);
-    });
+    return op.queue.run(() => this.#voucher(op, quote, batch));
+  }
+
+  /** Signs and sends the voucher of `batch` (in `op`'s queue). */
+  async #voucher(op: Operator, quote: Quote, batch: ReceiptBatch): Promise<void> {
+    const amount = op.cumulative + quote.price * batch.bytes;
+    await this.#fund(op, quote, amount);
+    const voucher = {
+      channel: op.channel!,
+      cumulativeAmount: amount,
+      receiptsRoot: batch.root(),
+      receiptCount: batch.count,
+    };
+    const signature = await signVoucher(this.#signer, this.#domain, voucher);
+    // Signed is owed: a voucher lost on the way is covered by the next one, which is cumulative.
+    this.#spends.push([Date.now(), amount - op.cumulative]);
+    op.cumulative = amount;
+    op.lastUsed = Date.now();
+    op.paidBytes += batch.bytes;
+    op.vouchers++;
+    op.last = { voucher, signature, receipts: batch.receipts };
+    await this.#submit(op, op.last);
   }
 
   /** Sends the last voucher again, unless the operator acknowledged it meanwhile. */

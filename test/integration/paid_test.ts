@@ -383,7 +383,20 @@ Deno.test({
       const { cid } = await put.json() as { cid: string };
 
       const reader = await spawnNode(
-        ["--data", `${dir}/reader`, ...paid, "--price", "1", "--bootstrap", op.multiaddrs[0]!],
+        // 10 gwei a byte and 12 MiB are above the default ceiling and per-file cap: this reader allows them.
+        [
+          "--data",
+          `${dir}/reader`,
+          ...paid,
+          "--price",
+          "1",
+          "--max-price",
+          String(price),
+          "--max-spend-file",
+          String(parseEther("1")),
+          "--bootstrap",
+          op.multiaddrs[0]!,
+        ],
         { stderr: "piped" },
       );
       nodes.push(reader);

@@ -11,6 +11,9 @@ Deno.test("a volunteer node answers /api/pay with its mode, and exports every me
     const res = await app.request("/api/pay");
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { mode: "volunteer" });
+    const channels = await app.request("/api/channels");
+    assert.equal(channels.status, 200);
+    assert.deepEqual(await channels.json(), { mode: "volunteer", channels: [] });
 
     const text = await (await app.request("/metrics")).text();
     const series = [

@@ -489,7 +489,8 @@ withChain(
     const patient = await operator(held, { redeemFactor: 1_000_000 });
     // 1 wei per byte: 256 KiB are worth 262 144 wei, far less than any redeem's gas.
     const cheap = await operator(held, { price: 1n });
-    const cl = await client();
+    // Above the default price ceiling: this client accepts the eager operator's price.
+    const cl = await client({ maxPrice: 10n * PRICE });
     for (const op of [eager, patient, cheap]) {
       await fetchAll(cl.node, op.node, held.map((c) => c.cid));
     }
