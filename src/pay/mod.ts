@@ -50,6 +50,7 @@ export {
   VoucherDepositError,
   VoucherError,
   VoucherReplayError,
+  VoucherSignatureError,
   VoucherSignerError,
 } from "./errors.ts";
 export {
@@ -68,11 +69,13 @@ export {
 } from "./payer.ts";
 export {
   ChannelUnusableError,
+  DeskBusyError,
   DeskStoppedError,
   PAY_PROTOCOL,
   type PayCallOptions,
   PaymentRequiredError,
   PayProtocolError,
+  PayRateLimitedError,
   PeerBannedError,
   type Quote,
   QuoteRefusedError,

@@ -87,6 +87,22 @@ export class DeskStoppedError extends MeshError {
   }
 }
 
+/** The peer asks the desk to look at the chain more often than it allows. Not a forgery: ask again later. */
+export class PayRateLimitedError extends MeshError {
+  override name = "PayRateLimitedError";
+  constructor(readonly peer: string) {
+    super("pay_rate_limited", `Peer "${peer}" asks for chain look-ups too often: try again later`);
+  }
+}
+
+/** The desk holds as many accounts as it may, none of them idle: a new peer is not served now. */
+export class DeskBusyError extends MeshError {
+  override name = "DeskBusyError";
+  constructor(readonly peer: string) {
+    super("pay_busy", `The desk has no room for peer "${peer}" now: try again later`);
+  }
+}
+
 /** The voucher's receipts root or count does not match the receipts sent with it, or their parties. */
 export class VoucherReceiptsError extends VoucherError {
   override name = "VoucherReceiptsError";
