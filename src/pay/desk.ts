@@ -249,10 +249,17 @@ export class PaymentDesk implements DeliveryGate {
     this.#factor = BigInt(positiveInt(init.redeemFactor ?? 10, "redeemFactor"));
     this.#timeoutMs = positiveInt(init.timeoutMs ?? 10_000, "timeoutMs");
     this.#minChallenge = init.minChallengePeriod ?? 3600n;
-    const intro = nonNegativeInt(init.introBytes ?? Math.min(batchBytes, creditBytes), "introBytes");
+    const intro = nonNegativeInt(
+      init.introBytes ?? Math.min(batchBytes, creditBytes),
+      "introBytes",
+    );
     this.#intro = BigInt(intro);
-    this.#strangerCap = BigInt(nonNegativeInt(init.strangerBytes ?? 4 * batchBytes, "strangerBytes"));
-    this.#unpaidCap = BigInt(positiveInt(init.maxUnpaidBytes ?? 256 * 1024 * 1024, "maxUnpaidBytes"));
+    this.#strangerCap = BigInt(
+      nonNegativeInt(init.strangerBytes ?? 4 * batchBytes, "strangerBytes"),
+    );
+    this.#unpaidCap = BigInt(
+      positiveInt(init.maxUnpaidBytes ?? 256 * 1024 * 1024, "maxUnpaidBytes"),
+    );
     this.#idleMs = positiveInt(init.idleMs ?? 600_000, "idleMs");
     this.#maxAccounts = positiveInt(init.maxAccounts ?? 4096, "maxAccounts");
     this.#writeOffMs = positiveInt(init.writeOffMs ?? 3_600_000, "writeOffMs");
@@ -435,7 +442,9 @@ export class PaymentDesk implements DeliveryGate {
     let a = this.#accounts.get(peer);
     if (a === undefined) {
       const now = Date.now();
-      if (this.#accounts.size >= this.#maxAccounts || now - this.#lastSweep > 1000) this.#sweep(now);
+      if (this.#accounts.size >= this.#maxAccounts || now - this.#lastSweep > 1000) {
+        this.#sweep(now);
+      }
       if (this.#accounts.size >= this.#maxAccounts) throw new DeskBusyError(peer);
       a = {
         peer,
@@ -568,7 +577,9 @@ export class PaymentDesk implements DeliveryGate {
       accepted = account.accepted;
     } else {
       const state = await this.#lookup(account, voucher.channel);
-      if (state.status === "none") throw new ChannelUnusableError(voucher.channel, "does not exist");
+      if (state.status === "none") {
+        throw new ChannelUnusableError(voucher.channel, "does not exist");
+      }
       if (!isAddressEqual(state.payee, this.#quote.payee)) {
         throw new ChannelUnusableError(voucher.channel, `pays "${state.payee}", not this operator`);
       }
