@@ -31,7 +31,7 @@ import {
 } from "viem/actions";
 import type { CID } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
-import type { DeliveryGate } from "../mesh/exchange.ts";
+import { type DeliveryGate, MAX_CHUNK_BYTES } from "../mesh/exchange.ts";
 import { channelHubAbi } from "./abi.ts";
 import type { ChainConfig } from "./chain.ts";
 import { getChannel, redeemVoucher } from "./channel.ts";
@@ -70,9 +70,10 @@ export interface PaymentDeskInit {
   creditBytes?: number;
   /** Bytes a peer without a bound channel may be served ahead of its first voucher; 0 for none (a client must
    * then open its channel and send a first voucher, e.g. for 1 wei with no receipts, before asking). Default:
-   * `batchBytes`, capped at `creditBytes`. */
+   * `batchBytes` and one largest chunk (what a client receives before its first voucher), at most
+   * `creditBytes`. */
   introBytes?: number;
-  /** Most bytes owed by all peers without a bound channel together. Default: 4 x `batchBytes`. */
+  /** Most bytes owed by all peers without a bound channel together. Default: 4 x `batchBytes` (16 MiB). */
   strangerBytes?: number;
   /** Most bytes owed by all peers together (with the debt of dropped accounts). Default: 256 MiB. */
   maxUnpaidBytes?: number;
@@ -249,8 +250,9 @@ export class PaymentDesk implements DeliveryGate {
     this.#factor = BigInt(positiveInt(init.redeemFactor ?? 10, "redeemFactor"));
     this.#timeoutMs = positiveInt(init.timeoutMs ?? 10_000, "timeoutMs");
     this.#minChallenge = init.minChallengePeriod ?? 3600n;
+    // An honest client pays once its batch holds batchBytes: it must be served that much and one chunk more.
     const intro = nonNegativeInt(
-      init.introBytes ?? Math.min(batchBytes, creditBytes),
+      init.introBytes ?? Math.min(batchBytes + MAX_CHUNK_BYTES, creditBytes),
       "introBytes",
     );
     this.#intro = BigInt(intro);
