@@ -91,13 +91,17 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
 /** Paid delivery settings from --price and the pay key (see `src/pay/account.ts` for where it is looked for). */
 async function payConfig(
   { resolvePayAccount, fundDevAccount }: Pay,
-  values: { price?: string; "pay-key"?: string; "pay-key-file"?: string },
+  values: { price?: string; "max-unpaid"?: string; "pay-key"?: string; "pay-key-file"?: string },
   dataDir: string,
   chain: ChainConfig,
 ): Promise<Omit<PaidDeliveryInit, "chain">> {
   const price = setting(values.price, "MESH_PRICE", "0");
   if (!/^\d{1,40}$/.test(price)) {
     throw new UsageError(`Price "${price}" must be a whole number of wei per byte`);
+  }
+  const maxUnpaid = setting(values["max-unpaid"], "MESH_MAX_UNPAID", "");
+  if (maxUnpaid !== "" && !/^[1-9]\d{0,14}$/.test(maxUnpaid)) {
+    throw new UsageError(`Max unpaid "${maxUnpaid}" must be a positive whole number of bytes`);
   }
   const found = await resolvePayAccount({
     dataDir,
@@ -109,7 +113,11 @@ async function payConfig(
       console.error(JSON.stringify({ level: "warn", component: "pay", msg, ...fields })),
   });
   if (found.derived) await fundDevAccount(chain.rpc, found.account.address);
-  return { account: found.account, price: BigInt(price) };
+  return {
+    account: found.account,
+    price: BigInt(price),
+    ...(maxUnpaid !== "" ? { maxUnpaidBytes: Number(maxUnpaid) } : {}),
+  };
 }
 
 const SERVE_HELP = `Usage: deno task serve [options]
@@ -136,6 +144,7 @@ Options (flag, then environment variable, then default):
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
   --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
+  --max-unpaid BYTES  MESH_MAX_UNPAID   most bytes served ahead of payment to all peers together  [268435456]
   --pay-key-file FILE MESH_PAY_KEY_FILE file holding the 0x private key of the account that pays and is
                                         paid (mode 600)   [<data>/pay.key when present]
                     MESH_PAY_KEY      the key itself, from the environment
@@ -188,6 +197,7 @@ async function serve(args: string[]): Promise<number> {
       chain: { type: "string" },
       "chain-file": { type: "string" },
       price: { type: "string" },
+      "max-unpaid": { type: "string" },
       "pay-key": { type: "string" },
       "pay-key-file": { type: "string" },
       listen: { type: "string", multiple: true },

@@ -532,6 +532,7 @@ export class PaymentDesk implements DeliveryGate {
     } catch (e) {
       forged = isForgery(e);
       if (forged) this.#ban(peer, (e as Error).message);
+      else forged = this.#bans.has(peer) && !(e instanceof PeerBannedError); // banned just now
       reply = e instanceof MeshError
         ? { error: e.code, message: e.message }
         : { error: "error", message: "The request could not be handled" };
@@ -653,29 +654,28 @@ export class PaymentDesk implements DeliveryGate {
         accepted,
         deposit,
       });
-    try {
-      await check(channel.deposit);
-      return;
-    } catch (e) {
-      if (!(e instanceof VoucherDepositError)) throw e;
-      if (!fresh) {
-        if (!this.#takeToken(account)) throw e; // refused on what we know: no call, no strike
-        channel.deposit =
-          (await getChannel(this.#wallet, { address: this.#hub, channel: channel.id })).deposit;
-        try {
-          await check(channel.deposit);
-          return;
-        } catch (again) {
-          if (!(again instanceof VoucherDepositError)) throw again;
-          e = again;
-        }
+    const attempt = async (deposit: bigint): Promise<VoucherDepositError | undefined> => {
+      try {
+        await check(deposit);
+      } catch (e) {
+        if (e instanceof VoucherDepositError) return e;
+        throw e;
       }
-      // Signed by the payer for more than it has just been seen to hold: never redeemable.
-      if (++account.overDeposits >= this.#maxOverDeposits) {
-        this.#ban(account.peer, `${account.overDeposits} vouchers above the deposit`);
-      }
-      throw e;
+    };
+    let error = await attempt(channel.deposit);
+    if (error === undefined) return;
+    if (!fresh) {
+      if (!this.#takeToken(account)) throw error; // refused on what we know: no call, no strike
+      channel.deposit =
+        (await getChannel(this.#wallet, { address: this.#hub, channel: channel.id })).deposit;
+      error = await attempt(channel.deposit);
+      if (error === undefined) return;
     }
+    // Signed by the payer for more than it has just been seen to hold: never redeemable.
+    if (++account.overDeposits >= this.#maxOverDeposits) {
+      this.#ban(account.peer, `${account.overDeposits} vouchers above the deposit`);
+    }
+    throw error;
   }
 
   /** The channel's state, if the peer's look-up budget allows. */

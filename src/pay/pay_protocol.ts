@@ -111,8 +111,9 @@ export class VoucherReceiptsError extends VoucherError {
   }
 }
 
-/** The voucher names a channel this operator cannot be paid through: unknown, another payee's, already used
- * by another peer (`forged`), or closing, or with too short a challenge period (not `forged`). */
+/** The voucher names a channel this operator cannot be paid through: unknown or another payee's (`forged`),
+ * or (signed by its payer) bound to another peer, closing, or with too short a challenge period (not
+ * `forged`: a squatter cannot get the real payer banned). */
 export class ChannelUnusableError extends VoucherError {
   override name = "ChannelUnusableError";
   constructor(readonly channel: string, reason: string, readonly forged = true) {
