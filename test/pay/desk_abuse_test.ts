@@ -263,6 +263,22 @@ withChain(
     const account = op.desk.accounts().find((a) => a.peer === victim.peerId)!;
     assert.equal(account.channel, channel);
     assert.equal(account.banned, undefined);
+
+    // The payer's voucher carried by another of its peers is refused, but signed by the payer: no ban.
+    const other = await node();
+    await other.connect(op.node.multiaddrs()[0]!);
+    const second = voucherOf(channel, 2n);
+    await assert.rejects(
+      submitVoucher(other.libp2p, op.node.peerId, {
+        voucher: second,
+        signature: await signVoucher(payer.account, domain, second),
+        receipts: [],
+      }),
+      (e: unknown) =>
+        e instanceof VoucherRefusedError && e.code === "voucher_channel_unusable" &&
+        /another peer/.test(e.message),
+    );
+    assert.ok(other.connectedPeers().includes(op.node.peerId));
     assert.equal(op.desk.stats().banned, 1);
   },
 );
@@ -320,6 +336,15 @@ withChain(
     for (const c of held.slice(0, 4)) {
       assert.deepEqual(await honest.fetchChunk(op.node.peerId, c.cid), c.bytes);
     }
+
+    // introBytes 0: no credit at all before a bound channel.
+    const strict = await operator(held, { introBytes: 0, paymentWaitMs: 50 });
+    const stranger = await node();
+    await assert.rejects(
+      stranger.fetchChunk(strict.node.multiaddrs()[0]!, held[0]!.cid),
+      (e: unknown) => e instanceof DeliveryRefusedError && e.code === "payment_required",
+    );
+    assert.equal(strict.desk.stats().servedBytes, 0n);
   },
 );
 
