@@ -6,7 +6,7 @@
  * may owe at most `creditBytes` worth of service, one without only `introBytes` (its first voucher binds the
  * channel), and all peers together at most `maxUnpaidBytes` (strangers `strangerBytes`); past that the exchange
  * waits up to `paymentWaitMs` for a voucher, then refuses with {@link PaymentRequiredError} (402). Idle accounts
- * are dropped (their debt still counts against the caps for `writeOffMs`), so memory stays bounded.
+ * are dropped (their debt fades out of the caps over `writeOffMs`), so memory stays bounded.
  *
  * A voucher is checked as `ChannelHub.redeem` will check it (the same signature rule, channel open and paying
  * this operator, signed by its payer for this hub and chain, amount above the last one and within the deposit)
@@ -82,7 +82,8 @@ export interface PaymentDeskInit {
   /** Most accounts kept; past it the longest idle is dropped, and a new peer refused if none can be. Default:
    * 4 096. */
   maxAccounts?: number;
-  /** How long the unpaid bytes of a dropped account still count against the caps, in ms. Default: 3 600 000. */
+  /** The unpaid bytes of dropped accounts keep counting against the caps, fading by 1/`writeOffMs` of their
+   * sum per ms. In ms. Default: 3 600 000 (an hour). */
   writeOffMs?: number;
   /** Chain look-ups one peer may cause: a burst, then so many a minute. Default: 4, then 60 a minute. */
   lookupBurst?: number;
@@ -193,6 +194,9 @@ function isForgery(e: unknown): boolean {
   return e instanceof VoucherError && !(e instanceof VoucherDepositError);
 }
 
+/** An account is dropped for a newcomer only once idle this long (ms): not while its request is in flight. */
+const LRU_MIN_IDLE_MS = 1000;
+
 /** Bans kept at most (the oldest is forgotten first): a banned peer can make new identities anyway. */
 const MAX_BANS = 65_536;
 
@@ -227,7 +231,7 @@ export class PaymentDesk implements DeliveryGate {
   /** Wei owed by every account kept, and by those without a bound channel. */
   #owed = 0n;
   #strangersOwed = 0n;
-  /** Wei owed by dropped accounts, forgiven linearly over `writeOffMs`, as of `#writtenOffAt`. */
+  /** Wei owed by dropped accounts, fading over `writeOffMs`, as of `#writtenOffAt`. */
   #writtenOff = 0n;
   #writtenOffAt = 0;
   #lastSweep = 0;
@@ -383,14 +387,18 @@ export class PaymentDesk implements DeliveryGate {
     if (a.channel === undefined) this.#strangersOwed += after;
   }
 
-  /** Debt of dropped accounts still counted, forgiven linearly over `writeOffMs`. */
+  /** Debt of dropped accounts still counted: it fades at 1/`writeOffMs` of itself per ms, so new peer IDs
+   * get about `strangerBytes` an hour in all, however many there are. */
   #writtenOffNow(): bigint {
     if (this.#writtenOff === 0n) return 0n;
     const now = Date.now();
-    const forgiven = this.#unpaidCap * this.#price * BigInt(now - this.#writtenOffAt) /
-      BigInt(this.#writeOffMs);
-    this.#writtenOff = max0(this.#writtenOff - forgiven);
-    this.#writtenOffAt = now;
+    const elapsed = BigInt(Math.min(now - this.#writtenOffAt, this.#writeOffMs));
+    const forgiven = this.#writtenOff * elapsed / BigInt(this.#writeOffMs);
+    // Left as it is until a whole wei fades, so that frequent calls cannot round it away to nothing.
+    if (forgiven > 0n) {
+      this.#writtenOff -= forgiven;
+      this.#writtenOffAt = now;
+    }
     return this.#writtenOff;
   }
 
@@ -468,8 +476,8 @@ export class PaymentDesk implements DeliveryGate {
     return a;
   }
 
-  /** Drops accounts idle for `idleMs`, then, while over `maxAccounts`, the longest idle (for a second at
-   * least). Never one with a request waiting, a voucher in hand, or value left to redeem. */
+  /** Drops accounts idle for `idleMs`, then, while at `maxAccounts`, the longest idle (if idle for
+   * {@link LRU_MIN_IDLE_MS}). Never one with a request waiting, a voucher in hand, or value left to redeem. */
   #sweep(now: number): void {
     this.#lastSweep = now;
     const droppable = [...this.#accounts.values()].filter((a) =>
@@ -479,7 +487,9 @@ export class PaymentDesk implements DeliveryGate {
     droppable.sort((x, y) => x.active - y.active);
     for (const a of droppable) {
       const idle = now - a.active;
-      if (idle < this.#idleMs && (this.#accounts.size < this.#maxAccounts || idle < 1000)) break;
+      if (
+        idle < this.#idleMs && (this.#accounts.size < this.#maxAccounts || idle < LRU_MIN_IDLE_MS)
+      ) break;
       this.#evict(a);
     }
   }
@@ -489,8 +499,8 @@ export class PaymentDesk implements DeliveryGate {
     this.#owed -= owed;
     if (a.channel === undefined) this.#strangersOwed -= owed;
     // What it still owed is written off, but keeps counting against the caps for a while.
-    this.#writtenOff = this.#writtenOffNow() + owed;
-    this.#writtenOffAt = Date.now();
+    if (this.#writtenOffNow() === 0n) this.#writtenOffAt = Date.now();
+    this.#writtenOff += owed;
     if (a.channel !== undefined && this.#channels.get(a.channel.id) === a.peer) {
       this.#channels.delete(a.channel.id);
     }

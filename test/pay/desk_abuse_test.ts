@@ -292,6 +292,7 @@ withChain(
       strangerBytes: 8 * CHUNK,
       maxUnpaidBytes: 16 * CHUNK,
       maxAccounts: 16,
+      idleMs: 20,
       paymentWaitMs: 50,
     });
     let got = 0;
@@ -345,6 +346,27 @@ withChain(
       (e: unknown) => e instanceof DeliveryRefusedError && e.code === "payment_required",
     );
     assert.equal(strict.desk.stats().servedBytes, 0n);
+
+    // A dropped stranger's debt fades out of the caps (here over 300 ms): nobody is locked out for good.
+    const fading = await operator(held, {
+      introBytes: 2 * CHUNK,
+      strangerBytes: 2 * CHUNK,
+      maxAccounts: 1,
+      writeOffMs: 300,
+      paymentWaitMs: 50,
+    });
+    const gone = await node();
+    for (const c of held.slice(0, 2)) await gone.fetchChunk(fading.node.multiaddrs()[0]!, c.cid);
+    await gone.stop();
+    await new Promise((r) => setTimeout(r, 1100)); // idle long enough to be dropped for a newcomer
+    const next = await node();
+    await assert.rejects(
+      next.fetchChunk(fading.node.multiaddrs()[0]!, held[2]!.cid),
+      (e: unknown) => e instanceof DeliveryRefusedError && e.code === "payment_required",
+    );
+    assert.equal(fading.desk.stats().evicted, 1);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(await next.fetchChunk(fading.node.peerId, held[2]!.cid), held[2]!.bytes);
   },
 );
 
