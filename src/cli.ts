@@ -95,6 +95,7 @@ async function payConfig(
     price?: string;
     "pay-key"?: string;
     "pay-key-file"?: string;
+    "max-unpaid"?: string;
     "max-price"?: string;
     "max-spend-file"?: string;
     "max-spend-day"?: string;
@@ -106,6 +107,10 @@ async function payConfig(
   const price = setting(values.price, "MESH_PRICE", "0");
   if (!/^\d{1,40}$/.test(price)) {
     throw new UsageError(`Price "${price}" must be a whole number of wei per byte`);
+  }
+  const maxUnpaid = setting(values["max-unpaid"], "MESH_MAX_UNPAID", "");
+  if (maxUnpaid !== "" && !/^[1-9]\d{0,14}$/.test(maxUnpaid)) {
+    throw new UsageError(`Max unpaid "${maxUnpaid}" must be a positive whole number of bytes`);
   }
   const found = await resolvePayAccount({
     dataDir,
@@ -139,6 +144,7 @@ async function payConfig(
     ...(maxSpendPerFile !== undefined ? { maxSpendPerFile } : {}),
     ...(maxSpendPerDay !== undefined ? { maxSpendPerDay } : {}),
     ...(idle !== undefined ? { idleCloseMs: Number(idle) } : {}),
+    ...(maxUnpaid !== "" ? { maxUnpaidBytes: Number(maxUnpaid) } : {}),
   };
 }
 
@@ -171,6 +177,7 @@ Options (flag, then environment variable, then default):
   --max-spend-file WEI MESH_MAX_SPEND_FILE  most wei paid for one file   [1e17: 0.1 ETH]
   --max-spend-day WEI MESH_MAX_SPEND_DAY  most wei paid in any 24 h      [1e18: 1 ETH]
   --idle-close MS     MESH_IDLE_CLOSE   close a channel unused this long; 0 keeps them  [600000: 10 min]
+  --max-unpaid BYTES  MESH_MAX_UNPAID   most bytes served ahead of payment to all peers together  [268435456]
   --pay-key-file FILE MESH_PAY_KEY_FILE file holding the 0x private key of the account that pays and is
                                         paid (mode 600)   [<data>/pay.key when present]
                     MESH_PAY_KEY      the key itself, from the environment
@@ -227,6 +234,7 @@ async function serve(args: string[]): Promise<number> {
       "max-spend-file": { type: "string" },
       "max-spend-day": { type: "string" },
       "idle-close": { type: "string" },
+      "max-unpaid": { type: "string" },
       "pay-key": { type: "string" },
       "pay-key-file": { type: "string" },
       listen: { type: "string", multiple: true },

@@ -38,6 +38,8 @@ export interface PaidDeliveryInit {
   /** Bytes per voucher, both ways. Default: `DEFAULT_BATCH_BYTES` (4 MiB). */
   batchBytes?: number;
   /** Bytes served ahead of payment. Default: 2 x `batchBytes`. */
+  /** Most bytes owed to this node by all peers together (see `PaymentDeskInit`). Default: 256 MiB. */
+  maxUnpaidBytes?: number;
   creditBytes?: number;
   /** Wait for a voucher before refusing a peer past its credit, in ms. Default: 10 000. */
   paymentWaitMs?: number;
@@ -170,7 +172,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
       price,
       transactions,
       onEvent,
-      ...pick(init, "batchBytes", "creditBytes", "paymentWaitMs", "redeemFactor"),
+      ...pick(init, "batchBytes", "creditBytes", "paymentWaitMs", "redeemFactor", "maxUnpaidBytes"),
     })
     : undefined;
   const payer = new PayingClient({

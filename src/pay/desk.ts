@@ -2,11 +2,17 @@
  * The operator's side of paid delivery: a {@link DeliveryGate} for the chunk exchange that meters what each peer
  * is served, and the server of `/meshgate/pay/1.0.0` that takes its vouchers.
  *
- * Every peer has an account: bytes served, and the latest voucher accepted from it. A peer may owe at most
- * `creditBytes` worth of service; past that the exchange waits up to `paymentWaitMs` for a voucher, then
- * refuses with {@link PaymentRequiredError} (402). A voucher is checked as `ChannelHub.redeem` will check it
- * (channel open and paying this operator, signed by its payer for this hub and chain, amount above the last
- * one and within the deposit) and against the receipts sent with it; a forged one bans the peer and hangs up.
+ * Every peer has an account: bytes served, and the latest voucher accepted from it. A peer with a bound channel
+ * may owe at most `creditBytes` worth of service, one without only `introBytes` (its first voucher binds the
+ * channel), and all peers together at most `maxUnpaidBytes` (strangers `strangerBytes`); past that the exchange
+ * waits up to `paymentWaitMs` for a voucher, then refuses with {@link PaymentRequiredError} (402). Idle accounts
+ * are dropped (their debt fades out of the caps over `writeOffMs`), so memory stays bounded.
+ *
+ * A voucher is checked as `ChannelHub.redeem` will check it (the same signature rule, channel open and paying
+ * this operator, signed by its payer for this hub and chain, amount above the last one and within the deposit)
+ * and against the receipts sent with it, all before anything is recorded: a peer naming a channel whose payer
+ * did not sign is banned without touching that channel's real payer. Forged or foreign vouchers, and repeated
+ * vouchers above the deposit, ban the peer and hang up; chain look-ups are rate-limited per peer.
  *
  * Redeeming costs gas, so the desk redeems a channel's latest voucher only when what it would collect is more
  * than `redeemFactor` times the cost of a redeem (the gas it measured on its last redeem of that channel, else
@@ -25,22 +31,25 @@ import {
 } from "viem/actions";
 import type { CID } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
-import type { DeliveryGate } from "../mesh/exchange.ts";
+import { type DeliveryGate, MAX_CHUNK_BYTES } from "../mesh/exchange.ts";
 import { channelHubAbi } from "./abi.ts";
 import type { ChainConfig } from "./chain.ts";
 import { getChannel, redeemVoucher } from "./channel.ts";
-import { VoucherDepositError, VoucherError } from "./errors.ts";
+import { VoucherChannelError, VoucherDepositError, VoucherError } from "./errors.ts";
 import { DEFAULT_BATCH_BYTES, type Receipt, ReceiptBatch } from "./receipts.ts";
-import { channelHubDomain, verifyVoucher, type Voucher } from "./voucher.ts";
+import { channelHubDomain, checkSignature, verifyVoucher, type Voucher } from "./voucher.ts";
 import {
   ChannelUnusableError,
+  DeskBusyError,
   DeskStoppedError,
   encodeQuote,
   parseVoucherMessage,
   PAY_PROTOCOL,
   PaymentRequiredError,
+  PayRateLimitedError,
   PeerBannedError,
   type Quote,
+  type VoucherMessage,
   VoucherReceiptsError,
 } from "./pay_protocol.ts";
 import { Serial } from "./_serial.ts";
@@ -57,8 +66,30 @@ export interface PaymentDeskInit {
   price: bigint;
   /** Bytes each voucher should pay for, as the quote announces. Default: {@link DEFAULT_BATCH_BYTES}. */
   batchBytes?: number;
-  /** Bytes a peer may be served ahead of payment. Default: 2 x `batchBytes`. */
+  /** Bytes a peer with a bound channel may be served ahead of payment. Default: 2 x `batchBytes`. */
   creditBytes?: number;
+  /** Bytes a peer without a bound channel may be served ahead of its first voucher; 0 for none (a client must
+   * then open its channel and send a first voucher, e.g. for 1 wei with no receipts, before asking). Default:
+   * `batchBytes` and one largest chunk (what a client receives before its first voucher), at most
+   * `creditBytes`. */
+  introBytes?: number;
+  /** Most bytes owed by all peers without a bound channel together. Default: 4 x `batchBytes` (16 MiB). */
+  strangerBytes?: number;
+  /** Most bytes owed by all peers together (with the debt of dropped accounts). Default: 256 MiB. */
+  maxUnpaidBytes?: number;
+  /** An account idle this long, with nothing left to redeem, is dropped. In ms. Default: 600 000. */
+  idleMs?: number;
+  /** Most accounts kept; past it the longest idle is dropped, and a new peer refused if none can be. Default:
+   * 4 096. */
+  maxAccounts?: number;
+  /** The unpaid bytes of dropped accounts keep counting against the caps, fading by 1/`writeOffMs` of their
+   * sum per ms. In ms. Default: 3 600 000 (an hour). */
+  writeOffMs?: number;
+  /** Chain look-ups one peer may cause: a burst, then so many a minute. Default: 4, then 60 a minute. */
+  lookupBurst?: number;
+  lookupsPerMinute?: number;
+  /** Vouchers above the (freshly read) deposit a peer may send before it is banned. Default: 3. */
+  maxOverDeposits?: number;
   /** How long a request past the credit waits for a voucher before it is refused, in ms. Default: 10 000. */
   paymentWaitMs?: number;
   /** Redeem once a channel's unredeemed value exceeds this many times the cost of a redeem. Default: 10. */
@@ -116,6 +147,10 @@ export interface DeskStats {
   /** Gas used by the last redeem (0n before any). */
   lastRedeemGas: bigint;
   banned: number;
+  /** Wei of service owed by the accounts kept, and by dropped ones still counted against the caps. */
+  owedWei: bigint;
+  /** Accounts dropped so far. */
+  evicted: number;
 }
 
 interface Latest {
@@ -134,7 +169,15 @@ interface Account {
   latest?: Latest;
   redeemed: bigint;
   vouchers: number;
-  banned?: string;
+  /** Last request or voucher, for eviction (ms). */
+  active: number;
+  /** Vouchers being handled. */
+  busy: number;
+  /** Chain look-ups left in the peer's bucket, as of `tokensAt`. */
+  tokens: number;
+  tokensAt: number;
+  /** Validly signed vouchers above the deposit read just before. */
+  overDeposits: number;
   /** Measured gas of this channel's last redeem, else the estimate for its first. */
   redeemGas?: bigint;
   /** The factor of the redeem check queued, if one is (the lowest asked for since). */
@@ -150,6 +193,12 @@ function isForgery(e: unknown): boolean {
   if (e instanceof ChannelUnusableError) return e.forged;
   return e instanceof VoucherError && !(e instanceof VoucherDepositError);
 }
+
+/** An account is dropped for a newcomer only once idle this long (ms): not while its request is in flight. */
+const LRU_MIN_IDLE_MS = 1000;
+
+/** Bans kept at most (the oldest is forgotten first): a banned peer can make new identities anyway. */
+const MAX_BANS = 65_536;
 
 /** The operator's side of paid delivery. Pass it as the exchange's `gate`, then {@link start} it. */
 export class PaymentDesk implements DeliveryGate {
@@ -168,6 +217,25 @@ export class PaymentDesk implements DeliveryGate {
   readonly #accounts = new Map<string, Account>();
   /** Channel id -> the peer it is bound to. */
   readonly #channels = new Map<Hex, string>();
+  /** Peer -> why it is refused; kept beyond its account (the oldest dropped past {@link MAX_BANS}). */
+  readonly #bans = new Map<string, string>();
+  readonly #intro: bigint;
+  readonly #strangerCap: bigint;
+  readonly #unpaidCap: bigint;
+  readonly #idleMs: number;
+  readonly #maxAccounts: number;
+  readonly #writeOffMs: number;
+  readonly #burst: number;
+  readonly #perMs: number;
+  readonly #maxOverDeposits: number;
+  /** Wei owed by every account kept, and by those without a bound channel. */
+  #owed = 0n;
+  #strangersOwed = 0n;
+  /** Wei owed by dropped accounts, fading over `writeOffMs`, as of `#writtenOffAt`. */
+  #writtenOff = 0n;
+  #writtenOffAt = 0;
+  #lastSweep = 0;
+  #evicted = 0;
   #libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp"> | undefined;
   #stopped = false;
   #fee: { perGas: bigint; at: number } | undefined;
@@ -186,6 +254,24 @@ export class PaymentDesk implements DeliveryGate {
     this.#factor = BigInt(positiveInt(init.redeemFactor ?? 10, "redeemFactor"));
     this.#timeoutMs = positiveInt(init.timeoutMs ?? 10_000, "timeoutMs");
     this.#minChallenge = init.minChallengePeriod ?? 3600n;
+    // An honest client pays once its batch holds batchBytes: it must be served that much and one chunk more.
+    const intro = nonNegativeInt(
+      init.introBytes ?? Math.min(batchBytes + MAX_CHUNK_BYTES, creditBytes),
+      "introBytes",
+    );
+    this.#intro = BigInt(intro);
+    this.#strangerCap = BigInt(
+      nonNegativeInt(init.strangerBytes ?? 4 * batchBytes, "strangerBytes"),
+    );
+    this.#unpaidCap = BigInt(
+      positiveInt(init.maxUnpaidBytes ?? 256 * 1024 * 1024, "maxUnpaidBytes"),
+    );
+    this.#idleMs = positiveInt(init.idleMs ?? 600_000, "idleMs");
+    this.#maxAccounts = positiveInt(init.maxAccounts ?? 4096, "maxAccounts");
+    this.#writeOffMs = positiveInt(init.writeOffMs ?? 3_600_000, "writeOffMs");
+    this.#burst = positiveInt(init.lookupBurst ?? 4, "lookupBurst");
+    this.#perMs = positiveInt(init.lookupsPerMinute ?? 60, "lookupsPerMinute") / 60_000;
+    this.#maxOverDeposits = positiveInt(init.maxOverDeposits ?? 3, "maxOverDeposits");
     this.#txs = init.transactions ?? new Serial();
     this.#onEvent = init.onEvent;
     this.#quote = {
@@ -233,7 +319,7 @@ export class PaymentDesk implements DeliveryGate {
   // DeliveryGate
 
   admit(peer: string): void {
-    const banned = this.#accounts.get(peer)?.banned;
+    const banned = this.#bans.get(peer);
     if (banned !== undefined) throw new PeerBannedError(peer, banned);
   }
 
@@ -243,14 +329,16 @@ export class PaymentDesk implements DeliveryGate {
     bytes: number,
     options: { signal: AbortSignal },
   ): Promise<void> {
+    this.admit(peer);
     const account = this.#account(peer);
     const deadline = Date.now() + this.#waitMs;
     while (true) {
       if (this.#stopped) throw new DeskStoppedError();
-      if (account.banned !== undefined) throw new PeerBannedError(peer, account.banned);
+      this.admit(peer);
+      account.active = Date.now();
       const unpaid = (account.served + BigInt(bytes)) * this.#price -
         (account.accepted - account.base);
-      if (unpaid <= this.#credit * this.#price) break;
+      if (this.#fits(account, unpaid)) break;
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new PaymentRequiredError(
@@ -261,12 +349,57 @@ export class PaymentDesk implements DeliveryGate {
       }
       await this.#nextPayment(account, left, options.signal);
     }
-    // Counted now, in the same turn as the check: concurrent requests of one peer cannot overdraw.
-    account.served += BigInt(bytes);
+    // Counted now, in the same turn as the check: concurrent requests cannot overdraw.
+    this.#change(account, () => account.served += BigInt(bytes));
   }
 
   served(peer: string, _cid: CID, bytes: number, delivered: boolean): void {
-    if (!delivered) this.#account(peer).served -= BigInt(bytes);
+    const account = this.#accounts.get(peer);
+    if (account === undefined) return;
+    account.active = Date.now();
+    if (!delivered) this.#change(account, () => account.served -= BigInt(bytes));
+  }
+
+  /** Whether `account` may owe `unpaid` wei: its own credit, the strangers' pool, the desk's cap. */
+  #fits(account: Account, unpaid: bigint): boolean {
+    const own = account.channel !== undefined ? this.#credit : this.#intro;
+    if (unpaid > own * this.#price) return false;
+    const growth = max0(unpaid) - this.#owedOf(account);
+    if (growth <= 0n) return true;
+    const writtenOff = this.#writtenOffNow();
+    if (this.#owed + writtenOff + growth > this.#unpaidCap * this.#price) return false;
+    return account.channel !== undefined ||
+      this.#strangersOwed + writtenOff + growth <= this.#strangerCap * this.#price;
+  }
+
+  #owedOf(a: Account): bigint {
+    return max0(a.served * this.#price - (a.accepted - a.base));
+  }
+
+  /** Applies `mutate` to `a`, keeping the desk's totals of what is owed. */
+  #change(a: Account, mutate: () => unknown): void {
+    const before = this.#owedOf(a);
+    const stranger = a.channel === undefined;
+    mutate();
+    const after = this.#owedOf(a);
+    this.#owed += after - before;
+    if (stranger) this.#strangersOwed -= before;
+    if (a.channel === undefined) this.#strangersOwed += after;
+  }
+
+  /** Debt of dropped accounts still counted: it fades at 1/`writeOffMs` of itself per ms, so new peer IDs
+   * get about `strangerBytes` an hour in all, however many there are. */
+  #writtenOffNow(): bigint {
+    if (this.#writtenOff === 0n) return 0n;
+    const now = Date.now();
+    const elapsed = BigInt(Math.min(now - this.#writtenOffAt, this.#writeOffMs));
+    const forgiven = this.#writtenOff * elapsed / BigInt(this.#writeOffMs);
+    // Left as it is until a whole wei fades, so that frequent calls cannot round it away to nothing.
+    if (forgiven > 0n) {
+      this.#writtenOff -= forgiven;
+      this.#writtenOffAt = now;
+    }
+    return this.#writtenOff;
   }
 
   // -----------------------------------------------------------------------------------------------------------
@@ -282,18 +415,17 @@ export class PaymentDesk implements DeliveryGate {
       redeemed: a.redeemed,
       base: a.base,
       vouchers: a.vouchers,
-      ...(a.banned !== undefined ? { banned: a.banned } : {}),
+      ...(this.#bans.has(a.peer) ? { banned: this.#bans.get(a.peer) } : {}),
     }));
   }
 
   /** Totals over every peer. */
   stats(): DeskStats {
-    let servedBytes = 0n, vouchers = 0, acceptedWei = 0n, banned = 0;
+    let servedBytes = 0n, vouchers = 0, acceptedWei = 0n;
     for (const a of this.#accounts.values()) {
       servedBytes += a.served;
       vouchers += a.vouchers;
       acceptedWei += a.accepted - a.base;
-      if (a.banned !== undefined) banned++;
     }
     const s = this.#stats;
     return {
@@ -306,16 +438,24 @@ export class PaymentDesk implements DeliveryGate {
       redeemGas: s.redeemGas,
       redeemGasCost: s.redeemGasCost,
       lastRedeemGas: s.lastGas,
-      banned,
+      banned: this.#bans.size,
+      owedWei: this.#owed + this.#writtenOffNow(),
+      evicted: this.#evicted,
     };
   }
 
   // -----------------------------------------------------------------------------------------------------------
   // Accounts and vouchers
 
+  /** The peer's account, made on first sight. Throws {@link DeskBusyError} when no room can be made. */
   #account(peer: string): Account {
     let a = this.#accounts.get(peer);
     if (a === undefined) {
+      const now = Date.now();
+      if (this.#accounts.size >= this.#maxAccounts || now - this.#lastSweep > 1000) {
+        this.#sweep(now);
+      }
+      if (this.#accounts.size >= this.#maxAccounts) throw new DeskBusyError(peer);
       a = {
         peer,
         served: 0n,
@@ -323,12 +463,49 @@ export class PaymentDesk implements DeliveryGate {
         base: 0n,
         redeemed: 0n,
         vouchers: 0,
+        active: now,
+        busy: 0,
+        tokens: this.#burst,
+        tokensAt: now,
+        overDeposits: 0,
         lock: new Serial(),
         waiters: new Set(),
       };
       this.#accounts.set(peer, a);
     }
     return a;
+  }
+
+  /** Drops accounts idle for `idleMs`, then, while at `maxAccounts`, the longest idle (if idle for
+   * {@link LRU_MIN_IDLE_MS}). Never one with a request waiting, a voucher in hand, or value left to redeem. */
+  #sweep(now: number): void {
+    this.#lastSweep = now;
+    const droppable = [...this.#accounts.values()].filter((a) =>
+      a.waiters.size === 0 && a.busy === 0 && a.redeemQueued === undefined &&
+      (a.latest === undefined || a.latest.voucher.cumulativeAmount <= a.redeemed)
+    );
+    droppable.sort((x, y) => x.active - y.active);
+    for (const a of droppable) {
+      const idle = now - a.active;
+      if (
+        idle < this.#idleMs && (this.#accounts.size < this.#maxAccounts || idle < LRU_MIN_IDLE_MS)
+      ) break;
+      this.#evict(a);
+    }
+  }
+
+  #evict(a: Account): void {
+    const owed = this.#owedOf(a);
+    this.#owed -= owed;
+    if (a.channel === undefined) this.#strangersOwed -= owed;
+    // What it still owed is written off, but keeps counting against the caps for a while.
+    if (this.#writtenOffNow() === 0n) this.#writtenOffAt = Date.now();
+    this.#writtenOff += owed;
+    if (a.channel !== undefined && this.#channels.get(a.channel.id) === a.peer) {
+      this.#channels.delete(a.channel.id);
+    }
+    this.#accounts.delete(a.peer);
+    this.#evicted++;
   }
 
   /** Resolves at the peer's next accepted voucher (or ban, or stop), after `ms`, or when `signal` aborts. */
@@ -365,6 +542,7 @@ export class PaymentDesk implements DeliveryGate {
     } catch (e) {
       forged = isForgery(e);
       if (forged) this.#ban(peer, (e as Error).message);
+      else forged = this.#bans.has(peer) && !(e instanceof PeerBannedError); // banned just now
       reply = e instanceof MeshError
         ? { error: e.code, message: e.message }
         : { error: "error", message: "The request could not be handled" };
@@ -386,72 +564,147 @@ export class PaymentDesk implements DeliveryGate {
       throw new PayProtocolError(`Unknown op "${String(req.op).slice(0, 20)}"`);
     }
     const message = parseVoucherMessage(req);
+    // The hub's signature rule first: a signature it would refuse costs no chain look-up.
+    checkSignature(message.signature);
     const account = this.#account(peer);
-    return await account.lock.run(async () => {
-      this.admit(peer);
-      const channel = await this.#bind(account, message.voucher.channel);
-      const check = (deposit: bigint) =>
-        verifyVoucher({
-          domain: this.#domain,
-          voucher: message.voucher,
-          signature: message.signature,
-          channel: channel.id,
-          payer: channel.payer,
-          accepted: account.accepted,
-          deposit,
-        });
-      try {
-        await check(channel.deposit);
-      } catch (e) {
-        if (!(e instanceof VoucherDepositError)) throw e;
-        // The payer may have topped up since we looked.
-        channel.deposit =
-          (await getChannel(this.#wallet, { address: this.#hub, channel: channel.id }))
-            .deposit;
-        await check(channel.deposit);
-      }
-      const receipts = this.#checkReceipts(message.voucher, message.receipts, channel.payer);
-      account.accepted = message.voucher.cumulativeAmount;
-      account.latest = { voucher: message.voucher, signature: message.signature, receipts };
-      account.vouchers++;
-      this.#wake(account);
-      void this.#scheduleRedeem(account, this.#factor);
-      return {
-        op: "accepted",
-        cumulativeAmount: account.accepted.toString(),
-        servedBytes: account.served.toString(),
-      };
-    });
+    account.busy++;
+    try {
+      return await account.lock.run(() => this.#take(account, message));
+    } finally {
+      account.busy--;
+      account.active = Date.now();
+    }
   }
 
-  /** The peer's channel: bound on its first voucher, after checking on-chain that it can pay us. */
-  async #bind(account: Account, id: Hex): Promise<{ id: Hex; payer: Address; deposit: bigint }> {
-    if (account.channel !== undefined) return account.channel;
-    const owner = this.#channels.get(id);
-    if (owner !== undefined && owner !== account.peer) {
-      throw new ChannelUnusableError(id, "pays for another peer");
+  /** Verifies a voucher against the chain, then (only then) binds its channel and records it. */
+  async #take(account: Account, message: VoucherMessage): Promise<Record<string, unknown>> {
+    const peer = account.peer;
+    this.admit(peer);
+    const { voucher } = message;
+    const bound = account.channel;
+    let channel: { id: Hex; payer: Address; deposit: bigint };
+    let accepted: bigint;
+    if (bound !== undefined) {
+      if (voucher.channel !== bound.id) throw new VoucherChannelError(bound.id, voucher.channel);
+      channel = bound;
+      accepted = account.accepted;
+    } else {
+      const state = await this.#lookup(account, voucher.channel);
+      if (state.status === "none") {
+        throw new ChannelUnusableError(voucher.channel, "does not exist");
+      }
+      if (!isAddressEqual(state.payee, this.#quote.payee)) {
+        throw new ChannelUnusableError(voucher.channel, `pays "${state.payee}", not this operator`);
+      }
+      channel = { id: voucher.channel, payer: state.payer, deposit: state.deposit };
+      accepted = state.redeemed;
+      await this.#verify(account, message, channel, accepted, true);
+      // Signed by the channel's payer: whatever else is wrong is not a forgery.
+      const owner = this.#channels.get(channel.id);
+      if (owner !== undefined && owner !== peer) {
+        throw new ChannelUnusableError(channel.id, "pays for another peer", false);
+      }
+      if (state.status !== "open") {
+        throw new ChannelUnusableError(channel.id, `is ${state.status}`, false);
+      }
+      if (state.challengePeriod < this.#minChallenge) {
+        throw new ChannelUnusableError(
+          channel.id,
+          `has a challenge period of ${state.challengePeriod} s, under ${this.#minChallenge} s`,
+          false,
+        );
+      }
     }
-    const state = await getChannel(this.#wallet, { address: this.#hub, channel: id });
-    if (state.status === "none") throw new ChannelUnusableError(id, "does not exist");
-    if (!isAddressEqual(state.payee, this.#quote.payee)) {
-      throw new ChannelUnusableError(id, `pays "${state.payee}", not this operator`);
+    if (bound !== undefined) await this.#verify(account, message, channel, accepted, false);
+    const receipts = this.#checkReceipts(voucher, message.receipts, channel.payer);
+    if (bound === undefined) {
+      const owner = this.#channels.get(channel.id);
+      if (owner !== undefined && owner !== peer) {
+        throw new ChannelUnusableError(channel.id, "pays for another peer", false);
+      }
     }
-    if (state.status !== "open") throw new ChannelUnusableError(id, `is ${state.status}`, false);
-    if (state.challengePeriod < this.#minChallenge) {
-      throw new ChannelUnusableError(
-        id,
-        `has a challenge period of ${state.challengePeriod} s, under ${this.#minChallenge} s`,
-        false,
-      );
+    // Everything checked: bind and record.
+    this.#change(account, () => {
+      if (bound === undefined) {
+        this.#channels.set(channel.id, peer);
+        account.channel = channel;
+        account.base = account.redeemed = accepted;
+      }
+      account.accepted = voucher.cumulativeAmount;
+    });
+    account.latest = { voucher, signature: message.signature, receipts };
+    account.vouchers++;
+    account.overDeposits = 0;
+    this.#wake(account);
+    void this.#scheduleRedeem(account, this.#factor);
+    return {
+      op: "accepted",
+      cumulativeAmount: account.accepted.toString(),
+      servedBytes: account.served.toString(),
+    };
+  }
+
+  /** Checks signature and amounts as `redeem` will. Above the deposit, a bound channel's deposit is read
+   * again (the payer may have topped up) when the peer's look-up budget allows; a voucher above a deposit
+   * just read counts towards a ban. */
+  async #verify(
+    account: Account,
+    message: VoucherMessage,
+    channel: { id: Hex; payer: Address; deposit: bigint },
+    accepted: bigint,
+    fresh: boolean,
+  ): Promise<void> {
+    const check = (deposit: bigint) =>
+      verifyVoucher({
+        domain: this.#domain,
+        voucher: message.voucher,
+        signature: message.signature,
+        channel: channel.id,
+        payer: channel.payer,
+        accepted,
+        deposit,
+      });
+    const attempt = async (deposit: bigint): Promise<VoucherDepositError | undefined> => {
+      try {
+        await check(deposit);
+      } catch (e) {
+        if (e instanceof VoucherDepositError) return e;
+        throw e;
+      }
+    };
+    let error = await attempt(channel.deposit);
+    if (error === undefined) return;
+    if (!fresh) {
+      if (!this.#takeToken(account)) throw error; // refused on what we know: no call, no strike
+      channel.deposit =
+        (await getChannel(this.#wallet, { address: this.#hub, channel: channel.id })).deposit;
+      error = await attempt(channel.deposit);
+      if (error === undefined) return;
     }
-    const again = this.#channels.get(id);
-    if (again !== undefined && again !== account.peer) {
-      throw new ChannelUnusableError(id, "pays for another peer");
+    // Signed by the payer for more than it has just been seen to hold: never redeemable.
+    if (++account.overDeposits >= this.#maxOverDeposits) {
+      this.#ban(account.peer, `${account.overDeposits} vouchers above the deposit`);
     }
-    this.#channels.set(id, account.peer);
-    account.channel = { id, payer: state.payer, deposit: state.deposit };
-    account.accepted = account.base = account.redeemed = state.redeemed;
-    return account.channel;
+    throw error;
+  }
+
+  /** The channel's state, if the peer's look-up budget allows. */
+  async #lookup(account: Account, id: Hex) {
+    if (!this.#takeToken(account)) throw new PayRateLimitedError(account.peer);
+    return await getChannel(this.#wallet, { address: this.#hub, channel: id });
+  }
+
+  /** Takes one chain look-up from the peer's bucket (`lookupBurst`, refilled at `lookupsPerMinute`). */
+  #takeToken(account: Account): boolean {
+    const now = Date.now();
+    account.tokens = Math.min(
+      this.#burst,
+      account.tokens + (now - account.tokensAt) * this.#perMs,
+    );
+    account.tokensAt = now;
+    if (account.tokens < 1) return false;
+    account.tokens--;
+    return true;
   }
 
   /** The receipts must be what the voucher's root and count sign: deliveries from us to the payer. */
@@ -471,10 +724,11 @@ export class PaymentDesk implements DeliveryGate {
   }
 
   #ban(peer: string, reason: string): void {
-    const account = this.#account(peer);
-    if (account.banned !== undefined) return;
-    account.banned = reason;
-    this.#wake(account);
+    if (this.#bans.has(peer)) return;
+    if (this.#bans.size >= MAX_BANS) this.#bans.delete(this.#bans.keys().next().value!);
+    this.#bans.set(peer, reason);
+    const account = this.#accounts.get(peer);
+    if (account !== undefined) this.#wake(account);
     this.#event({ kind: "banned", peer, reason });
   }
 
@@ -575,6 +829,17 @@ export class PaymentDesk implements DeliveryGate {
       // A listener's failure is not the desk's.
     }
   }
+}
+
+function nonNegativeInt(n: number, name: string): number {
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new RangeError(`"${name}" must be a non-negative integer, got "${n}"`);
+  }
+  return n;
+}
+
+function max0(n: bigint): bigint {
+  return n > 0n ? n : 0n;
 }
 
 function positiveInt(n: number, name: string): number {

@@ -32,6 +32,14 @@ export class VoucherSignerError extends VoucherError {
   }
 }
 
+/** The signature is not one the hub accepts: 65 bytes, low `s`, `v` 27 or 28 (whoever signed it). */
+export class VoucherSignatureError extends VoucherError {
+  override name = "VoucherSignatureError";
+  constructor(readonly reason: string) {
+    super("voucher_signature", `Voucher signature is refused by the hub: ${reason}`);
+  }
+}
+
 /** The voucher's cumulative amount equals the last accepted one: it is a replay. */
 export class VoucherReplayError extends VoucherError {
   override name = "VoucherReplayError";

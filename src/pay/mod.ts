@@ -50,6 +50,7 @@ export {
   VoucherDepositError,
   VoucherError,
   VoucherReplayError,
+  VoucherSignatureError,
   VoucherSignerError,
 } from "./errors.ts";
 export {
@@ -78,11 +79,13 @@ export {
 } from "./payer.ts";
 export {
   ChannelUnusableError,
+  DeskBusyError,
   DeskStoppedError,
   PAY_PROTOCOL,
   type PayCallOptions,
   PaymentRequiredError,
   PayProtocolError,
+  PayRateLimitedError,
   PeerBannedError,
   type Quote,
   QuoteRefusedError,

@@ -87,6 +87,22 @@ export class DeskStoppedError extends MeshError {
   }
 }
 
+/** The peer asks the desk to look at the chain more often than it allows. Not a forgery: ask again later. */
+export class PayRateLimitedError extends MeshError {
+  override name = "PayRateLimitedError";
+  constructor(readonly peer: string) {
+    super("pay_rate_limited", `Peer "${peer}" asks for chain look-ups too often: try again later`);
+  }
+}
+
+/** The desk holds as many accounts as it may, none of them idle: a new peer is not served now. */
+export class DeskBusyError extends MeshError {
+  override name = "DeskBusyError";
+  constructor(readonly peer: string) {
+    super("pay_busy", `The desk has no room for peer "${peer}" now: try again later`);
+  }
+}
+
 /** The voucher's receipts root or count does not match the receipts sent with it, or their parties. */
 export class VoucherReceiptsError extends VoucherError {
   override name = "VoucherReceiptsError";
@@ -95,8 +111,9 @@ export class VoucherReceiptsError extends VoucherError {
   }
 }
 
-/** The voucher names a channel this operator cannot be paid through: unknown, another payee's, already used
- * by another peer (`forged`), or closing, or with too short a challenge period (not `forged`). */
+/** The voucher names a channel this operator cannot be paid through: unknown or another payee's (`forged`),
+ * or (signed by its payer) bound to another peer, closing, or with too short a challenge period (not
+ * `forged`: a squatter cannot get the real payer banned). */
 export class ChannelUnusableError extends VoucherError {
   override name = "ChannelUnusableError";
   constructor(readonly channel: string, reason: string, readonly forged = true) {

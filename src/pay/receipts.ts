@@ -16,8 +16,8 @@ import { keccak256, merkleProof, merkleRoot } from "../kernels/mod.ts";
  *   costs the operator ~0.3-0.5 s of verification; at 1 MiB it would be 1-2 s, over 10 % of a core at 1 Gbit/s.
  * - Flow: an operator that waits for the voucher of one batch before serving past the next caps a channel at
  *   batch / RTT, ~40 MiB/s at 100 ms for 4 MiB, but ~10 MiB/s for 1 MiB.
- * - Risk: unpaid bytes per channel never exceed one batch (four maximum-size chunks), worth a tiny fraction of a
- *   cent at any plausible per-GiB price; the voucher itself (169 bytes of fields and signature) is 0.004 % of it.
+ * - Risk: unpaid bytes per peer never exceed the desk's credit (two batches by default, and all peers together
+ *   its `maxUnpaidBytes`), worth a tiny fraction of a cent at any plausible per-GiB price; the voucher itself (169 bytes of fields and signature) is 0.004 % of it.
  */
 export const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
 

@@ -21,6 +21,7 @@ import {
   VoucherChannelError,
   VoucherDepositError,
   VoucherReplayError,
+  VoucherSignatureError,
   VoucherSignerError,
 } from "./errors.ts";
 
@@ -95,13 +96,39 @@ export async function signVoucher(
   });
 }
 
-/** The address that signed `voucher` under `domain`. A signature for another domain recovers a stranger. */
+/** secp256k1's group order, and half of it: `ChannelHub._HALF_N`. */
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+const HALF_N = SECP256K1_N >> 1n;
+
+/**
+ * Throws {@link VoucherSignatureError} unless `signature` is one `ChannelHub._recover` accepts: exactly 65 bytes
+ * `r || s || v` with `0 < r < n`, `0 < s <= n/2` (low s) and `v` 27 or 28. viem alone also recovers from `v` 0/1
+ * and from the high-s twin of a signature; the hub reverts on both, so the desk must refuse them too.
+ */
+export function checkSignature(signature: Hex): void {
+  if (typeof signature !== "string" || !isHex(signature) || signature.length !== 132) {
+    throw new VoucherSignatureError("it is not 65 bytes of hex");
+  }
+  const r = BigInt(signature.slice(0, 66));
+  const s = BigInt("0x" + signature.slice(66, 130));
+  const v = parseInt(signature.slice(130, 132), 16);
+  if (r === 0n || r >= SECP256K1_N) throw new VoucherSignatureError("r is out of range");
+  if (s === 0n || s > HALF_N) throw new VoucherSignatureError("s is zero or high (not canonical)");
+  if (v !== 27 && v !== 28) throw new VoucherSignatureError(`v is ${v}, not 27 or 28`);
+}
+
+/**
+ * The address that signed `voucher` under `domain`. A signature for another domain recovers a stranger.
+ *
+ * @throws {VoucherSignatureError} a signature the hub would refuse whoever signed it (see {@link checkSignature})
+ */
 export async function recoverVoucherSigner(
   domain: TypedDataDomain,
   voucher: Voucher,
   signature: Hex,
 ): Promise<Address> {
   checkVoucher(voucher);
+  checkSignature(signature);
   return await recoverTypedDataAddress({
     domain,
     types: voucherTypes,
@@ -133,6 +160,7 @@ export interface VerifyVoucherParameters {
  * Returns the recovered signer (the payer).
  *
  * @throws {VoucherChannelError} the voucher names another channel
+ * @throws {VoucherSignatureError} not a canonical 65-byte signature (as `ChannelHub._recover` requires)
  * @throws {VoucherSignerError} not signed by the payer, signed for another chain or hub, or malformed
  * @throws {VoucherReplayError} same cumulative amount as the last accepted voucher
  * @throws {VoucherAmountError} lower cumulative amount than the last accepted voucher
@@ -147,7 +175,10 @@ export async function verifyVoucher(params: VerifyVoucherParameters): Promise<Ad
   try {
     signer = await recoverVoucherSigner(params.domain, voucher, params.signature);
   } catch (e) {
-    if (e instanceof TypeError || e instanceof RangeError) throw e; // the voucher's own fields
+    // The voucher's own fields, or a signature the hub would refuse.
+    if (e instanceof TypeError || e instanceof RangeError || e instanceof VoucherSignatureError) {
+      throw e;
+    }
     // 65 bytes that are no signature (r or s out of range, a bad v): nobody signed this voucher.
     throw new VoucherSignerError(getAddress(params.payer), "nobody (malformed signature)");
   }

@@ -1,6 +1,6 @@
 import { httpStatus } from "../../edge/errors.ts";
 import assert from "node:assert/strict";
-import { type Hex, parseEther, toHex } from "viem";
+import { type Hex, parseEther, recoverTypedDataAddress, toHex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import {
   VoucherAmountError,
@@ -8,15 +8,19 @@ import {
   VoucherDepositError,
   VoucherError,
   VoucherReplayError,
+  VoucherSignatureError,
   VoucherSignerError,
 } from "../../src/pay/errors.ts";
+import { DeskBusyError, PayRateLimitedError } from "../../src/pay/pay_protocol.ts";
 import {
   channelHubDomain,
+  checkSignature,
   hashVoucher,
   recoverVoucherSigner,
   signVoucher,
   verifyVoucher,
   type Voucher,
+  voucherTypes,
 } from "../../src/pay/voucher.ts";
 
 const payer = privateKeyToAccount(generatePrivateKey());
@@ -81,6 +85,42 @@ Deno.test("verifyVoucher() refuses another signer, chain or hub", async () => {
   for (const [label, signature] of cases) {
     await assert.rejects(check(signature), VoucherSignerError, label);
   }
+});
+
+Deno.test("verifyVoucher() refuses what the hub's _recover refuses, though viem recovers the payer", async () => {
+  const signature = await signVoucher(payer, domain, voucher);
+  const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+  const s = BigInt("0x" + signature.slice(66, 130));
+  const v = parseInt(signature.slice(130), 16);
+  const flipped = (v === 27 ? 28 : 27).toString(16);
+  const cases: [string, Hex][] = [
+    ["v - 27", `${signature.slice(0, 130)}0${v - 27}` as Hex],
+    [
+      "high s",
+      `${signature.slice(0, 66)}${(n - s).toString(16).padStart(64, "0")}${flipped}` as Hex,
+    ],
+  ];
+  for (const [label, bad] of cases) {
+    // viem alone takes it for the payer's signature: the very hole.
+    assert.equal(
+      await recoverTypedDataAddress({
+        domain,
+        types: voucherTypes,
+        primaryType: "Voucher",
+        message: voucher,
+        signature: bad,
+      }),
+      payer.address,
+      label,
+    );
+    await assert.rejects(check(bad), VoucherSignatureError, label);
+    assert.throws(() => checkSignature(bad), VoucherSignatureError, label);
+  }
+  assert.throws(() => checkSignature(`${signature}00` as Hex), VoucherSignatureError);
+  checkSignature(signature);
+  assert.equal(httpStatus(new VoucherSignatureError("v")), 402);
+  assert.equal(httpStatus(new PayRateLimitedError("p")), 429);
+  assert.equal(httpStatus(new DeskBusyError("p")), 503);
 });
 
 Deno.test("verifyVoucher() refuses a replay, a lower amount and more than the deposit", async () => {
