@@ -341,10 +341,15 @@ export class PaymentDesk implements DeliveryGate {
       if (this.#fits(account, unpaid)) break;
       const left = deadline - Date.now();
       if (left <= 0) {
+        const owed = unpaid - BigInt(bytes) * this.#price;
         throw new PaymentRequiredError(
           peer,
-          unpaid - BigInt(bytes) * this.#price,
+          owed,
           this.#quote.creditBytes,
+          account.channel === undefined && owed <= 0n
+            ? "no channel is bound here and the credit shared by newcomers is spent; open a channel " +
+              "and send a voucher (1 wei binds it)"
+            : undefined,
         );
       }
       await this.#nextPayment(account, left, options.signal);

@@ -63,10 +63,18 @@ export interface VoucherMessage {
 /** The operator will not serve more until it is paid. Status 402: send a voucher and ask again. */
 export class PaymentRequiredError extends MeshError {
   override name = "PaymentRequiredError";
-  constructor(readonly peer: string, readonly unpaid: bigint, readonly creditBytes: number) {
+  constructor(
+    readonly peer: string,
+    readonly unpaid: bigint,
+    readonly creditBytes: number,
+    /** Why, when it is not the peer's own debt (e.g. the newcomers' shared credit is spent). */
+    reason?: string,
+  ) {
     super(
       "payment_required",
-      `Peer "${peer}" owes "${unpaid}" wei, more than a credit of ${creditBytes} bytes allows: send a voucher`,
+      reason
+        ? `Peer "${peer}" must pay first: ${reason}`
+        : `Peer "${peer}" owes "${unpaid}" wei, more than a credit of ${creditBytes} bytes allows: send a voucher`,
     );
   }
 }

@@ -403,6 +403,12 @@ export class PayingClient implements DeliveryPayer {
     const op = this.#operator(peer);
     const quote = await this.quote(peer);
     if (quote.price === 0n) return false;
+    if (op.channel === undefined && op.cumulative === 0n && op.batch.count === 0n) {
+      // Refused before it owes anything: the operator gives strangers no more credit. A 1-wei voucher on a
+      // new channel binds it, and a bound channel gets the operator's full credit.
+      await op.queue.run(() => this.#voucher(op, quote, new ReceiptBatch(), 1n));
+      return op.accepted === op.cumulative;
+    }
     await this.#pay(op, quote);
     if (op.accepted < op.cumulative) await this.#resend(op);
     return op.cumulative > 0n && op.accepted === op.cumulative;
@@ -530,8 +536,8 @@ export class PayingClient implements DeliveryPayer {
   }
 
   /** Signs and sends the voucher of `batch` (in `op`'s queue). */
-  async #voucher(op: Operator, quote: Quote, batch: ReceiptBatch): Promise<void> {
-    const amount = op.cumulative + quote.price * batch.bytes;
+  async #voucher(op: Operator, quote: Quote, batch: ReceiptBatch, extra = 0n): Promise<void> {
+    const amount = op.cumulative + quote.price * batch.bytes + extra;
     await this.#fund(op, quote, amount);
     const voucher = {
       channel: op.channel!,

@@ -13,6 +13,7 @@ import type { MeshNode } from "../../src/mesh/node.ts";
 import { channelHubAbi } from "../../src/pay/abi.ts";
 import { openChannel } from "../../src/pay/channel.ts";
 import {
+  PayingClient,
   PaymentDesk,
   type PaymentDeskInit,
   requestQuote,
@@ -55,6 +56,8 @@ interface Fixture {
     calls: Map<string, number>;
   }>;
   node(): Promise<MeshNode>;
+  /** A node with a real paying client (its own funded wallet). */
+  client(): Promise<{ node: MeshNode; payer: PayingClient }>;
 }
 
 function withChain(name: string, fn: (f: Fixture) => Promise<void>): void {
@@ -62,6 +65,7 @@ function withChain(name: string, fn: (f: Fixture) => Promise<void>): void {
     const env = await startTestChain();
     const nodes: MeshNode[] = [];
     const desks: PaymentDesk[] = [];
+    const payers: PayingClient[] = [];
     try {
       await fn({
         env,
@@ -101,9 +105,21 @@ function withChain(name: string, fn: (f: Fixture) => Promise<void>): void {
           nodes.push(node);
           return node;
         },
+        async client() {
+          const payer = new PayingClient({
+            chain: { chainId: env.chain.id, contracts: env.contracts },
+            wallet: await env.wallet(),
+            batchBytes: 4 * CHUNK,
+          });
+          const node = await startNode({ exchange: { payer } });
+          nodes.push(node);
+          await payer.start(node.libp2p);
+          payers.push(payer);
+          return { node, payer };
+        },
       });
     } finally {
-      await Promise.all(desks.map((d) => d.stop()));
+      await Promise.all([...payers, ...desks].map((d) => d.stop()));
       await stopNodes(...nodes);
       await env.stop();
     }
@@ -285,7 +301,7 @@ withChain(
 
 withChain(
   "bounded credit: a client cycling 64 peer IDs gets no more than the strangers' cap in all, and memory stays bounded",
-  async ({ env, operator, node }) => {
+  async ({ env, operator, node, client }) => {
     const held = chunks(8);
     const op = await operator(held, {
       creditBytes: 4 * CHUNK,
@@ -337,6 +353,14 @@ withChain(
     for (const c of held.slice(0, 4)) {
       assert.deepEqual(await honest.fetchChunk(op.node.peerId, c.cid), c.bytes);
     }
+
+    // A real paying client that arrives now, with the strangers' pool spent, is refused at first: it
+    // binds a channel with a 1-wei voucher and is served all the same.
+    const newcomer = await client();
+    for (const c of held.slice(0, 4)) {
+      assert.deepEqual(await newcomer.node.fetchChunk(op.node.multiaddrs()[0]!, c.cid), c.bytes);
+    }
+    assert.equal(newcomer.payer.stats().channels, 1);
 
     // introBytes 0: no credit at all before a bound channel.
     const strict = await operator(held, { introBytes: 0, paymentWaitMs: 50 });
