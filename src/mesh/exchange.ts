@@ -169,7 +169,7 @@ export interface ChunkExchangeComponents {
   connectionManager: {
     openConnection(
       peer: PeerId | Multiaddr | Multiaddr[],
-      options?: AbortOptions,
+      options?: AbortOptions & { force?: boolean },
     ): Promise<Connection>;
   };
   peerStore: PeerStore;
@@ -454,11 +454,10 @@ export class ChunkExchange implements Startable {
   async #open(target: PeerTarget, signal?: AbortSignal): Promise<Session> {
     const label = peerTargetLabel(target);
     let connection: Connection;
+    let dial: Awaited<ReturnType<typeof resolvePeerTarget>>;
     try {
-      connection = await this.#components.connectionManager.openConnection(
-        await resolvePeerTarget(this.#components.peerStore, target),
-        { signal },
-      );
+      dial = await resolvePeerTarget(this.#components.peerStore, target);
+      connection = await this.#components.connectionManager.openConnection(dial, { signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw new PeerUnreachableError(label, e);
@@ -468,10 +467,22 @@ export class ChunkExchange implements Startable {
     let stream: Stream;
     try {
       stream = await connection.newStream(CHUNK_PROTOCOL, { signal });
-    } catch (e) {
-      release();
-      if (signal?.aborted) throw signal.reason;
-      throw new PeerUnreachableError(peer, e);
+    } catch (first) {
+      // A peer that restarted leaves a connection that looks open until the first stream on it fails:
+      // drop it and dial once more, so churn costs one round trip, not a failed request.
+      try {
+        if (signal?.aborted || (first as Error).name === "UnsupportedProtocolError") throw first;
+        await connection.close().catch(() => {});
+        const fresh = await this.#components.connectionManager.openConnection(dial, {
+          signal,
+          force: true,
+        });
+        stream = await fresh.newStream(CHUNK_PROTOCOL, { signal });
+      } catch (e) {
+        release();
+        if (signal?.aborted) throw signal.reason;
+        throw new PeerUnreachableError(peer, e === first ? e : first);
+      }
     }
     return new Session(
       peer,

@@ -14,7 +14,7 @@ import {
   verifyVoucher,
   type Voucher,
 } from "../../src/pay/voucher.ts";
-import { VoucherError, VoucherSignerError } from "../../src/pay/errors.ts";
+import { VoucherError, VoucherSignatureError } from "../../src/pay/errors.ts";
 import { parseRange } from "../../edge/range.ts";
 import { cidOf } from "../../src/content/cid.ts";
 
@@ -251,8 +251,9 @@ Deno.test("hashVoucher: out-of-range fields throw only TypeError or RangeError",
   );
 });
 
-// Found by the property above: an all-zero signature made noble throw a bare Error ("expected valid r").
-Deno.test("verifyVoucher: a signature with r = 0 is a VoucherSignerError", async () => {
+// Found by the property above: an all-zero signature made noble throw a bare Error ("expected valid r");
+// the hub's own rule (0 < r < n) now refuses it first.
+Deno.test("verifyVoucher: a signature with r = 0 is a VoucherSignatureError", async () => {
   const channel = toHex(7n, { size: 32 });
   await assert.rejects(
     verifyVoucher({
@@ -267,6 +268,6 @@ Deno.test("verifyVoucher: a signature with r = 0 is a VoucherSignerError", async
       channel,
       payer: payer.address,
     }),
-    VoucherSignerError,
+    VoucherSignatureError,
   );
 });
