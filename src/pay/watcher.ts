@@ -18,6 +18,9 @@ export interface WatchedChannel {
   closesAt?: bigint;
 }
 
+/** Channels remembered at most. */
+const MAX_WATCHED = 65_536;
+
 /** Options of a {@link ChainWatcher}. */
 export interface ChainWatcherInit {
   /** Any viem client on the hub's chain. */
@@ -69,10 +72,15 @@ export class ChainWatcher {
     return this.#failures;
   }
 
-  /** Reads the current block (events before it are the caller's to read from state) and starts polling. */
+  /** Reads the current block (what happened before it is the caller's to read from channel state) and
+   * starts polling. An RPC down at start is not fatal: the first poll that succeeds starts from its head. */
   async start(): Promise<void> {
     this.#stopped = false;
-    this.#next ??= (await getBlockNumber(this.#init.client, { cacheTime: 0 })) + 1n;
+    try {
+      this.#next ??= (await getBlockNumber(this.#init.client, { cacheTime: 0 })) + 1n;
+    } catch (e) {
+      payLog("warn", "chain watch could not read the head block", { error: errorText(e) });
+    }
     this.#schedule(this.#pollMs);
   }
 
@@ -136,14 +144,24 @@ export class ChainWatcher {
         if (log.eventName === "ChannelClosing") {
           const closesAt = (log.args as { closesAt: bigint }).closesAt;
           if (this.#channels.get(channel)?.status === "closed") continue;
-          this.#channels.set(channel, { status: "closing", closesAt });
+          this.#remember(channel, { status: "closing", closesAt });
           this.#tell(() => this.#init.onClosing?.(channel, closesAt));
         } else {
-          this.#channels.set(channel, { status: "closed" });
+          this.#remember(channel, { status: "closed" });
           this.#tell(() => this.#init.onFinalized?.(channel));
         }
       }
     }
+  }
+
+  /** Every closing on the hub is kept (not only this desk's: one may close while being bound), the oldest
+   * forgotten past {@link MAX_WATCHED}. */
+  #remember(channel: Hex, seen: WatchedChannel): void {
+    this.#channels.delete(channel);
+    if (this.#channels.size >= MAX_WATCHED) {
+      this.#channels.delete(this.#channels.keys().next().value!);
+    }
+    this.#channels.set(channel, seen);
   }
 
   #tell(fn: () => void): void {
