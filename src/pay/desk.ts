@@ -251,6 +251,8 @@ export class PaymentDesk implements DeliveryGate {
   #fee: { perGas: bigint; at: number } | undefined;
   readonly #watcher: ChainWatcher;
   readonly #retryMs: number;
+  /** Wakes the closing redeems waiting to retry (at stop). */
+  readonly #sleepers = new Set<() => void>();
   readonly #stats = { redeems: 0, redeemedWei: 0n, redeemGas: 0n, redeemGasCost: 0n, lastGas: 0n };
 
   constructor(init: PaymentDeskInit) {
@@ -326,6 +328,7 @@ export class PaymentDesk implements DeliveryGate {
       await this.#libp2p?.unhandle(PAY_PROTOCOL).catch(() => {});
       for (const account of this.#accounts.values()) this.#wake(account);
       await this.#watcher.stop();
+      for (const wake of [...this.#sleepers]) wake();
     }
     await this.redeemAll({ factor: 1 });
   }
@@ -870,7 +873,16 @@ export class PaymentDesk implements DeliveryGate {
         error: errorText(error),
       });
       if (giveUp) return;
-      await new Promise((resolve) => setTimeout(resolve, retryInMs));
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#sleepers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, retryInMs);
+        this.#sleepers.add(wake);
+      });
+      if (this.#stopped) return; // stop() redeems what is left
     }
   }
 
