@@ -55,6 +55,9 @@ import {
 import { Serial } from "./_serial.ts";
 import type { PayClient } from "./_tx.ts";
 import { PayProtocolError, readMessage, writeMessage } from "./_wire.ts";
+import { ChainWatcher } from "./watcher.ts";
+import { errorText, payLog } from "./_log.ts";
+import { ContractRevertError } from "./errors.ts";
 
 /** Options of a {@link PaymentDesk}. Every field documents its default. */
 export interface PaymentDeskInit {
@@ -101,6 +104,11 @@ export interface PaymentDeskInit {
   timeoutMs?: number;
   /** Serializes the transactions of `wallet`'s account, when others send from it too. Default: its own. */
   transactions?: Serial;
+  /** How often the chain is polled for channels starting to close, in ms. Default: 2 000. */
+  watchPollMs?: number;
+  /** First wait before retrying a failed redeem of a closing channel (doubling, at most a minute), in ms.
+   * Default: 1 000. */
+  retryMs?: number;
   /** Told of every redeem and skipped redeem, and of every peer banned. Default: none. */
   onEvent?: (event: DeskEvent) => void;
 }
@@ -182,6 +190,8 @@ interface Account {
   redeemGas?: bigint;
   /** The factor of the redeem check queued, if one is (the lowest asked for since). */
   redeemQueued?: bigint;
+  /** A closing channel's redeem (with retries) is under way. */
+  closingRedeem?: boolean;
   lock: Serial;
   waiters: Set<() => void>;
 }
@@ -239,6 +249,10 @@ export class PaymentDesk implements DeliveryGate {
   #libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp"> | undefined;
   #stopped = false;
   #fee: { perGas: bigint; at: number } | undefined;
+  readonly #watcher: ChainWatcher;
+  readonly #retryMs: number;
+  /** Wakes the closing redeems waiting to retry (at stop). */
+  readonly #sleepers = new Set<() => void>();
   readonly #stats = { redeems: 0, redeemedWei: 0n, redeemGas: 0n, redeemGasCost: 0n, lastGas: 0n };
 
   constructor(init: PaymentDeskInit) {
@@ -274,6 +288,14 @@ export class PaymentDesk implements DeliveryGate {
     this.#maxOverDeposits = positiveInt(init.maxOverDeposits ?? 3, "maxOverDeposits");
     this.#txs = init.transactions ?? new Serial();
     this.#onEvent = init.onEvent;
+    this.#retryMs = positiveInt(init.retryMs ?? 1000, "retryMs");
+    this.#watcher = new ChainWatcher({
+      client: init.wallet,
+      hub: this.#hub,
+      pollMs: init.watchPollMs,
+      onClosing: (id) => this.#channelClosing(id),
+      onFinalized: (id) => this.#channelClosing(id),
+    });
     this.#quote = {
       chainId: init.chain.chainId,
       hub: this.#hub,
@@ -292,6 +314,7 @@ export class PaymentDesk implements DeliveryGate {
   /** Serves the pay protocol on `libp2p` (and hangs up on forgers through it). */
   async start(libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp">): Promise<void> {
     this.#libp2p = libp2p;
+    await this.#watcher.start();
     await libp2p.handle(PAY_PROTOCOL, this.#handle, { maxInboundStreams: 32 });
   }
 
@@ -304,6 +327,8 @@ export class PaymentDesk implements DeliveryGate {
       this.#stopped = true;
       await this.#libp2p?.unhandle(PAY_PROTOCOL).catch(() => {});
       for (const account of this.#accounts.values()) this.#wake(account);
+      await this.#watcher.stop();
+      for (const wake of [...this.#sleepers]) wake();
     }
     await this.redeemAll({ factor: 1 });
   }
@@ -335,6 +360,7 @@ export class PaymentDesk implements DeliveryGate {
     while (true) {
       if (this.#stopped) throw new DeskStoppedError();
       this.admit(peer);
+      if (account.channel !== undefined) this.#refuseClosing(account.channel.id);
       account.active = Date.now();
       const unpaid = (account.served + BigInt(bytes)) * this.#price -
         (account.accepted - account.base);
@@ -586,6 +612,8 @@ export class PaymentDesk implements DeliveryGate {
     const peer = account.peer;
     this.admit(peer);
     const { voucher } = message;
+    // Status as the watcher last saw it: no chain call per voucher.
+    this.#refuseClosing(voucher.channel);
     const bound = account.channel;
     let channel: { id: Hex; payer: Address; deposit: bigint };
     let accepted: bigint;
@@ -756,7 +784,8 @@ export class PaymentDesk implements DeliveryGate {
     });
   }
 
-  async #maybeRedeem(account: Account, factor: bigint): Promise<void> {
+  /** Redeems the latest voucher if worth `factor` x its cost; the error if it failed. */
+  async #maybeRedeem(account: Account, factor: bigint): Promise<unknown> {
     const latest = account.latest;
     const channel = account.channel;
     if (latest === undefined || channel === undefined) return;
@@ -799,6 +828,61 @@ export class PaymentDesk implements DeliveryGate {
       });
     } catch (error) {
       this.#event({ kind: "redeem_failed", peer: account.peer, channel: channel.id, error });
+      return error ?? new Error("Redeem failed");
+    }
+  }
+
+  // -----------------------------------------------------------------------------------------------------------
+  // Closing channels (seen by the watcher)
+
+  /** Refuses service and vouchers on a channel the watcher saw start closing (or closed). */
+  #refuseClosing(id: Hex): void {
+    const seen = this.#watcher.status(id);
+    if (seen !== undefined) throw new ChannelUnusableError(id, `is ${seen.status}`, false);
+  }
+
+  /** A bound channel started closing (or closed): its requests are refused at once, and its latest voucher
+   * is redeemed if worth more than the gas (not `redeemFactor` x), retried with backoff while it can be. */
+  #channelClosing(id: Hex): void {
+    const peer = this.#channels.get(id);
+    const account = peer === undefined ? undefined : this.#accounts.get(peer);
+    if (account === undefined) return;
+    this.#wake(account);
+    if (this.#watcher.status(id)?.status !== "closing" || account.closingRedeem) return;
+    account.closingRedeem = true;
+    void this.#redeemClosing(account, id).finally(() => account.closingRedeem = false);
+  }
+
+  async #redeemClosing(account: Account, id: Hex): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      account.redeemQueued ??= 1n; // not evicted meanwhile
+      const error = await this.#txs.run(() => this.#maybeRedeem(account, 1n));
+      if (account.redeemQueued === 1n) account.redeemQueued = undefined;
+      if (error === undefined) return;
+      // Past the challenge period or finalized, no redeem can succeed any more.
+      const over = error instanceof ContractRevertError &&
+        (error.errorName === "ChallengePeriodOver" || error.errorName === "ChannelClosed");
+      const retryInMs = Math.min(this.#retryMs * 2 ** (attempt - 1), 60_000);
+      const giveUp = over || this.#stopped || this.#watcher.status(id)?.status === "closed" ||
+        attempt >= 12;
+      payLog("warn", "closing channel redeem failed", {
+        peer: account.peer,
+        channel: id,
+        attempt,
+        ...(giveUp ? { givingUp: true } : { retryInMs }),
+        error: errorText(error),
+      });
+      if (giveUp) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#sleepers.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, retryInMs);
+        this.#sleepers.add(wake);
+      });
+      if (this.#stopped) return; // stop() redeems what is left
     }
   }
 
