@@ -36,6 +36,7 @@ import { channelHubAbi } from "./abi.ts";
 import type { ChainConfig } from "./chain.ts";
 import { getChannel, redeemVoucher } from "./channel.ts";
 import { VoucherChannelError, VoucherDepositError, VoucherError } from "./errors.ts";
+import { PayLedger } from "./ledger.ts";
 import { DEFAULT_BATCH_BYTES, type Receipt, ReceiptBatch } from "./receipts.ts";
 import { channelHubDomain, checkSignature, verifyVoucher, type Voucher } from "./voucher.ts";
 import {
@@ -103,6 +104,9 @@ export interface PaymentDeskInit {
   transactions?: Serial;
   /** Told of every redeem and skipped redeem, and of every peer banned. Default: none. */
   onEvent?: (event: DeskEvent) => void;
+  /** Where the latest voucher and redeemed amount of every channel are kept (`<dataDir>/pay.sqlite`, see
+   * `ledger.ts`), locked against a second desk. Default: none, kept in memory only (a restart forgets). */
+  dataDir?: string;
 }
 
 /** What a desk did, for logs and metrics. */
@@ -240,6 +244,8 @@ export class PaymentDesk implements DeliveryGate {
   #stopped = false;
   #fee: { perGas: bigint; at: number } | undefined;
   readonly #stats = { redeems: 0, redeemedWei: 0n, redeemGas: 0n, redeemGasCost: 0n, lastGas: 0n };
+  readonly #dataDir: string | undefined;
+  #ledger: PayLedger | undefined;
 
   constructor(init: PaymentDeskInit) {
     if (init.price <= 0n) throw new RangeError(`Price must be positive, got "${init.price}"`);
@@ -274,6 +280,7 @@ export class PaymentDesk implements DeliveryGate {
     this.#maxOverDeposits = positiveInt(init.maxOverDeposits ?? 3, "maxOverDeposits");
     this.#txs = init.transactions ?? new Serial();
     this.#onEvent = init.onEvent;
+    this.#dataDir = init.dataDir;
     this.#quote = {
       chainId: init.chain.chainId,
       hub: this.#hub,
@@ -291,6 +298,9 @@ export class PaymentDesk implements DeliveryGate {
 
   /** Serves the pay protocol on `libp2p` (and hangs up on forgers through it). */
   async start(libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp">): Promise<void> {
+    // Throws DeskLockedError when another desk holds the data directory.
+    this.#ledger ??= PayLedger.open(this.#dataDir);
+    this.#recover();
     this.#libp2p = libp2p;
     await libp2p.handle(PAY_PROTOCOL, this.#handle, { maxInboundStreams: 32 });
   }
@@ -306,6 +316,23 @@ export class PaymentDesk implements DeliveryGate {
       for (const account of this.#accounts.values()) this.#wake(account);
     }
     await this.redeemAll({ factor: 1 });
+    this.#ledger?.close();
+  }
+
+  /** Takes back the channels of the ledger with vouchers not redeemed in full: bound to their peers, their
+   * latest voucher no credit (a replay of it is refused), and redeemed when worth more than a redeem costs. */
+  #recover(): void {
+    for (const c of this.#ledger!.pending()) {
+      if (this.#channels.has(c.channel)) continue;
+      const a = this.#account(c.peer);
+      if (a.channel !== undefined) continue;
+      a.channel = { id: c.channel, payer: c.payer, deposit: c.deposit };
+      a.accepted = a.base = c.accepted;
+      a.redeemed = c.redeemed;
+      a.latest = c.latest;
+      this.#channels.set(c.channel, c.peer);
+      void this.#scheduleRedeem(a, 1n);
+    }
   }
 
   /** Redeems, one after another, every channel whose unredeemed value exceeds `factor` x a redeem's cost
@@ -602,7 +629,9 @@ export class PaymentDesk implements DeliveryGate {
         throw new ChannelUnusableError(voucher.channel, `pays "${state.payee}", not this operator`);
       }
       channel = { id: voucher.channel, payer: state.payer, deposit: state.deposit };
-      accepted = state.redeemed;
+      // A voucher accepted before (by this desk before a restart) is no new credit.
+      const known = this.#ledger?.get(voucher.channel)?.accepted ?? 0n;
+      accepted = known > state.redeemed ? known : state.redeemed;
       await this.#verify(account, message, channel, accepted, true);
       // Signed by the channel's payer: whatever else is wrong is not a forgery.
       const owner = this.#channels.get(channel.id);
@@ -628,7 +657,16 @@ export class PaymentDesk implements DeliveryGate {
         throw new ChannelUnusableError(channel.id, "pays for another peer", false);
       }
     }
-    // Everything checked: bind and record.
+    // Everything checked: on disk first (a crash after must not forget it, nor take it as new), then bind.
+    this.#ledger?.put({
+      channel: channel.id,
+      peer,
+      payer: channel.payer,
+      deposit: channel.deposit,
+      accepted: voucher.cumulativeAmount,
+      redeemed: bound === undefined ? accepted : account.redeemed,
+      latest: { voucher, signature: message.signature, receipts },
+    });
     this.#change(account, () => {
       if (bound === undefined) {
         this.#channels.set(channel.id, peer);
@@ -782,6 +820,7 @@ export class PaymentDesk implements DeliveryGate {
       const receipt = await getTransactionReceipt(this.#wallet, { hash });
       const gasCost = receipt.gasUsed * receipt.effectiveGasPrice;
       account.redeemed = latest.voucher.cumulativeAmount;
+      this.#ledger?.redeemed(channel.id, account.redeemed);
       account.redeemGas = receipt.gasUsed;
       const s = this.#stats;
       s.redeems++;
