@@ -19,6 +19,10 @@
  * `eth_estimateGas`, at the current max fee per gas), and on {@link PaymentDesk.stop} whatever is worth more
  * than that cost: never at a loss.
  *
+ * With a `dataDir`, every voucher accepted and every redeem is written to `<dataDir>/pay.sqlite`
+ * ({@link PayLedger}) before the credit it buys is granted: a restarted desk redeems what it was owed, and a
+ * client's last voucher is no new credit. The file is locked: a second desk on it is refused at start.
+ *
  * @module
  */
 import type { Connection, Libp2p, Stream } from "@libp2p/interface";
@@ -300,7 +304,7 @@ export class PaymentDesk implements DeliveryGate {
   async start(libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp">): Promise<void> {
     // Throws DeskLockedError when another desk holds the data directory.
     this.#ledger ??= PayLedger.open(this.#dataDir);
-    this.#recover();
+    await this.#recover();
     this.#libp2p = libp2p;
     await libp2p.handle(PAY_PROTOCOL, this.#handle, { maxInboundStreams: 32 });
   }
@@ -321,9 +325,21 @@ export class PaymentDesk implements DeliveryGate {
 
   /** Takes back the channels of the ledger with vouchers not redeemed in full: bound to their peers, their
    * latest voucher no credit (a replay of it is refused), and redeemed when worth more than a redeem costs. */
-  #recover(): void {
+  async #recover(): Promise<void> {
     for (const c of this.#ledger!.pending()) {
       if (this.#channels.has(c.channel)) continue;
+      // The chain may be ahead of the ledger (a redeem mined just before a crash) or past the channel's end.
+      const state = await getChannel(this.#wallet, { address: this.#hub, channel: c.channel })
+        .catch(
+          () => undefined,
+        );
+      if (state !== undefined) {
+        if (state.redeemed >= c.accepted || state.status === "closed" || state.status === "none") {
+          this.#ledger!.redeemed(c.channel, c.accepted); // settled, or never to be
+          continue;
+        }
+        if (state.redeemed > c.redeemed) c.redeemed = state.redeemed;
+      }
       const a = this.#account(c.peer);
       if (a.channel !== undefined) continue;
       a.channel = { id: c.channel, payer: c.payer, deposit: c.deposit };
