@@ -64,6 +64,8 @@ export interface PaidDeliveryInit {
   /** Where the desk keeps its vouchers (`<dataDir>/pay.sqlite`, locked: one desk per directory). The node
    * passes its own. Default: none, in memory only (a restart forgets them). */
   dataDir?: string;
+  /** The pay key's file, when outside `dataDir`: locked too (one desk per key; see `PaymentDeskInit`). */
+  keyFile?: string;
 }
 
 /** One channel this node is paid through (`in`) or pays through (`out`). */
@@ -183,6 +185,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
         "redeemFactor",
         "maxUnpaidBytes",
         "dataDir",
+        "keyFile",
       ),
     })
     : undefined;

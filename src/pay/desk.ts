@@ -111,6 +111,9 @@ export interface PaymentDeskInit {
   /** Where the latest voucher and redeemed amount of every channel are kept (`<dataDir>/pay.sqlite`, see
    * `ledger.ts`), locked against a second desk. Default: none, kept in memory only (a restart forgets). */
   dataDir?: string;
+  /** The pay key's file, when it lies outside `dataDir`: `<keyFile>.lock` is held too, so that two data
+   * directories sharing one key cannot both run a desk. Default: none. */
+  keyFile?: string;
 }
 
 /** What a desk did, for logs and metrics. */
@@ -249,6 +252,7 @@ export class PaymentDesk implements DeliveryGate {
   #fee: { perGas: bigint; at: number } | undefined;
   readonly #stats = { redeems: 0, redeemedWei: 0n, redeemGas: 0n, redeemGasCost: 0n, lastGas: 0n };
   readonly #dataDir: string | undefined;
+  readonly #keyFile: string | undefined;
   #ledger: PayLedger | undefined;
 
   constructor(init: PaymentDeskInit) {
@@ -285,6 +289,7 @@ export class PaymentDesk implements DeliveryGate {
     this.#txs = init.transactions ?? new Serial();
     this.#onEvent = init.onEvent;
     this.#dataDir = init.dataDir;
+    this.#keyFile = init.keyFile;
     this.#quote = {
       chainId: init.chain.chainId,
       hub: this.#hub,
@@ -303,7 +308,7 @@ export class PaymentDesk implements DeliveryGate {
   /** Serves the pay protocol on `libp2p` (and hangs up on forgers through it). */
   async start(libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp">): Promise<void> {
     // Throws DeskLockedError when another desk holds the data directory.
-    this.#ledger ??= PayLedger.open(this.#dataDir);
+    this.#ledger ??= PayLedger.open(this.#dataDir, this.#keyFile);
     await this.#recover();
     this.#libp2p = libp2p;
     await libp2p.handle(PAY_PROTOCOL, this.#handle, { maxInboundStreams: 32 });

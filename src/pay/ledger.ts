@@ -24,10 +24,12 @@ export const LEDGER_FILE = "pay.sqlite";
 
 /** Another desk holds the ledger of this data directory. */
 export class DeskLockedError extends MeshError {
-  constructor(readonly path: string) {
+  constructor(readonly path: string, keyFile?: string) {
     super(
       "desk_locked",
-      `Another payment desk is running on "${path}": one data directory (one pay account) serves one desk`,
+      keyFile === undefined
+        ? `Another payment desk is running on "${path}": one data directory (one pay account) serves one desk`
+        : `Another payment desk is running with the pay key "${keyFile}" (locked in "${path}"): one pay account serves one desk`,
     );
     this.name = "DeskLockedError";
   }
@@ -62,6 +64,8 @@ interface Row {
 /** The desk's vouchers and redeems, one row per channel. */
 export class PayLedger {
   readonly #db: DatabaseSync;
+  /** Held while open when the key is a file of its own: the lock that keeps its account to one desk. */
+  #keyLock: DatabaseSync | undefined;
   readonly #put: StatementSync;
   readonly #redeem: StatementSync;
   readonly #get: StatementSync;
@@ -79,33 +83,23 @@ export class PayLedger {
     this.#get = db.prepare(`SELECT * FROM channels WHERE channel = ?`);
   }
 
-  /** Opens (or creates) `<dataDir>/pay.sqlite` and locks it; in memory without `dataDir`. Throws
-   * {@link DeskLockedError} when another desk (in this process or another) holds it. */
-  static open(dataDir?: string): PayLedger {
-    const path = dataDir === undefined ? ":memory:" : join(dataDir, LEDGER_FILE);
-    const db = new DatabaseSync(path);
+  /** Opens (or creates) `<dataDir>/pay.sqlite` and locks it; in memory without `dataDir`. With `keyFile`
+   * (a pay key kept outside the data directory), locks `<keyFile>.lock` too, so that data directories
+   * sharing the key cannot both run a desk. Throws {@link DeskLockedError} when another desk (in this process
+   * or another) holds either. */
+  static open(dataDir?: string, keyFile?: string): PayLedger {
+    const keyLock = keyFile === undefined ? undefined : lockedDb(`${keyFile}.lock`, keyFile);
+    let ledger: PayLedger;
     try {
-      // Exclusive mode: the first write takes the file's lock and keeps it until close (or death).
-      db.exec("PRAGMA locking_mode = EXCLUSIVE");
-      db.exec("PRAGMA journal_mode = WAL");
-      // WAL with NORMAL sync survives a killed process (not a power cut) at one write per voucher.
-      db.exec("PRAGMA synchronous = NORMAL");
-      db.exec(`CREATE TABLE IF NOT EXISTS channels (
-        channel TEXT PRIMARY KEY, peer TEXT NOT NULL, payer TEXT NOT NULL, deposit TEXT NOT NULL,
-        accepted TEXT NOT NULL, redeemed TEXT NOT NULL, voucher TEXT, signature TEXT, receipts TEXT)`);
-      db.exec(
-        `CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY, pid INTEGER, at INTEGER)`,
-      );
-      db.prepare(`INSERT OR REPLACE INTO holder (id, pid, at) VALUES (1, ?, ?)`).run(
-        Deno.pid,
-        Date.now(),
+      ledger = new PayLedger(
+        lockedDb(dataDir === undefined ? ":memory:" : join(dataDir, LEDGER_FILE)),
       );
     } catch (e) {
-      db.close();
-      if (/locked|busy/i.test(String((e as Error).message))) throw new DeskLockedError(path);
+      keyLock?.close();
       throw e;
     }
-    return new PayLedger(db);
+    ledger.#keyLock = keyLock;
+    return ledger;
   }
 
   /** Records `c` (its latest voucher, or only its binding). Synchronous: on disk when it returns. */
@@ -143,7 +137,34 @@ export class PayLedger {
   /** Releases the file (and its lock). Idempotent. */
   close(): void {
     if (this.#db.isOpen) this.#db.close();
+    if (this.#keyLock?.isOpen) this.#keyLock.close();
   }
+}
+
+/** A database at `path` in exclusive locking mode, its lock taken by a first write: held until closed (or
+ * the process ends). Throws {@link DeskLockedError} when another connection holds it. */
+function lockedDb(path: string, keyFile?: string): DatabaseSync {
+  const db = new DatabaseSync(path);
+  try {
+    // Exclusive mode: the first write takes the file's lock and keeps it until close (or death).
+    db.exec("PRAGMA locking_mode = EXCLUSIVE");
+    db.exec("PRAGMA journal_mode = WAL");
+    // WAL with NORMAL sync survives a killed process (not a power cut) at one write per voucher.
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec(`CREATE TABLE IF NOT EXISTS channels (
+      channel TEXT PRIMARY KEY, peer TEXT NOT NULL, payer TEXT NOT NULL, deposit TEXT NOT NULL,
+      accepted TEXT NOT NULL, redeemed TEXT NOT NULL, voucher TEXT, signature TEXT, receipts TEXT)`);
+    db.exec(`CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY, pid INTEGER, at INTEGER)`);
+    db.prepare(`INSERT OR REPLACE INTO holder (id, pid, at) VALUES (1, ?, ?)`).run(
+      Deno.pid,
+      Date.now(),
+    );
+  } catch (e) {
+    db.close();
+    if (/locked|busy/i.test(String((e as Error).message))) throw new DeskLockedError(path, keyFile);
+    throw e;
+  }
+  return db;
 }
 
 function bigints(_key: string, value: unknown): unknown {

@@ -5,7 +5,8 @@
  *   on restart, from `<data>/pay.sqlite`;
  * - the client's replay of that voucher to the restarted operator is refused: no credit twice;
  * - a second `serve` on the same data directory (the same pay key) is refused at start with a one-line error,
- *   and two desks in one process on one directory too.
+ *   and so is one on another data directory with the same `--pay-key-file`, and two desks in one process on
+ *   one directory.
  */
 import assert from "node:assert/strict";
 import { type Address, createWalletClient, type Hex, http } from "viem";
@@ -129,6 +130,45 @@ Deno.test({
           (e: unknown) => e instanceof VoucherRefusedError && e.code === "voucher_replay",
         );
       });
+
+      await t.step(
+        "a second serve with the same --pay-key-file, another data directory, is refused",
+        async () => {
+          const keyFile = `${dir}/shared.key`;
+          // anvil's public test account 2
+          await Deno.writeTextFile(
+            keyFile,
+            "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a\n",
+            { mode: 0o600 },
+          );
+          const withKey = (data: string) => [
+            ...args.slice(2, -2),
+            "--data",
+            `${dir}/${data}`,
+            "--pay-key-file",
+            keyFile,
+          ];
+          const first = await spawnNode(withKey("key-a"), { stderr: "piped", timeoutMs: 60_000 });
+          try {
+            assert.equal(first.account, payAccount("dev:2").address);
+            const err = await spawnNode(withKey("key-b"), { stderr: "piped", timeoutMs: 60_000 })
+              .then(
+                (p) => {
+                  void p.stop("SIGKILL");
+                  return undefined;
+                },
+                (e: Error) => e,
+              );
+            assert.ok(err, "the second serve must not start");
+            assert.match(
+              err.message,
+              /Another payment desk is running with the pay key .*shared\.key/,
+            );
+          } finally {
+            await first.stop();
+          }
+        },
+      );
     } finally {
       await client?.stop().catch(() => {});
       await op?.stop().catch(() => {});
