@@ -33,6 +33,7 @@ const STATUS: Record<string, number> = {
   chain_config: 503,
   pay_key: 503,
   pay_busy: 503,
+  desk_locked: 503,
   delivery_refused: 503,
   peer_timeout: 504,
   store_failed: 500,

@@ -140,6 +140,7 @@ async function payConfig(
   return {
     account: found.account,
     price: BigInt(price),
+    ...(found.source === "file" ? { keyFile: found.path } : {}), // one desk per key file
     ...(maxPrice !== undefined ? { maxPrice } : {}),
     ...(maxSpendPerFile !== undefined ? { maxSpendPerFile } : {}),
     ...(maxSpendPerDay !== undefined ? { maxSpendPerDay } : {}),

@@ -185,7 +185,11 @@ export class MeshgateNode {
         };
         // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
         delivery = config.chain && config.pay
-          ? (await loadPay()).paidDelivery({ ...config.pay, chain: config.chain })
+          ? (await loadPay()).paidDelivery({
+            dataDir: config.dataDir,
+            ...config.pay,
+            chain: config.chain,
+          })
           : undefined;
         const meshNode = mesh = await createMeshNode({
           ...config.mesh,

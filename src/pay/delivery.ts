@@ -61,6 +61,11 @@ export interface PaidDeliveryInit {
   onPayerEvent?: (event: PayerEvent) => void;
   /** Log both sides' events as JSON lines on stderr. Default: true. */
   log?: boolean;
+  /** Where the desk keeps its vouchers (`<dataDir>/pay.sqlite`, locked: one desk per directory). The node
+   * passes its own. Default: none, in memory only (a restart forgets them). */
+  dataDir?: string;
+  /** The pay key's file, when outside `dataDir`: locked too (one desk per key; see `PaymentDeskInit`). */
+  keyFile?: string;
 }
 
 /** One channel this node is paid through (`in`) or pays through (`out`). */
@@ -172,7 +177,16 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
       price,
       transactions,
       onEvent,
-      ...pick(init, "batchBytes", "creditBytes", "paymentWaitMs", "redeemFactor", "maxUnpaidBytes"),
+      ...pick(
+        init,
+        "batchBytes",
+        "creditBytes",
+        "paymentWaitMs",
+        "redeemFactor",
+        "maxUnpaidBytes",
+        "dataDir",
+        "keyFile",
+      ),
     })
     : undefined;
   const payer = new PayingClient({
@@ -238,7 +252,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
           ...(a.channel ? { channel: a.channel, payer: a.payer } : {}),
           servedBytes: a.servedBytes,
           earnedWei: a.accepted - a.base,
-          redeemedWei: a.redeemed - a.base,
+          redeemedWei: max0(a.redeemed - a.base), // a voucher from before a restart counts below base
           vouchers: a.vouchers,
           ...(a.banned !== undefined ? { banned: a.banned } : {}),
         });
@@ -378,4 +392,8 @@ function pick<T extends object, K extends keyof T>(obj: T, ...keys: K[]): Partia
   const out: Partial<Pick<T, K>> = {};
   for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
   return out;
+}
+
+function max0(n: bigint): bigint {
+  return n > 0n ? n : 0n;
 }

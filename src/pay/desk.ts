@@ -19,6 +19,10 @@
  * `eth_estimateGas`, at the current max fee per gas), and on {@link PaymentDesk.stop} whatever is worth more
  * than that cost: never at a loss.
  *
+ * With a `dataDir`, every voucher accepted and every redeem is written to `<dataDir>/pay.sqlite`
+ * ({@link PayLedger}) before the credit it buys is granted: a restarted desk redeems what it was owed, and a
+ * client's last voucher is no new credit. The file is locked: a second desk on it is refused at start.
+ *
  * @module
  */
 import type { Connection, Libp2p, Stream } from "@libp2p/interface";
@@ -36,6 +40,7 @@ import { channelHubAbi } from "./abi.ts";
 import type { ChainConfig } from "./chain.ts";
 import { getChannel, redeemVoucher } from "./channel.ts";
 import { VoucherChannelError, VoucherDepositError, VoucherError } from "./errors.ts";
+import { PayLedger } from "./ledger.ts";
 import { DEFAULT_BATCH_BYTES, type Receipt, ReceiptBatch } from "./receipts.ts";
 import { channelHubDomain, checkSignature, verifyVoucher, type Voucher } from "./voucher.ts";
 import {
@@ -111,6 +116,12 @@ export interface PaymentDeskInit {
   retryMs?: number;
   /** Told of every redeem and skipped redeem, and of every peer banned. Default: none. */
   onEvent?: (event: DeskEvent) => void;
+  /** Where the latest voucher and redeemed amount of every channel are kept (`<dataDir>/pay.sqlite`, see
+   * `ledger.ts`), locked against a second desk. Default: none, kept in memory only (a restart forgets). */
+  dataDir?: string;
+  /** The pay key's file, when it lies outside `dataDir`: `<keyFile>.lock` is held too, so that two data
+   * directories sharing one key cannot both run a desk. Default: none. */
+  keyFile?: string;
 }
 
 /** What a desk did, for logs and metrics. */
@@ -254,6 +265,9 @@ export class PaymentDesk implements DeliveryGate {
   /** Wakes the closing redeems waiting to retry (at stop). */
   readonly #sleepers = new Set<() => void>();
   readonly #stats = { redeems: 0, redeemedWei: 0n, redeemGas: 0n, redeemGasCost: 0n, lastGas: 0n };
+  readonly #dataDir: string | undefined;
+  readonly #keyFile: string | undefined;
+  #ledger: PayLedger | undefined;
 
   constructor(init: PaymentDeskInit) {
     if (init.price <= 0n) throw new RangeError(`Price must be positive, got "${init.price}"`);
@@ -296,6 +310,8 @@ export class PaymentDesk implements DeliveryGate {
       onClosing: (id) => this.#channelClosing(id),
       onFinalized: (id) => this.#channelClosing(id),
     });
+    this.#dataDir = init.dataDir;
+    this.#keyFile = init.keyFile;
     this.#quote = {
       chainId: init.chain.chainId,
       hub: this.#hub,
@@ -313,6 +329,9 @@ export class PaymentDesk implements DeliveryGate {
 
   /** Serves the pay protocol on `libp2p` (and hangs up on forgers through it). */
   async start(libp2p: Pick<Libp2p, "handle" | "unhandle" | "hangUp">): Promise<void> {
+    // Throws DeskLockedError when another desk holds the data directory.
+    this.#ledger ??= PayLedger.open(this.#dataDir, this.#keyFile);
+    await this.#recover();
     this.#libp2p = libp2p;
     await this.#watcher.start();
     await libp2p.handle(PAY_PROTOCOL, this.#handle, { maxInboundStreams: 32 });
@@ -331,6 +350,35 @@ export class PaymentDesk implements DeliveryGate {
       for (const wake of [...this.#sleepers]) wake();
     }
     await this.redeemAll({ factor: 1 });
+    this.#ledger?.close();
+  }
+
+  /** Takes back the channels of the ledger with vouchers not redeemed in full: bound to their peers, their
+   * latest voucher no credit (a replay of it is refused), and redeemed when worth more than a redeem costs. */
+  async #recover(): Promise<void> {
+    for (const c of this.#ledger!.pending()) {
+      if (this.#channels.has(c.channel)) continue;
+      // The chain may be ahead of the ledger (a redeem mined just before a crash) or past the channel's end.
+      const state = await getChannel(this.#wallet, { address: this.#hub, channel: c.channel })
+        .catch(
+          () => undefined,
+        );
+      if (state !== undefined) {
+        if (state.redeemed >= c.accepted || state.status === "closed" || state.status === "none") {
+          this.#ledger!.redeemed(c.channel, c.accepted); // settled, or never to be
+          continue;
+        }
+        if (state.redeemed > c.redeemed) c.redeemed = state.redeemed;
+      }
+      const a = this.#account(c.peer);
+      if (a.channel !== undefined) continue;
+      a.channel = { id: c.channel, payer: c.payer, deposit: c.deposit };
+      a.accepted = a.base = c.accepted;
+      a.redeemed = c.redeemed;
+      a.latest = c.latest;
+      this.#channels.set(c.channel, c.peer);
+      void this.#scheduleRedeem(a, 1n);
+    }
   }
 
   /** Redeems, one after another, every channel whose unredeemed value exceeds `factor` x a redeem's cost
@@ -630,7 +678,9 @@ export class PaymentDesk implements DeliveryGate {
         throw new ChannelUnusableError(voucher.channel, `pays "${state.payee}", not this operator`);
       }
       channel = { id: voucher.channel, payer: state.payer, deposit: state.deposit };
-      accepted = state.redeemed;
+      // A voucher accepted before (by this desk before a restart) is no new credit.
+      const known = this.#ledger?.get(voucher.channel)?.accepted ?? 0n;
+      accepted = known > state.redeemed ? known : state.redeemed;
       await this.#verify(account, message, channel, accepted, true);
       // Signed by the channel's payer: whatever else is wrong is not a forgery.
       const owner = this.#channels.get(channel.id);
@@ -656,7 +706,16 @@ export class PaymentDesk implements DeliveryGate {
         throw new ChannelUnusableError(channel.id, "pays for another peer", false);
       }
     }
-    // Everything checked: bind and record.
+    // Everything checked: on disk first (a crash after must not forget it, nor take it as new), then bind.
+    this.#ledger?.put({
+      channel: channel.id,
+      peer,
+      payer: channel.payer,
+      deposit: channel.deposit,
+      accepted: voucher.cumulativeAmount,
+      redeemed: bound === undefined ? accepted : account.redeemed,
+      latest: { voucher, signature: message.signature, receipts },
+    });
     this.#change(account, () => {
       if (bound === undefined) {
         this.#channels.set(channel.id, peer);
@@ -811,6 +870,7 @@ export class PaymentDesk implements DeliveryGate {
       const receipt = await getTransactionReceipt(this.#wallet, { hash });
       const gasCost = receipt.gasUsed * receipt.effectiveGasPrice;
       account.redeemed = latest.voucher.cumulativeAmount;
+      this.#ledger?.redeemed(channel.id, account.redeemed);
       account.redeemGas = receipt.gasUsed;
       const s = this.#stats;
       s.redeems++;
