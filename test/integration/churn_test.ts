@@ -22,11 +22,23 @@ const HOLDERS = 6;
 const CHURN_MS = 30_000;
 const CLI = new URL("../../src/cli.ts", import.meta.url).pathname;
 
+/**
+ * A free port below the ephemeral range (32768 and up on Linux), where no outgoing connection's source
+ * port can take it between this check and the holder's listen: holders keep their port across restarts.
+ */
+const taken = new Set<number>();
 function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (taken.has(port)) continue;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      continue;
+    }
+    taken.add(port);
+    return port;
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -59,7 +71,8 @@ Deno.test({
       holders[i]!.addr.replace(/\/p2p\/.*/, ""),
       ...holders.flatMap((h, j) => j === i ? [] : ["--bootstrap", h.addr]),
     ];
-    const start = (i: number) => spawnNode([], { command: command(i), stderr: "null" });
+    // Piped: a holder that fails to start says why in the test's error.
+    const start = (i: number) => spawnNode([], { command: command(i), stderr: "piped" });
     const nodes: (NodeProcess | undefined)[] = [];
     let reader: MeshgateNode | undefined;
     let server: Deno.HttpServer<Deno.NetAddr> | undefined;
