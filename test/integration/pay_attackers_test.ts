@@ -116,7 +116,28 @@ Deno.test({
       });
       const client = await startNode({ exchange: { payer } });
       nodes.push(client);
-      await payer.start(client.libp2p);
+      // The squatter gets in first: the client's pay streams (quotes, vouchers) wait until every channel it has
+      // opened was named by the squatter. Deterministic, where a squatter racing the first voucher may lose.
+      const squatted = new Set<Hex>();
+      const clientChannels = async () => {
+        const logs = await env.test.getLogs({ address: hub, fromBlock: 0n, toBlock: "latest" });
+        return parseEventLogs({ abi: channelHubAbi, eventName: "ChannelOpened", logs })
+          .filter((l) => l.args.payer === clientWallet.account.address);
+      };
+      const squatFirst = async () => {
+        const deadline = Date.now() + 20_000;
+        while (!(await clientChannels()).every((l) => squatted.has(l.args.channel))) {
+          assert.ok(Date.now() < deadline, "the squatter named the client's channel");
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      const dial = client.libp2p.dialProtocol.bind(client.libp2p);
+      await payer.start({
+        dialProtocol: (async (...args: Parameters<typeof dial>) => {
+          await squatFirst();
+          return await dial(...args);
+        }) as typeof dial,
+      });
       for (const op of [greedy, a, b]) await client.connect(op.node.multiaddrs()[0]!);
       await waitFor(() => client.libp2p.getPeers().length === 3, "the client connected to all");
 
@@ -170,18 +191,15 @@ Deno.test({
         const key = await env.wallet();
         const node = await startNode();
         nodes.push(node);
-        const squatted = new Set<Hex>();
+        const named = new Set<Hex>();
         const deadline = Date.now() + 20_000;
         while (squatted.size < honestOps.length) {
           assert.ok(Date.now() < deadline, "the honest client opened its two channels");
-          const logs = await env.test.getLogs({ address: hub, fromBlock: 0n, toBlock: "latest" });
-          const opened = parseEventLogs({ abi: channelHubAbi, eventName: "ChannelOpened", logs })
-            .filter((l) => l.args.payer === clientWallet.account.address);
-          for (const l of opened) {
-            if (squatted.has(l.args.channel)) continue;
+          for (const l of await clientChannels()) {
+            if (named.has(l.args.channel)) continue;
             const op = honestOps.find((o) => o.payee === l.args.payee);
             assert.ok(op, `the honest client opened a channel to ${l.args.payee} only`);
-            squatted.add(l.args.channel);
+            named.add(l.args.channel);
             await node.connect(op.node.multiaddrs()[0]!);
             const junk = voucherOf(l.args.channel, 1n);
             await assert.rejects(
@@ -192,6 +210,7 @@ Deno.test({
               }),
               (e: unknown) => e instanceof VoucherRefusedError && e.code === "voucher_signer",
             );
+            squatted.add(l.args.channel);
           }
           if (squatted.size < honestOps.length) await new Promise((r) => setTimeout(r, 25));
         }
