@@ -1,0 +1,341 @@
+/**
+ * Paid delivery under several attackers at once, on a real anvil with real libp2p peers on loopback: an honest
+ * paying client downloads 4 MiB from two honest operators while a malleating client (v rewritten), a squatter
+ * (junk vouchers on the honest client's channels, as soon as they are opened), a client cycling peer IDs without
+ * paying and an over-priced operator holding every chunk all do their worst. Afterwards each honest operator
+ * was paid on-chain price x the bytes it served the honest client (less at most one batch per channel), the
+ * honest client paid no more than its cap and nothing to the over-priced operator, and every attacker was
+ * refused or banned.
+ */
+import assert from "node:assert/strict";
+import { type Address, type Hex, parseEther, parseEventLogs } from "viem";
+import { type CID, cidOf } from "../../src/content/cid.ts";
+import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
+import { fetchFromMesh } from "../../src/mesh/fetch.ts";
+import type { MeshNode } from "../../src/mesh/node.ts";
+import { channelHubAbi } from "../../src/pay/abi.ts";
+import { openChannel } from "../../src/pay/channel.ts";
+import { MAX_CHUNK_BYTES } from "../../src/pay/limits.ts";
+import {
+  type PayerEvent,
+  PayingClient,
+  PaymentDesk,
+  PeerBannedError,
+  PriceAboveCapError,
+  requestQuote,
+  submitVoucher,
+  VoucherRefusedError,
+} from "../../src/pay/mod.ts";
+import { EMPTY_RECEIPTS_ROOT } from "../../src/pay/receipts.ts";
+import { channelHubDomain, signVoucher, type Voucher } from "../../src/pay/voucher.ts";
+import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
+import { startTestChain, type TestChain } from "../pay/_chain.ts";
+
+const KiB = 1024;
+const CHUNK = 256 * KiB;
+const CHUNKS = 16;
+const BATCH = 256 * KiB;
+/** 1 gwei a byte: each honest operator's 2 MiB are worth far more than its redeems cost. */
+const PRICE = 1_000_000_000n;
+/** The attacker's price: 4 gwei a byte, above the client's default ceiling. */
+const GREEDY = 4_000_000_000n;
+const SYBILS = 12;
+
+interface Chunk {
+  cid: CID;
+  bytes: Uint8Array;
+}
+
+interface Operator {
+  node: MeshNode;
+  desk: PaymentDesk;
+  payee: Address;
+}
+
+const voucherOf = (channel: Hex, amount: bigint): Voucher => ({
+  channel,
+  cumulativeAmount: amount,
+  receiptsRoot: EMPTY_RECEIPTS_ROOT,
+  receiptCount: 0n,
+});
+
+Deno.test({
+  name:
+    "under attackers at once, honest operators earn price x bytes served and the honest client stays under its cap",
+  // libp2p's lingering timers and viem's keep-alive sockets are stopped, but not always within the last tick.
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const env: TestChain = await startTestChain();
+    const nodes: MeshNode[] = [];
+    const desks: PaymentDesk[] = [];
+    let payer: PayingClient | undefined;
+    try {
+      const hub = env.contracts.channelHub;
+      const domain = channelHubDomain(env.chain.id, hub);
+      const file: Chunk[] = Array.from({ length: CHUNKS }, () => {
+        const bytes = randomBytes(CHUNK);
+        return { cid: cidOf(bytes), bytes };
+      });
+      const total = BigInt(CHUNK * CHUNKS);
+
+      const operator = async (price: bigint, held: Chunk[]): Promise<Operator> => {
+        const wallet = await env.wallet();
+        const desk = new PaymentDesk({
+          chain: { chainId: env.chain.id, contracts: env.contracts },
+          wallet,
+          price,
+          batchBytes: BATCH,
+          // A refused stranger waits this long: short, as the sybils are refused one after another.
+          paymentWaitMs: 500,
+        });
+        desks.push(desk);
+        const store = new MemorySource();
+        for (const c of held) await store.put(c.cid, c.bytes);
+        const node = await startNode({ store, exchange: { gate: desk } });
+        nodes.push(node);
+        await desk.start(node.libp2p);
+        return { node, desk, payee: wallet.account.address };
+      };
+      const a = await operator(PRICE, file.slice(0, CHUNKS / 2));
+      const b = await operator(PRICE, file.slice(CHUNKS / 2));
+      const greedy = await operator(GREEDY, file);
+      const honestOps = [a, b];
+
+      // The honest client: the default price ceiling, and a daily cap just above the file's price (each fetch
+      // reserves one largest chunk).
+      const cap = PRICE * (total + BigInt(MAX_CHUNK_BYTES));
+      const clientWallet = await env.wallet();
+      const events: PayerEvent[] = [];
+      payer = new PayingClient({
+        chain: { chainId: env.chain.id, contracts: env.contracts },
+        wallet: clientWallet,
+        batchBytes: BATCH,
+        maxSpendPerDay: cap,
+        onEvent: (e) => events.push(e),
+      });
+      const client = await startNode({ exchange: { payer } });
+      nodes.push(client);
+      // The squatter gets in first: the client's pay streams (quotes, vouchers) wait until every channel it has
+      // opened was named by the squatter. Deterministic, where a squatter racing the first voucher may lose.
+      const squatted = new Set<Hex>();
+      const clientChannels = async () => {
+        const logs = await env.test.getLogs({ address: hub, fromBlock: 0n, toBlock: "latest" });
+        return parseEventLogs({ abi: channelHubAbi, eventName: "ChannelOpened", logs })
+          .filter((l) => l.args.payer === clientWallet.account.address);
+      };
+      const squatFirst = async () => {
+        const deadline = Date.now() + 20_000;
+        while (!(await clientChannels()).every((l) => squatted.has(l.args.channel))) {
+          assert.ok(Date.now() < deadline, "the squatter named the client's channel");
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
+      const dial = client.libp2p.dialProtocol.bind(client.libp2p);
+      await payer.start({
+        dialProtocol: (async (...args: Parameters<typeof dial>) => {
+          await squatFirst();
+          return await dial(...args);
+        }) as typeof dial,
+      });
+      for (const op of [greedy, a, b]) await client.connect(op.node.multiaddrs()[0]!);
+      await waitFor(() => client.libp2p.getPeers().length === 3, "the client connected to all");
+
+      const honest = async () => {
+        // Asked directly, the over-priced operator is refused before anything is requested.
+        await assert.rejects(
+          client.fetchChunk(greedy.node.peerId, file[0]!.cid),
+          (e: unknown) => e instanceof PriceAboveCapError && e.price === GREEDY,
+        );
+        const budget = { spentWei: 0n };
+        const got: Uint8Array[] = [];
+        for (const c of file) {
+          const bytes = await fetchFromMesh(client, c.cid, { budget, lookupTimeoutMs: 200 });
+          assert.ok(bytes, `the client got ${c.cid}`);
+          got.push(bytes);
+        }
+        return got;
+      };
+
+      // A malleating client: its own channel to operator b, an honest signature with 27 taken off v.
+      const malleator = async () => {
+        const key = await env.wallet();
+        const { channel } = await openChannel(key, {
+          address: hub,
+          payee: b.payee,
+          deposit: parseEther("1"),
+          challengePeriod: 3600n,
+        });
+        const node = await startNode();
+        nodes.push(node);
+        await node.connect(b.node.multiaddrs()[0]!);
+        await requestQuote(node.libp2p, b.node.peerId);
+        const voucher = voucherOf(channel, PRICE * BigInt(BATCH));
+        const sig = await signVoucher(key.account, domain, voucher);
+        const v = parseInt(sig.slice(130), 16);
+        const lowV = `${sig.slice(0, 130)}${(v - 27).toString(16).padStart(2, "0")}` as Hex;
+        await assert.rejects(
+          submitVoucher(node.libp2p, b.node.peerId, { voucher, signature: lowV, receipts: [] }),
+          (e: unknown) => e instanceof VoucherRefusedError && e.code === "voucher_signature",
+        );
+        await assert.rejects(
+          node.fetchChunk(b.node.multiaddrs()[0]!, file[CHUNKS - 1]!.cid),
+          (e: unknown) => e instanceof DeliveryRefusedError && e.code === "peer_banned",
+        );
+        return node.peerId;
+      };
+
+      // A squatter: watches ChannelOpened for the honest client's channels and names each, at its payee, with a
+      // voucher it signed itself. Waits for both channels (a condition, not a timer).
+      const squatter = async () => {
+        const key = await env.wallet();
+        const node = await startNode();
+        nodes.push(node);
+        const named = new Set<Hex>();
+        const deadline = Date.now() + 20_000;
+        while (squatted.size < honestOps.length) {
+          assert.ok(Date.now() < deadline, "the honest client opened its two channels");
+          for (const l of await clientChannels()) {
+            if (named.has(l.args.channel)) continue;
+            const op = honestOps.find((o) => o.payee === l.args.payee);
+            assert.ok(op, `the honest client opened a channel to ${l.args.payee} only`);
+            named.add(l.args.channel);
+            await node.connect(op.node.multiaddrs()[0]!);
+            const junk = voucherOf(l.args.channel, 1n);
+            await assert.rejects(
+              submitVoucher(node.libp2p, op.node.peerId, {
+                voucher: junk,
+                signature: await signVoucher(key.account, domain, junk),
+                receipts: [],
+              }),
+              (e: unknown) => e instanceof VoucherRefusedError && e.code === "voucher_signer",
+            );
+            squatted.add(l.args.channel);
+          }
+          if (squatted.size < honestOps.length) await new Promise((r) => setTimeout(r, 25));
+        }
+        return node.peerId;
+      };
+
+      // A client cycling peer IDs at operator a, never paying: served at most the desk's strangers' pool.
+      const sybils = async () => {
+        let got = 0n;
+        let refusals = 0;
+        for (let i = 0; i < SYBILS; i++) {
+          const sybil = await startNode();
+          try {
+            for (const c of file.slice(0, 4)) {
+              try {
+                got += BigInt(
+                  (await sybil.fetchChunk(a.node.multiaddrs()[0]!, c.cid))?.length ?? 0,
+                );
+              } catch (e) {
+                assert.ok(e instanceof DeliveryRefusedError, `refused, not ${e}`);
+                refusals++;
+                break;
+              }
+            }
+          } finally {
+            await sybil.stop();
+          }
+        }
+        return { got, refusals };
+      };
+
+      const t0 = performance.now();
+      const [got, malleatorId, squatterId, sybil] = await Promise.all([
+        honest(),
+        malleator(),
+        squatter(),
+        sybils(),
+      ]);
+      const seconds = (performance.now() - t0) / 1000;
+
+      // The honest client was served byte-identical data.
+      for (const [i, c] of file.entries()) assert.deepEqual(got[i], c.bytes, `chunk ${i}`);
+
+      // Settle: the client pays what it owes, then each operator redeems on its way out.
+      await payer.settle();
+      const served = honestOps.map((op) =>
+        op.desk.accounts().find((x) => x.peer === client.peerId)?.servedBytes ?? 0n
+      );
+      assert.equal(
+        served[0]! + served[1]!,
+        total,
+        "the honest operators served the file between them",
+      );
+      const greedyServed = greedy.desk.accounts().find((x) => x.peer === client.peerId)
+        ?.servedBytes;
+      assert.equal(greedyServed ?? 0n, 0n, "the over-priced operator served the client nothing");
+      await Promise.all(desks.splice(0).map((d) => d.stop()));
+
+      const logs = await env.test.getLogs({ address: hub, fromBlock: 0n, toBlock: "latest" });
+      const opened = parseEventLogs({ abi: channelHubAbi, eventName: "ChannelOpened", logs });
+      const redeemed = parseEventLogs({ abi: channelHubAbi, eventName: "VoucherRedeemed", logs });
+      const mine = opened.filter((l) => l.args.payer === clientWallet.account.address);
+      assert.ok(
+        mine.every((l) => l.args.payee !== greedy.payee),
+        "no channel to the over-priced operator",
+      );
+      for (const [i, op] of honestOps.entries()) {
+        const channels = new Set(
+          mine.filter((l) => l.args.payee === op.payee).map((l) => l.args.channel),
+        );
+        assert.equal(channels.size, 1, `one channel to operator ${i}`);
+        const paid = redeemed.filter((l) => channels.has(l.args.channel));
+        const earned = paid.reduce((sum, l) => sum + l.args.paid, 0n);
+        const owed = PRICE * served[i]!;
+        assert.ok(
+          earned <= owed && earned >= owed - PRICE * BigInt(BATCH) * BigInt(channels.size),
+          `operator ${i} earned ${earned} on-chain for ${served[i]} bytes (${owed} owed)`,
+        );
+        // The hub paid the operator's own account, which sent nothing but these redeems (funded with 100 ETH).
+        const hashes = new Set(paid.map((l) => l.transactionHash));
+        assert.equal(await env.test.getTransactionCount({ address: op.payee }), hashes.size);
+        let gas = 0n;
+        for (const hash of hashes) {
+          const r = await env.test.getTransactionReceipt({ hash });
+          gas += r.gasUsed * r.effectiveGasPrice;
+        }
+        assert.equal(
+          await env.test.getBalance({ address: op.payee }),
+          parseEther("100") + earned - gas,
+          `operator ${i}'s balance`,
+        );
+      }
+
+      // The honest client paid for exactly what it fetched, never above its cap, and was banned nowhere.
+      const spentOnChain = redeemed
+        .filter((l) => mine.some((o) => o.args.channel === l.args.channel))
+        .reduce((sum, l) => sum + l.args.paid, 0n);
+      assert.equal(payer.stats().spentWei, PRICE * total);
+      assert.ok(spentOnChain <= cap, `the client paid ${spentOnChain}, above its cap of ${cap}`);
+      assert.ok(events.some((e) => e.kind === "quote_refused" && e.peer === greedy.node.peerId));
+      for (const op of honestOps) {
+        op.desk.admit(client.peerId); // throws if banned
+      }
+
+      // The attackers: malleator banned at b, squatter banned at both, sybils held to the strangers' pool.
+      assert.throws(() => b.desk.admit(malleatorId), PeerBannedError, "malleator banned");
+      for (const op of honestOps) {
+        assert.throws(() => op.desk.admit(squatterId), PeerBannedError, "squatter banned");
+        const s = op.desk.accounts().find((x) => x.peer === squatterId);
+        assert.equal(s?.channel, undefined, "the squatter bound no channel");
+      }
+      assert.ok(sybil.got <= 4n * BigInt(BATCH), `the sybils got ${sybil.got} bytes free`);
+      assert.ok(sybil.refusals > 0, "the sybils were refused");
+      console.log(JSON.stringify({
+        pay_attackers: {
+          seconds: Number(seconds.toFixed(2)),
+          served: served.map(Number),
+          sybil_bytes: Number(sybil.got),
+        },
+      }));
+    } finally {
+      await payer?.stop();
+      await Promise.all(desks.map((d) => d.stop()));
+      await stopNodes(...nodes);
+      await env.stop();
+    }
+  },
+});
