@@ -145,6 +145,8 @@ interface Operator {
   vouchers: number;
   /** Cumulative amount of the last voucher the operator acknowledged. */
   accepted: bigint;
+  /** Wei paid ahead of service (a binding voucher's 1 wei): taken off the next voucher that covers it. */
+  ahead: bigint;
   last?: VoucherMessage;
   lastError?: unknown;
   queue: Serial;
@@ -471,6 +473,7 @@ export class PayingClient implements DeliveryPayer {
         deposit: 0n,
         cumulative: 0n,
         accepted: 0n,
+        ahead: 0n,
         batch: new ReceiptBatch(),
         paidBytes: 0n,
         vouchers: 0,
@@ -537,7 +540,11 @@ export class PayingClient implements DeliveryPayer {
 
   /** Signs and sends the voucher of `batch` (in `op`'s queue). */
   async #voucher(op: Operator, quote: Quote, batch: ReceiptBatch, extra = 0n): Promise<void> {
-    const amount = op.cumulative + quote.price * batch.bytes + extra;
+    const due = quote.price * batch.bytes;
+    // Paid ahead counts toward what is due, as long as the voucher still grows (the desk takes no other).
+    const credit = due > op.ahead ? op.ahead : 0n;
+    op.ahead += extra - credit;
+    const amount = op.cumulative + due + extra - credit;
     await this.#fund(op, quote, amount);
     const voucher = {
       channel: op.channel!,

@@ -1,22 +1,27 @@
 /**
- * Paid delivery under several attackers at once, on a real anvil with real libp2p peers on loopback: an honest
- * paying client downloads 4 MiB from two honest operators while a malleating client (v rewritten), a squatter
- * (junk vouchers on the honest client's channels, as soon as they are opened), a client cycling peer IDs without
- * paying and an over-priced operator holding every chunk all do their worst. Afterwards each honest operator
- * was paid on-chain price x the bytes it served the honest client (less at most one batch per channel), the
- * honest client paid no more than its cap and nothing to the over-priced operator, and every attacker was
- * refused or banned.
+ * Paid delivery under every attacker at once, on a real anvil with real libp2p peers on loopback: an honest
+ * paying client downloads 4 MiB from two honest in-process operators and 8 MiB from a third, a real `serve`
+ * process, while a malleating client (v rewritten), a squatter (junk vouchers on each of the honest client's
+ * channels, as soon as they are opened), a client cycling peer IDs without paying, a client that pays, starts
+ * closing its channel with vouchers still unredeemed and keeps downloading, and an over-priced operator holding
+ * every chunk all do their worst; the `serve` operator is SIGKILLed mid-download and restarted, and a second
+ * desk on its data directory (its pay key) is refused. Afterwards each honest operator was paid on-chain price x
+ * the bytes it served paying clients (less at most one batch per channel), the honest client paid no more than
+ * its cap and nothing to the over-priced operator, and every attacker was refused, cut off or banned.
  */
 import assert from "node:assert/strict";
 import { type Address, type Hex, parseEther, parseEventLogs } from "viem";
+import { type NodeProcess, spawnNode } from "../../src/cluster.ts";
 import { type CID, cidOf } from "../../src/content/cid.ts";
 import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
 import { fetchFromMesh } from "../../src/mesh/fetch.ts";
 import type { MeshNode } from "../../src/mesh/node.ts";
 import { channelHubAbi } from "../../src/pay/abi.ts";
-import { openChannel } from "../../src/pay/channel.ts";
+import { writeChainConfig } from "../../src/pay/chain.ts";
+import { getChannel, openChannel, startClose } from "../../src/pay/channel.ts";
 import { MAX_CHUNK_BYTES } from "../../src/pay/limits.ts";
 import {
+  payAccount,
   type PayerEvent,
   PayingClient,
   PaymentDesk,
@@ -27,7 +32,9 @@ import {
   VoucherRefusedError,
 } from "../../src/pay/mod.ts";
 import { EMPTY_RECEIPTS_ROOT } from "../../src/pay/receipts.ts";
+import { DEFAULT_BATCH_BYTES } from "../../src/pay/receipts.ts";
 import { channelHubDomain, signVoucher, type Voucher } from "../../src/pay/voucher.ts";
+import { ChunkStore } from "../../src/store/store.ts";
 import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
 import { startTestChain, type TestChain } from "../pay/_chain.ts";
 
@@ -40,6 +47,13 @@ const PRICE = 1_000_000_000n;
 /** The attacker's price: 4 gwei a byte, above the client's default ceiling. */
 const GREEDY = 4_000_000_000n;
 const SYBILS = 12;
+/** The `serve` operator's chunks: 1 MiB each, 8 of them, so that it takes a voucher (its batch is the default
+ * 4 MiB) before it is killed after 5. */
+const BIG = 1024 * KiB;
+const BIG_CHUNKS = 8;
+const KILL_AFTER = 5;
+/** anvil's test account the `serve` operator is paid into (nothing else uses it). */
+const SERVE_KEY = "dev:7";
 
 interface Chunk {
   cid: CID;
@@ -50,6 +64,12 @@ interface Operator {
   node: MeshNode;
   desk: PaymentDesk;
   payee: Address;
+}
+
+/** An operator as the squatter sees it: a payee and where to reach it now. */
+interface Target {
+  payee: Address;
+  addr(): string;
 }
 
 const voucherOf = (channel: Hex, amount: bigint): Voucher => ({
@@ -69,7 +89,9 @@ Deno.test({
     const env: TestChain = await startTestChain();
     const nodes: MeshNode[] = [];
     const desks: PaymentDesk[] = [];
-    let payer: PayingClient | undefined;
+    const payers: PayingClient[] = [];
+    let serve: NodeProcess | undefined;
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-pay-attackers-" });
     try {
       const hub = env.contracts.channelHub;
       const domain = channelHubDomain(env.chain.id, hub);
@@ -77,9 +99,18 @@ Deno.test({
         const bytes = randomBytes(CHUNK);
         return { cid: cidOf(bytes), bytes };
       });
+      const big: Chunk[] = Array.from({ length: BIG_CHUNKS }, () => {
+        const bytes = randomBytes(BIG);
+        return { cid: cidOf(bytes), bytes };
+      });
       const total = BigInt(CHUNK * CHUNKS);
+      const bigTotal = BigInt(BIG * BIG_CHUNKS);
 
-      const operator = async (price: bigint, held: Chunk[]): Promise<Operator> => {
+      const operator = async (
+        price: bigint,
+        held: Chunk[],
+        tune: { redeemFactor?: number } = {},
+      ): Promise<Operator> => {
         const wallet = await env.wallet();
         const desk = new PaymentDesk({
           chain: { chainId: env.chain.id, contracts: env.contracts },
@@ -88,6 +119,9 @@ Deno.test({
           batchBytes: BATCH,
           // A refused stranger waits this long: short, as the sybils are refused one after another.
           paymentWaitMs: 500,
+          watchPollMs: 100,
+          retryMs: 100,
+          ...tune,
         });
         desks.push(desk);
         const store = new MemorySource();
@@ -97,23 +131,57 @@ Deno.test({
         await desk.start(node.libp2p);
         return { node, desk, payee: wallet.account.address };
       };
-      const a = await operator(PRICE, file.slice(0, CHUNKS / 2));
+      // Operator a redeems only at 1,000 x the gas of a redeem: the closing client's vouchers stay unredeemed
+      // until it starts closing.
+      const a = await operator(PRICE, file.slice(0, CHUNKS / 2), { redeemFactor: 1_000 });
       const b = await operator(PRICE, file.slice(CHUNKS / 2));
-      const greedy = await operator(GREEDY, file);
+      const greedy = await operator(GREEDY, [...file, ...big]);
       const honestOps = [a, b];
+
+      // Operator c: a real `serve` process, its chunks put in its store beforehand.
+      const chainFile = `${dir}/chain.json`;
+      await writeChainConfig(chainFile, {
+        chainId: env.chain.id,
+        rpc: env.anvil.rpc,
+        contracts: env.contracts,
+      });
+      const serveArgs = [
+        "--data",
+        `${dir}/c`,
+        "--chain",
+        env.anvil.rpc,
+        "--chain-file",
+        chainFile,
+        "--price",
+        String(PRICE),
+        "--pay-key",
+        SERVE_KEY,
+      ];
+      const cStore = await ChunkStore.open(`${dir}/c`);
+      for (const c of big) await cStore.put(c.cid, c.bytes);
+      await cStore.close();
+      serve = await spawnNode(serveArgs, { stderr: "piped", timeoutMs: 60_000 });
+      const cPayee = payAccount(SERVE_KEY).address;
+      assert.equal(serve.account, cPayee);
+      const cPeer = serve.peerId!;
+      const targets: Target[] = [
+        ...honestOps.map((op) => ({ payee: op.payee, addr: () => op.node.multiaddrs()[0]! })),
+        { payee: cPayee, addr: () => serve!.multiaddrs[0]! },
+      ];
 
       // The honest client: the default price ceiling, and a daily cap just above the file's price (each fetch
       // reserves one largest chunk).
-      const cap = PRICE * (total + BigInt(MAX_CHUNK_BYTES));
+      const cap = PRICE * (total + bigTotal + BigInt(MAX_CHUNK_BYTES));
       const clientWallet = await env.wallet();
       const events: PayerEvent[] = [];
-      payer = new PayingClient({
+      const payer = new PayingClient({
         chain: { chainId: env.chain.id, contracts: env.contracts },
         wallet: clientWallet,
         batchBytes: BATCH,
         maxSpendPerDay: cap,
         onEvent: (e) => events.push(e),
       });
+      payers.push(payer);
       const client = await startNode({ exchange: { payer } });
       nodes.push(client);
       // The squatter gets in first: the client's pay streams (quotes, vouchers) wait until every channel it has
@@ -125,7 +193,7 @@ Deno.test({
           .filter((l) => l.args.payer === clientWallet.account.address);
       };
       const squatFirst = async () => {
-        const deadline = Date.now() + 20_000;
+        const deadline = Date.now() + 90_000;
         while (!(await clientChannels()).every((l) => squatted.has(l.args.channel))) {
           assert.ok(Date.now() < deadline, "the squatter named the client's channel");
           await new Promise((r) => setTimeout(r, 20));
@@ -139,7 +207,8 @@ Deno.test({
         }) as typeof dial,
       });
       for (const op of [greedy, a, b]) await client.connect(op.node.multiaddrs()[0]!);
-      await waitFor(() => client.libp2p.getPeers().length === 3, "the client connected to all");
+      await client.connect(serve.multiaddrs[0]!);
+      await waitFor(() => client.libp2p.getPeers().length === 4, "the client connected to all");
 
       const honest = async () => {
         // Asked directly, the over-priced operator is refused before anything is requested.
@@ -149,11 +218,40 @@ Deno.test({
         );
         const budget = { spentWei: 0n };
         const got: Uint8Array[] = [];
-        for (const c of file) {
+        const fetch = async (c: Chunk) => {
           const bytes = await fetchFromMesh(client, c.cid, { budget, lookupTimeoutMs: 200 });
           assert.ok(bytes, `the client got ${c.cid}`);
           got.push(bytes);
+        };
+        for (const c of file) await fetch(c);
+        for (const c of big.slice(0, KILL_AFTER)) await fetch(c);
+        // The serve operator took a voucher (on disk before the credit it bought), then it is killed.
+        await waitFor(
+          () => (payer.operators().find((o) => o.peer === cPeer)?.accepted ?? 0n) > 0n,
+          "the serve operator's first voucher",
+          20_000,
+        );
+        const cChannel = payer.operators().find((o) => o.peer === cPeer)!.channel!;
+        // A second desk on its data directory (its pay key) is refused at start.
+        const second = await spawnNode(serveArgs, { stderr: "piped", timeoutMs: 60_000 }).then(
+          (p) => {
+            void p.stop("SIGKILL");
+            return undefined;
+          },
+          (e: Error) => e,
+        );
+        assert.match(String(second?.message), /Another payment desk is running on .*pay\.sqlite/);
+        assert.equal(await serve!.stop("SIGKILL"), 137);
+        serve = await spawnNode(serveArgs, { stderr: "piped", timeoutMs: 60_000 });
+        assert.equal(serve.peerId, cPeer, "the same identity after the restart");
+        // Restarted, it redeems the voucher it had accepted before the kill.
+        const deadline = Date.now() + 30_000;
+        while ((await getChannel(env.test, { address: hub, channel: cChannel })).redeemed === 0n) {
+          assert.ok(Date.now() < deadline, "the restarted desk redeemed its voucher");
+          await new Promise((r) => setTimeout(r, 100));
         }
+        await client.connect(serve.multiaddrs[0]!);
+        for (const c of big.slice(KILL_AFTER)) await fetch(c);
         return got;
       };
 
@@ -192,18 +290,19 @@ Deno.test({
         const node = await startNode();
         nodes.push(node);
         const named = new Set<Hex>();
-        const deadline = Date.now() + 20_000;
-        while (squatted.size < honestOps.length) {
-          assert.ok(Date.now() < deadline, "the honest client opened its two channels");
+        const deadline = Date.now() + 90_000;
+        while (squatted.size < targets.length) {
+          assert.ok(Date.now() < deadline, "the honest client opened its three channels");
           for (const l of await clientChannels()) {
             if (named.has(l.args.channel)) continue;
-            const op = honestOps.find((o) => o.payee === l.args.payee);
+            const op = targets.find((o) => o.payee === l.args.payee);
             assert.ok(op, `the honest client opened a channel to ${l.args.payee} only`);
             named.add(l.args.channel);
-            await node.connect(op.node.multiaddrs()[0]!);
+            const addr = op.addr();
+            await node.connect(addr);
             const junk = voucherOf(l.args.channel, 1n);
             await assert.rejects(
-              submitVoucher(node.libp2p, op.node.peerId, {
+              submitVoucher(node.libp2p, addr.slice(addr.lastIndexOf("/p2p/") + 5), {
                 voucher: junk,
                 signature: await signVoucher(key.account, domain, junk),
                 receipts: [],
@@ -212,7 +311,7 @@ Deno.test({
             );
             squatted.add(l.args.channel);
           }
-          if (squatted.size < honestOps.length) await new Promise((r) => setTimeout(r, 25));
+          if (squatted.size < targets.length) await new Promise((r) => setTimeout(r, 25));
         }
         return node.peerId;
       };
@@ -242,17 +341,56 @@ Deno.test({
         return { got, refusals };
       };
 
+      // A client that pays operator a for 4 chunks, then starts closing its channel, its vouchers unredeemed
+      // (a's factor), and asks for more: cut off at once, and a redeems what it was paid before the period ends.
+      const closer = async () => {
+        const key = await env.wallet();
+        const own = new PayingClient({
+          chain: { chainId: env.chain.id, contracts: env.contracts },
+          wallet: key,
+          batchBytes: BATCH,
+        });
+        payers.push(own);
+        const node = await startNode({ exchange: { payer: own } });
+        nodes.push(node);
+        await own.start(node.libp2p);
+        await node.connect(a.node.multiaddrs()[0]!);
+        for (const c of file.slice(0, 4)) {
+          assert.deepEqual(await node.fetchChunk(a.node.peerId, c.cid), c.bytes);
+        }
+        const account = () => a.desk.accounts().find((x) => x.peer === node.peerId);
+        await waitFor(() => (account()?.accepted ?? 0n) > 0n, "the closer's vouchers");
+        const channel = account()!.channel!;
+        assert.equal(
+          (await getChannel(env.test, { address: hub, channel })).redeemed,
+          0n,
+          "precondition: the closer's vouchers are unredeemed",
+        );
+        await startClose(key, { address: hub, channel });
+        const deadline = Date.now() + 20_000;
+        while ((await getChannel(env.test, { address: hub, channel })).redeemed === 0n) {
+          assert.ok(Date.now() < deadline, "operator a redeemed the closing channel");
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        await assert.rejects(node.fetchChunk(a.node.peerId, file[4]!.cid));
+        await assert.rejects(node.fetchChunk(a.node.peerId, file[5]!.cid));
+        return { peer: node.peerId, channel };
+      };
+
       const t0 = performance.now();
-      const [got, malleatorId, squatterId, sybil] = await Promise.all([
+      const [got, malleatorId, squatterId, sybil, closed] = await Promise.all([
         honest(),
         malleator(),
         squatter(),
         sybils(),
+        closer(),
       ]);
       const seconds = (performance.now() - t0) / 1000;
 
       // The honest client was served byte-identical data.
-      for (const [i, c] of file.entries()) assert.deepEqual(got[i], c.bytes, `chunk ${i}`);
+      for (const [i, c] of [...file, ...big].entries()) {
+        assert.deepEqual(got[i], c.bytes, `chunk ${i}`);
+      }
 
       // Settle: the client pays what it owes, then each operator redeems on its way out.
       await payer.settle();
@@ -267,7 +405,17 @@ Deno.test({
       const greedyServed = greedy.desk.accounts().find((x) => x.peer === client.peerId)
         ?.servedBytes;
       assert.equal(greedyServed ?? 0n, 0n, "the over-priced operator served the client nothing");
+      // The closer was paid for: what a served it, less at most one batch, is on-chain, and nothing after.
+      const closerAt = a.desk.accounts().find((x) => x.peer === closed.peer)!;
+      const closerState = await getChannel(env.test, { address: hub, channel: closed.channel });
+      assert.equal(closerState.redeemed, closerAt.accepted);
+      assert.ok(
+        PRICE * closerAt.servedBytes - closerState.redeemed <= PRICE * BigInt(BATCH),
+        `the closer was served ${closerAt.servedBytes} bytes, ${closerState.redeemed} redeemed`,
+      );
+      assert.ok(closerAt.servedBytes <= 5n * BigInt(CHUNK), "nothing served after the close");
       await Promise.all(desks.splice(0).map((d) => d.stop()));
+      assert.equal(await serve.stop(), 0, "the serve operator stopped cleanly");
 
       const logs = await env.test.getLogs({ address: hub, fromBlock: 0n, toBlock: "latest" });
       const opened = parseEventLogs({ abi: channelHubAbi, eventName: "ChannelOpened", logs });
@@ -277,20 +425,37 @@ Deno.test({
         mine.every((l) => l.args.payee !== greedy.payee),
         "no channel to the over-priced operator",
       );
-      for (const [i, op] of honestOps.entries()) {
+      const earnedBy = (payee: Address) => {
         const channels = new Set(
-          mine.filter((l) => l.args.payee === op.payee).map((l) => l.args.channel),
+          mine.filter((l) => l.args.payee === payee).map((l) => l.args.channel),
         );
-        assert.equal(channels.size, 1, `one channel to operator ${i}`);
         const paid = redeemed.filter((l) => channels.has(l.args.channel));
-        const earned = paid.reduce((sum, l) => sum + l.args.paid, 0n);
+        return { channels, paid, earned: paid.reduce((sum, l) => sum + l.args.paid, 0n) };
+      };
+      // The serve operator, killed and restarted on the way: paid for its 8 MiB, less at most one of its batches.
+      {
+        const { channels, earned } = earnedBy(cPayee);
+        assert.equal(channels.size, 1, "one channel to the serve operator");
+        const owed = PRICE * bigTotal;
+        assert.ok(
+          earned <= owed && earned >= owed - PRICE * BigInt(DEFAULT_BATCH_BYTES),
+          `the serve operator earned ${earned} on-chain for ${bigTotal} bytes (${owed} owed)`,
+        );
+      }
+      for (const [i, op] of honestOps.entries()) {
+        const { channels, paid, earned } = earnedBy(op.payee);
+        assert.equal(channels.size, 1, `one channel to operator ${i}`);
         const owed = PRICE * served[i]!;
         assert.ok(
           earned <= owed && earned >= owed - PRICE * BigInt(BATCH) * BigInt(channels.size),
           `operator ${i} earned ${earned} on-chain for ${served[i]} bytes (${owed} owed)`,
         );
-        // The hub paid the operator's own account, which sent nothing but these redeems (funded with 100 ETH).
-        const hashes = new Set(paid.map((l) => l.transactionHash));
+        // The hub paid the operator's own account, which sent nothing but these redeems (funded with 100 ETH),
+        // besides the closer's for operator a.
+        const closerPaid = redeemed.filter((l) => l.args.channel === closed.channel);
+        const hashes = new Set(
+          [...paid, ...(i === 0 ? closerPaid : [])].map((l) => l.transactionHash),
+        );
         assert.equal(await env.test.getTransactionCount({ address: op.payee }), hashes.size);
         let gas = 0n;
         for (const hash of hashes) {
@@ -299,7 +464,7 @@ Deno.test({
         }
         assert.equal(
           await env.test.getBalance({ address: op.payee }),
-          parseEther("100") + earned - gas,
+          parseEther("100") + earned + (i === 0 ? closerState.redeemed : 0n) - gas,
           `operator ${i}'s balance`,
         );
       }
@@ -308,7 +473,7 @@ Deno.test({
       const spentOnChain = redeemed
         .filter((l) => mine.some((o) => o.args.channel === l.args.channel))
         .reduce((sum, l) => sum + l.args.paid, 0n);
-      assert.equal(payer.stats().spentWei, PRICE * total);
+      assert.equal(payer.stats().spentWei, PRICE * (total + bigTotal));
       assert.ok(spentOnChain <= cap, `the client paid ${spentOnChain}, above its cap of ${cap}`);
       assert.ok(events.some((e) => e.kind === "quote_refused" && e.peer === greedy.node.peerId));
       for (const op of honestOps) {
@@ -328,14 +493,17 @@ Deno.test({
         pay_attackers: {
           seconds: Number(seconds.toFixed(2)),
           served: served.map(Number),
+          closer_served: Number(closerAt.servedBytes),
           sybil_bytes: Number(sybil.got),
         },
       }));
     } finally {
-      await payer?.stop();
+      await Promise.all(payers.map((p) => p.stop()));
       await Promise.all(desks.map((d) => d.stop()));
+      await serve?.stop().catch(() => {});
       await stopNodes(...nodes);
       await env.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -361,6 +361,9 @@ withChain(
       assert.deepEqual(await newcomer.node.fetchChunk(op.node.multiaddrs()[0]!, c.cid), c.bytes);
     }
     assert.equal(newcomer.payer.stats().channels, 1);
+    // Its binding wei counts toward what it owes: once paid up, it paid the price of 4 chunks, not 1 wei more.
+    await newcomer.payer.settle();
+    assert.equal(newcomer.payer.stats().spentWei, PRICE * 4n * BigInt(CHUNK));
 
     // introBytes 0: no credit at all before a bound channel.
     const strict = await operator(held, { introBytes: 0, paymentWaitMs: 50 });
