@@ -12,10 +12,8 @@
 import assert from "node:assert/strict";
 import { type Address, type Hex, parseEther, parseEventLogs } from "viem";
 import { type NodeProcess, spawnNode } from "../../src/cluster.ts";
-import { type CID, cidOf } from "../../src/content/cid.ts";
 import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
 import { fetchFromMesh } from "../../src/mesh/fetch.ts";
-import type { MeshNode } from "../../src/mesh/node.ts";
 import { channelHubAbi } from "../../src/pay/abi.ts";
 import { writeChainConfig } from "../../src/pay/chain.ts";
 import { getChannel, openChannel, startClose } from "../../src/pay/channel.ts";
@@ -23,20 +21,18 @@ import { MAX_CHUNK_BYTES } from "../../src/pay/limits.ts";
 import {
   payAccount,
   type PayerEvent,
-  PayingClient,
-  PaymentDesk,
   PeerBannedError,
   PriceAboveCapError,
   requestQuote,
   submitVoucher,
   VoucherRefusedError,
 } from "../../src/pay/mod.ts";
-import { EMPTY_RECEIPTS_ROOT } from "../../src/pay/receipts.ts";
 import { DEFAULT_BATCH_BYTES } from "../../src/pay/receipts.ts";
-import { channelHubDomain, signVoucher, type Voucher } from "../../src/pay/voucher.ts";
+import { channelHubDomain, signVoucher } from "../../src/pay/voucher.ts";
 import { ChunkStore } from "../../src/store/store.ts";
-import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
+import { startNode, waitFor } from "../mesh/_helpers.ts";
 import { startTestChain, type TestChain } from "../pay/_chain.ts";
+import { type Chunk, chunks, payWorld, voucherOf } from "../pay/_fixtures.ts";
 
 const KiB = 1024;
 const CHUNK = 256 * KiB;
@@ -55,29 +51,11 @@ const KILL_AFTER = 5;
 /** anvil's test account the `serve` operator is paid into (nothing else uses it). */
 const SERVE_KEY = "dev:7";
 
-interface Chunk {
-  cid: CID;
-  bytes: Uint8Array;
-}
-
-interface Operator {
-  node: MeshNode;
-  desk: PaymentDesk;
-  payee: Address;
-}
-
 /** An operator as the squatter sees it: a payee and where to reach it now. */
 interface Target {
   payee: Address;
   addr(): string;
 }
-
-const voucherOf = (channel: Hex, amount: bigint): Voucher => ({
-  channel,
-  cumulativeAmount: amount,
-  receiptsRoot: EMPTY_RECEIPTS_ROOT,
-  receiptCount: 0n,
-});
 
 Deno.test({
   name:
@@ -87,50 +65,20 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const env: TestChain = await startTestChain();
-    const nodes: MeshNode[] = [];
-    const desks: PaymentDesk[] = [];
-    const payers: PayingClient[] = [];
+    // A refused stranger waits paymentWaitMs: short, as the sybils are refused one after another.
+    const world = payWorld(env, { price: PRICE, batchBytes: BATCH, paymentWaitMs: 500 });
     let serve: NodeProcess | undefined;
     const dir = await Deno.makeTempDir({ prefix: "meshgate-pay-attackers-" });
     try {
       const hub = env.contracts.channelHub;
       const domain = channelHubDomain(env.chain.id, hub);
-      const file: Chunk[] = Array.from({ length: CHUNKS }, () => {
-        const bytes = randomBytes(CHUNK);
-        return { cid: cidOf(bytes), bytes };
-      });
-      const big: Chunk[] = Array.from({ length: BIG_CHUNKS }, () => {
-        const bytes = randomBytes(BIG);
-        return { cid: cidOf(bytes), bytes };
-      });
+      const file = chunks(CHUNKS, CHUNK);
+      const big = chunks(BIG_CHUNKS, BIG);
       const total = BigInt(CHUNK * CHUNKS);
       const bigTotal = BigInt(BIG * BIG_CHUNKS);
 
-      const operator = async (
-        price: bigint,
-        held: Chunk[],
-        tune: { redeemFactor?: number } = {},
-      ): Promise<Operator> => {
-        const wallet = await env.wallet();
-        const desk = new PaymentDesk({
-          chain: { chainId: env.chain.id, contracts: env.contracts },
-          wallet,
-          price,
-          batchBytes: BATCH,
-          // A refused stranger waits this long: short, as the sybils are refused one after another.
-          paymentWaitMs: 500,
-          watchPollMs: 100,
-          retryMs: 100,
-          ...tune,
-        });
-        desks.push(desk);
-        const store = new MemorySource();
-        for (const c of held) await store.put(c.cid, c.bytes);
-        const node = await startNode({ store, exchange: { gate: desk } });
-        nodes.push(node);
-        await desk.start(node.libp2p);
-        return { node, desk, payee: wallet.account.address };
-      };
+      const operator = (price: bigint, held: Chunk[], tune: { redeemFactor?: number } = {}) =>
+        world.operator(held, { price, watchPollMs: 100, retryMs: 100, ...tune });
       // Operator a redeems only at 1,000 x the gas of a redeem: the closing client's vouchers stay unredeemed
       // until it starts closing.
       const a = await operator(PRICE, file.slice(0, CHUNKS / 2), { redeemFactor: 1_000 });
@@ -174,16 +122,12 @@ Deno.test({
       const cap = PRICE * (total + bigTotal + BigInt(MAX_CHUNK_BYTES));
       const clientWallet = await env.wallet();
       const events: PayerEvent[] = [];
-      const payer = new PayingClient({
-        chain: { chainId: env.chain.id, contracts: env.contracts },
+      const payer = world.payer({
         wallet: clientWallet,
-        batchBytes: BATCH,
         maxSpendPerDay: cap,
         onEvent: (e) => events.push(e),
       });
-      payers.push(payer);
-      const client = await startNode({ exchange: { payer } });
-      nodes.push(client);
+      const client = world.track(await startNode({ exchange: { payer } }));
       // The squatter gets in first: the client's pay streams (quotes, vouchers) wait until every channel it has
       // opened was named by the squatter. Deterministic, where a squatter racing the first voucher may lose.
       const squatted = new Set<Hex>();
@@ -264,8 +208,7 @@ Deno.test({
           deposit: parseEther("1"),
           challengePeriod: 3600n,
         });
-        const node = await startNode();
-        nodes.push(node);
+        const node = await world.node();
         await node.connect(b.node.multiaddrs()[0]!);
         await requestQuote(node.libp2p, b.node.peerId);
         const voucher = voucherOf(channel, PRICE * BigInt(BATCH));
@@ -287,8 +230,7 @@ Deno.test({
       // voucher it signed itself. Waits for both channels (a condition, not a timer).
       const squatter = async () => {
         const key = await env.wallet();
-        const node = await startNode();
-        nodes.push(node);
+        const node = await world.node();
         const named = new Set<Hex>();
         const deadline = Date.now() + 90_000;
         while (squatted.size < targets.length) {
@@ -345,15 +287,7 @@ Deno.test({
       // (a's factor), and asks for more: cut off at once, and a redeems what it was paid before the period ends.
       const closer = async () => {
         const key = await env.wallet();
-        const own = new PayingClient({
-          chain: { chainId: env.chain.id, contracts: env.contracts },
-          wallet: key,
-          batchBytes: BATCH,
-        });
-        payers.push(own);
-        const node = await startNode({ exchange: { payer: own } });
-        nodes.push(node);
-        await own.start(node.libp2p);
+        const { node } = await world.client({ wallet: key });
         await node.connect(a.node.multiaddrs()[0]!);
         for (const c of file.slice(0, 4)) {
           assert.deepEqual(await node.fetchChunk(a.node.peerId, c.cid), c.bytes);
@@ -414,7 +348,7 @@ Deno.test({
         `the closer was served ${closerAt.servedBytes} bytes, ${closerState.redeemed} redeemed`,
       );
       assert.ok(closerAt.servedBytes <= 5n * BigInt(CHUNK), "nothing served after the close");
-      await Promise.all(desks.splice(0).map((d) => d.stop()));
+      await world.stopDesks();
       assert.equal(await serve.stop(), 0, "the serve operator stopped cleanly");
 
       const logs = await env.test.getLogs({ address: hub, fromBlock: 0n, toBlock: "latest" });
@@ -498,10 +432,8 @@ Deno.test({
         },
       }));
     } finally {
-      await Promise.all(payers.map((p) => p.stop()));
-      await Promise.all(desks.map((d) => d.stop()));
       await serve?.stop().catch(() => {});
-      await stopNodes(...nodes);
+      await world.stop();
       await env.stop();
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }

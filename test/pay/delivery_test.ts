@@ -5,30 +5,34 @@ import { httpStatus } from "../../edge/errors.ts";
  */
 import assert from "node:assert/strict";
 import { type Hex, parseEther, parseEventLogs } from "viem";
-import { type CID, cidOf } from "../../src/content/cid.ts";
+import type { CID } from "../../src/content/cid.ts";
 import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
 import type { MeshNode } from "../../src/mesh/node.ts";
 import { channelHubAbi } from "../../src/pay/abi.ts";
 import { getChannel, openChannel } from "../../src/pay/channel.ts";
 import {
   checkPrice,
-  type DeskEvent,
   PAY_PROTOCOL,
   type PayerEvent,
-  PayingClient,
-  type PayingClientInit,
-  PaymentDesk,
-  type PaymentDeskInit,
   QuoteRefusedError,
   REDEEM_GAS,
   requestQuote,
   submitVoucher,
   VoucherRefusedError,
 } from "../../src/pay/mod.ts";
-import { EMPTY_RECEIPTS_ROOT, ReceiptBatch } from "../../src/pay/receipts.ts";
+import { ReceiptBatch } from "../../src/pay/receipts.ts";
 import { channelHubDomain, signVoucher, type Voucher } from "../../src/pay/voucher.ts";
-import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
-import { startTestChain, type TestChain, type Wallet } from "./_chain.ts";
+import { MemorySource, startNode, waitFor } from "../mesh/_helpers.ts";
+import type { TestChain, Wallet } from "./_chain.ts";
+import {
+  type Chunk,
+  chunks as makeChunks,
+  type Client,
+  type Operator,
+  type PayWorld,
+  voucherOf,
+  withPayWorld,
+} from "./_fixtures.ts";
 
 const KiB = 1024;
 const CHUNK = 16 * KiB;
@@ -36,86 +40,11 @@ const BATCH = 64 * KiB;
 /** 1 gwei per byte: ~1e15 wei per MiB, far above a redeem's gas at anvil's fees. */
 const PRICE = 1_000_000_000n;
 
-interface Chunk {
-  cid: CID;
-  bytes: Uint8Array;
-}
+const chunks = (n: number, size = CHUNK) => makeChunks(n, size);
 
-function chunks(n: number, size = CHUNK): Chunk[] {
-  return Array.from({ length: n }, () => {
-    const bytes = randomBytes(size);
-    return { cid: cidOf(bytes), bytes };
-  });
-}
-
-interface Operator {
-  node: MeshNode;
-  desk: PaymentDesk;
-  wallet: Wallet;
-  events: DeskEvent[];
-}
-
-interface Client {
-  node: MeshNode;
-  payer?: PayingClient;
-  wallet: Wallet;
-}
-
-/** Runs `fn` with one anvil; every node started through the fixture is stopped afterwards. */
-function withChain(
-  name: string,
-  fn: (f: {
-    env: TestChain;
-    operator(held: Chunk[], init?: Partial<PaymentDeskInit>): Promise<Operator>;
-    client(init?: Partial<PayingClientInit> | false): Promise<Client>;
-  }) => Promise<void>,
-): void {
-  Deno.test(name, async () => {
-    const env = await startTestChain();
-    const nodes: MeshNode[] = [];
-    const desks: PaymentDesk[] = [];
-    const chain = { chainId: env.chain.id, contracts: env.contracts };
-    try {
-      await fn({
-        env,
-        async operator(held, init = {}) {
-          const wallet = await env.wallet();
-          const events: DeskEvent[] = [];
-          const desk = new PaymentDesk({
-            chain,
-            wallet,
-            price: PRICE,
-            batchBytes: BATCH,
-            paymentWaitMs: 300,
-            onEvent: (e) => events.push(e),
-            ...init,
-          });
-          desks.push(desk);
-          const store = new MemorySource();
-          for (const c of held) await store.put(c.cid, c.bytes);
-          const node = await startNode({ store, exchange: { gate: desk } });
-          nodes.push(node);
-          await desk.start(node.libp2p);
-          return { node, desk, wallet, events };
-        },
-        async client(init = {}) {
-          const wallet = await env.wallet();
-          const payer = init === false
-            ? undefined
-            : new PayingClient({ chain, wallet, batchBytes: BATCH, ...init });
-          const node = await startNode(payer ? { exchange: { payer } } : {});
-          nodes.push(node);
-          await payer?.start(node.libp2p);
-          return { node, payer, wallet };
-        },
-      });
-    } finally {
-      await Promise.all(desks.map((d) => d.stop()));
-      await stopNodes(...nodes);
-      await env.stop();
-    }
-  });
-}
+/** Runs `fn` with one anvil; every node started through the world is stopped afterwards. */
+const withChain = (name: string, fn: (world: PayWorld) => Promise<void>) =>
+  withPayWorld(name, { price: PRICE, batchBytes: BATCH, paymentWaitMs: 300 }, fn);
 
 async function fetchAll(client: MeshNode, operator: MeshNode, cids: CID[]): Promise<Chunk[]> {
   const got: Chunk[] = [];
@@ -293,25 +222,21 @@ withChain(
 
 withChain(
   "an operator without a desk is free: the paying client opens no channel",
-  async ({ env, client }) => {
+  async ({ env, client, track }) => {
     const held = chunks(4);
     const store = new MemorySource();
     for (const c of held) await store.put(c.cid, c.bytes);
     const cl = await client();
-    const free = await startNode({ store });
-    try {
-      await fetchAll(cl.node, free, held.map((c) => c.cid));
-      await cl.payer!.settle();
-      const [seen] = cl.payer!.operators();
-      assert.equal(seen!.quote!.price, 0n);
-      assert.equal(seen!.channel, undefined);
-      assert.equal(
-        await env.test.getTransactionCount({ address: cl.wallet.account.address }),
-        0,
-      );
-    } finally {
-      await stopNodes(free);
-    }
+    const free = track(await startNode({ store }));
+    await fetchAll(cl.node, free, held.map((c) => c.cid));
+    await cl.payer!.settle();
+    const [seen] = cl.payer!.operators();
+    assert.equal(seen!.quote!.price, 0n);
+    assert.equal(seen!.channel, undefined);
+    assert.equal(
+      await env.test.getTransactionCount({ address: cl.wallet.account.address }),
+      0,
+    );
   },
 );
 
@@ -332,12 +257,7 @@ async function rawClient(
     deposit: parseEther("1"),
     challengePeriod,
   });
-  const voucher = (amount: bigint, ch: Hex = channel): Voucher => ({
-    channel: ch,
-    cumulativeAmount: amount,
-    receiptsRoot: EMPTY_RECEIPTS_ROOT,
-    receiptCount: 0n,
-  });
+  const voucher = (amount: bigint, ch: Hex = channel): Voucher => voucherOf(ch, amount);
   const send = async (v: Voucher, signer: Wallet = cl.wallet) =>
     await submitVoucher(cl.node.libp2p, op.node.peerId, {
       voucher: v,

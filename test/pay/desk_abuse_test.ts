@@ -4,134 +4,65 @@
  * IDs for credit, and vouchers that would make the desk call the chain again and again.
  */
 import assert from "node:assert/strict";
-import { createWalletClient, type Hex, http, parseEther } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { type Hex, parseEther } from "viem";
 import { simulateContract } from "viem/actions";
-import { type CID, cidOf } from "../../src/content/cid.ts";
 import { DeliveryRefusedError } from "../../src/mesh/exchange.ts";
 import type { MeshNode } from "../../src/mesh/node.ts";
 import { channelHubAbi } from "../../src/pay/abi.ts";
 import { openChannel } from "../../src/pay/channel.ts";
 import {
   PayingClient,
-  PaymentDesk,
   type PaymentDeskInit,
   requestQuote,
   submitVoucher,
   VoucherRefusedError,
 } from "../../src/pay/mod.ts";
-import { EMPTY_RECEIPTS_ROOT } from "../../src/pay/receipts.ts";
+import { channelHubDomain, signVoucher, verifyVoucher } from "../../src/pay/voucher.ts";
+import { waitFor } from "../mesh/_helpers.ts";
+import type { TestChain } from "./_chain.ts";
 import {
-  channelHubDomain,
-  signVoucher,
-  verifyVoucher,
-  type Voucher,
-} from "../../src/pay/voucher.ts";
-import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
-import { startTestChain, type TestChain, type Wallet } from "./_chain.ts";
+  type Chunk,
+  chunks as makeChunks,
+  countingWallet,
+  type Operator,
+  voucherOf,
+  withPayWorld,
+} from "./_fixtures.ts";
 
 const CHUNK = 16 * 1024;
 const PRICE = 1_000_000_000n;
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
-interface Chunk {
-  cid: CID;
-  bytes: Uint8Array;
-}
-
-function chunks(n: number): Chunk[] {
-  return Array.from({ length: n }, () => {
-    const bytes = randomBytes(CHUNK);
-    return { cid: cidOf(bytes), bytes };
-  });
-}
+const chunks = (n: number) => makeChunks(n, CHUNK);
 
 interface Fixture {
   env: TestChain;
   /** An operator whose RPC calls are counted by method. */
-  operator(held: Chunk[], init?: Partial<PaymentDeskInit>): Promise<{
-    node: MeshNode;
-    desk: PaymentDesk;
-    wallet: Wallet;
-    calls: Map<string, number>;
-  }>;
+  operator(held: Chunk[], init?: Partial<PaymentDeskInit>): Promise<
+    Operator & {
+      calls: Map<string, number>;
+    }
+  >;
   node(): Promise<MeshNode>;
   /** A node with a real paying client (its own funded wallet). */
   client(): Promise<{ node: MeshNode; payer: PayingClient }>;
 }
 
 function withChain(name: string, fn: (f: Fixture) => Promise<void>): void {
-  Deno.test(name, async () => {
-    const env = await startTestChain();
-    const nodes: MeshNode[] = [];
-    const desks: PaymentDesk[] = [];
-    const payers: PayingClient[] = [];
-    try {
-      await fn({
-        env,
-        async operator(held, init = {}) {
-          const calls = new Map<string, number>();
-          const account = privateKeyToAccount(generatePrivateKey());
-          await env.test.setBalance({ address: account.address, value: parseEther("100") });
-          const wallet = createWalletClient({
-            account,
-            chain: env.chain,
-            transport: http(env.anvil.rpc, {
-              onFetchRequest(_req, init) {
-                for (const m of String(init.body).matchAll(/"method":"(\w+)"/g)) {
-                  calls.set(m[1]!, (calls.get(m[1]!) ?? 0) + 1);
-                }
-              },
-            }),
-          }) as Wallet;
-          const desk = new PaymentDesk({
-            chain: { chainId: env.chain.id, contracts: env.contracts },
-            wallet,
-            price: PRICE,
-            batchBytes: 4 * CHUNK,
-            paymentWaitMs: 200,
-            ...init,
-          });
-          desks.push(desk);
-          const store = new MemorySource();
-          for (const c of held) await store.put(c.cid, c.bytes);
-          const node = await startNode({ store, exchange: { gate: desk } });
-          nodes.push(node);
-          await desk.start(node.libp2p);
-          return { node, desk, wallet, calls };
-        },
-        async node() {
-          const node = await startNode();
-          nodes.push(node);
-          return node;
-        },
-        async client() {
-          const payer = new PayingClient({
-            chain: { chainId: env.chain.id, contracts: env.contracts },
-            wallet: await env.wallet(),
-            batchBytes: 4 * CHUNK,
-          });
-          const node = await startNode({ exchange: { payer } });
-          nodes.push(node);
-          await payer.start(node.libp2p);
-          payers.push(payer);
-          return { node, payer };
-        },
-      });
-    } finally {
-      await Promise.all([...payers, ...desks].map((d) => d.stop()));
-      await stopNodes(...nodes);
-      await env.stop();
-    }
-  });
+  withPayWorld(name, { price: PRICE, batchBytes: 4 * CHUNK, paymentWaitMs: 200 }, (world) =>
+    fn({
+      env: world.env,
+      async operator(held, init = {}) {
+        const { wallet, calls } = await countingWallet(world.env);
+        return { ...await world.operator(held, { wallet, ...init }), calls };
+      },
+      node: world.node,
+      async client() {
+        const { node, payer } = await world.client();
+        return { node, payer: payer! };
+      },
+    }));
 }
-
-const voucherOf = (channel: Hex, amount: bigint): Voucher => ({
-  channel,
-  cumulativeAmount: amount,
-  receiptsRoot: EMPTY_RECEIPTS_ROOT,
-  receiptCount: 0n,
-});
 
 /** Signature variants: [name, signature]. */
 function malleate(sig: Hex): [string, Hex][] {

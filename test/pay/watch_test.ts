@@ -7,34 +7,22 @@ import assert from "node:assert/strict";
 import { multiaddr } from "@multiformats/multiaddr";
 import { createWalletClient, custom, http, parseEther } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { type CID, cidOf } from "../../src/content/cid.ts";
 import type { MeshNode } from "../../src/mesh/node.ts";
 import { finalizeChannel, getChannel, startClose } from "../../src/pay/channel.ts";
-import { PayingClient, PaymentDesk, type PaymentDeskInit } from "../../src/pay/mod.ts";
-import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
-import { startTestChain, type TestChain, type Wallet } from "./_chain.ts";
+import type { PaymentDesk, PaymentDeskInit } from "../../src/pay/mod.ts";
+import { waitFor } from "../mesh/_helpers.ts";
+import type { Wallet } from "./_chain.ts";
+import { type Chunk, chunks, type PayWorld, withPayWorld } from "./_fixtures.ts";
 
 const CHUNK = 16 * 1024;
 const PRICE = 10_000_000_000n; // 1.6e14 wei a chunk: a batch of 4 is worth more than a redeem's gas
 const BATCH = 4 * CHUNK;
 
-interface Chunk {
-  cid: CID;
-  bytes: Uint8Array;
-}
-
-function chunks(n: number): Chunk[] {
-  return Array.from({ length: n }, () => {
-    const bytes = randomBytes(CHUNK);
-    return { cid: cidOf(bytes), bytes };
-  });
-}
-
 /** RPC methods to fail, and how many times each. */
 type Faults = Map<string, number>;
 
 async function session(
-  env: TestChain,
+  world: PayWorld,
   init: Partial<PaymentDeskInit>,
   faults: Faults,
   fn: (s: {
@@ -46,77 +34,51 @@ async function session(
     held: Chunk[];
   }) => Promise<void>,
 ) {
-  const nodes: MeshNode[] = [];
-  const stoppable: { stop(): Promise<void> }[] = [];
-  try {
-    const account = privateKeyToAccount(generatePrivateKey());
-    await env.test.setBalance({ address: account.address, value: parseEther("100") });
-    const inner = http(env.anvil.rpc)({ chain: env.chain });
-    // The operator's RPC fails the methods named in `faults` as many times as told.
-    const flaky = custom({
-      async request({ method, params }) {
-        const left = faults.get(method) ?? 0;
-        if (left > 0) {
-          faults.set(method, left - 1);
-          throw new Error(`RPC down (${method})`);
-        }
-        return await inner.request({ method, params });
-      },
-    }, { retryCount: 0 });
-    const operator = createWalletClient({ account, chain: env.chain, transport: flaky }) as Wallet;
-    const desk = new PaymentDesk({
-      chain: { chainId: env.chain.id, contracts: env.contracts },
-      wallet: operator,
-      price: PRICE,
-      batchBytes: BATCH,
-      paymentWaitMs: 200,
-      watchPollMs: 100,
-      retryMs: 100,
-      ...init,
-    });
-    stoppable.push(desk);
-    const held = chunks(16);
-    const store = new MemorySource();
-    for (const c of held) await store.put(c.cid, c.bytes);
-    const op = await startNode({ store, exchange: { gate: desk } });
-    nodes.push(op);
-    await desk.start(op.libp2p);
-    const clientWallet = await env.wallet();
-    const payer = new PayingClient({
-      chain: { chainId: env.chain.id, contracts: env.contracts },
-      wallet: clientWallet,
-      batchBytes: BATCH,
-      maxPrice: PRICE,
-    });
-    const client = await startNode({ exchange: { payer } });
-    nodes.push(client);
-    await payer.start(client.libp2p);
-    stoppable.unshift(payer);
-    await client.libp2p.dial(multiaddr(op.multiaddrs()[0]!));
-    await fn({ op, desk, operator, client, clientWallet, held });
-  } finally {
-    await Promise.all(stoppable.map((s) => s.stop()));
-    await stopNodes(...nodes);
-  }
-}
-
-function withChain(name: string, fn: (env: TestChain) => Promise<void>): void {
-  Deno.test(name, async () => {
-    const env = await startTestChain();
-    try {
-      await fn(env);
-    } finally {
-      await env.stop();
-    }
+  const { env } = world;
+  const account = privateKeyToAccount(generatePrivateKey());
+  await env.test.setBalance({ address: account.address, value: parseEther("100") });
+  const inner = http(env.anvil.rpc)({ chain: env.chain });
+  // The operator's RPC fails the methods named in `faults` as many times as told.
+  const flaky = custom({
+    async request({ method, params }) {
+      const left = faults.get(method) ?? 0;
+      if (left > 0) {
+        faults.set(method, left - 1);
+        throw new Error(`RPC down (${method})`);
+      }
+      return await inner.request({ method, params });
+    },
+  }, { retryCount: 0 });
+  const operator = createWalletClient({ account, chain: env.chain, transport: flaky }) as Wallet;
+  const held = chunks(16, CHUNK);
+  const op = await world.operator(held, {
+    wallet: operator,
+    watchPollMs: 100,
+    retryMs: 100,
+    ...init,
+  });
+  const client = await world.client({ maxPrice: PRICE });
+  await client.node.libp2p.dial(multiaddr(op.node.multiaddrs()[0]!));
+  await fn({
+    op: op.node,
+    desk: op.desk,
+    operator,
+    client: client.node,
+    clientWallet: client.wallet,
+    held,
   });
 }
 
+const withChain = (name: string, fn: (world: PayWorld) => Promise<void>) =>
+  withPayWorld(name, { price: PRICE, batchBytes: BATCH, paymentWaitMs: 200 }, fn);
+
 withChain(
   "a client that starts closing mid-session and keeps downloading is cut off; the operator is paid",
-  async (env) => {
+  async (world) => {
+    const { env } = world;
     const hub = env.contracts.channelHub;
     // A factor no session reaches: without a watch, nothing would be redeemed before stop().
-    await session(env, { redeemFactor: 1_000_000 }, new Map(), async (s) => {
+    await session(world, { redeemFactor: 1_000_000 }, new Map(), async (s) => {
       for (const c of s.held.slice(0, 10)) {
         assert.deepEqual(await s.client.fetchChunk(s.op.peerId, c.cid), c.bytes);
       }
@@ -145,9 +107,10 @@ withChain(
 
 withChain(
   "a client that closes with vouchers below the redeem threshold: the operator redeems them before finalize",
-  async (env) => {
+  async (world) => {
+    const { env } = world;
     const hub = env.contracts.channelHub;
-    await session(env, { redeemFactor: 1_000 }, new Map(), async (s) => {
+    await session(world, { redeemFactor: 1_000 }, new Map(), async (s) => {
       for (const c of s.held.slice(0, 8)) await s.client.fetchChunk(s.op.peerId, c.cid);
       const account = s.desk.accounts()[0]!;
       const channel = account.channel!;
@@ -174,14 +137,15 @@ withChain(
 
 withChain(
   "an RPC that fails a few times does not lose the closing event, nor the redeem",
-  async (env) => {
+  async (world) => {
+    const { env } = world;
     const hub = env.contracts.channelHub;
     const faults: Faults = new Map();
     const lines: string[] = [];
     const error = console.error;
     console.error = (line: unknown) => lines.push(String(line));
     try {
-      await session(env, { redeemFactor: 1_000 }, faults, async (s) => {
+      await session(world, { redeemFactor: 1_000 }, faults, async (s) => {
         for (const c of s.held.slice(0, 8)) await s.client.fetchChunk(s.op.peerId, c.cid);
         const channel = s.desk.accounts()[0]!.channel!;
         // From now on the operator's log polls fail 4 times, and its first redeem transaction once.
