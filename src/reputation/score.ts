@@ -1,0 +1,241 @@
+/**
+ * One operator's track record as this node saw it, and the score it earns. Pure functions over plain records,
+ * so that the node, the simulation and the benchmarks run the same code.
+ *
+ * - **Noisy faults decay.** Deliveries feed two beta scores with forgetting (Storj's audit score: per event
+ *   `α ← λα + w·s`, `β ← λβ + w·(1−s)`, score `α/(α+β)`): a long one (λ 0.999, ~1,000 events of memory) that
+ *   decides suspension (below 0.96: Storj's line, which tolerates 2% failures forever and suspends at ~4%),
+ *   and a short one (λ 0.98, ~50 events) that weighs selection, so a peer that starts failing loses its traffic
+ *   within tens of requests while its name is decided over hundreds.
+ * - **Provable faults are binary**: bytes that failed their CID under the peer's signature, a forged voucher.
+ *   One is enough; the peer is excluded with its evidence, and stays excluded.
+ * - **Factors multiply, each floored at 0.1** (Sia renterd's rule): one weak factor costs at most 10x in
+ *   selection weight; only proof, or suspension, takes a peer out.
+ * - **New identities are unvetted** until they have made {@link ScoreParams.vetDeliveries} verified
+ *   deliveries; selection gives the unvetted together a bounded share (`select.ts`).
+ *
+ * @module
+ */
+
+/** A beta score with forgetting: successes and failures, both decayed. */
+export interface Beta {
+  alpha: number;
+  beta: number;
+}
+
+/** Every constant of the model, with its reason in {@link DEFAULT_SCORE_PARAMS}. */
+export interface ScoreParams {
+  /** Forgetting of the long reliability score, the one that suspends. */
+  lambdaLong: number;
+  /** Forgetting of the short reliability score, the one that weighs selection. */
+  lambdaShort: number;
+  /** Forgetting of the dial score (uptime). */
+  lambdaUptime: number;
+  /** Long reliability below this suspends the peer. */
+  suspendBelow: number;
+  /** Deliveries observed before suspension may be decided: too few say nothing. */
+  suspendAfter: number;
+  /** Verified deliveries before a peer is vetted. */
+  vetDeliveries: number;
+  /** Exponent of the short reliability in its factor: sharpens 0.9 into 0.35. */
+  reliabilitySharpness: number;
+  /** Lowest value of any factor (short of exclusion or suspension). */
+  floor: number;
+  /** Smoothing of throughput and time-to-first-byte averages (weight of the newest sample). */
+  speedSmoothing: number;
+}
+
+/**
+ * - λ long 0.999 and the 0.96 line: Storj's 2022 retune (memory ~1,000 events; ≤2% failures never suspended,
+ *   ≥4% always, eventually; 41 straight failures from a perfect record).
+ * - λ short 0.98: ~50 events, fast enough that a peer that turns bad loses its share within a few dozen asks.
+ * - λ uptime 0.95: ~20 dials, like Storj's suspension score (uptime is noisy: restarts, NAT).
+ * - suspendAfter 50: too few requests say nothing (the long score's perfect prior already makes early
+ *   failures weigh little).
+ * - vetDeliveries 20: each is a verified chunk (up to 1 MiB, checked against its CID), so 20 is 20 checks a
+ *   Sybil must pass honestly before leaving the newcomers' share; Storj asks 100 audits of a node that will
+ *   hold data for months, a read needs less.
+ * - sharpness 10: Sia's interactions factor is ((30+s)/(31+s+f))^10, the same shape.
+ * - floor 0.1: Sia renterd's clamp (PR #1626).
+ * - speedSmoothing 0.1: an average over ~10 deliveries.
+ */
+export const DEFAULT_SCORE_PARAMS: Readonly<ScoreParams> = Object.freeze({
+  lambdaLong: 0.999,
+  lambdaShort: 0.98,
+  lambdaUptime: 0.95,
+  suspendBelow: 0.96,
+  suspendAfter: 50,
+  vetDeliveries: 20,
+  reliabilitySharpness: 10,
+  floor: 0.1,
+  speedSmoothing: 0.1,
+});
+
+/** Provable wrongdoing, portable: anyone can check `evidence` without trusting the reporter. */
+export interface Fraud {
+  kind: "bad_bytes" | "forged_voucher";
+  /** When it was seen (ms since epoch). */
+  at: number;
+  /** The proof, as its checker reads it (a signed delivery, a voucher). */
+  evidence: unknown;
+}
+
+/** Everything this node remembers of one peer. Plain data: stored as JSON. */
+export interface PeerRecord {
+  peer: string;
+  /** First seen (ms since epoch). */
+  firstSeen: number;
+  lastSeen: number;
+  /** Delivery outcomes: verified chunks against timeouts and failures. */
+  long: Beta;
+  short: Beta;
+  /** Dial outcomes. */
+  uptime: Beta;
+  deliveries: number;
+  failures: number;
+  /** Bytes received verified. */
+  bytes: number;
+  /** Averages of throughput (bytes/ms) and time to first byte (ms), over verified deliveries. */
+  throughput?: number;
+  ttfbMs?: number;
+  fraud?: Fraud;
+}
+
+export type PeerState = "new" | "vetted" | "suspended" | "excluded";
+
+/** A score and the factors it multiplies, each in [floor, 1] (0 when excluded). */
+export interface Score {
+  peer: string;
+  state: PeerState;
+  /** Product of the factors; 0 when excluded or suspended. */
+  score: number;
+  factors: { reliability: number; speed: number; uptime: number };
+  /** The long reliability, the number that decides suspension. */
+  reliabilityLong: number;
+  /** Why the score is what it is, in words. */
+  reasons: string[];
+}
+
+export function newRecord(
+  peer: string,
+  now: number,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): PeerRecord {
+  return {
+    peer,
+    firstSeen: now,
+    lastSeen: now,
+    // The long score starts perfect with a full memory's weight (Storj's α₀ = 1,000 = 1/(1−λ)), so a handful
+    // of early failures cannot suspend an honest newcomer; the short one with one event's, so they still
+    // weigh on selection at once.
+    long: { alpha: 1 / (1 - p.lambdaLong), beta: 0 },
+    short: { alpha: 1, beta: 0 },
+    uptime: { alpha: 1, beta: 0 },
+    deliveries: 0,
+    failures: 0,
+    bytes: 0,
+    throughput: undefined,
+    ttfbMs: undefined,
+  };
+}
+
+function update(b: Beta, success: boolean, lambda: number): void {
+  b.alpha = lambda * b.alpha + (success ? 1 : 0);
+  b.beta = lambda * b.beta + (success ? 0 : 1);
+}
+
+export const betaValue = (b: Beta): number => b.alpha / (b.alpha + b.beta);
+
+/** A verified delivery of `bytes`, its first byte after `ttfbMs` and the whole after `ms`. */
+export function delivered(
+  r: PeerRecord,
+  bytes: number,
+  ms: number,
+  ttfbMs: number,
+  now: number,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): void {
+  update(r.long, true, p.lambdaLong);
+  update(r.short, true, p.lambdaShort);
+  update(r.uptime, true, p.lambdaUptime);
+  r.deliveries++;
+  r.bytes += bytes;
+  r.lastSeen = now;
+  const thr = bytes / Math.max(ms, 0.01);
+  const s = p.speedSmoothing;
+  r.throughput = r.throughput === undefined ? thr : (1 - s) * r.throughput + s * thr;
+  r.ttfbMs = r.ttfbMs === undefined ? ttfbMs : (1 - s) * r.ttfbMs + s * ttfbMs;
+}
+
+/** A request the peer accepted and did not answer in time, or answered with an error. */
+export function failedDelivery(
+  r: PeerRecord,
+  now: number,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): void {
+  update(r.long, false, p.lambdaLong);
+  update(r.short, false, p.lambdaShort);
+  r.failures++;
+  r.lastSeen = now;
+}
+
+/** A dial that failed (the peer was away): uptime only, not reliability. */
+export function unreachable(r: PeerRecord, p: ScoreParams = DEFAULT_SCORE_PARAMS): void {
+  update(r.uptime, false, p.lambdaUptime);
+}
+
+/** Provable fraud: excluded from now on. The first proof is kept. */
+export function defrauded(r: PeerRecord, fraud: Fraud): void {
+  r.fraud ??= fraud;
+}
+
+const clamp = (x: number, floor: number) => Math.min(1, Math.max(floor, x));
+
+/**
+ * The score of `r`. `medianThroughput` is the median over the peers this node knows (speed is relative: a
+ * peer as fast as the typical one scores 1, one ten times slower the floor).
+ */
+export function scoreOf(
+  r: PeerRecord,
+  medianThroughput: number | undefined,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): Score {
+  const reliabilityLong = betaValue(r.long);
+  const reliability = clamp(betaValue(r.short) ** p.reliabilitySharpness, p.floor);
+  const speed = r.throughput === undefined || !medianThroughput
+    ? 1
+    : clamp(r.throughput / medianThroughput, p.floor);
+  const uptime = clamp(betaValue(r.uptime) ** 4, p.floor);
+  const factors = { reliability, speed, uptime };
+  const reasons: string[] = [];
+  if (r.fraud !== undefined) {
+    reasons.push(`excluded: ${r.fraud.kind.replace("_", " ")} (proof kept)`);
+    return { peer: r.peer, state: "excluded", score: 0, factors, reliabilityLong, reasons };
+  }
+  const observed = r.deliveries + r.failures;
+  if (observed >= p.suspendAfter && reliabilityLong < p.suspendBelow) {
+    reasons.push(
+      `suspended: reliability ${
+        reliabilityLong.toFixed(3)
+      } below ${p.suspendBelow} over ${observed} requests`,
+    );
+    return { peer: r.peer, state: "suspended", score: 0, factors, reliabilityLong, reasons };
+  }
+  if (reliability < 1) {
+    reasons.push(`recent failures: ${r.failures} of ${observed} requests failed`);
+  }
+  if (speed < 1) reasons.push(`slower than the typical peer (${speed.toFixed(2)}x)`);
+  if (uptime < 1) reasons.push("unreachable at times");
+  const state: PeerState = r.deliveries >= p.vetDeliveries ? "vetted" : "new";
+  if (state === "new") {
+    reasons.push(`new: ${r.deliveries} of ${p.vetDeliveries} verified deliveries`);
+  }
+  return {
+    peer: r.peer,
+    state,
+    score: reliability * speed * uptime,
+    factors,
+    reliabilityLong,
+    reasons,
+  };
+}
