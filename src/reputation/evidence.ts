@@ -1,0 +1,181 @@
+/**
+ * Signed deliveries and the proofs of fraud they make.
+ *
+ * A serving peer signs, with its libp2p identity key, what it sends: the chunk's CID, the BLAKE3 of the bytes
+ * as sent, and the time. Meshgate CIDs are BLAKE3 of their bytes, so a signed delivery whose hash is not the
+ * CID's digest is, on its own, a proof that the peer served wrong bytes under that CID: anyone can check it
+ * with the peer ID alone (Ed25519 peer IDs carry their public key), without the bytes and without trusting
+ * whoever reports it. About 200 bytes of JSON.
+ *
+ * The receiver checks the signature's hash against the bytes it got: a peer that signs the right hash and
+ * sends other bytes is caught locally (the bytes fail their CID) but leaves no proof for others.
+ *
+ * @module
+ */
+import type { PeerId, PrivateKey } from "@libp2p/interface";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { blake3 } from "../kernels/mod.ts";
+import { type CID, parseCid } from "../content/cid.ts";
+import { MeshError } from "../errors.ts";
+
+/** Domain separation: a delivery signature can never be mistaken for any other signed message. */
+const DOMAIN = new TextEncoder().encode("meshgate/delivery/1\n");
+
+/** A signed delivery, as it travels in a chunk answer and inside a proof. */
+export interface DeliverySignature {
+  /** Hex BLAKE3-256 of the bytes as sent. */
+  hash: string;
+  /** Signing time, ms since epoch. */
+  at: number;
+  /** Base64 Ed25519 signature over the domain, CID bytes, hash and time. */
+  sig: string;
+}
+
+/** Portable proof that `peer` served bytes under `cid` that are not the CID's. */
+export interface FraudProof extends DeliverySignature {
+  v: 1;
+  kind: "bad_bytes";
+  peer: string;
+  cid: string;
+}
+
+/** A delivery signature or proof that does not hold, with why. */
+export class EvidenceError extends MeshError {
+  override name = "EvidenceError";
+  constructor(
+    code: "evidence_malformed" | "evidence_signature" | "evidence_not_fraud",
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+  }
+}
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
+
+function unb64(s: string): Uint8Array {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function unhex(s: string): Uint8Array {
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function message(cid: CID, hash: Uint8Array, at: number): Uint8Array {
+  const c = cid.bytes;
+  const out = new Uint8Array(DOMAIN.length + c.length + 32 + 8);
+  out.set(DOMAIN, 0);
+  out.set(c, DOMAIN.length);
+  out.set(hash, DOMAIN.length + c.length);
+  new DataView(out.buffer).setBigUint64(DOMAIN.length + c.length + 32, BigInt(at));
+  return out;
+}
+
+/** Signs the delivery of `bytes` under `cid`. `hash` may be given when already computed. */
+export async function signDelivery(
+  key: PrivateKey,
+  cid: CID,
+  bytes: Uint8Array,
+  at = Date.now(),
+  hash: Uint8Array = blake3(bytes),
+): Promise<DeliverySignature> {
+  const sig = await key.sign(message(cid, hash, at));
+  return { hash: hex(hash), at, sig: b64(sig) };
+}
+
+function shape(s: unknown): DeliverySignature {
+  const d = s as Partial<DeliverySignature> | null;
+  if (
+    typeof d !== "object" || d === null ||
+    typeof d.hash !== "string" || !/^[0-9a-f]{64}$/.test(d.hash) ||
+    typeof d.at !== "number" || !Number.isSafeInteger(d.at) || d.at < 0 ||
+    typeof d.sig !== "string" || d.sig.length > 200 || !/^[A-Za-z0-9+/]+={0,2}$/.test(d.sig)
+  ) {
+    throw new EvidenceError(
+      "evidence_malformed",
+      "A delivery signature is {hash: 64 hex digits, at: ms, sig: base64}",
+    );
+  }
+  return { hash: d.hash, at: d.at, sig: d.sig };
+}
+
+function peerOf(peer: string): PeerId {
+  try {
+    const id = peerIdFromString(peer);
+    if (id.publicKey === undefined) throw new Error("no public key in the peer ID");
+    return id;
+  } catch (e) {
+    throw new EvidenceError(
+      "evidence_malformed",
+      `"${String(peer).slice(0, 80)}" is not a peer ID that carries its key`,
+      { cause: e },
+    );
+  }
+}
+
+/** Checks that `peer` signed `d` for `cid`; throws {@link EvidenceError} if not. */
+export async function verifyDelivery(
+  peer: string,
+  cid: CID,
+  d: unknown,
+): Promise<DeliverySignature> {
+  const s = shape(d);
+  const id = peerOf(peer);
+  let ok = false;
+  try {
+    ok = await id.publicKey!.verify(message(cid, unhex(s.hash), s.at), unb64(s.sig));
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new EvidenceError("evidence_signature", `The delivery signature is not ${peer}'s`);
+  }
+  return s;
+}
+
+/** True when the signed hash is the CID's own digest (an honest delivery). */
+export function signedHashMatches(cid: CID, d: DeliverySignature): boolean {
+  return d.hash === hex(cid.multihash.digest);
+}
+
+/** A proof of fraud from a signed delivery whose hash is not the CID's. */
+export function fraudProof(peer: string, cid: CID, d: DeliverySignature): FraudProof {
+  return { v: 1, kind: "bad_bytes", peer, cid: cid.toString(), ...d };
+}
+
+/**
+ * Checks a proof from anywhere (a browser, another gateway): well formed, signed by the accused, and a hash
+ * that is not the CID's. Returns the proof as checked; throws {@link EvidenceError} saying which part fails.
+ */
+export async function checkFraudProof(input: unknown): Promise<FraudProof> {
+  const p = input as Partial<FraudProof> | null;
+  if (typeof p !== "object" || p === null || p.v !== 1 || p.kind !== "bad_bytes") {
+    throw new EvidenceError(
+      "evidence_malformed",
+      'A proof of fraud is {v: 1, kind: "bad_bytes", peer, cid, hash, at, sig}',
+    );
+  }
+  if (typeof p.peer !== "string" || typeof p.cid !== "string") {
+    throw new EvidenceError("evidence_malformed", "A proof of fraud names a peer and a CID");
+  }
+  let cid: CID;
+  try {
+    cid = parseCid(p.cid);
+  } catch (e) {
+    throw new EvidenceError("evidence_malformed", (e as Error).message, { cause: e });
+  }
+  const s = await verifyDelivery(p.peer, cid, p);
+  if (signedHashMatches(cid, s)) {
+    throw new EvidenceError(
+      "evidence_not_fraud",
+      `The signed hash is ${cid}'s own: that delivery was honest`,
+    );
+  }
+  return { v: 1, kind: "bad_bytes", peer: p.peer, cid: cid.toString(), ...s };
+}
