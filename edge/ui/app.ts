@@ -1,10 +1,11 @@
 /// <reference lib="dom" />
 /**
- * The page for people at `/`. Each view has a module of its own (upload, files, health, pay); esbuild
+ * The page for people at `/`. Each view has a module of its own (upload, files, health, operators, pay); esbuild
  * bundles them into dist/app.js (`deno task build:ui`), so serving needs no build tool.
  */
 import { refreshFiles } from "./files.ts";
 import { refreshHealth } from "./health.ts";
+import { refreshOperators, setupOperators } from "./operators.ts";
 import { refreshPay } from "./pay.ts";
 import { setupUpload } from "./upload.ts";
 
@@ -15,7 +16,10 @@ setupUpload(() => {
 refreshFiles();
 refreshHealth();
 refreshPay();
+setupOperators();
+refreshOperators();
 setInterval(() => {
   refreshHealth();
   refreshPay();
+  refreshOperators();
 }, 5000);
