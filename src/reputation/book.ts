@@ -62,6 +62,8 @@ export class ReputationBook {
   #del?: StatementSync;
   #timer?: ReturnType<typeof setInterval>;
   #median?: number;
+  /** Verified deliveries others attested, weighed by this node's trust in them (`trust.ts`). */
+  #vouched = new Map<string, number>();
 
   constructor(init: ReputationInit = {}) {
     this.#params = init.params ?? DEFAULT_SCORE_PARAMS;
@@ -191,6 +193,15 @@ export class ReputationBook {
     return true;
   }
 
+  /** Replaces the vouched-for deliveries (from the last trust computation). */
+  setVouched(vouched: Map<string, number>): void {
+    this.#vouched = vouched;
+  }
+
+  #scoreOf(r: PeerRecord, median: number | undefined): Score {
+    return scoreOf(r, median, this.#params, this.#vouched.get(r.peer) ?? 0);
+  }
+
   isExcluded(peer: string): boolean {
     return this.#records.get(peer)?.fraud !== undefined;
   }
@@ -207,7 +218,7 @@ export class ReputationBook {
   /** The score of `peer` (a fresh record's if unknown). */
   score(peer: string): Score {
     const r = this.#records.get(peer) ?? newRecord(peer, this.#now(), this.#params);
-    return scoreOf(r, this.#medianThroughput(), this.#params);
+    return this.#scoreOf(r, this.#medianThroughput());
   }
 
   record(peer: string): Readonly<PeerRecord> | undefined {
@@ -218,7 +229,7 @@ export class ReputationBook {
   scores(): Score[] {
     const median = this.#medianThroughput();
     return [...this.#records.values()]
-      .map((r) => scoreOf(r, median, this.#params))
+      .map((r) => this.#scoreOf(r, median))
       .sort((a, b) => b.score - a.score);
   }
 
@@ -238,7 +249,7 @@ export class ReputationBook {
   counts(): StateCounts {
     const c: StateCounts = { new: 0, vetted: 0, suspended: 0, excluded: 0 };
     const median = this.#medianThroughput();
-    for (const r of this.#records.values()) c[scoreOf(r, median, this.#params).state]++;
+    for (const r of this.#records.values()) c[this.#scoreOf(r, median).state]++;
     return c;
   }
 

@@ -193,12 +193,14 @@ const clamp = (x: number, floor: number) => Math.min(1, Math.max(floor, x));
 
 /**
  * The score of `r`. `medianThroughput` is the median over the peers this node knows (speed is relative: a
- * peer as fast as the typical one scores 1, one ten times slower the floor).
+ * peer as fast as the typical one scores 1, one ten times slower the floor). `vouched`: verified deliveries
+ * others attested, already weighed by this node's trust in them (`trust.ts`); they count toward vetting.
  */
 export function scoreOf(
   r: PeerRecord,
   medianThroughput: number | undefined,
   p: ScoreParams = DEFAULT_SCORE_PARAMS,
+  vouched = 0,
 ): Score {
   const reliabilityLong = betaValue(r.long);
   const reliability = clamp(betaValue(r.short) ** p.reliabilitySharpness, p.floor);
@@ -226,9 +228,10 @@ export function scoreOf(
   }
   if (speed < 1) reasons.push(`slower than the typical peer (${speed.toFixed(2)}x)`);
   if (uptime < 1) reasons.push("unreachable at times");
-  const state: PeerState = r.deliveries >= p.vetDeliveries ? "vetted" : "new";
+  const seen = r.deliveries + vouched;
+  const state: PeerState = seen >= p.vetDeliveries ? "vetted" : "new";
   if (state === "new") {
-    reasons.push(`new: ${r.deliveries} of ${p.vetDeliveries} verified deliveries`);
+    reasons.push(`new: ${Math.floor(seen)} of ${p.vetDeliveries} verified deliveries`);
   }
   return {
     peer: r.peer,

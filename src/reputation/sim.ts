@@ -101,20 +101,23 @@ class Client {
     return r;
   }
 
+  score(op: number, now: number) {
+    return scoreOf(
+      this.record(op, now),
+      undefined,
+      DEFAULT_SCORE_PARAMS,
+      this.vouched.get(op) ?? 0,
+    );
+  }
+
   vetted(op: number): boolean {
-    const r = this.book.get(op);
-    const own = r?.deliveries ?? 0;
-    return own + (this.vouched.get(op) ?? 0) >= DEFAULT_SCORE_PARAMS.vetDeliveries;
+    return this.book.has(op) && this.score(op, 0).state === "vetted";
   }
 
   candidate(op: number, now: number): Candidate {
-    const s = scoreOf(this.record(op, now), undefined);
+    const s = this.score(op, now);
     const out = s.state === "excluded" || s.state === "suspended";
-    return {
-      peer: String(op),
-      score: out ? 0 : s.score,
-      vetted: !out && this.vetted(op),
-    };
+    return { peer: String(op), score: out ? 0 : s.score, vetted: s.state === "vetted" };
   }
 }
 
