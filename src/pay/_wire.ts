@@ -1,13 +1,12 @@
 /**
- * The wire of `/meshgate/pay/1.0.0`: one request per stream, each side writes one JSON message and closes its
- * end. Messages are a few hundred bytes (a voucher and its batch's receipts), so there is no framing: a reader
- * takes everything up to the end of the stream, and resets it past {@link MAX_MESSAGE_BYTES}.
+ * The wire of `/meshgate/pay/1.0.0`: `../mesh/message.ts` (one JSON request per stream, one answer), with pay's
+ * size limit and error. Messages are a few hundred bytes (a voucher and its batch's receipts).
  *
  * @module
  */
-import type { Stream } from "@libp2p/interface";
-import { Uint8ArrayList } from "uint8arraylist";
+import type { Libp2p, PeerId, Stream } from "@libp2p/interface";
 import { MeshError } from "../errors.ts";
+import { callPeer, encodeMessage, readMessage as read, writeMessage } from "../mesh/message.ts";
 
 /** Largest pay message: a voucher with the receipts of a batch of up to ~1000 chunks. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -20,61 +19,28 @@ export class PayProtocolError extends MeshError {
   }
 }
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const WIRE = {
+  maxBytes: MAX_MESSAGE_BYTES,
+  what: "pay",
+  error: (message: string, cause?: unknown) => new PayProtocolError(message, { cause }),
+};
 
-/** JSON with bigints written as decimal strings. */
-export function encodeMessage(message: unknown): Uint8Array {
-  return encoder.encode(
-    JSON.stringify(message, (_, v) => typeof v === "bigint" ? v.toString() : v),
-  );
+export { encodeMessage, writeMessage };
+
+/** Reads the peer's whole pay message as a JSON object ({@link PayProtocolError} if it is not one). */
+export function readMessage(stream: Stream, signal: AbortSignal): Promise<Record<string, unknown>> {
+  return read(stream, signal, WIRE);
 }
 
-/** Writes `message` and closes our end of the stream once it is sent. */
-export async function writeMessage(
-  stream: Stream,
-  message: unknown,
-  signal: AbortSignal,
-): Promise<void> {
-  stream.send(encodeMessage(message));
-  await stream.close({ signal });
-}
-
-/** Reads the peer's whole message (up to the end of its side of the stream) as a JSON object. */
-export async function readMessage(
-  stream: Stream,
+/** Sends a pay request to `peer` and reads its answer. */
+export function callPay(
+  libp2p: Pick<Libp2p, "dialProtocol">,
+  peer: string | PeerId,
+  protocol: string,
+  request: unknown,
   signal: AbortSignal,
 ): Promise<Record<string, unknown>> {
-  const buf = new Uint8ArrayList();
-  const onAbort = () => stream.abort(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    for await (const piece of stream) {
-      buf.append(piece);
-      if (buf.byteLength > MAX_MESSAGE_BYTES) {
-        const err = new PayProtocolError(`A pay message exceeds ${MAX_MESSAGE_BYTES} bytes`);
-        stream.abort(err);
-        throw err;
-      }
-    }
-  } catch (e) {
-    if (signal.aborted) throw signal.reason;
-    if (e instanceof PayProtocolError) throw e;
-    throw new PayProtocolError(`The pay stream failed: ${(e as Error).message}`, { cause: e });
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-  if (signal.aborted) throw signal.reason;
-  let message: unknown;
-  try {
-    message = JSON.parse(decoder.decode(buf.subarray()));
-  } catch (e) {
-    throw new PayProtocolError("A pay message is not valid JSON", { cause: e });
-  }
-  if (message === null || typeof message !== "object" || Array.isArray(message)) {
-    throw new PayProtocolError("A pay message is not a JSON object");
-  }
-  return message as Record<string, unknown>;
+  return callPeer(libp2p, peer, protocol, request, signal, WIRE);
 }
 
 /** A non-negative integer sent as a decimal string (or a safe integer). */

@@ -14,14 +14,13 @@
  * @module
  */
 import type { Libp2p, PeerId } from "@libp2p/interface";
-import { peerIdFromString } from "@libp2p/peer-id";
 import { type Address, getAddress, type Hex, isAddress, isHex } from "viem";
 import { CID, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
 import { VoucherError } from "./errors.ts";
 import type { Receipt } from "./receipts.ts";
 import type { Voucher } from "./voucher.ts";
-import { parseAmount, PayProtocolError, readMessage, writeMessage } from "./_wire.ts";
+import { callPay, parseAmount, PayProtocolError } from "./_wire.ts";
 
 export { PayProtocolError };
 
@@ -157,22 +156,19 @@ export interface PayCallOptions {
   signal?: AbortSignal;
 }
 
-async function call(
+function call(
   libp2p: PayDialer,
   peer: string | PeerId,
   request: unknown,
   options: PayCallOptions,
 ): Promise<Record<string, unknown>> {
-  const signal = options.signal ?? AbortSignal.timeout(10_000);
-  const id = typeof peer === "string" ? peerIdFromString(peer) : peer;
-  const stream = await libp2p.dialProtocol(id, PAY_PROTOCOL, { signal });
-  try {
-    await writeMessage(stream, request, signal);
-    return await readMessage(stream, signal);
-  } catch (e) {
-    stream.abort(e instanceof Error ? e : new Error(String(e)));
-    throw e;
-  }
+  return callPay(
+    libp2p,
+    peer,
+    PAY_PROTOCOL,
+    request,
+    options.signal ?? AbortSignal.timeout(10_000),
+  );
 }
 
 /** Asks `peer` for its {@link Quote}. */

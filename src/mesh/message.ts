@@ -1,0 +1,94 @@
+/**
+ * One JSON request per stream, one JSON answer: the wire of Meshgate's small protocols (pay, reputation).
+ * Each side writes one message and closes its end; there is no framing, a reader takes everything up to the
+ * end of the stream and aborts it past its size limit.
+ *
+ * @module
+ */
+import type { Libp2p, PeerId, Stream } from "@libp2p/interface";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { Uint8ArrayList } from "uint8arraylist";
+import type { MeshError } from "../errors.ts";
+
+/** How a protocol names what went wrong on its wire. */
+export type WireError = (message: string, cause?: unknown) => MeshError;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** JSON with bigints written as decimal strings. */
+export function encodeMessage(message: unknown): Uint8Array {
+  return encoder.encode(
+    JSON.stringify(message, (_, v) => typeof v === "bigint" ? v.toString() : v),
+  );
+}
+
+/** Writes `message` and closes our end of the stream once it is sent. */
+export async function writeMessage(
+  stream: Stream,
+  message: unknown,
+  signal: AbortSignal,
+): Promise<void> {
+  stream.send(encodeMessage(message));
+  await stream.close({ signal });
+}
+
+/** Reads the peer's whole message (up to the end of its side of the stream) as a JSON object. */
+export async function readMessage(
+  stream: Stream,
+  signal: AbortSignal,
+  options: { maxBytes: number; what: string; error: WireError },
+): Promise<Record<string, unknown>> {
+  const { maxBytes, what, error } = options;
+  const buf = new Uint8ArrayList();
+  const onAbort = () => stream.abort(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  let tooLong: MeshError | undefined;
+  try {
+    for await (const piece of stream) {
+      buf.append(piece);
+      if (buf.byteLength > maxBytes) {
+        tooLong = error(`A ${what} message exceeds ${maxBytes} bytes`);
+        stream.abort(tooLong);
+        throw tooLong;
+      }
+    }
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    if (e === tooLong) throw e;
+    throw error(`The ${what} stream failed: ${(e as Error).message}`, e);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+  if (signal.aborted) throw signal.reason;
+  let message: unknown;
+  try {
+    message = JSON.parse(decoder.decode(buf.subarray()));
+  } catch (e) {
+    throw error(`A ${what} message is not valid JSON`, e);
+  }
+  if (message === null || typeof message !== "object" || Array.isArray(message)) {
+    throw error(`A ${what} message is not a JSON object`);
+  }
+  return message as Record<string, unknown>;
+}
+
+/** Sends `request` to `peer` on `protocol` and reads its answer, all within `signal`. */
+export async function callPeer(
+  libp2p: Pick<Libp2p, "dialProtocol">,
+  peer: string | PeerId,
+  protocol: string,
+  request: unknown,
+  signal: AbortSignal,
+  options: { maxBytes: number; what: string; error: WireError },
+): Promise<Record<string, unknown>> {
+  const id = typeof peer === "string" ? peerIdFromString(peer) : peer;
+  const stream = await libp2p.dialProtocol(id, protocol, { signal });
+  try {
+    await writeMessage(stream, request, signal);
+    return await readMessage(stream, signal, options);
+  } catch (e) {
+    stream.abort(e instanceof Error ? e : new Error(String(e)));
+    throw e;
+  }
+}
