@@ -73,7 +73,7 @@ export const DEFAULT_SCORE_PARAMS: Readonly<ScoreParams> = Object.freeze({
 
 /** Provable wrongdoing, portable: anyone can check `evidence` without trusting the reporter. */
 export interface Fraud {
-  kind: "bad_bytes" | "forged_voucher";
+  kind: "bad_bytes" | "forged_voucher" | "forged_evidence";
   /** When it was seen (ms since epoch). */
   at: number;
   /** The proof, as its checker reads it (a signed delivery, a voucher). */
