@@ -154,9 +154,10 @@ export function blake3Proof(data: Uint8Array, blockIndex: number): Blake3Proof {
  * digest is `root`, as `proof` shows. Any answer that does not check is a plain false: a changed bit in
  * the block or any sibling, a block or proof of the wrong size, a proof for another block, input or
  * length. `length` and `blockIndex` are the auditor's own (from the CID's record and the challenge), so
- * values outside the input throw. The length enters only through the tree's shape (block count) and the
- * last block's size: a proof of a block that is not the last also checks under another length with the
- * same block count, as in bao; the root itself commits to the whole input.
+ * values outside the input throw. The length enters only through the shape of the block's path and the
+ * block's size, so a proof also checks under another length that gives the block the same path (as in
+ * bao, where only the last chunk pins the length); the answer still proves those bytes are that block of
+ * the input under `root`.
  *
  * @param root The 32-byte BLAKE3 root (a CID's digest).
  * @param length The input's length in bytes.
