@@ -24,7 +24,14 @@
 //   INPUT         the input, from the first 64-byte boundary past static data
 //   cvs           from the next 64-byte boundary past the input: one 32-byte CV per chunk, merged in
 //                 place level by level
+//   PATH, EXPECT  (static) a proof's sibling CVs, deepest first; the root a proof is checked against
 // Nothing is allocated: `workspace(len)` tells the JS wrapper how much memory a call needs.
+//
+// Proofs (bao's slices, for one chunk): `proof(len, index)` hashes as `hash` does and, before each level
+// is merged, copies the sibling of the node over chunk `index` to PATH. A node's position at level L is
+// index >> L, its sibling the other one of its pair; a level where the node is the odd last one has no
+// sibling (it moves up). So a proof costs one hash plus a few 32-byte copies. `verify` walks the same
+// positions bottom-up from the one chunk, 16 + depth scalar compressions.
 
 const CHUNK_LEN: usize = 1024;
 const BLOCK_LEN: usize = 64;
@@ -49,6 +56,11 @@ const IV = memory.data<u32>([IV0, IV1, IV2, IV3, IV4, IV5, IV6, IV7]);
 const ROT8_MASK = memory.data<u8>([1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12]);
 const OUT = memory.data(32, 16);
 const PAD = memory.data(64, 16);
+/** Room for 32 sibling CVs: a 4 GiB memory has fewer than 2^22 chunks, so a tree has at most 22 levels. */
+const PATH = memory.data(1024, 16);
+const EXPECT = memory.data(32, 16);
+/** A parent block (left CV, right CV) that `verify` assembles. */
+const PAIR = memory.data(64, 16);
 const INPUT: usize = (__heap_base + 63) & ~(<usize>63);
 
 @inline function align64(n: usize): usize {
@@ -859,6 +871,15 @@ export function hash(len: usize): usize {
     chunkCv(INPUT, len, 0, ROOT, OUT);
     return OUT;
   }
+  tree(len, 0, false);
+  return OUT;
+}
+
+/**
+ * The root of the `len` (> 1024) bytes at INPUT, into OUT. With `path`, also the proof of chunk
+ * `index`: the sibling CVs along its path to PATH, deepest first. Returns how many were written.
+ */
+@inline function tree(len: usize, index: usize, path: bool): usize {
   const cvs = align64(INPUT + len);
   const chunks = (len + CHUNK_LEN - 1) / CHUNK_LEN;
   const full = len / CHUNK_LEN;
@@ -879,7 +900,17 @@ export function hash(len: usize): usize {
   // Merge level by level, in place: parent j of a level reads CVs 2j, 2j + 1 (a contiguous 64-byte
   // block) and is written to CV j, which no later parent of the level reads.
   let nodes = chunks;
+  let depth: usize = 0;
+  let pos = index;
   while (nodes > 2) {
+    if (path) {
+      const sibling = pos ^ 1;
+      if (sibling < nodes) {
+        memory.copy(PATH + depth * CV_LEN, cvs + sibling * CV_LEN, CV_LEN);
+        depth++;
+      }
+      pos >>= 1;
+    }
     const pairs = nodes >> 1;
     let j: usize = 0;
     while (j < pairs) {
@@ -893,6 +924,77 @@ export function hash(len: usize): usize {
     if (nodes & 1) memory.copy(cvs + pairs * CV_LEN, cvs + (nodes - 1) * CV_LEN, CV_LEN);
     nodes = pairs + (nodes & 1);
   }
+  // Two nodes left: the node on the path is one of them, its sibling the other.
+  if (path) {
+    memory.copy(PATH + depth * CV_LEN, cvs + (pos ^ 1) * CV_LEN, CV_LEN);
+    depth++;
+  }
   compress(IV, cvs, 0, <u32>BLOCK_LEN, PARENT | ROOT, OUT);
-  return OUT;
+  return depth;
+}
+
+/** Where a proof's sibling CVs are: written by `proof`, read by `verify`. */
+export function proofPath(): usize {
+  return PATH;
+}
+
+/** Where `verify` reads the 32-byte root to check against. */
+export function expected(): usize {
+  return EXPECT;
+}
+
+/**
+ * Hashes `len` bytes at `input()` into the digest at `hash`'s address and writes the proof of chunk
+ * `index` (< the chunk count: the wrapper checks) to `proofPath()`. Returns the number of sibling CVs.
+ */
+export function proof(len: usize, index: usize): usize {
+  if (len <= CHUNK_LEN) {
+    chunkCv(INPUT, len, 0, ROOT, OUT);
+    return 0;
+  }
+  return tree(len, index, true);
+}
+
+/**
+ * True when chunk `index` of a `len`-byte input, `blockLen` bytes at `input()`, and `proofLen` bytes of
+ * sibling CVs at `proofPath()` hash up to the root at `expected()`. The lengths must be exactly what the
+ * tree's shape asks for: the chunk 1024 bytes unless it is the last, one CV per level that has a sibling.
+ */
+export function verify(len: usize, index: usize, blockLen: usize, proofLen: usize): bool {
+  const chunks: usize = len <= CHUNK_LEN ? 1 : (len + CHUNK_LEN - 1) / CHUNK_LEN;
+  if (index >= chunks) return false;
+  if (blockLen != (index + 1 < chunks ? CHUNK_LEN : len - index * CHUNK_LEN)) return false;
+  let depth: usize = 0;
+  let nodes = chunks;
+  let at = index;
+  while (nodes > 1) {
+    if ((at ^ 1) < nodes) depth++;
+    at >>= 1;
+    nodes = (nodes + 1) >> 1;
+  }
+  if (proofLen != depth * CV_LEN) return false;
+
+  chunkCv(INPUT, blockLen, <u32>index, chunks == 1 ? ROOT : 0, OUT);
+  nodes = chunks;
+  at = index;
+  let sibling = PATH;
+  while (nodes > 1) {
+    if ((at ^ 1) < nodes) {
+      // Even positions are left children.
+      const left = at & 1 ? sibling : OUT;
+      const right = at & 1 ? OUT : sibling;
+      memory.copy(PAIR, left, CV_LEN);
+      memory.copy(PAIR + CV_LEN, right, CV_LEN);
+      compress(IV, PAIR, 0, <u32>BLOCK_LEN, nodes == 2 ? PARENT | ROOT : PARENT, OUT);
+      sibling += CV_LEN;
+    }
+    at >>= 1;
+    nodes = (nodes + 1) >> 1;
+  }
+  return (
+    ((load<u64>(OUT) ^ load<u64>(EXPECT)) |
+      (load<u64>(OUT, 8) ^ load<u64>(EXPECT, 8)) |
+      (load<u64>(OUT, 16) ^ load<u64>(EXPECT, 16)) |
+      (load<u64>(OUT, 24) ^ load<u64>(EXPECT, 24))) == 0
+  );
 }

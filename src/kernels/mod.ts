@@ -4,7 +4,14 @@
  *
  * @module
  */
-export { blake3 } from "./blake3.ts";
+export {
+  blake3,
+  BLAKE3_BLOCK_LEN,
+  blake3BlockCount,
+  type Blake3Proof,
+  blake3Proof,
+  blake3VerifyProof,
+} from "./blake3.ts";
 export { rsEncode, rsReconstruct } from "./erasure.ts";
 export { xorClosest, XorTable } from "./xor.ts";
 export {

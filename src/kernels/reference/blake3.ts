@@ -128,3 +128,118 @@ export function blake3(data: Uint8Array): Uint8Array {
   for (let i = 0; i < 32; i++) out[i] = words[i >> 2]! >>> (8 * (i & 3));
   return out;
 }
+
+function toBytes(words: Uint32Array): Uint8Array {
+  const out = new Uint8Array(words.length * 4);
+  for (let i = 0; i < out.length; i++) out[i] = words[i >> 2]! >>> (8 * (i & 3));
+  return out;
+}
+
+function toWords(bytes: Uint8Array): Uint32Array {
+  const words = new Uint32Array(bytes.length / 4);
+  for (let i = 0; i < bytes.length; i++) words[i >> 2]! |= bytes[i]! << (8 * (i & 3));
+  return words;
+}
+
+/** Chunks in the largest power-of-two left subtree of `chunks` (> 1) chunks, as `subtreeCv` splits. */
+function leftChunksOf(chunks: number): number {
+  let left = 1;
+  while (left * 2 < chunks) left *= 2;
+  return left;
+}
+
+/**
+ * Like `subtreeCv`, and pushes onto `siblings` the CV of each subtree beside the path to chunk `target`
+ * (an index relative to the whole input): deeper ones first, since they are pushed on the way back up.
+ */
+function subtreeProof(
+  input: Uint8Array,
+  first: number,
+  root: boolean,
+  target: number,
+  siblings: Uint32Array[],
+): Uint32Array {
+  if (input.length <= CHUNK_LEN) return chunkCv(input, first, root);
+  const leftChunks = leftChunksOf(Math.ceil(input.length / CHUNK_LEN));
+  const split = leftChunks * CHUNK_LEN;
+  const mid = first + leftChunks;
+  let left: Uint32Array, right: Uint32Array;
+  if (target < mid) {
+    left = subtreeProof(input.subarray(0, split), first, false, target, siblings);
+    right = subtreeCv(input.subarray(split), mid, false);
+    siblings.push(right);
+  } else {
+    left = subtreeCv(input.subarray(0, split), first, false);
+    right = subtreeProof(input.subarray(split), mid, false, target, siblings);
+    siblings.push(left);
+  }
+  return parentCv(left, right, root);
+}
+
+/**
+ * The proof of 1 KiB block `blockIndex` of `data`: the block, the sibling CVs along its path, 32 bytes each,
+ * deepest first, and the root. A top-down walk of the tree, which the kernel builds bottom-up.
+ */
+export function blake3Proof(
+  data: Uint8Array,
+  blockIndex: number,
+): { block: Uint8Array; proof: Uint8Array; root: Uint8Array } {
+  const blocks = Math.max(1, Math.ceil(data.length / CHUNK_LEN));
+  if (!Number.isInteger(blockIndex) || blockIndex < 0 || blockIndex >= blocks) {
+    throw new RangeError(`Expected blockIndex to be in [0, ${blocks}): "${blockIndex}"`);
+  }
+  const siblings: Uint32Array[] = [];
+  const root = subtreeProof(data, 0, true, blockIndex, siblings);
+  const proof = new Uint8Array(siblings.length * 32);
+  siblings.forEach((cv, i) => proof.set(toBytes(cv), i * 32));
+  return {
+    block: data.slice(blockIndex * CHUNK_LEN, (blockIndex + 1) * CHUNK_LEN),
+    proof,
+    root: toBytes(root),
+  };
+}
+
+/**
+ * True when `block` and `proof` hash up to `root` as block `blockIndex` of a `length`-byte input. Walks the
+ * tree's shape top-down (which side the block is on at each split), then hashes bottom-up.
+ */
+export function blake3VerifyProof(
+  root: Uint8Array,
+  length: number,
+  blockIndex: number,
+  block: Uint8Array,
+  proof: Uint8Array,
+): boolean {
+  const blocks = Math.max(1, Math.ceil(length / CHUNK_LEN));
+  if (root.length !== 32) throw new RangeError(`Expected root to be 32 bytes: "${root.length}"`);
+  if (!Number.isInteger(blockIndex) || blockIndex < 0 || blockIndex >= blocks) {
+    throw new RangeError(`Expected blockIndex to be in [0, ${blocks}): "${blockIndex}"`);
+  }
+  const expectedLen = blockIndex < blocks - 1 ? CHUNK_LEN : length - blockIndex * CHUNK_LEN;
+  if (block.length !== expectedLen) return false;
+  // The sides from the top: true where the block is in the left subtree.
+  const inLeft: boolean[] = [];
+  let first = 0;
+  let size = blocks;
+  while (size > 1) {
+    const left = leftChunksOf(size);
+    if (blockIndex < first + left) {
+      inLeft.push(true);
+      size = left;
+    } else {
+      inLeft.push(false);
+      first += left;
+      size -= left;
+    }
+  }
+  if (proof.length !== inLeft.length * 32) return false;
+  let cv = chunkCv(block, blockIndex, blocks === 1);
+  for (let level = 0; level < inLeft.length; level++) {
+    const sibling = toWords(proof.subarray(level * 32, level * 32 + 32));
+    const top = level === inLeft.length - 1;
+    const left = inLeft[inLeft.length - 1 - level]!;
+    cv = left ? parentCv(cv, sibling, top) : parentCv(sibling, cv, top);
+  }
+  const got = toBytes(cv);
+  return got.every((b, i) => b === root[i]);
+}
