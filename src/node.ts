@@ -51,6 +51,9 @@ export interface NodeConfig {
   /** Bytes of chunks kept for each peer that puts them (counted in `dataDir`); past it puts are refused
    * with `quota_exceeded`. Default: `DEFAULT_VOLUNTEER_QUOTA`, 1 GiB. */
   volunteerQuotaBytes?: number;
+  /** Chunks (files) kept for each peer that puts them; past it puts are refused with `quota_exceeded`.
+   * Default: `DEFAULT_VOLUNTEER_QUOTA_CHUNKS`, 4096. */
+  volunteerQuotaChunks?: number;
   /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
   findTimeoutMs?: number;
   /**
@@ -163,7 +166,11 @@ export class MeshgateNode {
     let locator: ChunkLocator | undefined;
     try {
       if (config.mesh) {
-        const quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
+        const quota = VolunteerQuota.open(
+          config.dataDir,
+          config.volunteerQuotaBytes,
+          config.volunteerQuotaChunks,
+        );
         services.add("quota", { stop: () => quota.close() });
         const keep = quota.charged({
           has: (cid) => store.has(cid),

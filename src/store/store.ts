@@ -11,7 +11,7 @@
  */
 import { CID, matchesCid, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
-import { formatBytes } from "../units.ts";
+import { blockCost, formatBytes } from "../units.ts";
 
 /** Raised when a write would take the store over its size cap. */
 export class StoreFullError extends MeshError {
@@ -27,13 +27,17 @@ export class StoreFullError extends MeshError {
 }
 
 export interface StoreOptions {
-  /** Refuse writes past this many bytes of chunks. Default: 10 GiB. */
+  /** Refuse writes past this many bytes of chunks, counted in whole 4 KiB blocks per chunk (`blockCost`:
+   * what a chunk takes on disk), so tiny chunks cannot exhaust the disk's inodes. Default: 10 GiB. */
   maxBytes?: number;
 }
 
 export interface StoreStats {
   chunks: number;
+  /** Content bytes of the chunks. */
   bytes: number;
+  /** What they count toward `maxBytes`: whole 4 KiB blocks per chunk, at least one. */
+  usedBytes: number;
   maxBytes: number;
   /** Chunks found corrupt on read since open (moved to corrupt/). */
   corrupt: number;
@@ -93,6 +97,8 @@ export class ChunkStore {
   readonly dir: string;
   readonly maxBytes: number;
   #bytes = 0;
+  /** Block cost of the chunks: what the cap counts. */
+  #used = 0;
   #chunks = 0;
   #corrupt = 0;
   #pins = new Set<string>();
@@ -124,6 +130,7 @@ export class ChunkStore {
     for await (const { bytes } of store.#walk()) {
       store.#chunks++;
       store.#bytes += bytes;
+      store.#used += blockCost(bytes);
     }
     try {
       const pins = JSON.parse(await Deno.readTextFile(`${dir}/pins.json`));
@@ -186,6 +193,7 @@ export class ChunkStore {
       await Deno.rename(path, evidence);
       this.#chunks--;
       this.#bytes -= bytes.length;
+      this.#used -= blockCost(bytes.length);
       this.#corrupt++;
       // The operator's disk is failing or was tampered with: worth a line, once per chunk.
       console.error(JSON.stringify({
@@ -225,11 +233,12 @@ export class ChunkStore {
     }
     const path = this.#path(key);
     if (await exists(path)) return false;
-    const used = this.#bytes + this.#reserved;
-    if (used + bytes.length > this.maxBytes) {
-      throw new StoreFullError(bytes.length, used, this.maxBytes);
+    const cost = blockCost(bytes.length);
+    const used = this.#used + this.#reserved;
+    if (used + cost > this.maxBytes) {
+      throw new StoreFullError(cost, used, this.maxBytes);
     }
-    this.#reserved += bytes.length;
+    this.#reserved += cost;
     const dir = path.slice(0, path.lastIndexOf("/"));
     try {
       if (!this.#dirs.has(dir)) {
@@ -246,10 +255,11 @@ export class ChunkStore {
       }
       this.#unsynced.add(dir);
     } finally {
-      this.#reserved -= bytes.length;
+      this.#reserved -= cost;
     }
     this.#chunks++;
     this.#bytes += bytes.length;
+    this.#used += cost;
     return true;
   }
 
@@ -276,6 +286,7 @@ export class ChunkStore {
     }
     this.#chunks--;
     this.#bytes -= size;
+    this.#used -= blockCost(size);
     return true;
   }
 
@@ -311,6 +322,7 @@ export class ChunkStore {
     return {
       chunks: this.#chunks,
       bytes: this.#bytes,
+      usedBytes: this.#used,
       maxBytes: this.maxBytes,
       corrupt: this.#corrupt,
       pins: this.#pins.size,
