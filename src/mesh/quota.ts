@@ -6,16 +6,21 @@
  * block cost (`blockCost`: whole 4 KiB blocks, at least one), as the store counts it.
  *
  * Usage is counted per peer ID in `<dataDir>/volunteer.sqlite` (Deno's `node:sqlite`, WAL mode: a crash of
- * the process loses nothing; a power cut may lose the last few counts), so a restart does not reset it. The
- * counts only grow for now: nothing deletes chunks kept for peers yet (leases, a later issue, will release
- * them). A per-peer bound does not stop a peer that makes many identities; the store cap stays the bound on
- * the total.
+ * the process loses nothing; a power cut may lose the last few counts), so a restart does not reset it.
+ *
+ * Every chunk kept for a peer is also listed there, oldest first: these are the store's evictable chunks.
+ * There are no leases yet, so "unleased" means exactly this: a chunk some peer handed over for free. When
+ * the store is full, {@link VolunteerQuota.evict} deletes the oldest of them and gives the peer its quota
+ * back; chunks of the node's own uploads, of pinned files and of uploads in progress are never evicted (a
+ * volunteered chunk that turns out to be one of those leaves the list and stays). A per-peer bound does not
+ * stop a peer that makes many identities; the store cap stays the bound on the total, and eviction keeps
+ * such peers from crowding out later ones.
  *
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
-import type { CID } from "../content/cid.ts";
+import { CID } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
 import { BLOCK_BYTES, blockCost } from "../units.ts";
 
@@ -66,6 +71,10 @@ export class VolunteerQuota {
   readonly #db: DatabaseSync;
   readonly #get: StatementSync;
   readonly #add: StatementSync;
+  readonly #hold: StatementSync;
+  readonly #oldest: StatementSync;
+  readonly #unhold: StatementSync;
+  readonly #refund: StatementSync;
   /** Bytes and chunks of writes in progress per peer, so that concurrent puts cannot overshoot together. */
   readonly #pending = new Map<string, { bytes: number; chunks: number }>();
 
@@ -86,6 +95,19 @@ export class VolunteerQuota {
     this.#add = db.prepare(
       `INSERT INTO volunteer (peer, bytes, chunks) VALUES (?, ?, 1)
        ON CONFLICT (peer) DO UPDATE SET bytes = bytes + excluded.bytes, chunks = chunks + 1`,
+    );
+    // The evictable chunks, oldest first (rowid order).
+    db.exec(`CREATE TABLE IF NOT EXISTS held (
+      cid TEXT PRIMARY KEY, peer TEXT NOT NULL, cost INTEGER NOT NULL, seq INTEGER NOT NULL) STRICT;
+      CREATE INDEX IF NOT EXISTS held_seq ON held (seq)`);
+    this.#hold = db.prepare(
+      `INSERT OR REPLACE INTO held (cid, peer, cost, seq)
+       VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM held))`,
+    );
+    this.#oldest = db.prepare("SELECT cid, peer, cost FROM held ORDER BY seq LIMIT 64");
+    this.#unhold = db.prepare("DELETE FROM held WHERE cid = ?");
+    this.#refund = db.prepare(
+      "UPDATE volunteer SET bytes = MAX(0, bytes - ?), chunks = MAX(0, chunks - 1) WHERE peer = ?",
     );
   }
 
@@ -135,7 +157,13 @@ export class VolunteerQuota {
    * within the peer's quota, and charges it when written. Throws {@link QuotaExceededError} without writing
    * when the chunk would not fit.
    */
-  async charge(peer: string, bytes: number, write: () => Promise<boolean>): Promise<boolean> {
+  async charge(
+    peer: string,
+    bytes: number,
+    write: () => Promise<boolean>,
+    /** The chunk written: listed as evictable once written. */
+    cid?: CID,
+  ): Promise<boolean> {
     const cost = blockCost(bytes);
     const pending = this.#pending.get(peer) ?? { bytes: 0, chunks: 0 };
     const row = this.#row(peer);
@@ -150,7 +178,10 @@ export class VolunteerQuota {
     this.#pending.set(peer, { bytes: pending.bytes + cost, chunks: pending.chunks + 1 });
     try {
       const written = await write();
-      if (written) this.#add.run(peer, cost);
+      if (written) {
+        this.#add.run(peer, cost);
+        if (cid) this.#hold.run(cid.toString(), peer, cost);
+      }
       return written;
     } finally {
       const left = this.#pending.get(peer)!;
@@ -172,8 +203,33 @@ export class VolunteerQuota {
   ): (cid: CID, bytes: Uint8Array, from?: string) => Promise<boolean> {
     return async (cid, bytes, from) => {
       if (from === undefined || await store.has(cid)) return await store.put(cid, bytes);
-      return await this.charge(from, bytes.length, () => store.put(cid, bytes));
+      return await this.charge(from, bytes.length, () => store.put(cid, bytes), cid);
     };
+  }
+
+  /**
+   * Frees at least `need` bytes (block cost) by deleting the oldest chunks kept for peers, giving each peer
+   * its quota back; `keep(cid)` names chunks that must stay (the node's own), which leave the list. Returns
+   * the bytes freed: less than `need` when nothing evictable is left.
+   */
+  async evict(
+    need: number,
+    remove: (cid: CID) => Promise<boolean>,
+    keep: (cid: string) => boolean,
+  ): Promise<number> {
+    let freed = 0;
+    while (freed < need) {
+      const rows = this.#oldest.all() as { cid: string; peer: string; cost: number }[];
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        this.#unhold.run(row.cid);
+        if (keep(row.cid)) continue;
+        if (await remove(CID.parse(row.cid))) freed += row.cost;
+        this.#refund.run(row.cost, row.peer);
+        if (freed >= need) break;
+      }
+    }
+    return freed;
   }
 
   close(): void {

@@ -107,6 +107,14 @@ export class ChunkStore {
   /** Bytes promised to writes in flight, so concurrent puts cannot overshoot the cap together. */
   #reserved = 0;
   #pinWrite: Promise<void> = Promise.resolve();
+  /** One eviction at a time: concurrent writes past the cap wait for it rather than evict twice. */
+  #reclaiming: Promise<unknown> = Promise.resolve();
+  /**
+   * Called when a write would take the store over its cap: frees at least `need` bytes (block cost) of
+   * evictable chunks, if it can, and resolves with the bytes freed. Absent: nothing is evictable, and a full
+   * store refuses writes. See `VolunteerQuota.evict` for what is evictable.
+   */
+  reclaim?: (need: number) => Promise<number>;
   /** Shard directories known to exist, and those with renames not yet synced. */
   #dirs = new Set<string>();
   #unsynced = new Set<string>();
@@ -234,7 +242,23 @@ export class ChunkStore {
     const path = this.#path(key);
     if (await exists(path)) return false;
     const cost = blockCost(bytes.length);
-    const used = this.#used + this.#reserved;
+    let used = this.#used + this.#reserved;
+    // (A chunk larger than the whole cap would evict everything and still not fit.)
+    if (used + cost > this.maxBytes && cost <= this.maxBytes && this.reclaim) {
+      // Free some room ahead (16 default chunks' worth), so that a stream of puts into a full store does
+      // not evict one chunk per write.
+      const need = Math.max(
+        used + cost - this.maxBytes,
+        Math.min(4 * 1024 ** 2, this.maxBytes / 16),
+      );
+      const reclaim = this.reclaim;
+      const run = this.#reclaiming.catch(() => {}).then(() =>
+        this.#used + this.#reserved + cost > this.maxBytes ? reclaim(need) : 0
+      );
+      this.#reclaiming = run;
+      await run;
+      used = this.#used + this.#reserved;
+    }
     if (used + cost > this.maxBytes) {
       throw new StoreFullError(cost, used, this.maxBytes);
     }

@@ -155,3 +155,62 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a full store evicts the oldest chunks kept for peers, never its own upload's",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-evict-" });
+    // 16 blocks of 4 KiB.
+    const node = await MeshgateNode.create({
+      dataDir: dir,
+      parityWorkers: 0,
+      maxStoreBytes: 64 * KiB,
+      mesh: { listen: [TCP] },
+    });
+    let flooder: Awaited<ReturnType<typeof startNode>> | undefined;
+    try {
+      // The node's own upload, while alone (so it keeps every chunk): 2 data + 1 parity + the manifest.
+      const { cid, manifest } = await node.put(patternStream(8 * KiB, 7), {
+        k: 2,
+        m: 1,
+        chunkSize: 4 * KiB,
+      });
+      const own = [cid, ...manifest.stripes.flat()];
+      assert.equal(node.store.stats().usedBytes, 16 * KiB);
+
+      flooder = await startNode();
+      const target = node.mesh!.multiaddrs()[0]!;
+      const older = chunks(12);
+      const newer = chunks(12);
+      const first = await flooder.storeChunks(target, older);
+      assert.ok(first.every((r) => r.accepted), JSON.stringify(first.find((r) => !r.accepted)));
+      assert.equal(node.store.stats().usedBytes, 64 * KiB, "the store is full");
+      // Full: each new chunk evicts the oldest kept for a peer.
+      const second = await flooder.storeChunks(target, newer);
+      assert.ok(second.every((r) => r.accepted), JSON.stringify(second.find((r) => !r.accepted)));
+      for (const c of newer) assert.ok(await node.store.has(c.cid), "the newer chunks are kept");
+      for (const c of older) assert.ok(!(await node.store.has(c.cid)), "the older ones evicted");
+      for (const c of own) assert.ok(await node.store.has(c), `own chunk ${c} kept`);
+      assert.ok(node.store.stats().usedBytes <= 64 * KiB);
+      assert.deepEqual(await collect(node.read(await node.manifest(cid))), pattern(0, 8 * KiB, 7));
+
+      // A chunk larger than the whole cap is refused without evicting anything for it.
+      const big = await flooder.storeChunks(target, chunks(1, 80 * KiB));
+      assert.equal(big[0]!.reason, "store_full");
+    } finally {
+      await node.stop();
+      if (flooder) await stopNodes(flooder);
+    }
+    // Evicted chunks gave the peer its quota back.
+    const quota = VolunteerQuota.open(dir);
+    try {
+      assert.equal(quota.usedChunks(flooder!.peerId), 12);
+      assert.equal(quota.used(flooder!.peerId), 12 * 4 * KiB);
+    } finally {
+      quota.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
