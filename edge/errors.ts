@@ -23,6 +23,7 @@ const STATUS: Record<string, number> = {
   too_large: 413,
   range_not_satisfiable: 416,
   invalid_manifest: 502,
+  manifest_mismatch: 502,
   chunk_mismatch: 502,
   unrecoverable: 502,
   message_too_large: 502,

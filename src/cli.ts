@@ -161,6 +161,7 @@ Options (flag, then environment variable, then default):
   --max-store SIZE    MESH_MAX_STORE    store size cap                      [10 GiB]
   --volunteer-quota SIZE  MESH_VOLUNTEER_QUOTA  most bytes kept for each peer that puts chunks here;
                                         0 keeps none   [1 GiB: a tenth of the default store]
+  --volunteer-chunks N  MESH_VOLUNTEER_CHUNKS  most chunks (files) kept for each peer  [4096]
   --public-url URL    MESH_PUBLIC_URL   base URL in upload answers          [the request's origin]
   --listen ADDR       MESH_LISTEN       mesh multiaddr to listen on; repeat for more
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
@@ -227,6 +228,7 @@ async function serve(args: string[]): Promise<number> {
       "max-upload": { type: "string" },
       "max-store": { type: "string" },
       "volunteer-quota": { type: "string" },
+      "volunteer-chunks": { type: "string" },
       "public-url": { type: "string" },
       chain: { type: "string" },
       "chain-file": { type: "string" },
@@ -268,6 +270,10 @@ async function serve(args: string[]): Promise<number> {
     setting(values["volunteer-quota"], "MESH_VOLUNTEER_QUOTA", "1GiB"),
     "--volunteer-quota",
   );
+  const volunteerChunks = setting(values["volunteer-chunks"], "MESH_VOLUNTEER_CHUNKS", "4096");
+  if (!/^\d{1,9}$/.test(volunteerChunks)) {
+    throw new UsageError(`Volunteer chunks "${volunteerChunks}" must be a whole number of chunks`);
+  }
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
   const findTimeout = setting(values["find-timeout"], "MESH_FIND_TIMEOUT", "3000");
   if (!/^\d{1,7}$/.test(findTimeout)) {
@@ -296,6 +302,7 @@ async function serve(args: string[]): Promise<number> {
     dataDir,
     maxStoreBytes,
     volunteerQuotaBytes,
+    volunteerQuotaChunks: Number(volunteerChunks),
     chain,
     mesh,
     pay,

@@ -13,6 +13,7 @@ import { ChunkStore } from "./store/store.ts";
 import { type RepairOptions, type RepairReport, repairStore, writeBack } from "./store/repair.ts";
 import { ByteCache } from "./store/cache.ts";
 import { UploadClaims, type UploadWrites } from "./store/claims.ts";
+import { pinnedChunks } from "./store/own.ts";
 import type { ChainConfig } from "./pay/mod.ts";
 import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
@@ -51,6 +52,9 @@ export interface NodeConfig {
   /** Bytes of chunks kept for each peer that puts them (counted in `dataDir`); past it puts are refused
    * with `quota_exceeded`. Default: `DEFAULT_VOLUNTEER_QUOTA`, 1 GiB. */
   volunteerQuotaBytes?: number;
+  /** Chunks (files) kept for each peer that puts them; past it puts are refused with `quota_exceeded`.
+   * Default: `DEFAULT_VOLUNTEER_QUOTA_CHUNKS`, 4096. */
+  volunteerQuotaChunks?: number;
   /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
   findTimeoutMs?: number;
   /**
@@ -100,6 +104,7 @@ interface NodeParts {
   health: PeerHealth;
   provide?: ProvideQueue;
   locator?: ChunkLocator;
+  quota?: VolunteerQuota;
 }
 
 /** An upload's result and what its placement is worth. */
@@ -143,6 +148,19 @@ export class MeshgateNode {
     this.#health = parts.health;
     this.#provide = parts.provide;
     this.#locator = parts.locator;
+    // A full store evicts the oldest chunks kept for peers; never its own (pinned files, uploads going on).
+    const quota = parts.quota;
+    if (quota) {
+      this.store.reclaim = async (need) => {
+        const own = await pinnedChunks(this.store);
+        const remove = async (cid: CID) => {
+          const gone = await this.store.delete(cid);
+          if (gone) await this.#provide?.withdraw([cid]); // every path that deletes a chunk withdraws it
+          return gone;
+        };
+        return quota.evict(need, remove, (key) => own.has(key) || this.#claims.has(CID.parse(key)));
+      };
+    }
   }
 
   /** Builds the node's services and starts them; a failed start stops what had started. */
@@ -161,10 +179,16 @@ export class MeshgateNode {
     let delivery: PaidDelivery | undefined;
     let provide: ProvideQueue | undefined;
     let locator: ChunkLocator | undefined;
+    let quota: VolunteerQuota | undefined;
     try {
       if (config.mesh) {
-        const quota = VolunteerQuota.open(config.dataDir, config.volunteerQuotaBytes);
-        services.add("quota", { stop: () => quota.close() });
+        quota = VolunteerQuota.open(
+          config.dataDir,
+          config.volunteerQuotaBytes,
+          config.volunteerQuotaChunks,
+        );
+        const volunteer = quota;
+        services.add("quota", { stop: () => volunteer.close() });
         const keep = quota.charged({
           has: (cid) => store.has(cid),
           put: (cid, bytes) => store.put(cid, bytes, { verified: true }), // the exchange checked them
@@ -254,6 +278,7 @@ export class MeshgateNode {
         health,
         provide,
         locator,
+        quota,
       });
     } catch (e) {
       await services.stop().catch(() => {});

@@ -2,6 +2,18 @@
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
+/** A filesystem block: the least disk a file takes (ext4, XFS, APFS default to 4 KiB), whatever its size. */
+export const BLOCK_BYTES = 4096;
+
+/**
+ * What a chunk of `length` bytes costs on disk: whole blocks, at least one (an empty file still takes an
+ * inode and its directory entry). Store caps and volunteer quotas count this, not content bytes, so that
+ * many tiny chunks cannot fill a disk while counting next to nothing.
+ */
+export function blockCost(length: number): number {
+  return Math.max(1, Math.ceil(length / BLOCK_BYTES)) * BLOCK_BYTES;
+}
+
 /** "1 GiB", "1.5 MiB", "700 B": whole numbers stay whole, others get one decimal. */
 export function formatBytes(n: number): string {
   if (!Number.isFinite(n)) return String(n);

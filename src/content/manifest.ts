@@ -43,6 +43,21 @@ export class InvalidManifestError extends MeshError {
   }
 }
 
+/**
+ * Raised when a manifest's declared sizes disagree with its chunks: a chunk, verified against its CID, is
+ * not as long as the manifest says. Such a manifest is refused: zero-padding the chunk to the declared
+ * length would give bytes that do not match its CID.
+ */
+export class ManifestMismatchError extends MeshError {
+  override name = "ManifestMismatchError";
+  constructor(readonly cid: CID, stripe: number, declared: number, actual: number) {
+    super(
+      "manifest_mismatch",
+      `The manifest disagrees with its chunks: it declares ${cid} (stripe ${stripe}) as ${declared} bytes, but that chunk is ${actual} bytes`,
+    );
+  }
+}
+
 /** Number of data chunks in the whole file. */
 export function chunkCount(m: Pick<Manifest, "size" | "chunkSize">): number {
   return Math.ceil(m.size / m.chunkSize);

@@ -4,7 +4,13 @@
  * had is rebuilt from its stripe.
  */
 import type { CID } from "./cid.ts";
-import { chunkCount, chunkLength, type Manifest, stripeDataCount } from "./manifest.ts";
+import {
+  chunkCount,
+  chunkLength,
+  type Manifest,
+  ManifestMismatchError,
+  stripeDataCount,
+} from "./manifest.ts";
 import { rebuildStripe } from "./stripes.ts";
 import { MeshError } from "../errors.ts";
 
@@ -57,7 +63,14 @@ class ChunkReader {
     const stripe = Math.floor(index / k);
     const cid = this.manifest.stripes[stripe]![index % k]!;
     const bytes = await this.get(cid, this.signal, stripe);
-    if (bytes) return bytes;
+    if (bytes) {
+      // Verified against its CID, so a length other than the declared one is the manifest's lie.
+      const length = chunkLength(this.manifest, index);
+      if (bytes.length !== length) {
+        throw new ManifestMismatchError(cid, stripe, length, bytes.length);
+      }
+      return bytes;
+    }
     let lost = this.#lost.get(stripe);
     if (!lost) this.#lost.set(stripe, lost = new Set());
     lost.add(index % k);

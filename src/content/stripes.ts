@@ -5,7 +5,7 @@
  */
 import { rsEncode, rsReconstruct } from "../kernels/mod.ts";
 import { type CID, verifyChunk } from "./cid.ts";
-import { chunkLength, type Manifest, stripeDataCount } from "./manifest.ts";
+import { chunkLength, type Manifest, ManifestMismatchError, stripeDataCount } from "./manifest.ts";
 
 function padded(bytes: Uint8Array, size: number): Uint8Array {
   if (bytes.length === size) return bytes;
@@ -26,8 +26,11 @@ export function encodeParity(data: Uint8Array[], m: number): Uint8Array[] {
 
 /**
  * Rebuilds the missing chunks of stripe `index` from `have` (its k+m chunks in manifest order, null where
- * missing) and checks each rebuilt chunk against its CID. Returns the full list. Throws when fewer than
- * the stripe's data count are present.
+ * missing) and checks every chunk it returns against its CID, the present ones included: a caller caches
+ * and stores all of them as verified. Returns the full list. Throws {@link ManifestMismatchError} when a
+ * present chunk's length is not the one the manifest declares (it would come back zero-padded), a
+ * `ChunkMismatchError` when a chunk does not hash to its CID, and when fewer than the stripe's data count
+ * are present.
  */
 export function rebuildStripe(
   manifest: Manifest,
@@ -39,11 +42,18 @@ export function rebuildStripe(
   const first = index * manifest.k;
   const size = chunkLength(manifest, first);
   const lengths = cids.map((_, i) => i < k ? chunkLength(manifest, first + i) : size);
+  have.forEach((bytes, i) => {
+    if (bytes && bytes.length !== lengths[i]) {
+      throw new ManifestMismatchError(cids[i] as CID, index, lengths[i]!, bytes.length);
+    }
+  });
   const shards = have.map((bytes) => bytes && padded(bytes, size));
   rsReconstruct(shards, k, manifest.m);
   return shards.map((shard, i) => {
     const bytes = shard!.length === lengths[i] ? shard! : shard!.slice(0, lengths[i]);
-    if (!have[i]) verifyChunk(cids[i] as CID, bytes, "reconstruction");
+    // One BLAKE3 per chunk: present chunks were checked by whoever fetched them, but what this returns
+    // is trusted downstream, so it is checked here whatever the caller did.
+    verifyChunk(cids[i] as CID, bytes, have[i] ? "stripe" : "reconstruction");
     return bytes;
   });
 }

@@ -11,7 +11,7 @@
  * @module
  */
 import { ChunkMismatchError, type CID, DAG_JSON_CODE, RAW_CODE } from "../content/cid.ts";
-import { decodeManifest, type Manifest } from "../content/manifest.ts";
+import { decodeManifest, type Manifest, ManifestMismatchError } from "../content/manifest.ts";
 import { rebuildStripe } from "../content/stripes.ts";
 import type { ChunkStore } from "./store.ts";
 
@@ -163,14 +163,15 @@ async function repairStripe(
   try {
     full = rebuildStripe(manifest, index, have);
   } catch (e) {
-    // The present chunks are verified, so a rebuild that misses its CID means the manifest lists chunks
-    // that never formed one stripe: nothing here can restore them.
-    if (e instanceof ChunkMismatchError) {
+    // The present chunks are verified, so a rebuild that misses its CID (or a chunk of another length
+    // than declared) means the manifest lists chunks that never formed one stripe: nothing restores them.
+    if (e instanceof ChunkMismatchError || e instanceof ManifestMismatchError) {
       return { missing: lost.length, repaired: 0, unrecoverable: true };
     }
     throw e;
   }
-  await Promise.all(lost.map((i) => store.put(cids[i]!, full[i]!)));
+  // rebuildStripe checked every chunk it returned against its CID
+  await Promise.all(lost.map((i) => store.put(cids[i]!, full[i]!, { verified: true })));
   return { missing: lost.length, repaired: lost.length, unrecoverable: false };
 }
 

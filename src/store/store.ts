@@ -11,7 +11,7 @@
  */
 import { CID, matchesCid, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
-import { formatBytes } from "../units.ts";
+import { blockCost, formatBytes } from "../units.ts";
 
 /** Raised when a write would take the store over its size cap. */
 export class StoreFullError extends MeshError {
@@ -27,13 +27,17 @@ export class StoreFullError extends MeshError {
 }
 
 export interface StoreOptions {
-  /** Refuse writes past this many bytes of chunks. Default: 10 GiB. */
+  /** Refuse writes past this many bytes of chunks, counted in whole 4 KiB blocks per chunk (`blockCost`:
+   * what a chunk takes on disk), so tiny chunks cannot exhaust the disk's inodes. Default: 10 GiB. */
   maxBytes?: number;
 }
 
 export interface StoreStats {
   chunks: number;
+  /** Content bytes of the chunks. */
   bytes: number;
+  /** What they count toward `maxBytes`: whole 4 KiB blocks per chunk, at least one. */
+  usedBytes: number;
   maxBytes: number;
   /** Chunks found corrupt on read since open (moved to corrupt/). */
   corrupt: number;
@@ -93,6 +97,8 @@ export class ChunkStore {
   readonly dir: string;
   readonly maxBytes: number;
   #bytes = 0;
+  /** Block cost of the chunks: what the cap counts. */
+  #used = 0;
   #chunks = 0;
   #corrupt = 0;
   #pins = new Set<string>();
@@ -101,6 +107,14 @@ export class ChunkStore {
   /** Bytes promised to writes in flight, so concurrent puts cannot overshoot the cap together. */
   #reserved = 0;
   #pinWrite: Promise<void> = Promise.resolve();
+  /** One eviction at a time: concurrent writes past the cap wait for it rather than evict twice. */
+  #reclaiming: Promise<unknown> = Promise.resolve();
+  /**
+   * Called when a write would take the store over its cap: frees at least `need` bytes (block cost) of
+   * evictable chunks, if it can, and resolves with the bytes freed. Absent: nothing is evictable, and a full
+   * store refuses writes. See `VolunteerQuota.evict` for what is evictable.
+   */
+  reclaim?: (need: number) => Promise<number>;
   /** Shard directories known to exist, and those with renames not yet synced. */
   #dirs = new Set<string>();
   #unsynced = new Set<string>();
@@ -124,6 +138,7 @@ export class ChunkStore {
     for await (const { bytes } of store.#walk()) {
       store.#chunks++;
       store.#bytes += bytes;
+      store.#used += blockCost(bytes);
     }
     try {
       const pins = JSON.parse(await Deno.readTextFile(`${dir}/pins.json`));
@@ -186,6 +201,7 @@ export class ChunkStore {
       await Deno.rename(path, evidence);
       this.#chunks--;
       this.#bytes -= bytes.length;
+      this.#used -= blockCost(bytes.length);
       this.#corrupt++;
       // The operator's disk is failing or was tampered with: worth a line, once per chunk.
       console.error(JSON.stringify({
@@ -225,11 +241,28 @@ export class ChunkStore {
     }
     const path = this.#path(key);
     if (await exists(path)) return false;
-    const used = this.#bytes + this.#reserved;
-    if (used + bytes.length > this.maxBytes) {
-      throw new StoreFullError(bytes.length, used, this.maxBytes);
+    const cost = blockCost(bytes.length);
+    let used = this.#used + this.#reserved;
+    // (A chunk larger than the whole cap would evict everything and still not fit.)
+    if (used + cost > this.maxBytes && cost <= this.maxBytes && this.reclaim) {
+      // Free some room ahead (16 default chunks' worth), so that a stream of puts into a full store does
+      // not evict one chunk per write.
+      const need = Math.max(
+        used + cost - this.maxBytes,
+        Math.min(4 * 1024 ** 2, this.maxBytes / 16),
+      );
+      const reclaim = this.reclaim;
+      const run = this.#reclaiming.catch(() => {}).then(() =>
+        this.#used + this.#reserved + cost > this.maxBytes ? reclaim(need) : 0
+      );
+      this.#reclaiming = run;
+      await run;
+      used = this.#used + this.#reserved;
     }
-    this.#reserved += bytes.length;
+    if (used + cost > this.maxBytes) {
+      throw new StoreFullError(cost, used, this.maxBytes);
+    }
+    this.#reserved += cost;
     const dir = path.slice(0, path.lastIndexOf("/"));
     try {
       if (!this.#dirs.has(dir)) {
@@ -246,10 +279,11 @@ export class ChunkStore {
       }
       this.#unsynced.add(dir);
     } finally {
-      this.#reserved -= bytes.length;
+      this.#reserved -= cost;
     }
     this.#chunks++;
     this.#bytes += bytes.length;
+    this.#used += cost;
     return true;
   }
 
@@ -276,6 +310,7 @@ export class ChunkStore {
     }
     this.#chunks--;
     this.#bytes -= size;
+    this.#used -= blockCost(size);
     return true;
   }
 
@@ -311,6 +346,7 @@ export class ChunkStore {
     return {
       chunks: this.#chunks,
       bytes: this.#bytes,
+      usedBytes: this.#used,
       maxBytes: this.maxBytes,
       corrupt: this.#corrupt,
       pins: this.#pins.size,

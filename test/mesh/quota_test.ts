@@ -13,11 +13,12 @@ import { randomBytes, startNode, stopNodes, TCP } from "./_helpers.ts";
 const KiB = 1024;
 
 /** A MeshgateNode in the mesh, storing under `dir`. */
-function meshgate(dir: string, volunteerQuotaBytes?: number) {
+function meshgate(dir: string, volunteerQuotaBytes?: number, volunteerQuotaChunks?: number) {
   return MeshgateNode.create({
     dataDir: dir,
     parityWorkers: 0,
     volunteerQuotaBytes,
+    volunteerQuotaChunks,
     mesh: { listen: [TCP] },
   });
 }
@@ -110,6 +111,105 @@ Deno.test({
     } finally {
       await a.stop();
       await b.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "2,048 tiny puts from one peer are refused past its quota in chunks, and cost whole blocks",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-quota-" });
+    // The byte quota (1 GiB default) is nowhere near: only the count of files stops the flood.
+    const node = await meshgate(dir, undefined, 1024);
+    const flooder = await startNode();
+    try {
+      // 2,048 distinct 3-byte chunks (random ones would collide now and then, and a held one is free).
+      const base = Math.floor(Math.random() * 2 ** 24);
+      const flood = Array.from({ length: 2048 }, (_, i) => {
+        const n = (base + i) % 2 ** 24;
+        const bytes = new Uint8Array([n >> 16, (n >> 8) & 255, n & 255]);
+        return { cid: cidOf(bytes), bytes };
+      });
+      const target = node.mesh!.multiaddrs()[0]!;
+      const results = (await Promise.all(
+        [0, 1, 2, 3].map((i) => flooder.storeChunks(target, flood.slice(i * 512, i * 512 + 512))),
+      )).flat();
+      const accepted = results.filter((r) => r.accepted);
+      const refused = results.filter((r) => !r.accepted);
+      assert.equal(accepted.length, 1024);
+      assert.ok(refused.every((r) => r.reason === "quota_exceeded"), JSON.stringify(refused[0]));
+      assert.match(refused[0]!.message!, /has used 1024 of its 1024 chunks of volunteer quota/);
+      // What the store counts toward its cap is what the chunks take on disk: a block each.
+      const stats = node.store.stats();
+      assert.equal(stats.chunks, 1024);
+      assert.equal(stats.bytes, 1024 * 3);
+      assert.equal(stats.usedBytes, 1024 * 4 * KiB);
+      assert.throws(() => VolunteerQuota.open(dir, 1, -1), RangeError);
+    } finally {
+      await node.stop();
+      await stopNodes(flooder);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a full store evicts the oldest chunks kept for peers, never its own upload's",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-evict-" });
+    // 16 blocks of 4 KiB.
+    const node = await MeshgateNode.create({
+      dataDir: dir,
+      parityWorkers: 0,
+      maxStoreBytes: 64 * KiB,
+      mesh: { listen: [TCP] },
+    });
+    let flooder: Awaited<ReturnType<typeof startNode>> | undefined;
+    try {
+      // The node's own upload, while alone (so it keeps every chunk): 2 data + 1 parity + the manifest.
+      const { cid, manifest } = await node.put(patternStream(8 * KiB, 7), {
+        k: 2,
+        m: 1,
+        chunkSize: 4 * KiB,
+      });
+      const own = [cid, ...manifest.stripes.flat()];
+      assert.equal(node.store.stats().usedBytes, 16 * KiB);
+
+      flooder = await startNode();
+      const target = node.mesh!.multiaddrs()[0]!;
+      const older = chunks(12);
+      const newer = chunks(12);
+      const first = await flooder.storeChunks(target, older);
+      assert.ok(first.every((r) => r.accepted), JSON.stringify(first.find((r) => !r.accepted)));
+      assert.equal(node.store.stats().usedBytes, 64 * KiB, "the store is full");
+      // Full: each new chunk evicts the oldest kept for a peer.
+      const second = await flooder.storeChunks(target, newer);
+      assert.ok(second.every((r) => r.accepted), JSON.stringify(second.find((r) => !r.accepted)));
+      for (const c of newer) assert.ok(await node.store.has(c.cid), "the newer chunks are kept");
+      for (const c of older) assert.ok(!(await node.store.has(c.cid)), "the older ones evicted");
+      for (const c of own) assert.ok(await node.store.has(c), `own chunk ${c} kept`);
+      assert.ok(node.store.stats().usedBytes <= 64 * KiB);
+      assert.deepEqual(await collect(node.read(await node.manifest(cid))), pattern(0, 8 * KiB, 7));
+
+      // A chunk larger than the whole cap is refused without evicting anything for it.
+      const big = await flooder.storeChunks(target, chunks(1, 80 * KiB));
+      assert.equal(big[0]!.reason, "store_full");
+    } finally {
+      await node.stop();
+      if (flooder) await stopNodes(flooder);
+    }
+    // Evicted chunks gave the peer its quota back.
+    const quota = VolunteerQuota.open(dir);
+    try {
+      assert.equal(quota.usedChunks(flooder!.peerId), 12);
+      assert.equal(quota.used(flooder!.peerId), 12 * 4 * KiB);
+    } finally {
+      quota.close();
       await Deno.remove(dir, { recursive: true });
     }
   },

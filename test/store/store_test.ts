@@ -27,6 +27,7 @@ Deno.test("ChunkStore keeps, finds, verifies and deletes chunks", () =>
     assert.deepEqual(store.stats(), {
       chunks: 1,
       bytes: 5000,
+      usedBytes: 8192, // two 4 KiB blocks
       maxBytes: store.maxBytes,
       corrupt: 0,
       pins: 0,
@@ -70,15 +71,17 @@ Deno.test("ChunkStore quarantines a chunk corrupted on disk and never serves it"
 
 Deno.test("ChunkStore refuses writes past its cap, counting concurrent writes together", () =>
   withStore(async (dir) => {
-    const store = await ChunkStore.open(dir, { maxBytes: 10_000 });
+    // Each 3000-byte chunk costs one 4 KiB block: three fit.
+    const store = await ChunkStore.open(dir, { maxBytes: 12_288 });
     const chunks = Array.from({ length: 5 }, () => randomBytes(3000));
     const results = await Promise.allSettled(chunks.map((b) => store.put(cidOf(b), b)));
     assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
     const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
     assert.ok(refused.reason instanceof StoreFullError);
     assert.equal(httpStatus(refused.reason), 507);
-    assert.match(refused.reason.message, /9.8 KiB cap/);
+    assert.match(refused.reason.message, /12 KiB cap/);
     assert.equal(store.stats().bytes, 9000);
+    assert.equal(store.stats().usedBytes, 12_288);
     await assert.rejects(() => ChunkStore.open(dir, { maxBytes: 0 }), RangeError);
   }));
 
