@@ -542,8 +542,8 @@ export class ChunkExchange implements Startable {
       );
       return;
     }
+    if (stream.status !== "open") return; // closed during negotiation: no "close" event will come
     this.#inboundByPeer.set(peer, open + 1);
-
     stream.addEventListener("close", () => {
       this.#inbound.delete(stream);
       const left = (this.#inboundByPeer.get(peer) ?? 1) - 1;
@@ -586,6 +586,8 @@ export class ChunkExchange implements Startable {
       return await session.send(this.#refusal(e));
     }
     if (req.op === "get" || req.op === "has") {
+      // The request is one frame: what the peer sends while it is answered can only hold memory here.
+      session.expectNoMoreInput();
       const cids = this.#requestCids(req.cids);
       if (cids === null) {
         return await session.refuse("bad_request", '"cids" must list 1 to 512 CIDs');
@@ -719,6 +721,7 @@ export class ChunkExchange implements Startable {
 class Session {
   readonly reader: FrameReader;
   #finished = false;
+  #stopWatching: (() => void) | undefined;
 
   constructor(
     readonly peer: string,
@@ -775,6 +778,18 @@ class Session {
     return this.timed((signal) => writeFrame(this.stream, header, body, { signal }));
   }
 
+  /** The request has been read in full: a byte more resets the stream at once (it carries one request). */
+  expectNoMoreInput(): void {
+    if (this.reader.buffered > 0 || this.stream.readBufferLength > 0) {
+      throw new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`);
+    }
+    const onExtra = () => {
+      this.stream.abort(new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`));
+    };
+    this.stream.addEventListener("message", onExtra);
+    this.#stopWatching = () => this.stream.removeEventListener("message", onExtra);
+  }
+
   /** Answers with an error frame; the request ends. */
   refuse(code: string, message: string): Promise<void> {
     return this.send({ error: code, message });
@@ -791,6 +806,7 @@ class Session {
   end(): void {
     const buffered = this.reader.buffered;
     this.reader.release();
+    this.#stopWatching?.();
     if (!this.#finished) {
       this.#finished = true;
       this.stream.abort(new Error("The request was abandoned"));
