@@ -784,7 +784,9 @@ class Session {
       throw new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`);
     }
     const onExtra = () => {
-      this.stream.abort(new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`));
+      this.stream.abort(
+        new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`),
+      );
     };
     this.stream.addEventListener("message", onExtra);
     this.#stopWatching = () => this.stream.removeEventListener("message", onExtra);
