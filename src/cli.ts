@@ -15,6 +15,8 @@ import { MeshError } from "./errors.ts";
 import type { ChainConfig, PaidDeliveryInit } from "./pay/mod.ts";
 import { loadPay, type Pay } from "./pay/load.ts";
 import { DEFAULT_LISTEN } from "./mesh/node.ts";
+import { isPrivateAddress } from "./mesh/gater.ts";
+import { multiaddr } from "@multiformats/multiaddr";
 import { startCluster } from "./cluster.ts";
 import { formatBytes, typeFromName } from "./units.ts";
 
@@ -167,6 +169,9 @@ Options (flag, then environment variable, then default):
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
   --bootstrap ADDR    MESH_BOOTSTRAP    peer to join through (/ip4/…/p2p/<id>); repeat for more  [none]
   --no-mesh                             serve only this node's store, join no mesh
+  --local             MESH_LOCAL=1      local mesh (one host or a LAN, as deno task cluster runs): keep and dial
+                                        loopback and private addresses, exempt loopback peers from connection
+                                        limits   [off: public mode, for a node reachable from the internet]
   --find-timeout MS   MESH_FIND_TIMEOUT longest search of the mesh for an unknown CID before 404  [3000]
   --api-token TOKEN   MESH_API_TOKEN    bearer token that uploads and other writes need; prefer the
                                         variable (argv is visible to other users)
@@ -243,6 +248,7 @@ async function serve(args: string[]): Promise<number> {
       listen: { type: "string", multiple: true },
       bootstrap: { type: "string", multiple: true },
       "no-mesh": { type: "boolean" },
+      local: { type: "boolean" },
       "find-timeout": { type: "string" },
       "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -293,9 +299,26 @@ async function serve(args: string[]): Promise<number> {
 
   const list = (flag: string[] | undefined, env: string) =>
     flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);
+  // Public mode unless told otherwise: a node on the internet must not trust loopback (a local TLS proxy makes
+  // every peer look like 127.0.0.1) nor let peers steer its dials into private networks.
+  const local = values.local ?? ["1", "true"].includes(Deno.env.get("MESH_LOCAL") ?? "");
+  const bootstrap = list(values.bootstrap, "MESH_BOOTSTRAP") ?? [];
+  for (const addr of local ? [] : bootstrap) {
+    let isPrivate = false;
+    try {
+      isPrivate = isPrivateAddress(multiaddr(addr));
+    } catch { /* not a multiaddr: the mesh node says so */ }
+    if (isPrivate) {
+      throw new UsageError(
+        `Bootstrap address "${addr}" is loopback or private, which public mode never dials: ` +
+          "pass --local for a mesh on one host or a LAN",
+      );
+    }
+  }
   const mesh = values["no-mesh"] ? undefined : {
     listen: list(values.listen, "MESH_LISTEN") ?? [...DEFAULT_LISTEN],
-    bootstrap: list(values.bootstrap, "MESH_BOOTSTRAP") ?? [],
+    bootstrap,
+    allowLoopback: local,
   };
 
   const node = await MeshgateNode.create({

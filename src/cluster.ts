@@ -6,8 +6,10 @@ import { loadPay } from "./pay/load.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url).pathname;
 
-/** Mesh listeners on free loopback ports, so local nodes never collide on 4001/4002. */
+/** Mesh listeners on free loopback ports, so local nodes never collide on 4001/4002, in local mode (loopback
+ * peers are trusted). */
 export const LOOPBACK_MESH = [
+  "--local",
   "--listen",
   "/ip4/127.0.0.1/tcp/0",
   "--listen",

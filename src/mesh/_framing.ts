@@ -14,8 +14,16 @@ import { ExchangeProtocolError, MessageTooLargeError } from "./errors.ts";
 
 /** Longest varint we accept for a length: 4 bytes encode up to 256 MiB, far above any frame we allow. */
 const MAX_VARINT_BYTES = 4;
-/** yamux may have granted this much window before a pause takes effect (its default maximum). */
-const YAMUX_MAX_WINDOW = 16 * 1024 * 1024;
+/**
+ * The most receive window a mesh node's yamux grants one stream (`src/mesh/node.ts` configures it; yamux's own
+ * default is 16 MiB). After a pause the remote can still send what it was granted, which lands in libp2p's read
+ * buffer: so a reader holds at most a frame, one yamux message (at most a window) and a window, about 3 MiB,
+ * and libp2p's default 4 MiB read-buffer cap is never hit by a well-behaved peer. One MiB per stream still
+ * fills a 100 ms path at 10 MiB/s, and requests run several streams at once.
+ */
+export const STREAM_WINDOW_BYTES = 1024 * 1024;
+/** libp2p's read-buffer cap (its default), above which a stream is reset: see {@link STREAM_WINDOW_BYTES}. */
+export const MAX_READ_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** Encodes `n` (a non-negative safe integer below 2^28) as an unsigned LEB128 varint. */
 export function encodeUvarint(n: number): Uint8Array {
@@ -157,12 +165,9 @@ export class FrameReader {
     this.#stream = stream;
     this.#max = init.maxFrameLength;
     this.#highWater = init.maxFrameLength + MAX_VARINT_BYTES;
-    // What arrives after pause() (the window already granted) lands in the stream's own buffer, which resets
-    // the stream above maxReadBufferLength (4 MiB by default): make room for a full yamux window.
-    stream.maxReadBufferLength = Math.max(
-      stream.maxReadBufferLength,
-      YAMUX_MAX_WINDOW + 2 * this.#highWater,
-    );
+    // What arrives after pause() (the window already granted) lands in the stream's own buffer: at most
+    // STREAM_WINDOW_BYTES, well inside this cap. A peer that sends past its window is reset by yamux.
+    stream.maxReadBufferLength = MAX_READ_BUFFER_BYTES;
     stream.addEventListener("message", this.#onMessage);
     stream.addEventListener("end", this.#onEnd);
     stream.addEventListener("close", this.#onClose);
@@ -227,8 +232,14 @@ export class FrameReader {
     }
   }
 
-  /** Detaches from the stream (its events stop reaching this reader). */
+  /** Bytes received and not yet returned as a frame (more may wait in the stream's buffer while paused). */
+  get buffered(): number {
+    return this.#buf.byteLength;
+  }
+
+  /** Detaches from the stream (its events stop reaching this reader) and drops what it buffered. */
   release(): void {
+    this.#buf.consume(this.#buf.byteLength);
     this.#stream.removeEventListener("message", this.#onMessage);
     this.#stream.removeEventListener("end", this.#onEnd);
     this.#stream.removeEventListener("close", this.#onClose);

@@ -97,9 +97,13 @@ export interface ChunkExchangeInit {
   timeoutMs?: number;
   /** The serving side's idle timeout, in ms, after which an inbound request is reset. Default: 60 000. */
   serverTimeoutMs?: number;
-  /** Inbound streams of this protocol allowed at once on one connection (more are reset by libp2p). Keep it
-   * above peers' `maxInFlightPerPeer`. Default: 32. */
+  /** Inbound streams of this protocol allowed at once from one peer, over all its connections (more are reset).
+   * Keep it above peers' `maxInFlightPerPeer`. With at most ~3 MiB buffered per stream (`_framing.ts`), this
+   * bounds what one peer's requests can hold here. Default: 32. */
   maxInboundStreams?: number;
+  /** Once an exchange is done, how long, in ms, the remote may take to close its end before the stream is reset.
+   * Bytes past the request reset it at once: a stream carries one request. Default: 5000. */
+  halfOpenTimeoutMs?: number;
   /** Called for every misbehaviour seen, besides the in-memory record. Default: none. */
   onMisbehaviour?: MisbehaviourListener;
   /** Meters what this node serves (paid delivery, operator side). Default: none, every chunk is free. */
@@ -229,7 +233,10 @@ export class ChunkExchange implements Startable {
   readonly #limiter: KeyedLimiter;
   readonly #onMisbehaviour: MisbehaviourListener | undefined;
   readonly #misbehaviour = new Map<string, MisbehaviourReport[]>();
-  readonly #inbound = new Set<Stream>();
+  readonly #inbound = new Map<Stream, Session>();
+  /** Open inbound streams by peer ID. */
+  readonly #inboundByPeer = new Map<string, number>();
+  readonly #halfOpenMs: number;
   readonly #gate: DeliveryGate | undefined;
   readonly #payer: DeliveryPayer | undefined;
   readonly #log: Logger;
@@ -240,6 +247,7 @@ export class ChunkExchange implements Startable {
     this.#timeoutMs = positive(init.timeoutMs ?? 30_000, "timeoutMs");
     this.#serverTimeoutMs = positive(init.serverTimeoutMs ?? 60_000, "serverTimeoutMs");
     this.#maxInbound = positive(init.maxInboundStreams ?? 32, "maxInboundStreams");
+    this.#halfOpenMs = positive(init.halfOpenTimeoutMs ?? 5000, "halfOpenTimeoutMs");
     this.#limiter = new KeyedLimiter(init.maxInFlightPerPeer ?? 8);
     this.#onMisbehaviour = init.onMisbehaviour;
     this.#gate = init.gate;
@@ -258,8 +266,20 @@ export class ChunkExchange implements Startable {
 
   async stop(): Promise<void> {
     await this.#components.registrar.unhandle(CHUNK_PROTOCOL);
-    for (const stream of this.#inbound) stream.abort(new Error("The node is stopping"));
+    for (const stream of this.#inbound.keys()) stream.abort(new Error("The node is stopping"));
     this.#inbound.clear();
+    this.#inboundByPeer.clear();
+  }
+
+  /** Inbound chunk streams open now (lingering ones included), and the bytes they hold unread: what the
+   * framing reader buffered plus libp2p's read buffer. Each stays within about a frame and two stream windows
+   * (~3 MiB, see `_framing.ts`), and a peer has at most `maxInboundStreams` of them. */
+  inboundStats(): { streams: number; bufferedBytes: number } {
+    let bufferedBytes = 0;
+    for (const [stream, session] of this.#inbound) {
+      bufferedBytes += session.reader.buffered + stream.readBufferLength;
+    }
+    return { streams: this.#inbound.size, bufferedBytes };
   }
 
   /** Misbehaviour seen so far, by peer ID, oldest first (the last 100 per peer). Kept in memory only: the
@@ -489,6 +509,7 @@ export class ChunkExchange implements Startable {
       stream,
       release,
       this.#timeoutMs,
+      this.#halfOpenMs,
       signal,
       (r) => this.#report(peer, r),
     );
@@ -512,10 +533,33 @@ export class ChunkExchange implements Startable {
 
   #handle: StreamHandler = async (stream, connection) => {
     const peer = connection.remotePeer.toString();
-    this.#inbound.add(stream);
-    const session = new Session(peer, stream, () => {}, this.#serverTimeoutMs, undefined, (r) => {
-      this.#report(peer, r);
-    });
+    // Counted until the stream is closed, including while it lingers for the peer's end (Session.end).
+    const open = this.#inboundByPeer.get(peer) ?? 0;
+    if (open >= this.#maxInbound) {
+      this.#log("refusing a chunk stream from %s: %d already open", peer, open);
+      stream.abort(
+        new ExchangeProtocolError(`more than ${this.#maxInbound} chunk streams from one peer`),
+      );
+      return;
+    }
+    if (stream.status !== "open") return; // closed during negotiation: no "close" event will come
+    this.#inboundByPeer.set(peer, open + 1);
+    stream.addEventListener("close", () => {
+      this.#inbound.delete(stream);
+      const left = (this.#inboundByPeer.get(peer) ?? 1) - 1;
+      if (left > 0) this.#inboundByPeer.set(peer, left);
+      else this.#inboundByPeer.delete(peer);
+    }, { once: true });
+    const session = new Session(
+      peer,
+      stream,
+      () => {},
+      this.#serverTimeoutMs,
+      this.#halfOpenMs,
+      undefined,
+      (r) => this.#report(peer, r),
+    );
+    this.#inbound.set(stream, session);
     try {
       try {
         await this.#serve(session);
@@ -529,7 +573,6 @@ export class ChunkExchange implements Startable {
       this.#log("request from %s failed - %e", peer, err);
     } finally {
       session.end();
-      this.#inbound.delete(stream);
     }
   };
 
@@ -543,6 +586,8 @@ export class ChunkExchange implements Startable {
       return await session.send(this.#refusal(e));
     }
     if (req.op === "get" || req.op === "has") {
+      // The request is one frame: what the peer sends while it is answered can only hold memory here.
+      session.expectNoMoreInput();
       const cids = this.#requestCids(req.cids);
       if (cids === null) {
         return await session.refuse("bad_request", '"cids" must list 1 to 512 CIDs');
@@ -676,12 +721,14 @@ export class ChunkExchange implements Startable {
 class Session {
   readonly reader: FrameReader;
   #finished = false;
+  #stopWatching: (() => void) | undefined;
 
   constructor(
     readonly peer: string,
     readonly stream: Stream,
     readonly releaseSlot: () => void,
     readonly timeoutMs: number,
+    readonly halfOpenMs: number,
     readonly signal: AbortSignal | undefined,
     readonly report: (r: MisbehaviourReport) => void,
   ) {
@@ -731,6 +778,20 @@ class Session {
     return this.timed((signal) => writeFrame(this.stream, header, body, { signal }));
   }
 
+  /** The request has been read in full: a byte more resets the stream at once (it carries one request). */
+  expectNoMoreInput(): void {
+    if (this.reader.buffered > 0 || this.stream.readBufferLength > 0) {
+      throw new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`);
+    }
+    const onExtra = () => {
+      this.stream.abort(
+        new ExchangeProtocolError(`peer "${this.peer}" sent data after its request`),
+      );
+    };
+    this.stream.addEventListener("message", onExtra);
+    this.#stopWatching = () => this.stream.removeEventListener("message", onExtra);
+  }
+
   /** Answers with an error frame; the request ends. */
   refuse(code: string, message: string): Promise<void> {
     return this.send({ error: code, message });
@@ -742,13 +803,18 @@ class Session {
   }
 
   /** Always called last: resets the stream if the request was abandoned midway (a consumer that stopped
-   * iterating), detaches the reader and frees the in-flight slot. */
+   * iterating), else waits (without blocking the caller) for the remote to end it too; detaches the reader and
+   * frees the in-flight slot. */
   end(): void {
+    const buffered = this.reader.buffered;
+    this.reader.release();
+    this.#stopWatching?.();
     if (!this.#finished) {
       this.#finished = true;
       this.stream.abort(new Error("The request was abandoned"));
+    } else {
+      closeWhenRemoteEnds(this.stream, buffered, this.halfOpenMs);
     }
-    this.reader.release();
     this.releaseSlot();
   }
 
@@ -788,6 +854,39 @@ class Session {
       clearTimeout(id);
     }
   }
+}
+
+/**
+ * After a complete exchange, the remote must end the stream too. A stream carries one request, so bytes past it
+ * reset the stream at once, and so does a remote that neither ends nor sends within `ms` (a half-open stream):
+ * without this, a peer could hold a stream open and fill its read buffer (what yamux granted) indefinitely.
+ */
+function closeWhenRemoteEnds(stream: Stream, buffered: number, ms: number): void {
+  if (stream.status !== "open") return;
+  if (buffered > 0 || stream.readBufferLength > 0) {
+    stream.abort(new ExchangeProtocolError("the peer sent data after its request"));
+    return;
+  }
+  if (stream.readableEnded) return;
+  const cleanup = () => {
+    clearTimeout(timer);
+    stream.removeEventListener("message", onMessage);
+    stream.removeEventListener("end", cleanup);
+    stream.removeEventListener("close", cleanup);
+  };
+  const onMessage = () => {
+    cleanup();
+    stream.abort(new ExchangeProtocolError("the peer sent data after its request"));
+  };
+  const timer = setTimeout(() => {
+    cleanup();
+    stream.abort(new ExchangeProtocolError(`the peer left the stream half-open for ${ms} ms`));
+  }, ms);
+  stream.addEventListener("message", onMessage);
+  stream.addEventListener("end", cleanup);
+  stream.addEventListener("close", cleanup);
+  // A paused stream delivers nothing: resume so that data past the request is seen (and reset) at once.
+  if (stream.readStatus === "paused") stream.resume();
 }
 
 /** Thrown inside the server once a gate's refusal was sent: the request ends there, as a normal end. */

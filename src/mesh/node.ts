@@ -7,10 +7,11 @@
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { generateKeyPair } from "@libp2p/crypto/keys";
+import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { identify } from "@libp2p/identify";
 import type { Identify } from "@libp2p/identify";
 import type { KadDHT, SingleKadDHT } from "@libp2p/kad-dht";
-import type { AbortOptions, Libp2p } from "@libp2p/interface";
+import type { AbortOptions, Connection, Libp2p, PeerId } from "@libp2p/interface";
 import { ping } from "@libp2p/ping";
 import type { Ping } from "@libp2p/ping";
 import { tcp } from "@libp2p/tcp";
@@ -29,7 +30,14 @@ import {
   PROVIDER_VALIDITY_MS,
   type ProviderInfo,
 } from "./dht.ts";
-import { DATASTORE_FILE, SqliteDatastore } from "./datastore.ts";
+import {
+  DATASTORE_FILE,
+  ProviderLimitedDatastore,
+  type ProviderLimits,
+  SqliteDatastore,
+} from "./datastore.ts";
+import { STREAM_WINDOW_BYTES } from "./_framing.ts";
+import { meshGater } from "./gater.ts";
 import {
   ChunkExchange,
   chunkExchange,
@@ -68,10 +76,31 @@ export interface MeshNodeInit {
   bootstrap?: string[];
   /** Retry period of the bootstrap dials while isolated, in ms. Default: 30 000. */
   bootstrapIntervalMs?: number;
-  /** Keep loopback and private addresses in DHT peer records. Default: true for now, because every mesh we run
-   * today is on one host or a LAN; a node on the public internet should set false so that it never hands out
-   * (or dials) addresses that mean something else on the asker's own network. */
+  /** Local mode (a mesh on one host or a LAN: tests, `deno task cluster`): loopback and private addresses are
+   * kept, handed out and dialled, and loopback peers skip libp2p's connection rate limits and the per-IP cap.
+   * False is public mode (the CLI's default, `--local` turns it off): nothing is exempt, and private, loopback
+   * and link-local addresses are neither kept for peers nor dialled (see `./gater.ts`). Default: true. */
   allowLoopback?: boolean;
+  /** Caps on the provider records kept for others (see `./datastore.ts`). Default: 50 000 per peer, 500 000 in
+   * all. */
+  providerRecords?: ProviderLimits;
+  /** Connection limits (libp2p's connection manager and this node's gater). Every field documents its default. */
+  connections?: {
+    /** Most connections in all. Default: 300 (libp2p's). */
+    maxConnections?: number;
+    /** Most inbound connections still being upgraded (noise, yamux) at once. Default: 10 (libp2p's). */
+    maxIncomingPendingConnections?: number;
+    /** Most inbound connections one host may open per second. Default: 5 (libp2p's). */
+    inboundConnectionThreshold?: number;
+    /** Most addresses of one peer tried in a dial (a peer's record may list many). Default: 8. */
+    maxPeerAddrsToDial?: number;
+    /** Most connections from one IP at once. Default: 16. */
+    maxConnectionsPerIp?: number;
+    /** Most connections of one peer at once. Default: 3. */
+    maxConnectionsPerPeer?: number;
+    /** Most streams of all protocols one connection may open towards this node. Default: 256. */
+    maxInboundStreams?: number;
+  };
   /** The local chunk store that serves peers. Default: none (the node serves nothing and refuses to keep). */
   store?: ChunkSource;
   /** Called for every misbehaviour of a peer seen by the exchange. Default: none. */
@@ -98,8 +127,8 @@ export interface MeshNode {
   readonly peerId: string;
   /** The libp2p node underneath, for advanced use. */
   readonly libp2p: Libp2p<MeshServices>;
-  /** libp2p's datastore: the peer store and the DHT's records. */
-  readonly datastore: Datastore;
+  /** libp2p's datastore: the peer store and the DHT's records (provider records capped). */
+  readonly datastore: ProviderLimitedDatastore;
   /** Addresses others can dial, each ending in `/p2p/<peerId>`. Empty while stopped. */
   multiaddrs(): string[];
   /** Starts listening, dials the bootstrap peers (waiting at most 10 s for them). Idempotent. */
@@ -146,10 +175,18 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   const privateKey = init.dataDir === undefined
     ? await generateKeyPair("Ed25519")
     : await loadOrCreatePrivateKey(init.dataDir);
-  const datastore = init.datastore ??
+  const inner = init.datastore ??
     (init.dataDir === undefined
       ? new MemoryDatastore()
       : new SqliteDatastore(join(init.dataDir, DATASTORE_FILE)));
+  const datastore = new ProviderLimitedDatastore(
+    inner,
+    peerIdFromPrivateKey(privateKey).toString(),
+    init.providerRecords,
+  );
+  const local = init.allowLoopback ?? true;
+  const limits = init.connections ?? {};
+  let connections: (peer?: PeerId) => Connection[] = () => [];
   const libp2p = await createLibp2p<MeshServices>({
     privateKey,
     datastore,
@@ -163,17 +200,32 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       ...(init.announce ? { announce: init.announce } : {}),
     },
     transports: [tcp(), webSockets()],
-    // libp2p refuses a host opening over 5 connections a second; a local cluster comes from one host.
+    // libp2p refuses a host opening over 5 connections a second; a local cluster comes from one host, so in
+    // local mode loopback is allow-listed (exempt from that, the pending limit and maxConnections).
     connectionManager: {
-      allow: (init.allowLoopback ?? true) ? ["/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128"] : [],
+      allow: local ? ["/ip4/127.0.0.0/ipcidr/8", "/ip6/::1/ipcidr/128"] : [],
+      maxConnections: limits.maxConnections ?? 300,
+      maxIncomingPendingConnections: limits.maxIncomingPendingConnections ?? 10,
+      inboundConnectionThreshold: limits.inboundConnectionThreshold ?? 5,
+      maxPeerAddrsToDial: limits.maxPeerAddrsToDial ?? 8,
     },
+    connectionGater: meshGater({
+      local,
+      maxConnectionsPerIp: limits.maxConnectionsPerIp,
+      maxConnectionsPerPeer: limits.maxConnectionsPerPeer,
+      connections: (peer) => connections(peer),
+    }),
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // A small receive window per stream bounds what a peer's streams can make this node buffer (_framing.ts).
+    streamMuxers: [yamux({
+      maxInboundStreams: limits.maxInboundStreams ?? 256,
+      streamOptions: { maxStreamWindowSize: STREAM_WINDOW_BYTES },
+    })],
     services: {
       identify: identify(),
       // kad-dht takes `ping` as a component: without it peers never enter the routing table.
       ping: ping(),
-      dht: meshDht({ ...init.dht, allowLoopback: init.allowLoopback ?? true }),
+      dht: meshDht({ ...init.dht, allowLoopback: local }),
       exchange: chunkExchange({
         ...init.exchange,
         store: init.store,
@@ -181,6 +233,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       }),
     },
   });
+  connections = (peer) => libp2p.getConnections(peer);
   const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined);
   if (init.start !== false) {
     try {
@@ -207,7 +260,7 @@ function checkBootstrapAddress(addr: string): void {
 
 class Libp2pMeshNode implements MeshNode {
   readonly libp2p: Libp2p<MeshServices>;
-  readonly datastore: Datastore;
+  readonly datastore: ProviderLimitedDatastore;
   readonly peerId: string;
   readonly #bootstrap: string[];
   readonly #bootstrapIntervalMs: number;
@@ -218,7 +271,7 @@ class Libp2pMeshNode implements MeshNode {
 
   constructor(
     libp2p: Libp2p<MeshServices>,
-    datastore: Datastore,
+    datastore: ProviderLimitedDatastore,
     init: MeshNodeInit,
     ownsDatastore: boolean,
   ) {
@@ -236,7 +289,9 @@ class Libp2pMeshNode implements MeshNode {
 
   async start(): Promise<void> {
     if (this.libp2p.status === "started") return;
-    if (this.#ownsDatastore && this.datastore instanceof SqliteDatastore) this.datastore.open();
+    if (this.#ownsDatastore && this.datastore.inner instanceof SqliteDatastore) {
+      this.datastore.inner.open();
+    }
     await this.libp2p.start();
     this.#stopping = new AbortController();
     if (this.#bootstrap.length > 0) {
@@ -253,7 +308,9 @@ class Libp2pMeshNode implements MeshNode {
     this.#stopping?.abort();
     await this.libp2p.stop();
     // libp2p has stopped writing.
-    if (this.#ownsDatastore && this.datastore instanceof SqliteDatastore) this.datastore.close();
+    if (this.#ownsDatastore && this.datastore.inner instanceof SqliteDatastore) {
+      this.datastore.inner.close();
+    }
   }
 
   /** Dials every bootstrap peer at once; failures are logged, not thrown (others may answer, or later). */

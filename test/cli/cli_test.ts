@@ -65,6 +65,15 @@ Deno.test("the CLI explains usage errors with exit code 2 and unreachable gatewa
     [["serve", "--port", "99999"], 2, /Port "99999"/],
     [["serve", "--max-store", "lots"], 2, /--max-store "lots" is not a size/],
     [["serve", "--bogus"], 2, /bogus/],
+    [
+      [
+        "serve",
+        "--bootstrap",
+        "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWPQabaGHX2HmoBHrr5op3vS78ZM9GbH5G24xuoMKvJXkv",
+      ],
+      2,
+      /public mode never dials: pass --local/,
+    ],
     [["get", "bafkqaaa", "--gateway", "http://127.0.0.1:9"], 1, /Cannot reach the gateway/],
   ];
   for (const [args, code, message] of cases) {

@@ -67,6 +67,7 @@ Deno.test({
       "0",
       "--data",
       holders[i]!.data,
+      "--local",
       "--listen",
       holders[i]!.addr.replace(/\/p2p\/.*/, ""),
       ...holders.flatMap((h, j) => j === i ? [] : ["--bootstrap", h.addr]),
