@@ -9,7 +9,10 @@
  *   body when found;
  * - `{ op: "has", cids }`: one `{ have: boolean[] }` frame;
  * - `{ op: "put", count }` then `count` frames `{ cid }` + bytes: one `{ cid, accepted, reason? }` frame per
- *   chunk, as each is stored or refused.
+ *   chunk, as each is stored or refused;
+ * - `{ op: "prove", nonce, cids }` (nonce: 16 to 64 random bytes, hex): one `{ cid, proof }` frame per CID, in
+ *   order, `proof` the hex BLAKE3 of nonce || chunk as held ({@link chunkProof}), or `null` when not held. An
+ *   uploader checks it against its own copy before it drops that copy: an `accepted: true` alone proves nothing.
  *
  * A server that cannot serve a request sends `{ error, message }` and closes. A frame over the limit resets
  * the stream. Every chunk received is checked against its CID before use; a peer that sends bad bytes is
@@ -37,6 +40,7 @@ import type {
 import type { Multiaddr } from "@multiformats/multiaddr";
 import { ChunkMismatchError, type CID, matchesCid, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
+import { blake3 } from "../kernels/mod.ts";
 import { decodeFrame, encodeFrame, type Frame, FrameReader, writeFrame } from "./_framing.ts";
 import { KeyedLimiter } from "./_limiter.ts";
 import { type PeerTarget, peerTargetLabel, resolvePeerTarget } from "./_target.ts";
@@ -204,6 +208,23 @@ export interface ExchangeCallOptions {
 }
 
 const MAX_REPORTS_PER_PEER = 100;
+const NONCE_HEX = /^(?:[0-9a-f]{2}){16,64}$/;
+
+/** What a holder of `bytes` answers to a `prove` challenge with `nonce`: BLAKE3(nonce || bytes). Only the
+ * whole chunk gives it, and a fresh nonce means it cannot have been computed before the challenge. */
+export function chunkProof(nonce: Uint8Array, bytes: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(nonce.length + bytes.length);
+  joined.set(nonce);
+  joined.set(bytes, nonce.length);
+  return blake3(joined);
+}
+
+const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+function fromHex(s: string): Uint8Array {
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
 const STORE_REFUSALS: ReadonlySet<string> = new Set([
   "store_full",
   "quota_exceeded",
@@ -378,6 +399,47 @@ export class ChunkExchange implements Startable {
           throw new ExchangeProtocolError(`peer "${session.peer}" sent a malformed "has" answer`);
         }
         out.push(...have);
+        session.done();
+      } catch (e) {
+        throw session.fail(e);
+      } finally {
+        session.end();
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Challenges `peer` to prove it holds `cids`: one answer per CID, in order, the peer's
+   * {@link chunkProof} under `nonce` (16 to 64 bytes, fresh and secret until now), or `null` when it says
+   * it does not hold the chunk. The caller compares each with the proof of its own copy.
+   */
+  async proveChunks(
+    peer: PeerTarget,
+    nonce: Uint8Array,
+    cids: readonly CID[],
+    options: ExchangeCallOptions = {},
+  ): Promise<(Uint8Array | null)[]> {
+    const hex = toHex(nonce);
+    if (!NONCE_HEX.test(hex)) throw new RangeError("A proof nonce must have 16 to 64 bytes");
+    const out: (Uint8Array | null)[] = [];
+    for (let start = 0; start < cids.length; start += MAX_CIDS_PER_REQUEST) {
+      const batch = cids.slice(start, start + MAX_CIDS_PER_REQUEST);
+      const session = await this.#open(peer, options.signal);
+      try {
+        await session.send({ op: "prove", nonce: hex, cids: batch.map(String) });
+        await session.closeWrite();
+        for (const cid of batch) {
+          const h = (await session.expect()).header as { cid?: unknown; proof?: unknown };
+          const ok = h.cid === cid.toString() &&
+            (h.proof === null || (typeof h.proof === "string" && /^[0-9a-f]{64}$/.test(h.proof)));
+          if (!ok) {
+            throw new ExchangeProtocolError(
+              `peer "${session.peer}" sent a malformed proof for ${cid}`,
+            );
+          }
+          out.push(h.proof === null ? null : fromHex(h.proof as string));
+        }
         session.done();
       } catch (e) {
         throw session.fail(e);
@@ -573,6 +635,27 @@ export class ChunkExchange implements Startable {
           continue;
         }
         await this.#serveGated(session, cid, bytes!);
+      }
+      return;
+    }
+    if (req.op === "prove") {
+      const cids = this.#requestCids(req.cids);
+      if (cids === null || typeof req.nonce !== "string" || !NONCE_HEX.test(req.nonce)) {
+        return await session.refuse(
+          "bad_request",
+          '"cids" must list 1 to 512 CIDs and "nonce" be 16 to 64 bytes in hex',
+        );
+      }
+      const nonce = fromHex(req.nonce);
+      for (const cid of cids) {
+        let bytes: Uint8Array | null = null;
+        try {
+          bytes = this.#store ? await this.#store.get(cid) : null;
+        } catch (e) {
+          this.#log.error("store.get(%s) failed - %e", cid, e);
+        }
+        const proof = bytes === null ? null : toHex(chunkProof(nonce, bytes));
+        await session.send({ cid: cid.toString(), proof });
       }
       return;
     }

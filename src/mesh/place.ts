@@ -1,9 +1,24 @@
 /**
  * Placing a file's stripes on peers after an upload, and what the placement is worth.
+ *
+ * No copy counts on a promise: a peer's `accepted: true` is followed, once the stripes are sent, by a
+ * `prove` challenge (exchange.ts) with a nonce it has not seen, which it can only answer from the whole
+ * chunk; the uploader checks the answer against the proof of its own copy, computed as it sent it. Only
+ * proved holders enter `where` (and so `durability` and `drop`); a peer that fails once is treated like one
+ * that refused, none of its copies count, and its chunks are placed again elsewhere (and proved), or stay
+ * here. This catches peers that accept and store nothing; a peer that keeps the bytes only until it is
+ * challenged is a matter for later audits (reputation, issue 11).
+ *
+ * Diversity: a stripe is not left to one address prefix nor to new identities (see placement.ts):
+ * {@link peerGroups} puts each connected peer in its /24 (IPv4) or /48 (IPv6) group, as the connection's
+ * remote address says, and in the group "new" while connected for less than `minAgeMs`. Loopback peers
+ * have no prefix group (every node of a local cluster or test is 127.0.0.1), so the prefix rule is off on
+ * loopback; private ranges are grouped like any other (a LAN is one fault domain).
  */
 import type { CID } from "../content/cid.ts";
 import type { Manifest } from "../content/manifest.ts";
 import type { MeshNode } from "./node.ts";
+import { chunkProof } from "./exchange.ts";
 import { type Durability, durabilityOf, PeerTable } from "./placement.ts";
 import { meshPeers } from "./peers.ts";
 import type { ProvideQueue } from "./provide.ts";
@@ -36,7 +51,68 @@ export interface PlaceOptions {
   /** Where to queue DHT announcements of the chunks that stay here. Default: none made. */
   provide?: ProvideQueue;
   signal?: AbortSignal;
+  /** A peer connected for less than this (ms) counts as a new identity for diversity. Default:
+   * {@link DEFAULT_MIN_AGE_MS}. */
+  minAgeMs?: number;
 }
+
+/** How long a peer must have been connected not to count as new: 10 min. */
+export const DEFAULT_MIN_AGE_MS = 10 * 60_000;
+/** Rounds of placing again the chunks of peers that failed their proof; what is left stays here. */
+const PROOF_ROUNDS = 2;
+const NONCE_BYTES = 32;
+
+/**
+ * The diversity groups of the peers connected now (see the module doc): `ip4:a.b.c` or `ip6:x:y:z` by the
+ * connection's remote address (none on loopback), and `new` while the oldest connection is younger than
+ * `minAgeMs`. A peer not connected is `new` and has no prefix.
+ */
+export function peerGroups(
+  mesh: MeshNode,
+  minAgeMs = DEFAULT_MIN_AGE_MS,
+  now = Date.now(),
+): (peer: string) => string[] {
+  const seen = new Map<string, { since: number; prefix?: string }>();
+  for (const c of mesh.libp2p.getConnections()) {
+    const peer = c.remotePeer.toString();
+    const prefix = addressPrefix(c.remoteAddr.getComponents());
+    const open = c.timeline.open ?? now;
+    const was = seen.get(peer);
+    if (!was || open < was.since) seen.set(peer, { since: open, prefix: prefix ?? was?.prefix });
+  }
+  return (peer) => {
+    if (peer === mesh.peerId) return [];
+    const s = seen.get(peer);
+    const groups = s?.prefix ? [s.prefix] : [];
+    if (!s || now - s.since < minAgeMs) groups.push("new");
+    return groups;
+  };
+}
+
+/** The /24 or /48 of a multiaddr's IP component; undefined for loopback or no IP. */
+export function addressPrefix(
+  components: readonly { name: string; value?: string }[],
+): string | undefined {
+  const ip = components.find((c) => c.name === "ip4" || c.name === "ip6");
+  if (!ip?.value) return undefined;
+  let v = ip.value;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(v);
+  if (ip.name === "ip4" || mapped) {
+    v = mapped ? mapped[1]! : v;
+    return v.startsWith("127.") ? undefined : `ip4:${v.split(".").slice(0, 3).join(".")}`;
+  }
+  const [head, tail = ""] = v.toLowerCase().split("::");
+  const left = head ? head.split(":") : [];
+  const right = v.includes("::") && tail ? tail.split(":") : [];
+  const full = v.includes("::")
+    ? [...left, ...Array(8 - left.length - right.length).fill("0"), ...right]
+    : left;
+  if (full.every((h, i) => Number.parseInt(h, 16) === (i === 7 ? 1 : 0))) return undefined; // ::1
+  return `ip6:${full.slice(0, 3).map((h) => Number.parseInt(h, 16).toString(16)).join(":")}`;
+}
+
+const sameBytes = (a: Uint8Array | null | undefined, b: Uint8Array) =>
+  !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
@@ -70,6 +146,7 @@ export async function placeFile(
     }
     return table;
   };
+  /** Proved holders (and this node) of each block. */
   const where = new Map<string, Set<string>>();
   const hold = (cid: CID, peer: string) => {
     const key = cid.toString();
@@ -77,12 +154,33 @@ export async function placeFile(
     if (!set) where.set(key, set = new Set());
     set.add(peer);
   };
+  /** Copies accepted but not proved yet, per peer: the nonce of its next challenge, and per chunk the
+   * proof its copy must give (computed here from the bytes sent). */
+  const claims = new Map<string, { nonce: Uint8Array; chunks: Map<string, [CID, Uint8Array]> }>();
+  const claimedBy = new Map<string, Set<string>>();
+  const claim = (peer: string, cid: CID, bytes: Uint8Array) => {
+    let c = claims.get(peer);
+    if (!c) {
+      const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+      claims.set(peer, c = { nonce, chunks: new Map() });
+    }
+    c.chunks.set(cid.toString(), [cid, chunkProof(c.nonce, bytes)]);
+    if (!claimedBy.has(cid.toString())) claimedBy.set(cid.toString(), new Set());
+    claimedBy.get(cid.toString())!.add(peer);
+  };
+  const holdersSoFar = (cid: CID) => [
+    ...(where.get(cid.toString()) ?? []),
+    ...(claimedBy.get(cid.toString()) ?? []),
+  ];
   let placed = 0;
   const refusals: PlacementReport["refused"] = [];
+  /** Peers that accepted chunks and then failed to prove they hold them. */
+  const unproved = new Set<string>();
+  const groups = peerGroups(mesh, options.minAgeMs);
 
-  /** Hands `cids` to `peer`; resolves with those it did not take. */
+  /** Hands `cids` to `peer`; resolves with those it did not take. Those it took wait for their proof. */
   const send = async (peer: string, cids: CID[]): Promise<CID[]> => {
-    const chunks = [];
+    const chunks: { cid: CID; bytes: Uint8Array }[] = [];
     const left = [];
     for (const cid of cids) {
       const bytes = await read(cid);
@@ -92,7 +190,7 @@ export async function placeFile(
     try {
       const results = await mesh.storeChunks(peer, chunks, { signal });
       const refused = results.filter((r) => !r.accepted);
-      for (const r of results) if (r.accepted) hold(r.cid, peer), placed++;
+      results.forEach((r, i) => r.accepted && claim(peer, r.cid, chunks[i]!.bytes));
       const reasons = new Map<string, { chunks: number; message?: string }>();
       for (const r of refused) {
         const seen = reasons.get(r.reason ?? "error");
@@ -122,19 +220,59 @@ export async function placeFile(
     }
   };
 
+  /**
+   * Challenges every peer with unproved copies, one request per peer (all at once). A proved copy joins
+   * `where`; a peer that fails any is out and loses every copy it had in `where`. Resolves with the
+   * blocks that lost a holder.
+   */
+  const prove = async (): Promise<Set<string>> => {
+    const round = [...claims];
+    claims.clear();
+    claimedBy.clear();
+    const lost = new Set<string>();
+    await Promise.all(round.map(async ([peer, { nonce, chunks }]) => {
+      const list = [...chunks.values()];
+      let answers: (Uint8Array | null)[] = [];
+      try {
+        answers = await mesh.proveChunks(peer, nonce, list.map(([cid]) => cid), { signal });
+      } catch (e) {
+        if (signal?.aborted) throw e;
+        log("peer did not answer its proof challenge", { peer, error: `${e}` });
+      }
+      const failed = list.filter(([, proof], i) => !sameBytes(answers[i], proof)).length;
+      if (!failed && !out.has(peer)) {
+        for (const [cid] of list) hold(cid, peer), placed++;
+        return;
+      }
+      if (!unproved.has(peer)) {
+        log("peer accepted chunks it cannot prove it holds; placing them elsewhere", {
+          peer,
+          failed,
+          of: list.length,
+        });
+      }
+      unproved.add(peer);
+      out.add(peer);
+      if (failed) refusals.push({ peer, reason: "unproved", chunks: failed });
+      for (const [key] of chunks) lost.add(key);
+      for (const [key, set] of where) if (set.delete(peer)) lost.add(key), placed--;
+    }));
+    return lost;
+  };
+
   /** The first plan of each stripe, before any refusal: what the mesh could have given. */
   const planned: string[][][] = [];
-  const placeStripe = async (stripe: CID[], index: number) => {
-    let existing: string[][] | undefined;
+  const placeStripe = async (stripe: CID[], index: number, again = false) => {
+    let existing = again ? stripe.map((cid) => [...(where.get(cid.toString()) ?? [])]) : undefined;
     for (let round = 0;; round++) {
-      const plan = current().placeStripe(stripe, { m, self, existing });
-      if (round === 0) planned[index] = plan;
+      const plan = current().placeStripe(stripe, { m, self, existing, groups });
+      if (round === 0 && !again) planned[index] = plan;
       const byPeer = new Map<string, Map<string, CID>>();
       plan.forEach((holders, i) => {
         const cid = stripe[i]!;
         for (const h of holders) {
           if (h === self) hold(cid, self);
-          else if (!where.get(cid.toString())?.has(h)) {
+          else if (!holdersSoFar(cid).includes(h)) {
             if (!byPeer.has(h)) byPeer.set(h, new Map());
             byPeer.get(h)!.set(cid.toString(), cid);
           }
@@ -144,18 +282,21 @@ export async function placeFile(
         .flat();
       if (!left.length) return;
       if (round === 1) return left.forEach((cid) => hold(cid, self)); // no taker: it stays here
-      existing = stripe.map((cid) => [...(where.get(cid.toString()) ?? [])]);
+      existing = stripe.map(holdersSoFar);
     }
   };
+  const placeStripes = async (list: (readonly [CID[], number])[], again = false) => {
+    const queue = [...list];
+    const workers = Array.from({ length: options.concurrency ?? 4 }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        signal?.throwIfAborted();
+        await placeStripe(next[0], next[1], again);
+      }
+    });
+    await Promise.all(workers);
+  };
 
-  const queue = manifest.stripes.map((stripe, i) => [stripe, i] as const);
-  const workers = Array.from({ length: options.concurrency ?? 4 }, async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      signal?.throwIfAborted();
-      await placeStripe(...next);
-    }
-  });
-  await Promise.all(workers);
+  await placeStripes(manifest.stripes.map((stripe, i) => [stripe, i] as const));
 
   // The manifest stays here (pinned) and goes to the peers nearest to it as well.
   hold(manifestCid, self);
@@ -166,7 +307,29 @@ export async function placeFile(
       replicas,
     );
   const plannedReplicas = nearest(table0);
-  await Promise.all(nearest(current()).map((peer) => send(peer, [manifestCid])));
+  const replicate = () =>
+    Promise.all(
+      nearest(current()).filter((p) => !holdersSoFar(manifestCid).includes(p)).map((peer) =>
+        send(peer, [manifestCid])
+      ),
+    );
+  await replicate();
+
+  // Proofs; the chunks of peers that fail go elsewhere and are proved in turn; the last round's stay here.
+  for (let round = 0;; round++) {
+    const lost = await prove();
+    if (!lost.size) break;
+    if (round === PROOF_ROUNDS) {
+      for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
+        if (lost.has(cid.toString())) hold(cid, self);
+      }
+      break;
+    }
+    const stripes = manifest.stripes.map((stripe, i) => [stripe, i] as const)
+      .filter(([stripe]) => stripe.some((cid) => lost.has(cid.toString())));
+    await placeStripes(stripes, true);
+    if (lost.has(manifestCid.toString())) await replicate();
+  }
 
   const local: CID[] = [];
   const drop: CID[] = [];
@@ -219,6 +382,12 @@ export async function placeFile(
       warnings.push(
         `${n} holders are too few to spread stripes of ${k}+${m} chunks at most ${m} per holder ` +
           `(that takes ${enough}): extra copies are kept (${pct}% space overhead)${outcome}`,
+      );
+    }
+    if (unproved.size) {
+      warnings.push(
+        `${plural(unproved.size, "peer")} accepted chunks but could not prove they hold them: ` +
+          `those copies do not count, and were placed again or kept here.`,
       );
     }
     if (reduced) {
