@@ -1,12 +1,12 @@
 /**
  * Placing a file's stripes on peers after an upload, and what the placement is worth.
  *
- * No copy counts on a promise: a peer's `accepted: true` is followed, once the stripes are sent, by a
- * `prove` challenge (exchange.ts) with a nonce it has not seen, which it can only answer from the whole
- * chunk; the uploader checks the answer against the proof of its own copy, computed as it sent it. Only
- * proved holders enter `where` (and so `durability` and `drop`); a peer that fails once is treated like one
- * that refused, none of its copies count, and its chunks are placed again elsewhere (and proved), or stay
- * here. This catches peers that accept and store nothing; a peer that keeps the bytes only until it is
+ * No copy counts on a promise: each put a peer accepts is followed by a `prove` challenge (exchange.ts)
+ * for the same chunks, with a nonce it has not seen, which it can only answer from its copy; the uploader
+ * checks each answer against the proof of the bytes it sent. Challenges run beside the next stripes'
+ * sends, and all are settled before the placement is reported. Only proved holders enter `where` (and so
+ * `durability` and `drop`); a peer that fails is treated like one that refused: left out of the rest of
+ * the file, its unproved chunks placed again elsewhere (and proved), or kept here. This catches peers that accept and store nothing; a peer that keeps the bytes only until it is
  * challenged is a matter for later audits (reputation, issue 11).
  *
  * Diversity: a stripe is not left to one address prefix nor to new identities (see placement.ts):
@@ -58,9 +58,9 @@ export interface PlaceOptions {
 
 /** How long a peer must have been connected not to count as new: 10 min. */
 export const DEFAULT_MIN_AGE_MS = 10 * 60_000;
-/** Rounds of placing again the chunks of peers that failed their proof; what is left stays here. */
-const PROOF_ROUNDS = 2;
 const NONCE_BYTES = 32;
+/** Rounds of placing again the chunks of peers that failed their challenge; what is left stays here. */
+const PROOF_ROUNDS = 2;
 
 /**
  * The diversity groups of the peers connected now (see the module doc): `ip4:a.b.c` or `ip6:x:y:z` by the
@@ -154,31 +154,52 @@ export async function placeFile(
     if (!set) where.set(key, set = new Set());
     set.add(peer);
   };
-  /** Copies accepted but not proved yet, per peer: the nonce of its next challenge, and per chunk the
-   * proof its copy must give (computed here from the bytes sent). */
-  const claims = new Map<string, { nonce: Uint8Array; chunks: Map<string, [CID, Uint8Array]> }>();
-  const claimedBy = new Map<string, Set<string>>();
-  const claim = (peer: string, cid: CID, bytes: Uint8Array) => {
-    let c = claims.get(peer);
-    if (!c) {
-      const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-      claims.set(peer, c = { nonce, chunks: new Map() });
-    }
-    c.chunks.set(cid.toString(), [cid, chunkProof(c.nonce, bytes)]);
-    if (!claimedBy.has(cid.toString())) claimedBy.set(cid.toString(), new Set());
-    claimedBy.get(cid.toString())!.add(peer);
-  };
-  const holdersSoFar = (cid: CID) => [
-    ...(where.get(cid.toString()) ?? []),
-    ...(claimedBy.get(cid.toString()) ?? []),
-  ];
   let placed = 0;
   const refusals: PlacementReport["refused"] = [];
   /** Peers that accepted chunks and then failed to prove they hold them. */
   const unproved = new Set<string>();
+  /** Copies accepted and being proved, by block: counted in the spread, not yet in `where`. */
+  const claimed = new Map<string, Set<string>>();
+  const holdersSoFar = (cid: CID) => [
+    ...(where.get(cid.toString()) ?? []),
+    ...(claimed.get(cid.toString()) ?? []),
+  ];
+  /** Challenges under way (they run beside the next stripes' sends), and the blocks whose failed. */
+  let proving: Promise<void>[] = [];
+  let lost = new Set<string>();
+
+  /** Challenges `peer` for `taken`, which it accepted in one put, with a nonce it has not seen yet. */
+  const prove = async (peer: string, taken: { cid: CID; bytes: Uint8Array }[]) => {
+    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+    let proofs: (Uint8Array | null)[] = [];
+    try {
+      proofs = await mesh.proveChunks(peer, nonce, taken.map((c) => c.cid), { signal });
+    } catch (e) {
+      // Never rejects: it runs unawaited until settled, and an abort is thrown there.
+      if (!signal?.aborted) log("peer did not answer its proof challenge", { peer, error: `${e}` });
+    }
+    let failed = 0;
+    taken.forEach(({ cid, bytes }, i) => {
+      claimed.get(cid.toString())?.delete(peer);
+      if (sameBytes(proofs[i], chunkProof(nonce, bytes))) hold(cid, peer), placed++;
+      else failed++, lost.add(cid.toString());
+    });
+    if (!failed) return;
+    refusals.push({ peer, reason: "unproved", chunks: failed });
+    if (!unproved.has(peer)) {
+      log("peer accepted chunks it cannot prove it holds; placing them elsewhere", {
+        peer,
+        failed,
+        of: taken.length,
+      });
+    }
+    unproved.add(peer);
+    out.add(peer);
+  };
   const groups = peerGroups(mesh, options.minAgeMs);
 
-  /** Hands `cids` to `peer`; resolves with those it did not take. Those it took wait for their proof. */
+  /** Hands `cids` to `peer`; resolves with those it did not take. Those it took are challenged (in the
+   * background: see {@link settle}). */
   const send = async (peer: string, cids: CID[]): Promise<CID[]> => {
     const chunks: { cid: CID; bytes: Uint8Array }[] = [];
     const left = [];
@@ -190,7 +211,12 @@ export async function placeFile(
     try {
       const results = await mesh.storeChunks(peer, chunks, { signal });
       const refused = results.filter((r) => !r.accepted);
-      results.forEach((r, i) => r.accepted && claim(peer, r.cid, chunks[i]!.bytes));
+      const taken = chunks.filter((_, i) => results[i]!.accepted);
+      for (const { cid } of taken) {
+        if (!claimed.has(cid.toString())) claimed.set(cid.toString(), new Set());
+        claimed.get(cid.toString())!.add(peer);
+      }
+      if (taken.length) proving.push(prove(peer, taken));
       const reasons = new Map<string, { chunks: number; message?: string }>();
       for (const r of refused) {
         const seen = reasons.get(r.reason ?? "error");
@@ -220,50 +246,10 @@ export async function placeFile(
     }
   };
 
-  /**
-   * Challenges every peer with unproved copies, one request per peer (all at once). A proved copy joins
-   * `where`; a peer that fails any is out and loses every copy it had in `where`. Resolves with the
-   * blocks that lost a holder.
-   */
-  const prove = async (): Promise<Set<string>> => {
-    const round = [...claims];
-    claims.clear();
-    claimedBy.clear();
-    const lost = new Set<string>();
-    await Promise.all(round.map(async ([peer, { nonce, chunks }]) => {
-      const list = [...chunks.values()];
-      let answers: (Uint8Array | null)[] = [];
-      try {
-        answers = await mesh.proveChunks(peer, nonce, list.map(([cid]) => cid), { signal });
-      } catch (e) {
-        if (signal?.aborted) throw e;
-        log("peer did not answer its proof challenge", { peer, error: `${e}` });
-      }
-      const failed = list.filter(([, proof], i) => !sameBytes(answers[i], proof)).length;
-      if (!failed && !out.has(peer)) {
-        for (const [cid] of list) hold(cid, peer), placed++;
-        return;
-      }
-      if (!unproved.has(peer)) {
-        log("peer accepted chunks it cannot prove it holds; placing them elsewhere", {
-          peer,
-          failed,
-          of: list.length,
-        });
-      }
-      unproved.add(peer);
-      out.add(peer);
-      if (failed) refusals.push({ peer, reason: "unproved", chunks: failed });
-      for (const [key] of chunks) lost.add(key);
-      for (const [key, set] of where) if (set.delete(peer)) lost.add(key), placed--;
-    }));
-    return lost;
-  };
-
   /** The first plan of each stripe, before any refusal: what the mesh could have given. */
   const planned: string[][][] = [];
   const placeStripe = async (stripe: CID[], index: number, again = false) => {
-    let existing = again ? stripe.map((cid) => [...(where.get(cid.toString()) ?? [])]) : undefined;
+    let existing = again ? stripe.map(holdersSoFar) : undefined;
     for (let round = 0;; round++) {
       const plan = current().placeStripe(stripe, { m, self, existing, groups });
       if (round === 0 && !again) planned[index] = plan;
@@ -295,6 +281,18 @@ export async function placeFile(
     });
     await Promise.all(workers);
   };
+  /** Waits for every challenge; resolves with the blocks whose copy failed one. */
+  const settle = async () => {
+    while (proving.length) {
+      const wait = proving;
+      proving = [];
+      await Promise.all(wait);
+    }
+    signal?.throwIfAborted();
+    const failed = lost;
+    lost = new Set();
+    return failed;
+  };
 
   await placeStripes(manifest.stripes.map((stripe, i) => [stripe, i] as const));
 
@@ -315,20 +313,21 @@ export async function placeFile(
     );
   await replicate();
 
-  // Proofs; the chunks of peers that fail go elsewhere and are proved in turn; the last round's stay here.
+  // The chunks of peers that failed a challenge go elsewhere (and are challenged in turn); what still
+  // fails after PROOF_ROUNDS stays here.
   for (let round = 0;; round++) {
-    const lost = await prove();
-    if (!lost.size) break;
+    const failed = await settle();
+    if (!failed.size) break;
     if (round === PROOF_ROUNDS) {
       for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
-        if (lost.has(cid.toString())) hold(cid, self);
+        if (failed.has(cid.toString())) hold(cid, self);
       }
       break;
     }
     const stripes = manifest.stripes.map((stripe, i) => [stripe, i] as const)
-      .filter(([stripe]) => stripe.some((cid) => lost.has(cid.toString())));
+      .filter(([stripe]) => stripe.some((cid) => failed.has(cid.toString())));
     await placeStripes(stripes, true);
-    if (lost.has(manifestCid.toString())) await replicate();
+    if (failed.has(manifestCid.toString())) await replicate();
   }
 
   const local: CID[] = [];
