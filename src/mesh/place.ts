@@ -4,7 +4,8 @@
  * No copy counts on a promise: each put a peer accepts is followed by a `prove` challenge (exchange.ts)
  * for the same chunks, with a nonce it has not seen, which it can only answer from its copy; the uploader
  * checks each answer against the proof of the bytes it sent. Challenges run beside the next stripes'
- * sends, and all are settled before the placement is reported. Only proved holders enter `where` (and so
+ * sends, one at a time per peer (taking every copy accepted meanwhile), and all are settled before the
+ * placement is reported. Only proved holders enter `where` (and so
  * `durability` and `drop`); a peer that fails is treated like one that refused: left out of the rest of
  * the file, its unproved chunks placed again elsewhere (and proved), or kept here. This catches peers that accept and store nothing; a peer that keeps the bytes only until it is
  * challenged is a matter for later audits (reputation, issue 11).
@@ -164,24 +165,46 @@ export async function placeFile(
     ...(where.get(cid.toString()) ?? []),
     ...(claimed.get(cid.toString()) ?? []),
   ];
-  /** Challenges under way (they run beside the next stripes' sends), and the blocks whose failed. */
-  let proving: Promise<void>[] = [];
+  /** A challenge being gathered: its nonce (secret until sent) and, per copy, the proof it must give,
+   * computed from the bytes sent, so that no chunk is held in memory while it waits. */
+  type Batch = { nonce: Uint8Array; copies: [CID, Uint8Array][] };
+  const batch = (): Batch => ({
+    nonce: crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
+    copies: [],
+  });
+  /** Per peer, the next challenge and the one under way: at most one per peer, running beside the next
+   * stripes' sends and taking, when it starts, every copy accepted meanwhile. */
+  const provers = new Map<string, { next: Batch; running?: Promise<void> }>();
+  /** Blocks whose copy failed a challenge since the last {@link settle}. */
   let lost = new Set<string>();
+  const challenge = (peer: string, taken: { cid: CID; bytes: Uint8Array }[]) => {
+    let p = provers.get(peer);
+    if (!p) provers.set(peer, p = { next: batch() });
+    for (const { cid, bytes } of taken) p.next.copies.push([cid, chunkProof(p.next.nonce, bytes)]);
+    const q = p;
+    q.running ??= (async () => {
+      while (q.next.copies.length) {
+        const now = q.next;
+        q.next = batch();
+        await prove(peer, now);
+      }
+      q.running = undefined;
+    })();
+  };
 
-  /** Challenges `peer` for `taken`, which it accepted in one put, with a nonce it has not seen yet. */
-  const prove = async (peer: string, taken: { cid: CID; bytes: Uint8Array }[]) => {
-    const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+  /** Sends `peer` one challenge and counts the copies that pass. Never rejects: it runs unawaited until
+   * settled, and an abort is thrown there. */
+  const prove = async (peer: string, { nonce, copies }: Batch) => {
     let proofs: (Uint8Array | null)[] = [];
     try {
-      proofs = await mesh.proveChunks(peer, nonce, taken.map((c) => c.cid), { signal });
+      proofs = await mesh.proveChunks(peer, nonce, copies.map(([cid]) => cid), { signal });
     } catch (e) {
-      // Never rejects: it runs unawaited until settled, and an abort is thrown there.
       if (!signal?.aborted) log("peer did not answer its proof challenge", { peer, error: `${e}` });
     }
     let failed = 0;
-    taken.forEach(({ cid, bytes }, i) => {
+    copies.forEach(([cid, proof], i) => {
       claimed.get(cid.toString())?.delete(peer);
-      if (sameBytes(proofs[i], chunkProof(nonce, bytes))) hold(cid, peer), placed++;
+      if (sameBytes(proofs[i], proof)) hold(cid, peer), placed++;
       else failed++, lost.add(cid.toString());
     });
     if (!failed) return;
@@ -190,7 +213,7 @@ export async function placeFile(
       log("peer accepted chunks it cannot prove it holds; placing them elsewhere", {
         peer,
         failed,
-        of: taken.length,
+        of: copies.length,
       });
     }
     unproved.add(peer);
@@ -216,7 +239,7 @@ export async function placeFile(
         if (!claimed.has(cid.toString())) claimed.set(cid.toString(), new Set());
         claimed.get(cid.toString())!.add(peer);
       }
-      if (taken.length) proving.push(prove(peer, taken));
+      if (taken.length) challenge(peer, taken);
       const reasons = new Map<string, { chunks: number; message?: string }>();
       for (const r of refused) {
         const seen = reasons.get(r.reason ?? "error");
@@ -283,10 +306,9 @@ export async function placeFile(
   };
   /** Waits for every challenge; resolves with the blocks whose copy failed one. */
   const settle = async () => {
-    while (proving.length) {
-      const wait = proving;
-      proving = [];
-      await Promise.all(wait);
+    for (let busy = [...provers.values()]; busy.length;) {
+      await Promise.all(busy.map((p) => p.running));
+      busy = [...provers.values()].filter((p) => p.running);
     }
     signal?.throwIfAborted();
     const failed = lost;
@@ -337,6 +359,7 @@ export async function placeFile(
     const key = cid.toString();
     if (seen.has(key)) continue;
     seen.add(key);
+    if (!where.has(key)) hold(cid, self); // nobody proved it: it stays (never reached, but cheap)
     const holders = where.get(key)!;
     if (holders.has(self)) local.push(cid);
     else drop.push(cid);
