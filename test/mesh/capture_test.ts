@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { type CID, cidOf } from "../../src/content/cid.ts";
 import { decodeManifest, stripeDataCount } from "../../src/content/manifest.ts";
 import { chunkProof } from "../../src/mesh/exchange.ts";
-import { addressPrefix } from "../../src/mesh/place.ts";
+import { addressPrefix, peerGroups } from "../../src/mesh/place.ts";
 import { PeerTable, type StripeHolders, survivableLosses } from "../../src/mesh/placement.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { collect, pattern } from "../_util.ts";
@@ -73,6 +73,12 @@ Deno.test({
         client.proveChunks(good.peerId, new Uint8Array(8), [ca]),
         RangeError,
       );
+
+      // Diversity groups of real connections: loopback has no prefix; a fresh connection is "new".
+      assert.deepEqual(peerGroups(client)(good.peerId), ["new"]);
+      assert.deepEqual(peerGroups(client, 0)(good.peerId), []);
+      assert.deepEqual(peerGroups(client)(client.peerId), []);
+      assert.deepEqual(peerGroups(client, 0)("12D3KooWNotConnected"), ["new"]);
     } finally {
       await stopNodes(client, good, bad, empty);
     }
@@ -209,6 +215,35 @@ Deno.test({
     } finally {
       await reader?.stop();
       await Promise.all([...running].map((n) => n.stop()));
+      await stopNodes(...sybils);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "only Sybils around: the upload keeps every chunk and says it survives no loss",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-capture-alone-" });
+    const sybils = await Promise.all(Array.from({ length: 3 }, () => startNode({ store: liar })));
+    const up = await MeshgateNode.create({
+      dataDir: dir,
+      parityWorkers: 0,
+      mesh: { listen: [TCP] },
+    });
+    try {
+      await Promise.all(sybils.map((p) => up.mesh!.connect(p.multiaddrs()[0]!)));
+      const bytes = pattern(0, 24 * 4 * KiB, 9);
+      const put = await up.put(new Blob([bytes]).stream(), { chunkSize: 4 * KiB });
+      assert.equal(put.durability.survives, 0);
+      assert.equal(put.durability.holders, 1);
+      assert.match(put.durability.warning!, /3 peers accepted chunks but could not prove/);
+      for (const cid of put.manifest.stripes.flat()) assert.ok(await up.store.has(cid), `${cid}`);
+      assert.equal(up.stats().placed, 0);
+    } finally {
+      await up.stop();
       await stopNodes(...sybils);
       await Deno.remove(dir, { recursive: true });
     }
