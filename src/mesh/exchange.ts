@@ -9,7 +9,11 @@
  *   body when found;
  * - `{ op: "has", cids }`: one `{ have: boolean[] }` frame;
  * - `{ op: "put", count }` then `count` frames `{ cid }` + bytes: one `{ cid, accepted, reason? }` frame per
- *   chunk, as each is stored or refused.
+ *   chunk, as each is stored or refused;
+ * - `{ op: "prove", nonce, cids }` (nonce: 16 to 64 random bytes, hex): one `{ cid, proof }` frame per CID, in
+ *   order, `proof` the hex {@link chunkProof} of the chunk as held (BLAKE3 over the nonce, the length and
+ *   slices at places the nonce picks), or `null` when not held. An uploader checks it against its own copy
+ *   before it drops that copy: an `accepted: true` alone proves nothing.
  *
  * A server that cannot serve a request sends `{ error, message }` and closes. A frame over the limit resets
  * the stream. Every chunk received is checked against its CID before use; a peer that sends bad bytes is
@@ -37,6 +41,7 @@ import type {
 import type { Multiaddr } from "@multiformats/multiaddr";
 import { ChunkMismatchError, type CID, matchesCid, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
+import { blake3 } from "../kernels/mod.ts";
 import { decodeFrame, encodeFrame, type Frame, FrameReader, writeFrame } from "./_framing.ts";
 import { KeyedLimiter } from "./_limiter.ts";
 import { type PeerTarget, peerTargetLabel, resolvePeerTarget } from "./_target.ts";
@@ -208,6 +213,55 @@ export interface ExchangeCallOptions {
 }
 
 const MAX_REPORTS_PER_PEER = 100;
+const NONCE_HEX = /^(?:[0-9a-f]{2}){16,64}$/;
+
+/** Slices a proof samples, and their length: 2 KiB of a chunk, so proving costs far less than sending. */
+export const PROOF_SLICES = 32;
+export const PROOF_SLICE_BYTES = 64;
+
+/**
+ * What a holder of `bytes` answers to a `prove` challenge with `nonce`: BLAKE3(nonce || length (u32 LE) ||
+ * {@link PROOF_SLICES} slices of {@link PROOF_SLICE_BYTES} at offsets drawn from BLAKE3(nonce || length ||
+ * j)), or over the whole chunk when it is no longer than the slices. The nonce is fresh, so neither the
+ * offsets nor the answer can be known before the challenge: a holder with no copy cannot answer, one with
+ * a truncated copy gives another length, and one missing a fraction f of the bytes passes with
+ * (1 − f)^32 (10% missing: 3%).
+ */
+export function chunkProof(nonce: Uint8Array, bytes: Uint8Array): Uint8Array {
+  const n = bytes.length;
+  const head = new Uint8Array(nonce.length + 5);
+  head.set(nonce);
+  new DataView(head.buffer).setUint32(nonce.length, n, true);
+  const sample = PROOF_SLICES * PROOF_SLICE_BYTES;
+  if (n <= sample) {
+    const whole = new Uint8Array(head.length - 1 + n);
+    whole.set(head.subarray(0, -1));
+    whole.set(bytes, head.length - 1);
+    return blake3(whole);
+  }
+  const out = new Uint8Array(head.length - 1 + sample);
+  out.set(head.subarray(0, -1));
+  const span = n - PROOF_SLICE_BYTES + 1;
+  for (let j = 0; j < PROOF_SLICES; j += 8) {
+    head[head.length - 1] = j;
+    const seed = new DataView(blake3(head).buffer);
+    for (let i = 0; i < 8; i++) {
+      const at = seed.getUint32(4 * i, true) % span;
+      out.set(
+        bytes.subarray(at, at + PROOF_SLICE_BYTES),
+        head.length - 1 + (j + i) * PROOF_SLICE_BYTES,
+      );
+    }
+  }
+  return blake3(out);
+}
+
+const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+function fromHex(s: string): Uint8Array {
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
 const STORE_REFUSALS: ReadonlySet<string> = new Set([
   "store_full",
   "quota_exceeded",
@@ -398,6 +452,47 @@ export class ChunkExchange implements Startable {
           throw new ExchangeProtocolError(`peer "${session.peer}" sent a malformed "has" answer`);
         }
         out.push(...have);
+        session.done();
+      } catch (e) {
+        throw session.fail(e);
+      } finally {
+        session.end();
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Challenges `peer` to prove it holds `cids`: one answer per CID, in order, the peer's
+   * {@link chunkProof} under `nonce` (16 to 64 bytes, fresh and secret until now), or `null` when it says
+   * it does not hold the chunk. The caller compares each with the proof of its own copy.
+   */
+  async proveChunks(
+    peer: PeerTarget,
+    nonce: Uint8Array,
+    cids: readonly CID[],
+    options: ExchangeCallOptions = {},
+  ): Promise<(Uint8Array | null)[]> {
+    const hex = toHex(nonce);
+    if (!NONCE_HEX.test(hex)) throw new RangeError("A proof nonce must have 16 to 64 bytes");
+    const out: (Uint8Array | null)[] = [];
+    for (let start = 0; start < cids.length; start += MAX_CIDS_PER_REQUEST) {
+      const batch = cids.slice(start, start + MAX_CIDS_PER_REQUEST);
+      const session = await this.#open(peer, options.signal);
+      try {
+        await session.send({ op: "prove", nonce: hex, cids: batch.map(String) });
+        await session.closeWrite();
+        for (const cid of batch) {
+          const h = (await session.expect()).header as { cid?: unknown; proof?: unknown };
+          const ok = h.cid === cid.toString() &&
+            (h.proof === null || (typeof h.proof === "string" && /^[0-9a-f]{64}$/.test(h.proof)));
+          if (!ok) {
+            throw new ExchangeProtocolError(
+              `peer "${session.peer}" sent a malformed proof for ${cid}`,
+            );
+          }
+          out.push(h.proof === null ? null : fromHex(h.proof as string));
+        }
         session.done();
       } catch (e) {
         throw session.fail(e);
@@ -618,6 +713,27 @@ export class ChunkExchange implements Startable {
           continue;
         }
         await this.#serveGated(session, cid, bytes!);
+      }
+      return;
+    }
+    if (req.op === "prove") {
+      const cids = this.#requestCids(req.cids);
+      if (cids === null || typeof req.nonce !== "string" || !NONCE_HEX.test(req.nonce)) {
+        return await session.refuse(
+          "bad_request",
+          '"cids" must list 1 to 512 CIDs and "nonce" be 16 to 64 bytes in hex',
+        );
+      }
+      const nonce = fromHex(req.nonce);
+      for (const cid of cids) {
+        let bytes: Uint8Array | null = null;
+        try {
+          bytes = this.#store ? await this.#store.get(cid) : null;
+        } catch (e) {
+          this.#log.error("store.get(%s) failed - %e", cid, e);
+        }
+        const proof = bytes === null ? null : toHex(chunkProof(nonce, bytes));
+        await session.send({ cid: cid.toString(), proof });
       }
       return;
     }

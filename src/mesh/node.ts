@@ -165,6 +165,13 @@ export interface MeshNode {
     cids: readonly CID[],
     options?: ExchangeCallOptions,
   ): Promise<boolean[]>;
+  /** Challenges `peer` to prove it holds `cids` (see {@link ChunkExchange.proveChunks}). */
+  proveChunks(
+    peer: PeerTarget,
+    nonce: Uint8Array,
+    cids: readonly CID[],
+    options?: ExchangeCallOptions,
+  ): Promise<(Uint8Array | null)[]>;
   /** Misbehaviour seen so far, by peer ID (in memory). */
   misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]>;
 }
@@ -379,6 +386,15 @@ class Libp2pMeshNode implements MeshNode {
     options?: ExchangeCallOptions,
   ): Promise<boolean[]> {
     return this.libp2p.services.exchange.hasChunks(peer, cids, options);
+  }
+
+  proveChunks(
+    peer: PeerTarget,
+    nonce: Uint8Array,
+    cids: readonly CID[],
+    options?: ExchangeCallOptions,
+  ): Promise<(Uint8Array | null)[]> {
+    return this.libp2p.services.exchange.proveChunks(peer, nonce, cids, options);
   }
 
   misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]> {

@@ -1,9 +1,25 @@
 /**
  * Placing a file's stripes on peers after an upload, and what the placement is worth.
+ *
+ * No copy counts on a promise: each put a peer accepts is followed by a `prove` challenge (exchange.ts)
+ * for the same chunks, with a nonce it has not seen, which it can only answer from its copy; the uploader
+ * checks each answer against the proof of the bytes it sent. Challenges run beside the next stripes'
+ * sends, one at a time per peer (taking every copy accepted meanwhile), and all are settled before the
+ * placement is reported. Only proved holders enter `where` (and so
+ * `durability` and `drop`); a peer that fails is treated like one that refused: left out of the rest of
+ * the file, its unproved chunks placed again elsewhere (and proved), or kept here. This catches peers that accept and store nothing; a peer that keeps the bytes only until it is
+ * challenged is a matter for later audits (reputation, issue 11).
+ *
+ * Diversity: a stripe is not left to one address prefix nor to new identities (see placement.ts):
+ * {@link peerGroups} puts each connected peer in its /24 (IPv4) or /48 (IPv6) group, as the connection's
+ * remote address says, and in the group "new" while connected for less than `minAgeMs`. Loopback peers
+ * have no prefix group (every node of a local cluster or test is 127.0.0.1), so the prefix rule is off on
+ * loopback; private ranges are grouped like any other (a LAN is one fault domain).
  */
 import type { CID } from "../content/cid.ts";
 import type { Manifest } from "../content/manifest.ts";
 import type { MeshNode } from "./node.ts";
+import { chunkProof } from "./exchange.ts";
 import { type Durability, durabilityOf, PeerTable } from "./placement.ts";
 import { meshPeers } from "./peers.ts";
 import type { ProvideQueue } from "./provide.ts";
@@ -36,7 +52,68 @@ export interface PlaceOptions {
   /** Where to queue DHT announcements of the chunks that stay here. Default: none made. */
   provide?: ProvideQueue;
   signal?: AbortSignal;
+  /** A peer connected for less than this (ms) counts as a new identity for diversity. Default:
+   * {@link DEFAULT_MIN_AGE_MS}. */
+  minAgeMs?: number;
 }
+
+/** How long a peer must have been connected not to count as new: 10 min. */
+export const DEFAULT_MIN_AGE_MS = 10 * 60_000;
+const NONCE_BYTES = 32;
+/** Rounds of placing again the chunks of peers that failed their challenge; what is left stays here. */
+const PROOF_ROUNDS = 2;
+
+/**
+ * The diversity groups of the peers connected now (see the module doc): `ip4:a.b.c` or `ip6:x:y:z` by the
+ * connection's remote address (none on loopback), and `new` while the oldest connection is younger than
+ * `minAgeMs`. A peer not connected is `new` and has no prefix.
+ */
+export function peerGroups(
+  mesh: MeshNode,
+  minAgeMs = DEFAULT_MIN_AGE_MS,
+  now = Date.now(),
+): (peer: string) => string[] {
+  const seen = new Map<string, { since: number; prefix?: string }>();
+  for (const c of mesh.libp2p.getConnections()) {
+    const peer = c.remotePeer.toString();
+    const prefix = addressPrefix(c.remoteAddr.getComponents());
+    const open = c.timeline.open ?? now;
+    const was = seen.get(peer);
+    if (!was || open < was.since) seen.set(peer, { since: open, prefix: prefix ?? was?.prefix });
+  }
+  return (peer) => {
+    if (peer === mesh.peerId) return [];
+    const s = seen.get(peer);
+    const groups = s?.prefix ? [s.prefix] : [];
+    if (!s || now - s.since < minAgeMs) groups.push("new");
+    return groups;
+  };
+}
+
+/** The /24 or /48 of a multiaddr's IP component; undefined for loopback or no IP. */
+export function addressPrefix(
+  components: readonly { name: string; value?: string }[],
+): string | undefined {
+  const ip = components.find((c) => c.name === "ip4" || c.name === "ip6");
+  if (!ip?.value) return undefined;
+  let v = ip.value;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(v);
+  if (ip.name === "ip4" || mapped) {
+    v = mapped ? mapped[1]! : v;
+    return v.startsWith("127.") ? undefined : `ip4:${v.split(".").slice(0, 3).join(".")}`;
+  }
+  const [head, tail = ""] = v.toLowerCase().split("::");
+  const left = head ? head.split(":") : [];
+  const right = v.includes("::") && tail ? tail.split(":") : [];
+  const full = v.includes("::")
+    ? [...left, ...Array(8 - left.length - right.length).fill("0"), ...right]
+    : left;
+  if (full.every((h, i) => Number.parseInt(h, 16) === (i === 7 ? 1 : 0))) return undefined; // ::1
+  return `ip6:${full.slice(0, 3).map((h) => Number.parseInt(h, 16).toString(16)).join(":")}`;
+}
+
+const sameBytes = (a: Uint8Array | null | undefined, b: Uint8Array) =>
+  !!a && a.length === b.length && a.every((x, i) => x === b[i]);
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
@@ -70,6 +147,7 @@ export async function placeFile(
     }
     return table;
   };
+  /** Proved holders (and this node) of each block. */
   const where = new Map<string, Set<string>>();
   const hold = (cid: CID, peer: string) => {
     const key = cid.toString();
@@ -79,10 +157,74 @@ export async function placeFile(
   };
   let placed = 0;
   const refusals: PlacementReport["refused"] = [];
+  /** Peers that accepted chunks and then failed to prove they hold them. */
+  const unproved = new Set<string>();
+  /** Copies accepted and being proved, by block: counted in the spread, not yet in `where`. */
+  const claimed = new Map<string, Set<string>>();
+  const holdersSoFar = (cid: CID) => [
+    ...(where.get(cid.toString()) ?? []),
+    ...(claimed.get(cid.toString()) ?? []),
+  ];
+  /** A challenge being gathered: its nonce (secret until sent) and, per copy, the proof it must give,
+   * computed from the bytes sent, so that no chunk is held in memory while it waits. */
+  type Batch = { nonce: Uint8Array; copies: [CID, Uint8Array][] };
+  const batch = (): Batch => ({
+    nonce: crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
+    copies: [],
+  });
+  /** Per peer, the next challenge and the one under way: at most one per peer, running beside the next
+   * stripes' sends and taking, when it starts, every copy accepted meanwhile. */
+  const provers = new Map<string, { next: Batch; running?: Promise<void> }>();
+  /** Blocks whose copy failed a challenge since the last {@link settle}. */
+  let lost = new Set<string>();
+  const challenge = (peer: string, taken: { cid: CID; bytes: Uint8Array }[]) => {
+    let p = provers.get(peer);
+    if (!p) provers.set(peer, p = { next: batch() });
+    for (const { cid, bytes } of taken) p.next.copies.push([cid, chunkProof(p.next.nonce, bytes)]);
+    const q = p;
+    q.running ??= (async () => {
+      while (q.next.copies.length) {
+        const now = q.next;
+        q.next = batch();
+        await prove(peer, now);
+      }
+      q.running = undefined;
+    })();
+  };
 
-  /** Hands `cids` to `peer`; resolves with those it did not take. */
+  /** Sends `peer` one challenge and counts the copies that pass. Never rejects: it runs unawaited until
+   * settled, and an abort is thrown there. */
+  const prove = async (peer: string, { nonce, copies }: Batch) => {
+    let proofs: (Uint8Array | null)[] = [];
+    try {
+      proofs = await mesh.proveChunks(peer, nonce, copies.map(([cid]) => cid), { signal });
+    } catch (e) {
+      if (!signal?.aborted) log("peer did not answer its proof challenge", { peer, error: `${e}` });
+    }
+    let failed = 0;
+    copies.forEach(([cid, proof], i) => {
+      claimed.get(cid.toString())?.delete(peer);
+      if (sameBytes(proofs[i], proof)) hold(cid, peer), placed++;
+      else failed++, lost.add(cid.toString());
+    });
+    if (!failed) return;
+    refusals.push({ peer, reason: "unproved", chunks: failed });
+    if (!unproved.has(peer)) {
+      log("peer accepted chunks it cannot prove it holds; placing them elsewhere", {
+        peer,
+        failed,
+        of: copies.length,
+      });
+    }
+    unproved.add(peer);
+    out.add(peer);
+  };
+  const groups = peerGroups(mesh, options.minAgeMs);
+
+  /** Hands `cids` to `peer`; resolves with those it did not take. Those it took are challenged (in the
+   * background: see {@link settle}). */
   const send = async (peer: string, cids: CID[]): Promise<CID[]> => {
-    const chunks = [];
+    const chunks: { cid: CID; bytes: Uint8Array }[] = [];
     const left = [];
     for (const cid of cids) {
       const bytes = await read(cid);
@@ -92,7 +234,12 @@ export async function placeFile(
     try {
       const results = await mesh.storeChunks(peer, chunks, { signal });
       const refused = results.filter((r) => !r.accepted);
-      for (const r of results) if (r.accepted) hold(r.cid, peer), placed++;
+      const taken = chunks.filter((_, i) => results[i]!.accepted);
+      for (const { cid } of taken) {
+        if (!claimed.has(cid.toString())) claimed.set(cid.toString(), new Set());
+        claimed.get(cid.toString())!.add(peer);
+      }
+      if (taken.length) challenge(peer, taken);
       const reasons = new Map<string, { chunks: number; message?: string }>();
       for (const r of refused) {
         const seen = reasons.get(r.reason ?? "error");
@@ -124,17 +271,17 @@ export async function placeFile(
 
   /** The first plan of each stripe, before any refusal: what the mesh could have given. */
   const planned: string[][][] = [];
-  const placeStripe = async (stripe: CID[], index: number) => {
-    let existing: string[][] | undefined;
+  const placeStripe = async (stripe: CID[], index: number, again = false) => {
+    let existing = again ? stripe.map(holdersSoFar) : undefined;
     for (let round = 0;; round++) {
-      const plan = current().placeStripe(stripe, { m, self, existing });
-      if (round === 0) planned[index] = plan;
+      const plan = current().placeStripe(stripe, { m, self, existing, groups });
+      if (round === 0 && !again) planned[index] = plan;
       const byPeer = new Map<string, Map<string, CID>>();
       plan.forEach((holders, i) => {
         const cid = stripe[i]!;
         for (const h of holders) {
           if (h === self) hold(cid, self);
-          else if (!where.get(cid.toString())?.has(h)) {
+          else if (!holdersSoFar(cid).includes(h)) {
             if (!byPeer.has(h)) byPeer.set(h, new Map());
             byPeer.get(h)!.set(cid.toString(), cid);
           }
@@ -144,18 +291,32 @@ export async function placeFile(
         .flat();
       if (!left.length) return;
       if (round === 1) return left.forEach((cid) => hold(cid, self)); // no taker: it stays here
-      existing = stripe.map((cid) => [...(where.get(cid.toString()) ?? [])]);
+      existing = stripe.map(holdersSoFar);
     }
   };
-
-  const queue = manifest.stripes.map((stripe, i) => [stripe, i] as const);
-  const workers = Array.from({ length: options.concurrency ?? 4 }, async () => {
-    for (let next = queue.shift(); next; next = queue.shift()) {
-      signal?.throwIfAborted();
-      await placeStripe(...next);
+  const placeStripes = async (list: (readonly [CID[], number])[], again = false) => {
+    const queue = [...list];
+    const workers = Array.from({ length: options.concurrency ?? 4 }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        signal?.throwIfAborted();
+        await placeStripe(next[0], next[1], again);
+      }
+    });
+    await Promise.all(workers);
+  };
+  /** Waits for every challenge; resolves with the blocks whose copy failed one. */
+  const settle = async () => {
+    for (let busy = [...provers.values()]; busy.length;) {
+      await Promise.all(busy.map((p) => p.running));
+      busy = [...provers.values()].filter((p) => p.running);
     }
-  });
-  await Promise.all(workers);
+    signal?.throwIfAborted();
+    const failed = lost;
+    lost = new Set();
+    return failed;
+  };
+
+  await placeStripes(manifest.stripes.map((stripe, i) => [stripe, i] as const));
 
   // The manifest stays here (pinned) and goes to the peers nearest to it as well.
   hold(manifestCid, self);
@@ -166,7 +327,30 @@ export async function placeFile(
       replicas,
     );
   const plannedReplicas = nearest(table0);
-  await Promise.all(nearest(current()).map((peer) => send(peer, [manifestCid])));
+  const replicate = () =>
+    Promise.all(
+      nearest(current()).filter((p) => !holdersSoFar(manifestCid).includes(p)).map((peer) =>
+        send(peer, [manifestCid])
+      ),
+    );
+  await replicate();
+
+  // The chunks of peers that failed a challenge go elsewhere (and are challenged in turn); what still
+  // fails after PROOF_ROUNDS stays here.
+  for (let round = 0;; round++) {
+    const failed = await settle();
+    if (!failed.size) break;
+    if (round === PROOF_ROUNDS) {
+      for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
+        if (failed.has(cid.toString())) hold(cid, self);
+      }
+      break;
+    }
+    const stripes = manifest.stripes.map((stripe, i) => [stripe, i] as const)
+      .filter(([stripe]) => stripe.some((cid) => failed.has(cid.toString())));
+    await placeStripes(stripes, true);
+    if (failed.has(manifestCid.toString())) await replicate();
+  }
 
   const local: CID[] = [];
   const drop: CID[] = [];
@@ -175,6 +359,7 @@ export async function placeFile(
     const key = cid.toString();
     if (seen.has(key)) continue;
     seen.add(key);
+    if (!where.has(key)) hold(cid, self); // nobody proved it: it stays (never reached, but cheap)
     const holders = where.get(key)!;
     if (holders.has(self)) local.push(cid);
     else drop.push(cid);
@@ -219,6 +404,12 @@ export async function placeFile(
       warnings.push(
         `${n} holders are too few to spread stripes of ${k}+${m} chunks at most ${m} per holder ` +
           `(that takes ${enough}): extra copies are kept (${pct}% space overhead)${outcome}`,
+      );
+    }
+    if (unproved.size) {
+      warnings.push(
+        `${plural(unproved.size, "peer")} accepted chunks but could not prove they hold them: ` +
+          `those copies do not count, and were placed again or kept here.`,
       );
     }
     if (reduced) {

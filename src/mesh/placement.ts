@@ -6,6 +6,11 @@
  * readable from any d of them, so no holder may be the only one with more than m of them: when the mesh
  * has too few holders for that (fewer than ceil((d+m)/m)), the chunks over m get a second holder (the
  * uploader, which has them already; for the uploader's own, another peer).
+ *
+ * Diversity: peers may share a fault domain or an owner (the same /24, identities that just appeared). Each
+ * such group (see {@link PlaceStripeOptions.groups}) takes at most m chunks of a stripe, where the peers
+ * outside it can take the rest at m each; where they cannot, the group takes only the remainder
+ * (chunks − m × peers outside it), so diversity never costs extra copies. Storj selects by /24 the same way.
  */
 import { blake3, XorTable } from "../kernels/mod.ts";
 import type { CID } from "../content/cid.ts";
@@ -25,6 +30,10 @@ export interface PlaceStripeOptions {
   self?: string;
   /** Holders that already have a chunk, per position (kept, and counted in the spread). */
   existing?: readonly (readonly string[] | undefined)[];
+  /** The groups each peer counts in (an address prefix, "new"): none of them is given more than
+   * max(m, chunks − m × peers outside it) of the stripe's chunks while a peer outside has room. Default:
+   * none. */
+  groups?: (peer: string) => readonly string[];
 }
 
 /** A set of candidate holders, with their keys packed once for the kernel. */
@@ -73,6 +82,21 @@ export class PeerTable {
     };
     for (const p of this.peers) load.set(p, load.get(p) ?? 0);
 
+    // Per group, its members' share so far and its cap (see the module doc). m = 0 keeps two copies of
+    // everything anyway: no caps.
+    const groupsOf = new Map(this.peers.map((p) => [p, m > 0 ? options.groups?.(p) ?? [] : []]));
+    const members = new Map<string, number>();
+    for (const gs of groupsOf.values()) {
+      for (const g of gs) members.set(g, (members.get(g) ?? 0) + 1);
+    }
+    const cap = new Map<string, number>();
+    for (const [g, count] of members) cap.set(g, Math.max(m, chunks.length - m * (n - count)));
+    const share = new Map<string, number>();
+    for (const h of holders.flat()) {
+      for (const g of groupsOf.get(h) ?? []) share.set(g, (share.get(g) ?? 0) + 1);
+    }
+    const open = (p: string) => groupsOf.get(p)!.every((g) => (share.get(g) ?? 0) < cap.get(g)!);
+
     // As even as the count allows: every peer floor(chunks / n), the first (chunks mod n) to get there
     // one more, so no peer is left short while another has a surplus to copy.
     const base = Math.floor(chunks.length / n);
@@ -81,9 +105,11 @@ export class PeerTable {
     holders.forEach((hs, i) => {
       if (hs.length) return;
       const order = ranked(i);
-      const peer = order.find(fits) ?? leastLoaded(order)!;
+      const peer = order.find((p) => fits(p) && open(p)) ?? leastLoaded(order.filter(open)) ??
+        order.find(fits) ?? leastLoaded(order)!;
       if (load.get(peer) === base) over--;
       add(i, peer);
+      for (const g of groupsOf.get(peer)!) share.set(g, (share.get(g) ?? 0) + 1);
     });
 
     // Surplus of sole holders, in order: a chunk is the sole charge of holders[i][0] when it has no other.
