@@ -22,6 +22,7 @@ import {
 } from "./metrics.ts";
 import { mountPage } from "./page.ts";
 import { addPayMetrics, addPayRoutes } from "./pay.ts";
+import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
 import { writeGuard } from "./auth.ts";
 
 export const VERSION = "0.1.0";
@@ -234,6 +235,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     ),
   );
   addPayMetrics(metrics, node);
+  addReputationMetrics(metrics, () => node.reputation?.book);
   metrics.add(new Gauge("mesh_build_info", "Build information", () => [[{ version: VERSION }, 1]]));
 
   const gateway: Gateway = { app: new Hono(), metrics, ready: true };
@@ -266,6 +268,8 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     }
     return await serveCid(c, parseCid(label.toLowerCase()), `/ipfs/${label.toLowerCase()}`, false);
   });
+  // Before the write guard: a proof of fraud checks itself, so any page or gateway may hand one over.
+  addReputationRoutes(app, () => node.reputation?.book);
   app.use(
     writeGuard({
       token: options.apiToken,

@@ -4,7 +4,8 @@
  * /api/evidence` (a proof of fraud from anywhere: a browser, another gateway), and `mesh_operators` in
  * `/metrics` (counts by state, never a peer ID in a label).
  *
- * A proof that does not hold is refused with its reason and counts against whoever sent it: past
+ * The evidence route needs no token and takes any origin: a proof checks itself. One that does not hold is
+ * refused with its reason and counts against whoever sent it: past
  * {@link MAX_BAD_PROOFS} refused proofs in an hour from one address, that address is refused for the rest
  * of the hour (429), so the endpoint cannot be used to make the node verify signatures without end.
  *
@@ -85,7 +86,16 @@ export function addReputationRoutes(app: Hono, book: () => ReputationBook | unde
   // Refused proofs per address, in the current hour.
   let hour = 0;
   let refused = new Map<string, number>();
+  // Any origin may send a proof (it checks itself): CORS lets another site's page read the answer.
+  app.options("/api/evidence", (c) => {
+    c.header("Access-Control-Allow-Origin", "*");
+    c.header("Access-Control-Allow-Methods", "POST");
+    c.header("Access-Control-Allow-Headers", "Content-Type");
+    c.header("Access-Control-Max-Age", "86400");
+    return c.body(null, 204);
+  });
   app.post("/api/evidence", async (c) => {
+    c.header("Access-Control-Allow-Origin", "*");
     const now = Math.floor(Date.now() / 3_600_000);
     if (now !== hour) {
       hour = now;

@@ -27,6 +27,9 @@ import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth } from "./mesh/health.ts";
 import { VolunteerQuota } from "./mesh/quota.ts";
+import { type Drill, drillSource } from "./mesh/drill.ts";
+import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
+import { ReputationService } from "./reputation/service.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
 
@@ -57,6 +60,8 @@ export interface NodeConfig {
   volunteerQuotaChunks?: number;
   /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
   findTimeoutMs?: number;
+  /** Misbehave on purpose, so a mesh can be watched catching it (`mesh/drill.ts`). Default: none. */
+  drill?: Drill;
   /**
    * More services (reputation, markets, …), built in order after the core ones from the components so far
    * and started after them. Default: none.
@@ -71,6 +76,8 @@ export interface NodeComponents {
   readonly chain?: ChainConfig;
   readonly mesh?: MeshNode;
   readonly delivery?: PaidDelivery;
+  /** What this node saw of each operator, and how it shares it (with a mesh only). */
+  readonly reputation?: ReputationService;
   /** Every service so far, by name (later services may look up earlier ones). */
   readonly services: ServiceList;
 }
@@ -120,6 +127,8 @@ export class MeshgateNode {
   readonly mesh?: MeshNode;
   /** Paid delivery (desk and paying client), when `chain` and `pay` are configured. */
   readonly delivery?: PaidDelivery;
+  /** Operators' standing as this node sees it (with a mesh only): `reputation/`. */
+  readonly reputation?: ReputationService;
   /** Every service of the node, in start order. */
   readonly services: ServiceList;
   readonly #cache: ByteCache<Uint8Array>;
@@ -139,6 +148,7 @@ export class MeshgateNode {
     this.chain = components.chain;
     this.mesh = components.mesh;
     this.delivery = components.delivery;
+    this.reputation = components.reputation;
     this.services = components.services;
     this.#durability = new DurabilityRecords(this.store.dir);
     this.#cache = new ByteCache(parts.cacheBytes);
@@ -180,6 +190,7 @@ export class MeshgateNode {
     let provide: ProvideQueue | undefined;
     let locator: ChunkLocator | undefined;
     let quota: VolunteerQuota | undefined;
+    let reputation: ReputationService | undefined;
     try {
       if (config.mesh) {
         quota = VolunteerQuota.open(
@@ -195,7 +206,7 @@ export class MeshgateNode {
         });
         // What peers may ask of this node: its store, and chunks they hand over (within their quota) are
         // announced as held here.
-        const source = {
+        const honest = {
           get: (cid: CID) => {
             provide?.touch(); // serving: announcements wait for a quiet moment
             return store.get(cid);
@@ -207,6 +218,7 @@ export class MeshgateNode {
             provide?.add([cid]);
           },
         };
+        const source = config.drill ? drillSource(honest, config.drill) : honest;
         // Payments ride on the chunk exchange's hooks: the desk meters what peers get, the client pays.
         delivery = config.chain && config.pay
           ? (await loadPay()).paidDelivery({
@@ -221,6 +233,14 @@ export class MeshgateNode {
           store: source,
           onMisbehaviour: (peer, report) => {
             health.misbehaved(peer, report);
+            // Bad bytes over an authenticated stream: certain here, though not portable without a signature.
+            if (report.kind === "bad_bytes") {
+              reputation?.book.excluded(peer, {
+                kind: "bad_bytes",
+                at: report.at,
+                evidence: { cid: report.cid.toString(), seen: "directly" },
+              });
+            }
             config.mesh?.onMisbehaviour?.(peer, report);
           },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
@@ -236,6 +256,15 @@ export class MeshgateNode {
         services.add("health", {
           start: () => void health.attach(meshNode.libp2p),
           stop: () => health.detach(),
+        });
+        const standing = reputation = new ReputationService({
+          dataDir: config.dataDir,
+          privateKey: await loadOrCreatePrivateKey(config.dataDir), // the mesh's identity
+          peerId: meshNode.peerId,
+        });
+        services.add("reputation", {
+          start: () => standing.start(meshNode.libp2p),
+          stop: () => standing.stop(),
         });
         // Paid delivery: of a chunk's known holders, the cheapest is asked first.
         const payer = delivery?.payer;
@@ -266,6 +295,7 @@ export class MeshgateNode {
         chain: config.chain,
         mesh,
         delivery,
+        reputation,
         services,
       };
       for (const { name, create } of config.services ?? []) {
