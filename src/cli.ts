@@ -18,6 +18,7 @@ import { DEFAULT_LISTEN } from "./mesh/node.ts";
 import { isPrivateAddress } from "./mesh/gater.ts";
 import { multiaddr } from "@multiformats/multiaddr";
 import { startCluster } from "./cluster.ts";
+import { type Drill, parseDrill } from "./mesh/drill.ts";
 import { formatBytes, typeFromName } from "./units.ts";
 
 class UsageError extends Error {
@@ -173,6 +174,9 @@ Options (flag, then environment variable, then default):
                                         loopback and private addresses, exempt loopback peers from connection
                                         limits   [off: public mode, for a node reachable from the internet]
   --find-timeout MS   MESH_FIND_TIMEOUT longest search of the mesh for an unknown CID before 404  [3000]
+  --drill KIND                          misbehave on purpose, to watch a mesh catch it: liar (flips a bit
+                                        in what it serves), slow (10x), flaky (fails 30%), offline (away
+                                        20 s a minute)   [none: an honest node]
   --api-token TOKEN   MESH_API_TOKEN    bearer token that uploads and other writes need; prefer the
                                         variable (argv is visible to other users)
                                         [on loopback: none; beyond it: made into DATA/api.token]
@@ -251,6 +255,7 @@ async function serve(args: string[]): Promise<number> {
       local: { type: "boolean" },
       "find-timeout": { type: "string" },
       "api-token": { type: "string" },
+      drill: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -281,6 +286,7 @@ async function serve(args: string[]): Promise<number> {
     throw new UsageError(`Volunteer chunks "${volunteerChunks}" must be a whole number of chunks`);
   }
   const publicUrl = values["public-url"] ?? Deno.env.get("MESH_PUBLIC_URL");
+  const drill = values.drill === undefined ? undefined : drillOf(values.drill);
   const findTimeout = setting(values["find-timeout"], "MESH_FIND_TIMEOUT", "3000");
   if (!/^\d{1,7}$/.test(findTimeout)) {
     throw new UsageError(`Find timeout "${findTimeout}" must be a whole number of milliseconds`);
@@ -330,6 +336,7 @@ async function serve(args: string[]): Promise<number> {
     mesh,
     pay,
     findTimeoutMs: Number(findTimeout),
+    ...(drill ? { drill } : {}),
   });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
@@ -367,6 +374,10 @@ async function serve(args: string[]): Promise<number> {
     if (low) console.error(JSON.stringify({ level: "warn", component: "pay", ...low }));
   }
   console.log(`writes:  ${tokenNote ? `need the API token, ${tokenNote}` : "open on loopback"}`);
+  if (drill) {
+    console.log(`drill:   ${drill} (this node misbehaves on purpose; never run it for real)`);
+    console.error(JSON.stringify({ level: "warn", component: "drill", msg: "drill node", drill }));
+  }
   // Printed last: scripts wait for this line.
   console.log(
     `data:    ${dataDir} (${stats.chunks} chunks, ${formatBytes(stats.bytes)} of ${
@@ -784,6 +795,8 @@ Options:
   --price WEI      wei per byte each node charges, with --paid      [1000000000]
   --chain-file F   chain file, with --paid                          [.meshgate/chain.json]
   --logs           show the nodes' JSON log lines (stderr) here     [off: only this summary]
+  --drill LIST     also start nodes that misbehave on purpose, e.g. liar=1,slow=1,flaky=1,offline=1
+                   (see serve --help); they get the ports after the honest ones   [none]
   -h, --help
 `;
 
@@ -798,6 +811,7 @@ async function cluster(args: string[]): Promise<number> {
       price: { type: "string" },
       "chain-file": { type: "string" },
       logs: { type: "boolean" },
+      drill: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -825,17 +839,27 @@ async function cluster(args: string[]): Promise<number> {
       price: values.price === undefined ? undefined : BigInt(values.price),
     }
     : undefined;
-  console.error(`starting ${nodes} ${paid ? "paid " : ""}nodes…`);
+  const drills = values.drill === undefined ? [] : drillList(values.drill);
+  if (basePort + nodes + drills.length > 65535) {
+    throw new UsageError(`--base-port "${values["base-port"]}" leaves no room for the drill nodes`);
+  }
+  console.error(
+    `starting ${nodes} ${paid ? "paid " : ""}nodes${
+      drills.length ? ` and ${drills.length} drills` : ""
+    }…`,
+  );
   const running = await startCluster({
     nodes,
     dir: values.dir,
     basePort,
     stderr: values.logs ? "inherit" : "null",
     paid,
+    drills,
   });
   for (const [i, node] of running.nodes.entries()) {
     const account = node.account ? `  account ${node.account}` : "";
-    console.log(`node ${i}  ${node.url}/  peer ${node.peerId}${account}`);
+    const drill = i >= nodes ? `  DRILL: ${drills[i - nodes]}` : "";
+    console.log(`node ${i}  ${node.url}/  peer ${node.peerId}${account}${drill}`);
   }
   console.log("Ctrl-C stops them all.");
   const { promise, resolve } = Promise.withResolvers<void>();
@@ -893,3 +917,25 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
+
+/** `--drill KIND` of serve. */
+function drillOf(text: string): Drill {
+  try {
+    return parseDrill(text);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** `--drill liar=1,slow=2` of cluster: each kind as many times as named (at most 16 in all). */
+function drillList(text: string): Drill[] {
+  const out: Drill[] = [];
+  for (const part of text.split(",")) {
+    const m = /^([a-z]+)(?:=(\d{1,2}))?$/.exec(part.trim());
+    if (!m) throw new UsageError(`--drill "${text}": write kind=count, e.g. liar=1,slow=1`);
+    const drill = drillOf(m[1]!);
+    for (let i = 0; i < Number(m[2] ?? 1); i++) out.push(drill);
+  }
+  if (out.length > 16) throw new UsageError("--drill: at most 16 drill nodes");
+  return out;
+}

@@ -3,6 +3,7 @@
  * integration tests and the mesh benchmark.
  */
 import { loadPay } from "./pay/load.ts";
+import type { Drill } from "./mesh/drill.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url).pathname;
 
@@ -124,6 +125,9 @@ export interface ClusterOptions {
   /** Turn payments on: every node pays and is paid through the chain of `chainFile` (what `deno task devnet`
    * wrote), each with the dev account of its own data directory, at `price` wei per byte. Default: off. */
   paid?: { chainFile?: string; price?: bigint };
+  /** Drill nodes started besides the `nodes` honest ones (after them), each misbehaving as named
+   * (`mesh/drill.ts`). Default: none. */
+  drills?: Drill[];
 }
 
 /** Price of `cluster --paid`: 1 gwei per byte (~0.001 ETH per MiB), well above a redeem's gas on anvil. */
@@ -153,12 +157,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const plenty = String(10n ** 21n);
     pay.push("--max-price", String(price), "--max-spend-file", plenty, "--max-spend-day", plenty);
   }
+  const drills = options.drills ?? [];
   const args = (i: number) => [
     "--data",
     `${dir}/node-${i}`,
     ...(options.basePort ? ["--port", String(options.basePort + i)] : []),
     ...pay,
     ...(options.args ?? []),
+    ...(i >= count ? ["--drill", drills[i - count]!] : []),
   ];
   const nodes: NodeProcess[] = [];
   const stop = async () => {
@@ -170,12 +176,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     if (!first) throw new Error("node 0 printed no TCP mesh address");
     const rest = await Promise.all(
       Array.from(
-        { length: count - 1 },
+        { length: count - 1 + drills.length },
         (_, i) => spawnNode([...args(i + 1), "--bootstrap", first], { stderr: options.stderr }),
       ),
     );
     nodes.push(...rest);
-    await Promise.all(nodes.map((n) => waitForPeers(n.url, count > 1 ? 1 : 0)));
+    await Promise.all(nodes.map((n) => waitForPeers(n.url, nodes.length > 1 ? 1 : 0)));
   } catch (e) {
     await stop();
     throw e;
