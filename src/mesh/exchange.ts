@@ -95,6 +95,10 @@ export interface ChunkExchangeInit {
    * fails with {@link PeerTimeoutError}. An idle timeout: a long transfer that keeps moving never hits it. Pass
    * `signal` to bound a whole call. Default: 30 000. */
   timeoutMs?: number;
+  /** Longest wait, in ms, for a free in-flight slot towards a peer (see `maxInFlightPerPeer`) before the
+   * request fails with {@link PeerTimeoutError}: a peer that holds every slot without answering stalls only
+   * its own requests. Default: `timeoutMs`. */
+  slotWaitMs?: number;
   /** The serving side's idle timeout, in ms, after which an inbound request is reset. Default: 60 000. */
   serverTimeoutMs?: number;
   /** Inbound streams of this protocol allowed at once on one connection (more are reset by libp2p). Keep it
@@ -224,6 +228,7 @@ export class ChunkExchange implements Startable {
   readonly #components: ChunkExchangeComponents;
   readonly #store: ChunkSource | undefined;
   readonly #timeoutMs: number;
+  readonly #slotWaitMs: number;
   readonly #serverTimeoutMs: number;
   readonly #maxInbound: number;
   readonly #limiter: KeyedLimiter;
@@ -238,6 +243,7 @@ export class ChunkExchange implements Startable {
     this.#components = components;
     this.#store = init.store;
     this.#timeoutMs = positive(init.timeoutMs ?? 30_000, "timeoutMs");
+    this.#slotWaitMs = positive(init.slotWaitMs ?? this.#timeoutMs, "slotWaitMs");
     this.#serverTimeoutMs = positive(init.serverTimeoutMs ?? 60_000, "serverTimeoutMs");
     this.#maxInbound = positive(init.maxInboundStreams ?? 32, "maxInboundStreams");
     this.#limiter = new KeyedLimiter(init.maxInFlightPerPeer ?? 8);
@@ -463,7 +469,12 @@ export class ChunkExchange implements Startable {
       throw new PeerUnreachableError(label, e);
     }
     const peer = connection.remotePeer.toString();
-    const release = await this.#limiter.acquire(peer, signal);
+    const release = await this.#limiter.acquire(
+      peer,
+      signal,
+      this.#slotWaitMs,
+      () => new PeerTimeoutError(peer, this.#slotWaitMs),
+    );
     let stream: Stream;
     try {
       stream = await connection.newStream(CHUNK_PROTOCOL, { signal });
