@@ -353,6 +353,14 @@ export async function fetchFromMesh(
   };
   const back = await askLater();
   if (back) return back;
+  // A lookup costs seconds and many DHT requests: a hedged-past candidate still running gets until the
+  // hedge ceiling to deliver first.
+  if (running.size > 0) {
+    const wait = timer(HEDGE_CEILING_MS);
+    await Promise.race([wait.promise, ...[...running].map((r) => r.done)]).finally(wait.cancel);
+    if (thrown !== undefined) throw thrown;
+    if (won) return won;
+  }
   let asked = 0;
   const timeout = AbortSignal.timeout(options.lookupTimeoutMs ?? 10_000);
   try {

@@ -17,7 +17,7 @@ import type { MeshNode } from "../../src/mesh/node.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { MemorySource, randomBytes, startNode, stopNodes, TCP } from "./_helpers.ts";
 
-const CHUNK = 128 * 1024;
+const CHUNK = 256 * 1024;
 const PER_FILE = 4;
 const FILES = 16;
 
@@ -102,8 +102,13 @@ Deno.test({
     });
     try {
       await timedReads(holder, store); // the process warms up (JIT, first connections): not counted
-      const without = await timedReads(holder, store);
-      const withIt = await timedReads(holder, store, silent);
+      // Best of two each, fresh readers every time (the silent peer costs anew): other processes share the
+      // machine's two cores.
+      const without = Math.min(await timedReads(holder, store), await timedReads(holder, store));
+      const withIt = Math.min(
+        await timedReads(holder, store, silent),
+        await timedReads(holder, store, silent),
+      );
       console.log(
         `16 reads: ${without.toFixed(0)} ms alone, ${withIt.toFixed(0)} ms with a silent peer`,
       );
