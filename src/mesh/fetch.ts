@@ -87,8 +87,8 @@ export class ChunkLocator {
 
   /**
    * Asks all known peers in good standing which of `cids` they hold. Failures only make a peer skipped.
-   * Waits at most the hedge deadline once some peer has answered: a peer still silent then counts as timed
-   * out (skipped, until it answers again), and its answer, if it comes, is still remembered.
+   * Waits at most the hedge deadline once some peer has answered; answers that come later are still
+   * remembered, and a peer silent for a few deadlines more counts as timed out (skipped until it answers).
    */
   async locate(cids: readonly CID[], signal?: AbortSignal): Promise<void> {
     const peers = (await meshPeers(this.mesh)).filter((p) =>
@@ -115,8 +115,16 @@ export class ChunkLocator {
     if (signal?.aborted || pending.size === 0) return;
     // Nobody answered in time: wait for the first answer, the one to compare the silent ones against.
     await Promise.race([all, first.promise]);
-    if (signal?.aborted) return;
-    for (const peer of pending) this.standing.failed(peer, new PeerTimeoutError(peer, hedgeMs));
+    if (signal?.aborted || pending.size === 0) return;
+    // Late is not silent: only a peer still unanswered well past the deadline counts as timed out (one
+    // marked too soon would have its chunks looked for everywhere else first).
+    const stallMs = Math.min(HEDGE_CEILING_MS, Math.max(1000, 4 * hedgeMs));
+    const stall = timer(stallMs);
+    void Promise.race([all.then(() => false), stall.promise.then(() => true)]).then((late) => {
+      stall.cancel();
+      if (!late || signal?.aborted) return;
+      for (const peer of pending) this.standing.failed(peer, new PeerTimeoutError(peer, stallMs));
+    });
   }
 
   holder(cid: CID): string | undefined {
