@@ -328,6 +328,15 @@ export async function fetchFromMesh(
     if (thrown !== undefined) throw thrown;
     return r;
   };
+  /** Waits until the attempts running now have settled, or the hedge ceiling; true once one delivered. */
+  const settle = async () => {
+    const wait = timer(HEDGE_CEILING_MS);
+    const ending = Promise.all([...running].map((r) => r.done)).then(() => {});
+    if (running.size > 0) await Promise.race([wait.promise, ending]).finally(wait.cancel);
+    else wait.cancel();
+    if (thrown !== undefined) throw thrown;
+    return won !== undefined;
+  };
   for (const located of await options.locator?.holders(cid) ?? []) {
     const bytes = await step(located);
     if (won) return won;
@@ -336,6 +345,9 @@ export async function fetchFromMesh(
       options.locator!.forget(cid, located);
     }
   }
+  // A located holder said it has the chunk: it is hedged only with the other located holders, and waited
+  // for (up to the hedge ceiling) before every near peer is asked too: under load that would add requests.
+  if (await settle()) return won!;
   // Peers that are gone do not count against the budget: keep going down the list until enough answered.
   const near = await meshTable(mesh);
   let answered = 0;
@@ -361,14 +373,8 @@ export async function fetchFromMesh(
   };
   const back = await askLater();
   if (back) return back;
-  // A lookup costs seconds and many DHT requests: a hedged-past candidate still running gets until the
-  // hedge ceiling to deliver first.
-  if (running.size > 0) {
-    const wait = timer(HEDGE_CEILING_MS);
-    await Promise.race([wait.promise, ...[...running].map((r) => r.done)]).finally(wait.cancel);
-    if (thrown !== undefined) throw thrown;
-    if (won) return won;
-  }
+  // A lookup costs seconds and many DHT requests: a hedged-past candidate still running may deliver first.
+  if (await settle()) return won!;
   let asked = 0;
   const timeout = AbortSignal.timeout(options.lookupTimeoutMs ?? 10_000);
   try {
