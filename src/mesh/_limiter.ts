@@ -1,4 +1,5 @@
-/** Per-key concurrency limit with a FIFO wait queue: requests over the limit wait for a slot, never drop. */
+/** Per-key concurrency limit with a FIFO wait queue: requests over the limit wait for a slot, at most until a
+ * deadline (a peer that holds every slot and never answers must not queue everyone behind it forever). */
 
 interface Slot {
   active: number;
@@ -24,9 +25,15 @@ export class KeyedLimiter {
 
   /**
    * Waits for a free slot for `key` (first come, first served) and returns its release function, which is safe
-   * to call more than once. Rejects with the signal's reason if `signal` aborts while waiting.
+   * to call more than once. Rejects with the signal's reason if `signal` aborts while waiting, and with
+   * `timeout()` when no slot frees within `timeoutMs` (default: no deadline).
    */
-  async acquire(key: string, signal?: AbortSignal): Promise<() => void> {
+  async acquire(
+    key: string,
+    signal?: AbortSignal,
+    timeoutMs?: number,
+    timeout: () => unknown = () => new Error(`No slot for "${key}" freed within ${timeoutMs} ms`),
+  ): Promise<() => void> {
     signal?.throwIfAborted();
     let slot = this.#slots.get(key);
     if (slot === undefined) {
@@ -38,17 +45,23 @@ export class KeyedLimiter {
     } else {
       const s = slot;
       await new Promise<void>((resolve, reject) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const grant = () => {
           signal?.removeEventListener("abort", onAbort);
+          clearTimeout(timer);
           resolve();
         };
-        const onAbort = () => {
+        const leave = (reason: unknown) => {
           const i = s.waiting.indexOf(grant);
           if (i >= 0) s.waiting.splice(i, 1);
-          reject(signal!.reason);
+          signal?.removeEventListener("abort", onAbort);
+          clearTimeout(timer);
+          reject(reason);
         };
+        const onAbort = () => leave(signal!.reason);
         s.waiting.push(grant);
         signal?.addEventListener("abort", onAbort, { once: true });
+        if (timeoutMs !== undefined) timer = setTimeout(() => leave(timeout()), timeoutMs);
       });
       // The releaser handed its slot straight to us: `active` did not change.
     }

@@ -100,6 +100,10 @@ export interface ChunkExchangeInit {
    * fails with {@link PeerTimeoutError}. An idle timeout: a long transfer that keeps moving never hits it. Pass
    * `signal` to bound a whole call. Default: 30 000. */
   timeoutMs?: number;
+  /** Longest wait, in ms, for a free in-flight slot towards a peer (see `maxInFlightPerPeer`) before the
+   * request fails with {@link PeerTimeoutError}: a peer that holds every slot without answering stalls only
+   * its own requests. Default: `timeoutMs`. */
+  slotWaitMs?: number;
   /** The serving side's idle timeout, in ms, after which an inbound request is reset. Default: 60 000. */
   serverTimeoutMs?: number;
   /** Inbound streams of this protocol allowed at once from one peer, over all its connections (more are reset).
@@ -282,6 +286,7 @@ export class ChunkExchange implements Startable {
   readonly #components: ChunkExchangeComponents;
   readonly #store: ChunkSource | undefined;
   readonly #timeoutMs: number;
+  readonly #slotWaitMs: number;
   readonly #serverTimeoutMs: number;
   readonly #maxInbound: number;
   readonly #limiter: KeyedLimiter;
@@ -299,6 +304,7 @@ export class ChunkExchange implements Startable {
     this.#components = components;
     this.#store = init.store;
     this.#timeoutMs = positive(init.timeoutMs ?? 30_000, "timeoutMs");
+    this.#slotWaitMs = positive(init.slotWaitMs ?? this.#timeoutMs, "slotWaitMs");
     this.#serverTimeoutMs = positive(init.serverTimeoutMs ?? 60_000, "serverTimeoutMs");
     this.#maxInbound = positive(init.maxInboundStreams ?? 32, "maxInboundStreams");
     this.#halfOpenMs = positive(init.halfOpenTimeoutMs ?? 5000, "halfOpenTimeoutMs");
@@ -578,7 +584,12 @@ export class ChunkExchange implements Startable {
       throw new PeerUnreachableError(label, e);
     }
     const peer = connection.remotePeer.toString();
-    const release = await this.#limiter.acquire(peer, signal);
+    const release = await this.#limiter.acquire(
+      peer,
+      signal,
+      this.#slotWaitMs,
+      () => new PeerTimeoutError(peer, this.#slotWaitMs),
+    );
     let stream: Stream;
     try {
       stream = await connection.newStream(CHUNK_PROTOCOL, { signal });

@@ -6,9 +6,56 @@ import type { SpendBudget } from "./exchange.ts";
 import type { MeshNode } from "./node.ts";
 import { meshPeers, meshTable } from "./peers.ts";
 import { defaultStanding, type PeerStanding } from "./health.ts";
+import { PeerTimeoutError } from "./errors.ts";
 import { warn } from "./_log.ts";
 
 const log = (msg: string, fields: Record<string, unknown>) => warn("mesh:fetch", msg, fields);
+
+/** Shortest and longest hedge deadline, in ms, and the one used before {@link MIN_SAMPLES} fetches were seen. */
+export const HEDGE_FLOOR_MS = 100;
+export const HEDGE_CEILING_MS = 3000;
+export const HEDGE_COLD_MS = 1000;
+const MIN_SAMPLES = 8;
+const SAMPLES = 128;
+
+/**
+ * How long chunk fetches take here: the last {@link SAMPLES} successful ones. Its {@link hedgeMs} is the
+ * deadline after which a request still unanswered is hedged (the next candidate is asked too): the 95th
+ * percentile, so about one request in twenty is hedged, kept within {@link HEDGE_FLOOR_MS} and
+ * {@link HEDGE_CEILING_MS} ({@link HEDGE_COLD_MS} until a few fetches were seen).
+ */
+export class FetchLatency {
+  readonly #samples: number[] = [];
+  #next = 0;
+
+  record(ms: number): void {
+    if (this.#samples.length < SAMPLES) this.#samples.push(ms);
+    else this.#samples[this.#next] = ms;
+    this.#next = (this.#next + 1) % SAMPLES;
+  }
+
+  hedgeMs(): number {
+    if (this.#samples.length < MIN_SAMPLES) return HEDGE_COLD_MS;
+    const sorted = [...this.#samples].sort((a, b) => a - b);
+    const p95 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.95))]!;
+    return Math.min(HEDGE_CEILING_MS, Math.max(HEDGE_FLOOR_MS, Math.ceil(p95)));
+  }
+}
+
+/** The latency used when a caller passes none: one per mesh node. */
+const latencies = new WeakMap<object, FetchLatency>();
+export function defaultLatency(mesh: MeshNode): FetchLatency {
+  let latency = latencies.get(mesh);
+  if (!latency) latencies.set(mesh, latency = new FetchLatency());
+  return latency;
+}
+
+/** A timer as a promise, with a way to clear it early (no timer outlives its use). */
+function timer(ms: number): { promise: Promise<void>; cancel: () => void } {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const promise = new Promise<void>((resolve) => id = setTimeout(resolve, ms));
+  return { promise, cancel: () => clearTimeout(id) };
+}
 
 /** Holders remembered per chunk: enough to pick the cheapest of a few. */
 const HOLDERS_PER_CHUNK = 4;
@@ -21,6 +68,8 @@ const HOLDERS_PER_CHUNK = 4;
 export class ChunkLocator {
   #where = new Map<string, string[]>();
   readonly standing: PeerStanding;
+  /** Fetch times here: a peer that has not answered within its hedge deadline is not waited for. */
+  latency: FetchLatency;
 
   /**
    * `standing` (default: {@link defaultStanding} of the mesh) says whom not to ask; `price` (paid delivery:
@@ -33,23 +82,49 @@ export class ChunkLocator {
     readonly price?: (peer: string) => Promise<bigint>,
   ) {
     this.standing = standing ?? defaultStanding(mesh.libp2p);
+    this.latency = defaultLatency(mesh);
   }
 
-  /** Asks all known peers in good standing which of `cids` they hold. Failures only make a peer skipped. */
+  /**
+   * Asks all known peers in good standing which of `cids` they hold. Failures only make a peer skipped.
+   * Waits at most the hedge deadline once some peer has answered; answers that come later are still
+   * remembered, and a peer silent for a few deadlines more counts as timed out (skipped until it answers).
+   */
   async locate(cids: readonly CID[], signal?: AbortSignal): Promise<void> {
     const peers = (await meshPeers(this.mesh)).filter((p) =>
       !this.standing.avoided(p) && !this.standing.skipped(p)
     );
-    await Promise.all(peers.map(async (peer) => {
+    const pending = new Set(peers);
+    const first = Promise.withResolvers<void>();
+    const all = Promise.all(peers.map(async (peer) => {
       try {
         const held = await this.mesh.hasChunks(peer, cids, { signal });
+        pending.delete(peer);
         this.standing.answered(peer);
         held.forEach((has, i) => has && this.#remember(cids[i]!.toString(), peer));
+        first.resolve();
       } catch (e) {
+        pending.delete(peer);
         if (signal?.aborted) return;
         this.standing.failed(peer, e);
       }
     }));
+    const hedgeMs = this.latency.hedgeMs();
+    const deadline = timer(hedgeMs);
+    await Promise.race([all, deadline.promise]).finally(deadline.cancel);
+    if (signal?.aborted || pending.size === 0) return;
+    // Nobody answered in time: wait for the first answer, the one to compare the silent ones against.
+    await Promise.race([all, first.promise]);
+    if (signal?.aborted || pending.size === 0) return;
+    // Late is not silent: only a peer still unanswered well past the deadline counts as timed out (one
+    // marked too soon would have its chunks looked for everywhere else first).
+    const stallMs = Math.min(HEDGE_CEILING_MS, Math.max(1000, 4 * hedgeMs));
+    const stall = timer(stallMs);
+    void Promise.race([all.then(() => false), stall.promise.then(() => true)]).then((late) => {
+      stall.cancel();
+      if (!late || signal?.aborted) return;
+      for (const peer of pending) this.standing.failed(peer, new PeerTimeoutError(peer, stallMs));
+    });
   }
 
   holder(cid: CID): string | undefined {
@@ -123,7 +198,12 @@ export interface FetchOptions {
   standing?: PeerStanding;
   /** What the file this chunk belongs to has cost so far (paid delivery caps it). Default: none. */
   budget?: SpendBudget;
+  /** Fetch times, for the hedge deadline. Default: the locator's, else one per mesh node. */
+  latency?: FetchLatency;
 }
+
+/** What a hedged step returns when its candidate has not answered within the deadline (still running). */
+const SLOW: unique symbol = Symbol("slow");
 
 /** The payer's refusals to ask a peer (price above the ceiling, a spending cap): not the peer's failure. */
 export const PAYER_REFUSALS: ReadonlySet<string> = new Set(["price_above_cap", "spending_cap"]);
@@ -142,6 +222,11 @@ export async function fetchFromMesh(
   options: FetchOptions = {},
 ): Promise<Uint8Array | null> {
   const standing = options.standing ?? options.locator?.standing ?? defaultStanding(mesh.libp2p);
+  const latency = options.latency ?? options.locator?.latency ?? defaultLatency(mesh);
+  const hedgeMs = latency.hedgeMs();
+  /** Aborted once some peer delivered the chunk: the attempts still running are not needed. */
+  const hedge = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, hedge.signal]) : hedge.signal;
   const tried = new Set<string>([mesh.peerId]);
   /** Candidates passed over for their recent failures, asked at the end. */
   const later = new Map<string, string | { peerId: string; multiaddrs: string[] }>();
@@ -163,16 +248,17 @@ export async function fetchFromMesh(
     tried.add(id);
     try {
       const bytes = await mesh.fetchChunk(peer, cid, {
-        signal: options.signal,
+        signal,
         ...(options.budget ? { budget: options.budget } : {}),
       });
       standing.answered(id);
       return bytes;
     } catch (e) {
       if (options.signal?.aborted) throw e;
+      if (hedge.signal.aborted) return undefined; // another peer delivered it first
       if (PAYER_REFUSALS.has((e as { code?: string }).code ?? "")) {
         // Asking whether it holds the chunk is free: the refusal is only worth reporting for a holder.
-        const [held] = await mesh.hasChunks(peer, [cid], { signal: options.signal }).catch(
+        const [held] = await mesh.hasChunks(peer, [cid], { signal }).catch(
           () => [false],
         );
         if (held) {
@@ -199,13 +285,69 @@ export async function fetchFromMesh(
       return undefined;
     }
   };
+  // Hedging: a candidate that has not answered within the hedge deadline keeps running while the next is
+  // asked; the first to deliver wins, the others are cancelled, and those that had let the deadline pass
+  // count as timed out (skipped until they answer again), so a silent peer costs one deadline, not 30 s.
+  let won: Uint8Array | undefined;
+  let thrown: unknown;
+  const running = new Set<{ id: string; started: number; done: Promise<unknown> }>();
+  const step = async (
+    peer: string | { peerId: string; multiaddrs: string[] },
+    deferSkipped = true,
+  ): Promise<Uint8Array | null | undefined | typeof SLOW> => {
+    const id = typeof peer === "string" ? peer : peer.peerId;
+    const asks = !tried.has(id) && !standing.avoided(id) && !(deferSkipped && standing.skipped(id));
+    const started = performance.now();
+    const token = { id, started, done: Promise.resolve() as Promise<unknown> };
+    const done = attempt(peer, deferSkipped).then((bytes) => {
+      running.delete(token);
+      if (bytes && won === undefined) {
+        won = bytes;
+        latency.record(performance.now() - started);
+        const now = performance.now();
+        for (const r of running) {
+          if (now - r.started >= hedgeMs) {
+            standing.failed(r.id, new PeerTimeoutError(r.id, hedgeMs));
+          }
+        }
+        hedge.abort();
+      }
+      return bytes;
+    }, (e) => {
+      running.delete(token);
+      thrown ??= e;
+      return undefined;
+    });
+    if (!asks) return await done;
+    token.done = done;
+    running.add(token);
+    const deadline = timer(hedgeMs);
+    const r = await Promise.race([done, deadline.promise.then((): typeof SLOW => SLOW)]).finally(
+      deadline.cancel,
+    );
+    if (thrown !== undefined) throw thrown;
+    return r;
+  };
+  /** Waits until the attempts running now have settled, or the hedge ceiling; true once one delivered. */
+  const settle = async () => {
+    const wait = timer(HEDGE_CEILING_MS);
+    const ending = Promise.all([...running].map((r) => r.done)).then(() => {});
+    if (running.size > 0) await Promise.race([wait.promise, ending]).finally(wait.cancel);
+    else wait.cancel();
+    if (thrown !== undefined) throw thrown;
+    return won !== undefined;
+  };
   for (const located of await options.locator?.holders(cid) ?? []) {
-    const bytes = await attempt(located);
-    if (bytes) return bytes;
+    const bytes = await step(located);
+    if (won) return won;
+    if (bytes === SLOW) continue;
     if (bytes === null || (bytes === undefined && !later.has(located) && !refused.has(located))) {
       options.locator!.forget(cid, located);
     }
   }
+  // A located holder said it has the chunk: it is hedged only with the other located holders, and waited
+  // for (up to the hedge ceiling) before every near peer is asked too: under load that would add requests.
+  if (await settle()) return won!;
   // Peers that are gone do not count against the budget: keep going down the list until enough answered.
   const near = await meshTable(mesh);
   let answered = 0;
@@ -214,8 +356,8 @@ export async function fetchFromMesh(
   const price = options.locator?.price;
   if (price) nearest = await cheapestFirst(nearest, price, options.nearest ?? 8);
   for (const peer of nearest) {
-    const bytes = await attempt(peer);
-    if (bytes) return bytes;
+    const bytes = await step(peer);
+    if (won) return won;
     if (bytes === null && ++answered >= (options.nearest ?? 8)) break;
   }
   // Known peers that failed recently go before the DHT lookup, which can take seconds: a restarted holder
@@ -224,20 +366,23 @@ export async function fetchFromMesh(
     const peers = [...later.values()];
     later.clear();
     for (const peer of peers) {
-      const bytes = await attempt(peer, false);
-      if (bytes) return bytes;
+      await step(peer, false);
+      if (won) return won;
     }
     return null;
   };
   const back = await askLater();
   if (back) return back;
+  // A lookup costs seconds and many DHT requests: a hedged-past candidate still running may deliver first.
+  if (await settle()) return won!;
   let asked = 0;
   const timeout = AbortSignal.timeout(options.lookupTimeoutMs ?? 10_000);
-  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   try {
-    for await (const provider of mesh.findProviders(cid, { signal })) {
-      const bytes = await attempt(provider);
-      if (bytes) return bytes;
+    for await (
+      const provider of mesh.findProviders(cid, { signal: AbortSignal.any([signal, timeout]) })
+    ) {
+      const bytes = await step(provider);
+      if (won) return won;
       // As above: providers already asked (the near round) or gone do not use up the budget.
       if (bytes === null && ++asked >= (options.providers ?? 4)) break;
     }
@@ -245,9 +390,17 @@ export async function fetchFromMesh(
     // A caller's deadline during the lookup: a holder refused for its price is still the answer.
     if (options.signal?.aborted) throw refusal ?? e;
   }
+  if (won) return won;
   const last = await askLater();
-  if (last === null && refusal !== undefined) throw refusal;
-  return last;
+  if (last) return last;
+  // Hedged-past attempts still running may yet deliver.
+  while (running.size > 0 && won === undefined) {
+    await Promise.race([...running].map((r) => r.done));
+  }
+  if (thrown !== undefined) throw thrown;
+  if (won) return won;
+  if (refusal !== undefined) throw refusal;
+  return null;
 }
 
 /** A readable cause: a stream reset arrives as a bare DOM `Event`, whose String() is "[object Event]". */
