@@ -82,7 +82,9 @@ export function peerGroups(
     if (!was || open < was.since) seen.set(peer, { since: open, prefix: prefix ?? was?.prefix });
   }
   return (peer) => {
-    if (peer === mesh.peerId) return [];
+    // This node counts with the new ones: diversity must never make the uploader keep what established
+    // peers could not take (with only new peers around, the plan is the one without groups).
+    if (peer === mesh.peerId) return ["new"];
     const s = seen.get(peer);
     const groups = s?.prefix ? [s.prefix] : [];
     if (!s || now - s.since < minAgeMs) groups.push("new");

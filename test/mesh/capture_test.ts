@@ -77,7 +77,11 @@ Deno.test({
       // Diversity groups of real connections: loopback has no prefix; a fresh connection is "new".
       assert.deepEqual(peerGroups(client)(good.peerId), ["new"]);
       assert.deepEqual(peerGroups(client, 0)(good.peerId), []);
-      assert.deepEqual(peerGroups(client)(client.peerId), []);
+      assert.deepEqual(
+        peerGroups(client)(client.peerId),
+        ["new"],
+        "the uploader counts with the new",
+      );
       assert.deepEqual(peerGroups(client, 0)("12D3KooWNotConnected"), ["new"]);
     } finally {
       await stopNodes(client, good, bad, empty);
