@@ -26,6 +26,7 @@ const STATUS: Record<string, number> = {
   manifest_mismatch: 502,
   chunk_mismatch: 502,
   unrecoverable: 502,
+  mesh_budget: 502,
   message_too_large: 502,
   peer_protocol: 502,
   peer_unreachable: 502,

@@ -22,7 +22,7 @@ import { placeFile } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
-import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS } from "./mesh/fetch.ts";
+import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS, RequestBudget } from "./mesh/fetch.ts";
 import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth } from "./mesh/health.ts";
@@ -83,6 +83,10 @@ export interface NodeComponents {
 }
 
 export const DEFAULT_FIND_TIMEOUT_MS = 3000;
+/** How long a chunk nobody had counts as missing: a holder that comes back is found within this. */
+export const MISSING_TTL_MS = 10_000;
+/** Missing chunks remembered at most. */
+const MISSING_MAX = 10_000;
 
 /** Raised for content this node cannot find. */
 export class NotFoundError extends MeshError {
@@ -142,6 +146,8 @@ export class MeshgateNode {
   readonly #provide?: ProvideQueue;
   readonly #locator?: ChunkLocator;
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0, refused: 0 };
+  /** Chunks the whole mesh was asked for and nobody had, until when (ms): asked again only after. */
+  readonly #missing = new Map<string, number>();
 
   private constructor(components: NodeComponents, parts: NodeParts) {
     this.store = components.store;
@@ -392,11 +398,15 @@ export class MeshgateNode {
     beforeMesh?: () => Promise<void>,
     /** What the file read has cost so far: paid delivery caps it per file. */
     budget?: SpendBudget,
+    /** The read's budget of mesh requests. */
+    requests?: RequestBudget,
   ): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
     if (hit) return hit;
     let bytes = await this.store.get(cid);
+    const missing = this.#missing.get(key);
+    if (!bytes && missing !== undefined && missing > Date.now()) return null;
     // With no peer to ask, nothing is worth waiting for.
     if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
@@ -405,11 +415,21 @@ export class MeshgateNode {
         locator: this.#locator,
         standing: this.#health,
         ...(budget ? { budget } : {}),
+        ...(requests ? { requests } : {}),
       });
       if (bytes) this.#stats.fetched++;
+      else if (!signal?.aborted) this.#rememberMissing(key);
     }
     if (bytes && cache) this.#cache.set(key, bytes);
     return bytes;
+  }
+
+  /** Nobody had `key`: asking the whole mesh again within {@link MISSING_TTL_MS} would find nobody again. */
+  #rememberMissing(key: string): void {
+    if (this.#missing.size >= MISSING_MAX) {
+      this.#missing.delete(this.#missing.keys().next().value!);
+    }
+    this.#missing.set(key, Date.now() + MISSING_TTL_MS);
   }
 
   /**
@@ -475,6 +495,7 @@ export class MeshgateNode {
     // Only for chunks missing here, and once per stripe.
     const located = new Map<number, Promise<void>>();
     const budget: SpendBudget = { spentWei: 0n };
+    const requests = new RequestBudget();
     const locate = (cid: CID, signal: AbortSignal, stripe: number) => {
       const locator = this.#locator;
       if (!locator || locator.holder(cid)) return Promise.resolve();
@@ -486,7 +507,7 @@ export class MeshgateNode {
     return readFile(
       manifest,
       (cid, signal, stripe) =>
-        this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget),
+        this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget, requests),
       {
         ...options,
         prefetch,

@@ -8,6 +8,7 @@ import { meshPeers, meshTable } from "./peers.ts";
 import { defaultStanding, type PeerStanding } from "./health.ts";
 import { PeerTimeoutError } from "./errors.ts";
 import { warn } from "./_log.ts";
+import { MeshError } from "../errors.ts";
 
 const log = (msg: string, fields: Record<string, unknown>) => warn("mesh:fetch", msg, fields);
 
@@ -184,6 +185,40 @@ export async function cheapestFirst(
   return [...order.map((i) => head[i]!), ...peers.slice(n)];
 }
 
+/** What one read may still ask of the mesh before it is refused (audit finding 9: a manifest naming
+ * thousands of chunks nobody has must not turn one GET into thousands of requests). */
+export const DEFAULT_READ_REQUESTS = 256;
+/** Requests a delivered chunk earns back: an honest read, whose chunks arrive, never runs out. */
+export const REQUESTS_PER_DELIVERY = 16;
+/** What a DHT lookup costs from the budget: it sends many requests itself. */
+export const LOOKUP_COST = 8;
+
+/** The mesh requests (chunk asks, DHT lookups) one read may still cause. */
+export class RequestBudget {
+  constructor(public left = DEFAULT_READ_REQUESTS, readonly perDelivery = REQUESTS_PER_DELIVERY) {}
+
+  /** Takes `n` requests, or throws {@link RequestBudgetError} when the read has used them up. */
+  take(n = 1): void {
+    if (this.left < n) throw new RequestBudgetError();
+    this.left -= n;
+  }
+
+  earn(): void {
+    this.left += this.perDelivery;
+  }
+}
+
+/** A read asked the mesh more than its budget allows without getting chunks back. */
+export class RequestBudgetError extends MeshError {
+  override name = "RequestBudgetError";
+  constructor() {
+    super(
+      "mesh_budget",
+      "This read asked the mesh too often without finding chunks: its manifest names chunks nobody has",
+    );
+  }
+}
+
 export interface FetchOptions {
   signal?: AbortSignal;
   /** Known peers asked directly before the DHT, nearest first (placement puts chunks there). Default 8. */
@@ -200,6 +235,8 @@ export interface FetchOptions {
   budget?: SpendBudget;
   /** Fetch times, for the hedge deadline. Default: the locator's, else one per mesh node. */
   latency?: FetchLatency;
+  /** The read's budget of mesh requests. Default: none (a single fetch is bounded by its signal). */
+  requests?: RequestBudget;
 }
 
 /** What a hedged step returns when its candidate has not answered within the deadline (still running). */
@@ -246,6 +283,7 @@ export async function fetchFromMesh(
       return undefined;
     }
     tried.add(id);
+    options.requests?.take(); // throws past the budget: the whole fetch ends
     try {
       const bytes = await mesh.fetchChunk(peer, cid, {
         signal,
@@ -303,6 +341,7 @@ export async function fetchFromMesh(
       running.delete(token);
       if (bytes && won === undefined) {
         won = bytes;
+        options.requests?.earn();
         latency.record(performance.now() - started);
         const now = performance.now();
         for (const r of running) {
@@ -376,6 +415,7 @@ export async function fetchFromMesh(
   // A lookup costs seconds and many DHT requests: a hedged-past candidate still running may deliver first.
   if (await settle()) return won!;
   let asked = 0;
+  options.requests?.take(LOOKUP_COST);
   const timeout = AbortSignal.timeout(options.lookupTimeoutMs ?? 10_000);
   try {
     for await (
