@@ -38,6 +38,17 @@ export class PeerTimeoutError extends MeshError {
   }
 }
 
+/** A peer said it lacks a chunk that its own provider record says it holds. */
+export class PeerDeniedError extends MeshError {
+  override name = "PeerDeniedError";
+  constructor(readonly peer: string, cid: string) {
+    super(
+      "peer_denied",
+      `Peer "${peer}" said it lacks ${cid}, which its provider record says it holds`,
+    );
+  }
+}
+
 /** The node's key file is unreadable, malformed or readable by others. */
 export class KeyFileError extends MeshError {
   override name = "KeyFileError";

@@ -6,7 +6,7 @@ import type { SpendBudget } from "./exchange.ts";
 import type { MeshNode } from "./node.ts";
 import { meshPeers, meshTable } from "./peers.ts";
 import { defaultStanding, type PeerStanding } from "./health.ts";
-import { PeerTimeoutError } from "./errors.ts";
+import { PeerDeniedError, PeerTimeoutError } from "./errors.ts";
 import { warn } from "./_log.ts";
 import { MeshError } from "../errors.ts";
 
@@ -271,6 +271,8 @@ export async function fetchFromMesh(
   let refusal: unknown;
   /** Holders passed over for that reason: still holders. */
   const refused = new Set<string>();
+  /** Peers that answered they lack the chunk: a provider record of theirs for it says otherwise. */
+  const denied = new Set<string>();
   /** The chunk from `peer`, null when it lacks it, undefined when it was not or could not be asked. */
   const attempt = async (
     peer: string | { peerId: string; multiaddrs: string[] },
@@ -290,6 +292,7 @@ export async function fetchFromMesh(
         ...(options.budget ? { budget: options.budget } : {}),
       });
       standing.answered(id);
+      if (bytes === null) denied.add(id);
       return bytes;
     } catch (e) {
       if (options.signal?.aborted) throw e;
@@ -421,6 +424,13 @@ export async function fetchFromMesh(
     for await (
       const provider of mesh.findProviders(cid, { signal: AbortSignal.any([signal, timeout]) })
     ) {
+      if (denied.has(provider.peerId)) {
+        standing.failed(provider.peerId, new PeerDeniedError(provider.peerId, cid.toString()));
+        log("peer denied a chunk its provider record names; asked last", {
+          peer: provider.peerId,
+          cid: cid.toString(),
+        });
+      }
       const bytes = await step(provider);
       if (won) return won;
       // As above: providers already asked (the near round) or gone do not use up the budget.

@@ -34,8 +34,9 @@ export interface PeerHealthInit {
   maxBad?: number;
 }
 
-/** Error codes after which a peer is skipped until it reconnects: it did not answer at all. */
-const SKIP_CODES = new Set(["peer_unreachable", "peer_timeout"]);
+/** Error codes after which a peer is skipped until it reconnects: it did not answer at all, or denied
+ * holding a chunk its own provider record names (an eclipse by "not found" costs its peers their turn). */
+const SKIP_CODES = new Set(["peer_unreachable", "peer_timeout", "peer_denied"]);
 
 /**
  * In-memory {@link PeerStanding}. Bad peers are avoided for as long as this process runs; failed peers are

@@ -1,14 +1,16 @@
 /**
  * Audit finding 9, with real peers on loopback: a manifest naming 256 chunks nobody has, handed to a gateway,
  * turns one GET into a bounded number of mesh requests and a clear 502 within seconds, and so does asking
- * again (chunks nobody had are remembered for a while). And finding 5: peers ranked
- * ahead of a chunk's holder that all answer "not found" do not hide it.
+ * again (chunks nobody had are remembered for a while). And finding 5: peers ranked ahead of a chunk's
+ * holder that all answer "not found" do not hide it, and one whose own provider record contradicts its
+ * "not found" is asked last from then on.
  */
 import assert from "node:assert/strict";
 import { createGateway } from "../../edge/app.ts";
 import { type CID, cidOf } from "../../src/content/cid.ts";
 import { sealManifest } from "../../src/content/manifest.ts";
 import { DEFAULT_READ_REQUESTS, fetchFromMesh } from "../../src/mesh/fetch.ts";
+import { PeerHealth } from "../../src/mesh/health.ts";
 import { meshTable } from "../../src/mesh/peers.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { MemorySource, randomBytes, startNode, stopNodes } from "./_helpers.ts";
@@ -129,6 +131,13 @@ Deno.test({
       await holder.provide(cid); // the record the search falls back on
       const got = await fetchFromMesh(reader, cid, { lookupTimeoutMs: 5_000 });
       assert.deepEqual(got, bytes);
+      // One liar goes further: it announces a chunk, then denies holding it. Its record contradicts it.
+      const other = cidOf(randomBytes(4096));
+      await liars[0]!.provide(other);
+      const standing = new PeerHealth();
+      assert.equal(await fetchFromMesh(reader, other, { nearest: 16, standing }), null);
+      assert.ok(standing.skipped(liars[0]!.peerId), "a denial its own record contradicts counts");
+      assert.ok(!standing.skipped(liars[1]!.peerId), "a plain 'not found' does not");
     } finally {
       await stopNodes(reader, holder, ...liars);
     }
