@@ -410,7 +410,9 @@ export class MeshgateNode {
     // With no peer to ask, nothing is worth waiting for.
     if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
+      const outcome = { failed: 0 };
       bytes = await fetchFromMesh(this.mesh, cid, {
+        outcome,
         signal,
         locator: this.#locator,
         standing: this.#health,
@@ -418,7 +420,9 @@ export class MeshgateNode {
         ...(requests ? { requests } : {}),
       });
       if (bytes) this.#stats.fetched++;
-      else if (!signal?.aborted) this.#rememberMissing(key);
+      // Missing only when every peer asked answered so: a holder that could not be reached (restarting,
+      // say) may have it a moment later.
+      else if (!signal?.aborted && outcome.failed === 0) this.#rememberMissing(key);
     }
     if (bytes && cache) this.#cache.set(key, bytes);
     return bytes;

@@ -237,6 +237,9 @@ export interface FetchOptions {
   latency?: FetchLatency;
   /** The read's budget of mesh requests. Default: none (a single fetch is bounded by its signal). */
   requests?: RequestBudget;
+  /** Filled in: how many asked peers failed to answer (unreachable, timed out, errors). A null result with
+   * none failed means every peer asked answered that it lacks the chunk. */
+  outcome?: { failed: number };
 }
 
 /** What a hedged step returns when its candidate has not answered within the deadline (still running). */
@@ -309,6 +312,7 @@ export async function fetchFromMesh(
         return held ? undefined : null;
       }
       standing.failed(id, e);
+      if (options.outcome) options.outcome.failed++;
       const code = (e as { code?: string }).code;
       // The exchange reports bad bytes through onMisbehaviour; this also covers a standing not wired there.
       if (code === "chunk_mismatch" && !standing.avoided(id)) {
