@@ -36,7 +36,7 @@ Deno.test("a crafted repair never gets a victim's chunk served, cached or stored
   };
   const sealed = sealManifest(crafted);
 
-  // The attacker's store: q withheld, p denied once, then given; M' and r given.
+  // The attacker's store: q withheld, p failed once, then given; M' and r given.
   const held = new Map<string, Uint8Array>([
     [sealed.cid.toString(), sealed.bytes],
     [pCid.toString(), victim],
@@ -46,7 +46,9 @@ Deno.test("a crafted repair never gets a victim's chunk served, cached or stored
   const source: ChunkSource = {
     get: (cid: CID) => {
       const key = cid.toString();
-      if (key === pCid.toString() && pAsked++ === 0) return Promise.resolve(null);
+      // The first ask of p fails (an error, not "not found": a chunk every peer denied is remembered as
+      // missing for a while, which alone would keep the rebuild from asking again).
+      if (key === pCid.toString() && pAsked++ === 0) return Promise.reject(new Error("not now"));
       return Promise.resolve(held.get(key) ?? null);
     },
     has: (cid: CID) => Promise.resolve(held.has(cid.toString())),
