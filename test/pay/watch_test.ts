@@ -82,6 +82,8 @@ withChain(
       for (const c of s.held.slice(0, 10)) {
         assert.deepEqual(await s.client.fetchChunk(s.op.peerId, c.cid), c.bytes);
       }
+      // Vouchers go out beside the download, not awaited by it: wait until the channel is bound.
+      await waitFor(() => s.desk.accounts()[0]?.channel !== undefined, "the channel bound");
       const account = s.desk.accounts()[0]!;
       const channel = account.channel!;
       assert.ok(account.accepted > 0n);
@@ -112,6 +114,8 @@ withChain(
     const hub = env.contracts.channelHub;
     await session(world, { redeemFactor: 1_000 }, new Map(), async (s) => {
       for (const c of s.held.slice(0, 8)) await s.client.fetchChunk(s.op.peerId, c.cid);
+      // Vouchers go out beside the download, not awaited by it: wait until the channel is bound.
+      await waitFor(() => s.desk.accounts()[0]?.channel !== undefined, "the channel bound");
       const account = s.desk.accounts()[0]!;
       const channel = account.channel!;
       await waitFor(
@@ -147,6 +151,7 @@ withChain(
     try {
       await session(world, { redeemFactor: 1_000 }, faults, async (s) => {
         for (const c of s.held.slice(0, 8)) await s.client.fetchChunk(s.op.peerId, c.cid);
+        await waitFor(() => s.desk.accounts()[0]?.channel !== undefined, "the channel bound");
         const channel = s.desk.accounts()[0]!.channel!;
         // From now on the operator's log polls fail 4 times, and its first redeem transaction once.
         faults.set("eth_getLogs", 4);
