@@ -25,11 +25,12 @@ import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS, RequestBudget } from "./mesh/fetch.ts";
 import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
-import { PeerHealth } from "./mesh/health.ts";
+import { PeerHealth, type PeerStanding } from "./mesh/health.ts";
 import { VolunteerQuota } from "./mesh/quota.ts";
 import { type Drill, drillSource } from "./mesh/drill.ts";
 import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
 import { ReputationService } from "./reputation/service.ts";
+import type { ReputationBook } from "./reputation/book.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
 
@@ -146,6 +147,8 @@ export class MeshgateNode {
   readonly #provide?: ProvideQueue;
   readonly #locator?: ChunkLocator;
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0, refused: 0 };
+  /** Whom reads avoid and ask last (the in-memory health), told also to the reputation book. */
+  readonly #standing: PeerStanding;
   /** Chunks the whole mesh was asked for and nobody had, until when (ms): asked again only after. */
   readonly #missing = new Map<string, number>();
 
@@ -162,6 +165,7 @@ export class MeshgateNode {
     this.#parity = parts.parity;
     this.#findTimeoutMs = parts.findTimeoutMs;
     this.#health = parts.health;
+    this.#standing = scoredStanding(parts.health, components.reputation?.book);
     this.#provide = parts.provide;
     this.#locator = parts.locator;
     // A full store evicts the oldest chunks kept for peers; never its own (pinned files, uploads going on).
@@ -415,7 +419,7 @@ export class MeshgateNode {
         outcome,
         signal,
         locator: this.#locator,
-        standing: this.#health,
+        standing: this.#standing,
         ...(budget ? { budget } : {}),
         ...(requests ? { requests } : {}),
       });
@@ -553,4 +557,30 @@ function listenError(e: unknown, listen: string[] | undefined): unknown {
     `Cannot listen on ${where}: in use (another node running?). Choose free ones with --listen, or run with --no-mesh`,
     { cause: e },
   );
+}
+
+/**
+ * `health` (whom to skip now) with every outcome also written to the reputation `book`: verified deliveries
+ * with their size and time, failures (a timeout or an error after the peer took the request), unreachable
+ * dials; an excluded or suspended operator is avoided.
+ */
+function scoredStanding(health: PeerHealth, book: ReputationBook | undefined): PeerStanding {
+  if (!book) return health;
+  return {
+    avoided: (peer) => {
+      if (health.avoided(peer)) return true;
+      const state = book.record(peer) && book.score(peer).state;
+      return state === "excluded" || state === "suspended";
+    },
+    skipped: (peer) => health.skipped(peer),
+    answered: (peer) => health.answered(peer),
+    delivered: (peer, bytes, ms) => book.delivered(peer, bytes, ms),
+    failed: (peer, error) => {
+      health.failed(peer, error);
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code === "peer_unreachable") book.unreachable(peer);
+      else if (code !== "price_above_cap" && code !== "spending_cap") book.failed(peer);
+    },
+    misbehaved: (peer, report) => health.misbehaved(peer, report),
+  };
 }

@@ -261,7 +261,8 @@ export async function fetchFromMesh(
   cid: CID,
   options: FetchOptions = {},
 ): Promise<Uint8Array | null> {
-  const standing = options.standing ?? options.locator?.standing ?? defaultStanding(mesh.libp2p);
+  const standing: PeerStanding = options.standing ?? options.locator?.standing ??
+    defaultStanding(mesh.libp2p);
   const latency = options.latency ?? options.locator?.latency ?? defaultLatency(mesh);
   const hedgeMs = latency.hedgeMs();
   /** Aborted once some peer delivered the chunk: the attempts still running are not needed. */
@@ -289,6 +290,7 @@ export async function fetchFromMesh(
     }
     tried.add(id);
     options.requests?.take(); // throws past the budget: the whole fetch ends
+    const t0 = performance.now();
     try {
       const bytes = await mesh.fetchChunk(peer, cid, {
         signal,
@@ -296,6 +298,7 @@ export async function fetchFromMesh(
       });
       standing.answered(id);
       if (bytes === null) denied.add(id);
+      else standing.delivered?.(id, bytes.length, performance.now() - t0);
       return bytes;
     } catch (e) {
       if (options.signal?.aborted) throw e;

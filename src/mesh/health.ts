@@ -19,6 +19,8 @@ export interface PeerStanding {
   skipped(peer: string): boolean;
   /** `peer` answered a request (with or without the chunk). */
   answered(peer: string): void;
+  /** `peer` delivered a verified chunk of `bytes` in `ms` (the reputation layer scores it). Optional. */
+  delivered?(peer: string, bytes: number, ms: number): void;
   /** A request to `peer` failed with `error` (a `MeshError` code tells unreachable from timed out). */
   failed(peer: string, error: unknown): void;
   /** `peer` misbehaved, as the exchange reports it (`onMisbehaviour`). */
