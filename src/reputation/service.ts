@@ -23,7 +23,7 @@ import {
 } from "./attestation.ts";
 import { ReputationBook, type ReputationInit } from "./book.ts";
 import { checkFraudProof, EvidenceError, type FraudProof } from "./evidence.ts";
-import { type Attested, TrustGraph } from "./trust.ts";
+import { type Attested, vouched } from "./trust.ts";
 
 export const REPUTATION_PROTOCOL = "/meshgate/reputation/1.0.0";
 /** Largest message: an attestation of 1,000 operators is ~90 KiB. */
@@ -195,24 +195,9 @@ export class ReputationService {
     for (const a of this.#attestations.values()) {
       if (!this.book.isExcluded(a.from)) edges.push(...edgesOf(a));
     }
-    const graph = new TrustGraph(this.#self, edges);
-    const t = graph.trust();
-    let positive = 0;
-    for (const x of t) if (x > 0) positive++;
-    // An attester with the average trust counts fully; below it, in proportion.
-    const vouched = new Map<string, number>();
-    for (const a of this.#attestations.values()) {
-      const i = graph.indexOf(a.from);
-      const w = i === undefined ? 0 : Math.min(1, t[i]! * positive);
-      if (w <= 0) continue;
-      for (const p of a.about) {
-        if (p.peer === this.#self) continue;
-        const good = w * Math.max(0, p.good - p.bad);
-        if (good > 0) vouched.set(p.peer, (vouched.get(p.peer) ?? 0) + good);
-      }
-    }
-    this.book.setVouched(vouched);
-    return vouched;
+    const vouchedFor = vouched(this.#self, edges);
+    this.book.setVouched(vouchedFor);
+    return vouchedFor;
   }
 
   #handle = async (stream: Stream, connection: Connection): Promise<void> => {

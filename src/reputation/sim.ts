@@ -24,7 +24,7 @@ import {
   scoreOf,
 } from "./score.ts";
 import { type Candidate, order } from "./select.ts";
-import { type Attested, TrustGraph } from "./trust.ts";
+import { type Attested, TrustGraph, vouched } from "./trust.ts";
 
 export type Behaviour = "honest" | "flaky" | "liar" | "dropper";
 
@@ -88,8 +88,6 @@ const CHUNK = 256 * 1024;
 
 class Client {
   readonly book = new Map<number, PeerRecord>();
-  /** Attester weights from this client's trust, by operator index (clients only attest). */
-  weights = new Map<number, number>();
   /** Deliveries vouched for by others, weighed. */
   vouched = new Map<number, number>();
 
@@ -227,24 +225,10 @@ export function simulate(options: SimOptions = {}, onRound?: (s: RoundStats) => 
       }
     }
     for (const c of clients) {
-      const graph = new TrustGraph(String(c.id), attested);
-      const t = graph.trust();
-      let positive = 0;
-      for (const x of t) if (x > 0) positive++;
-      // An attester with the average trust counts fully; below it, in proportion.
-      c.weights.clear();
       c.vouched.clear();
-      const weight = new Map<string, number>();
-      for (let i = 1; i < graph.size; i++) {
-        if (t[i]! > 0) weight.set(graph.ids[i]!, Math.min(1, t[i]! * positive));
-      }
-      for (const a of attested) {
-        if (a.from === String(c.id)) continue;
-        const w = weight.get(a.from);
-        if (!w || a.satisfaction <= 0) continue;
-        const op = Number(a.about);
-        if (!Number.isInteger(op)) continue;
-        c.vouched.set(op, (c.vouched.get(op) ?? 0) + w * a.satisfaction);
+      for (const [peer, v] of vouched(String(c.id), attested)) {
+        const op = Number(peer);
+        if (Number.isInteger(op)) c.vouched.set(op, v);
       }
     }
 

@@ -145,3 +145,26 @@ export class TrustGraph {
     return t;
   }
 }
+
+/**
+ * What others vouch for, from `self`'s side: each attester's positive words about a peer, weighed by the
+ * trust that reaches the attester (one with the average trust counts fully, below it in proportion; a
+ * stranger, nothing). `self`'s own words, and words about `self`, do not count.
+ */
+export function vouched(
+  self: string,
+  attested: readonly Attested[],
+  options: TrustOptions = {},
+): Map<string, number> {
+  const graph = new TrustGraph(self, attested);
+  const t = graph.trust(options);
+  let positive = 0;
+  for (const x of t) if (x > 0) positive++;
+  const out = new Map<string, number>();
+  for (const a of attested) {
+    if (a.from === self || a.about === self || !(a.satisfaction > 0)) continue;
+    const w = Math.min(1, t[graph.indexOf(a.from)!]! * positive);
+    if (w > 0) out.set(a.about, (out.get(a.about) ?? 0) + w * a.satisfaction);
+  }
+  return out;
+}
