@@ -10,8 +10,8 @@
  * @module
  */
 import type { PrivateKey } from "@libp2p/interface";
-import { peerIdFromString } from "@libp2p/peer-id";
 import { MeshError } from "../errors.ts";
+import { signTagged, verifyTagged } from "../mesh/signature.ts";
 
 /** The key prefix (the DHT's validator and selector names). */
 export const OFFER_NAMESPACE = "meshgate-offer";
@@ -73,18 +73,9 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** The signed bytes (behind {@link DOMAIN}): the offer's canonical JSON without its signature. */
 function signedBytes(offer: Omit<Offer, "sig">): Uint8Array {
-  const body = new TextEncoder().encode(canonical(offer));
-  const out = new Uint8Array(DOMAIN.length + body.length);
-  out.set(DOMAIN);
-  out.set(body, DOMAIN.length);
-  return out;
-}
-
-const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
-function unb64(s: string): Uint8Array {
-  const bin = atob(s);
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return new TextEncoder().encode(canonical(offer));
 }
 
 /** Signs `terms` as `peer`'s offer. */
@@ -96,7 +87,7 @@ export async function signOffer(
 ): Promise<Offer> {
   const unsigned: Omit<Offer, "sig"> = { v: 1, peer, seq: now, ...terms };
   checkShape({ ...unsigned, sig: "AA==" });
-  return { ...unsigned, sig: b64(await key.sign(signedBytes(unsigned))) };
+  return { ...unsigned, sig: await signTagged(key, DOMAIN, signedBytes(unsigned)) };
 }
 
 const WEI = /^(0|[1-9][0-9]{0,77})$/;
@@ -149,15 +140,10 @@ function checkShape(input: unknown): Offer {
  */
 export async function verifyOffer(input: unknown, now = Date.now()): Promise<Offer> {
   const o = checkShape(input);
-  let ok = false;
-  try {
-    const id = peerIdFromString(o.peer);
-    const { sig, ...unsigned } = o;
-    ok = id.publicKey !== undefined && await id.publicKey.verify(signedBytes(unsigned), unb64(sig));
-  } catch {
-    ok = false;
+  const { sig, ...unsigned } = o;
+  if (!await verifyTagged(o.peer, DOMAIN, signedBytes(unsigned), sig)) {
+    throw new OfferError("offer_signature", `The offer is not signed by ${o.peer}`);
   }
-  if (!ok) throw new OfferError("offer_signature", `The offer is not signed by ${o.peer}`);
   if (o.validUntil <= now) {
     throw new OfferError(
       "offer_expired",

@@ -7,8 +7,8 @@
  * @module
  */
 import type { PrivateKey } from "@libp2p/interface";
-import { peerIdFromString } from "@libp2p/peer-id";
 import { MeshError } from "../errors.ts";
+import { signTagged, verifyTagged } from "../mesh/signature.ts";
 import type { Attested } from "./trust.ts";
 
 const DOMAIN = new TextEncoder().encode("meshgate/attestation/1\n");
@@ -43,17 +43,11 @@ export class AttestationError extends MeshError {
   }
 }
 
+/** The signed bytes (behind {@link DOMAIN}), in a fixed field order: the same wherever rebuilt. */
 function body(a: Omit<Attestation, "sig">): Uint8Array {
-  // Fixed field order: the signed bytes are the same wherever they are rebuilt.
   const text = JSON.stringify([a.v, a.from, a.at, a.about.map((p) => [p.peer, p.good, p.bad])]);
-  const b = new TextEncoder().encode(text);
-  const out = new Uint8Array(DOMAIN.length + b.length);
-  out.set(DOMAIN);
-  out.set(b, DOMAIN.length);
-  return out;
+  return new TextEncoder().encode(text);
 }
-
-const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
 
 export async function signAttestation(
   key: PrivateKey,
@@ -62,7 +56,7 @@ export async function signAttestation(
   now = Date.now(),
 ): Promise<Attestation> {
   const a = { v: 1 as const, from, at: now, about: about.slice(0, MAX_ATTESTED) };
-  return { ...a, sig: b64(await key.sign(body(a))) };
+  return { ...a, sig: await signTagged(key, DOMAIN, body(a)) };
 }
 
 function malformed(why: string): never {
@@ -85,16 +79,9 @@ export async function verifyAttestation(input: unknown, now = Date.now()): Promi
     ) malformed("each entry is {peer, good >= 0, bad >= 0}");
   }
   if (typeof a.sig !== "string" || a.sig.length > 200) malformed("sig must be base64");
-  let ok = false;
-  try {
-    const id = peerIdFromString(a.from!);
-    const sig = Uint8Array.from(atob(a.sig!), (c) => c.charCodeAt(0));
-    ok = id.publicKey !== undefined &&
-      await id.publicKey.verify(body(a as Omit<Attestation, "sig">), sig);
-  } catch {
-    ok = false;
+  if (!await verifyTagged(a.from!, DOMAIN, body(a as Omit<Attestation, "sig">), a.sig!)) {
+    throw new AttestationError("attestation_signature", `Not signed by ${a.from}`);
   }
-  if (!ok) throw new AttestationError("attestation_signature", `Not signed by ${a.from}`);
   if (now - a.at! > ATTESTATION_TTL_MS || a.at! > now + 60_000) {
     throw new AttestationError(
       "attestation_stale",

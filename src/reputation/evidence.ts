@@ -17,6 +17,7 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import { blake3 } from "../kernels/mod.ts";
 import { type CID, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
+import { signTagged, verifyTagged } from "../mesh/signature.ts";
 
 /** Domain separation: a delivery signature can never be mistaken for any other signed message. */
 const DOMAIN = new TextEncoder().encode("meshgate/delivery/1\n");
@@ -52,28 +53,19 @@ export class EvidenceError extends MeshError {
 }
 
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
-
-function unb64(s: string): Uint8Array {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
 function unhex(s: string): Uint8Array {
   const out = new Uint8Array(s.length / 2);
   for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
   return out;
 }
 
+/** The signed bytes (behind {@link DOMAIN}): CID, hash, time. */
 function message(cid: CID, hash: Uint8Array, at: number): Uint8Array {
   const c = cid.bytes;
-  const out = new Uint8Array(DOMAIN.length + c.length + 32 + 8);
-  out.set(DOMAIN, 0);
-  out.set(c, DOMAIN.length);
-  out.set(hash, DOMAIN.length + c.length);
-  new DataView(out.buffer).setBigUint64(DOMAIN.length + c.length + 32, BigInt(at));
+  const out = new Uint8Array(c.length + 32 + 8);
+  out.set(c, 0);
+  out.set(hash, c.length);
+  new DataView(out.buffer).setBigUint64(c.length + 32, BigInt(at));
   return out;
 }
 
@@ -85,8 +77,7 @@ export async function signDelivery(
   at = Date.now(),
   hash: Uint8Array = blake3(bytes),
 ): Promise<DeliverySignature> {
-  const sig = await key.sign(message(cid, hash, at));
-  return { hash: hex(hash), at, sig: b64(sig) };
+  return { hash: hex(hash), at, sig: await signTagged(key, DOMAIN, message(cid, hash, at)) };
 }
 
 function shape(s: unknown): DeliverySignature {
@@ -127,13 +118,7 @@ export async function verifyDelivery(
 ): Promise<DeliverySignature> {
   const s = shape(d);
   const id = peerOf(peer);
-  let ok = false;
-  try {
-    ok = await id.publicKey!.verify(message(cid, unhex(s.hash), s.at), unb64(s.sig));
-  } catch {
-    ok = false;
-  }
-  if (!ok) {
+  if (!await verifyTagged(id, DOMAIN, message(cid, unhex(s.hash), s.at), s.sig)) {
     throw new EvidenceError("evidence_signature", `The delivery signature is not ${peer}'s`);
   }
   return s;
