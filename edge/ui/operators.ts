@@ -9,7 +9,7 @@ interface Operator {
   peer: string;
   state: "new" | "vetted" | "suspended" | "excluded";
   score: number;
-  factors: { reliability: number; speed: number; uptime: number };
+  factors: { reliability: number; speed: number; uptime: number; audit: number; trade: number };
   reliabilityLong: number;
   reasons: string[];
   deliveries: number;
@@ -27,6 +27,8 @@ type Column =
   | "reliability"
   | "speed"
   | "uptime"
+  | "audit"
+  | "trade"
   | "deliveries"
   | "lastSeen";
 
@@ -44,6 +46,8 @@ function key(o: Operator, c: Column): number | string {
     case "reliability":
     case "speed":
     case "uptime":
+    case "audit":
+    case "trade":
       return o.factors[c];
     case "lastSeen":
       return o.lastSeen;
@@ -75,7 +79,7 @@ function render(): void {
   }
   if (rows.length === 0) {
     body.innerHTML =
-      '<tr><td colspan="8" class="empty">No operators yet: they appear as this node fetches from them.</td></tr>';
+      '<tr><td colspan="10" class="empty">No operators yet: they appear as this node fetches from them.</td></tr>';
     return;
   }
   body.innerHTML = rows.map((o) => {
@@ -93,6 +97,8 @@ function render(): void {
       <td>${bar(o.factors.reliability)}</td>
       <td>${bar(o.factors.speed)}</td>
       <td>${bar(o.factors.uptime)}</td>
+      <td>${bar(o.factors.audit)}</td>
+      <td>${bar(o.factors.trade)}</td>
       <td class="num" title="${esc(size(o.bytes))} verified">${o.deliveries} / ${o.failures}</td>
       <td class="why">${why}${evidence}</td>
     </tr>`;

@@ -11,6 +11,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import {
+  audited,
   DEFAULT_SCORE_PARAMS,
   defrauded,
   delivered,
@@ -19,6 +20,7 @@ import {
   newRecord,
   type PeerRecord,
   type PeerState,
+  rated,
   type Score,
   scoreOf,
   type ScoreParams,
@@ -164,6 +166,16 @@ export class ReputationBook {
   /** A request `peer` accepted and did not answer in time (or answered with an error). */
   failed(peer: string): void {
     failedDelivery(this.#record(peer), this.#now(), this.#params);
+  }
+
+  /** A storage audit of `peer` (`src/market` leases): passed or failed. */
+  audited(peer: string, passed: boolean): void {
+    audited(this.#record(peer), passed, this.#now(), this.#params);
+  }
+
+  /** A rating of a settled deal with `peer`, `value` in [0, 1] weighed by `weight` (see score.ts `rated`). */
+  rated(peer: string, value: number, weight: number): void {
+    rated(this.#record(peer), value, weight, this.#params);
   }
 
   /** A dial to `peer` that failed. */

@@ -43,6 +43,10 @@ export interface ScoreParams {
   floor: number;
   /** Smoothing of throughput and time-to-first-byte averages (weight of the newest sample). */
   speedSmoothing: number;
+  /** Forgetting of the audit score (storage proofs passed against failed). */
+  lambdaAudit: number;
+  /** Forgetting of the trade score (ratings of settled deals, weighed by value). */
+  lambdaTrade: number;
 }
 
 /**
@@ -58,6 +62,10 @@ export interface ScoreParams {
  * - sharpness 10: Sia's interactions factor is ((30+s)/(31+s+f))^10, the same shape.
  * - floor 0.1: Sia renterd's clamp (PR #1626).
  * - speedSmoothing 0.1: an average over ~10 deliveries.
+ * - λ audit 0.999: Storj's audit score itself (α/(α+β), λ 0.999); its factor is sharpened like reliability's,
+ *   so a holder failing 4% of audits weighs 0.66 and one failing a third of them sits at the floor.
+ * - λ trade 0.99: ~100 rated deals; a rating weighs by the deal's value (see `rated`), so many small deals
+ *   between friends cannot outweigh one large honest one.
  */
 export const DEFAULT_SCORE_PARAMS: Readonly<ScoreParams> = Object.freeze({
   lambdaLong: 0.999,
@@ -69,6 +77,8 @@ export const DEFAULT_SCORE_PARAMS: Readonly<ScoreParams> = Object.freeze({
   reliabilitySharpness: 10,
   floor: 0.1,
   speedSmoothing: 0.1,
+  lambdaAudit: 0.999,
+  lambdaTrade: 0.99,
 });
 
 /** Provable wrongdoing, portable: anyone can check `evidence` without trusting the reporter. */
@@ -99,6 +109,12 @@ export interface PeerRecord {
   throughput?: number;
   ttfbMs?: number;
   fraud?: Fraud;
+  /** Storage audits passed against failed (absent until the first audit). */
+  audit?: Beta;
+  audits?: { passed: number; failed: number };
+  /** Trade ratings in [0, 1], each weighed by its deal's value (absent until the first rating). */
+  trade?: Beta;
+  ratings?: number;
 }
 
 export type PeerState = "new" | "vetted" | "suspended" | "excluded";
@@ -109,7 +125,7 @@ export interface Score {
   state: PeerState;
   /** Product of the factors; 0 when excluded or suspended. */
   score: number;
-  factors: { reliability: number; speed: number; uptime: number };
+  factors: { reliability: number; speed: number; uptime: number; audit: number; trade: number };
   /** The long reliability, the number that decides suspension. */
   reliabilityLong: number;
   /** Why the score is what it is, in words. */
@@ -184,6 +200,43 @@ export function unreachable(r: PeerRecord, p: ScoreParams = DEFAULT_SCORE_PARAMS
   update(r.uptime, false, p.lambdaUptime);
 }
 
+/** A storage audit of `r`, passed or failed. */
+export function audited(
+  r: PeerRecord,
+  passed: boolean,
+  now: number,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): void {
+  r.audit ??= { alpha: 1, beta: 0 };
+  update(r.audit, passed, p.lambdaAudit);
+  r.audits ??= { passed: 0, failed: 0 };
+  if (passed) r.audits.passed++;
+  else r.audits.failed++;
+  r.lastSeen = now;
+}
+
+/**
+ * A rating of a settled deal with `r`: `value` in [0, 1] (1 = fully satisfied), `weight` ≥ 0 the rating's
+ * weight (the caller's: the deal's value, discounted for small deals and raters with no history).
+ */
+export function rated(
+  r: PeerRecord,
+  value: number,
+  weight: number,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): void {
+  if (!(value >= 0 && value <= 1) || !(weight >= 0) || !Number.isFinite(weight)) {
+    throw new RangeError(
+      `a rating is a value in [0, 1] with a finite weight >= 0, got ${value}, ${weight}`,
+    );
+  }
+  r.trade ??= { alpha: 1, beta: 0 };
+  // A weighed event: the memory decays once, then the rating adds its weight split by its value.
+  r.trade.alpha = p.lambdaTrade * r.trade.alpha + weight * value;
+  r.trade.beta = p.lambdaTrade * r.trade.beta + weight * (1 - value);
+  r.ratings = (r.ratings ?? 0) + 1;
+}
+
 /** Provable fraud: excluded from now on. The first proof is kept. */
 export function defrauded(r: PeerRecord, fraud: Fraud): void {
   r.fraud ??= fraud;
@@ -208,7 +261,11 @@ export function scoreOf(
     ? 1
     : clamp(r.throughput / medianThroughput, p.floor);
   const uptime = clamp(betaValue(r.uptime) ** 4, p.floor);
-  const factors = { reliability, speed, uptime };
+  const audit = r.audit === undefined
+    ? 1
+    : clamp(betaValue(r.audit) ** p.reliabilitySharpness, p.floor);
+  const trade = r.trade === undefined ? 1 : clamp(betaValue(r.trade) ** 2, p.floor);
+  const factors = { reliability, speed, uptime, audit, trade };
   const reasons: string[] = [];
   if (r.fraud !== undefined) {
     reasons.push(`excluded: ${r.fraud.kind.replace("_", " ")} (proof kept)`);
@@ -228,6 +285,16 @@ export function scoreOf(
   }
   if (speed < 1) reasons.push(`slower than the typical peer (${speed.toFixed(2)}x)`);
   if (uptime < 1) reasons.push("unreachable at times");
+  if (audit < 1) {
+    reasons.push(
+      `failed storage audits: ${r.audits?.failed ?? 0} of ${
+        (r.audits?.failed ?? 0) + (r.audits?.passed ?? 0)
+      }`,
+    );
+  }
+  if (trade < 1) {
+    reasons.push(`trade ratings below full (${trade.toFixed(2)} over ${r.ratings ?? 0} deals)`);
+  }
   const seen = r.deliveries + vouched;
   const state: PeerState = seen >= p.vetDeliveries ? "vetted" : "new";
   if (state === "new") {
@@ -236,7 +303,7 @@ export function scoreOf(
   return {
     peer: r.peer,
     state,
-    score: reliability * speed * uptime,
+    score: reliability * speed * uptime * audit * trade,
     factors,
     reliabilityLong,
     reasons,

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import {
+  audited,
   DEFAULT_SCORE_PARAMS,
   defrauded,
   delivered,
   failedDelivery,
   newRecord,
   type PeerRecord,
+  rated,
   scoreOf,
 } from "../../src/reputation/score.ts";
 import { rng } from "../../src/reputation/sim.ts";
@@ -86,4 +88,34 @@ Deno.test("vetting takes 20 verified deliveries; failures do not count toward it
   assert.equal(scoreOf(r, undefined).state, "new");
   delivered(r, 1024, 1, 1, 200);
   assert.equal(scoreOf(r, undefined).state, "vetted");
+});
+
+Deno.test("audits and trade ratings are factors: unseen they weigh 1, failures and bad ratings lower them to the floor", () => {
+  const r = newRecord("p", 0);
+  for (let i = 0; i < 30; i++) delivered(r, 1024, 1, 1, 0);
+  const fresh = scoreOf(r, undefined);
+  assert.equal(fresh.factors.audit, 1);
+  assert.equal(fresh.factors.trade, 1);
+  for (let i = 0; i < 100; i++) audited(r, i % 25 !== 0, 0); // 4% failed
+  const a = scoreOf(r, undefined);
+  assert.ok(
+    a.factors.audit < 0.8 && a.factors.audit > 0.3,
+    `4% failed audits weigh ${a.factors.audit}`,
+  );
+  assert.ok(
+    a.reasons.some((x) => x.startsWith("failed storage audits: 4 of 100")),
+    a.reasons.join(),
+  );
+  for (let i = 0; i < 100; i++) audited(r, false, 0);
+  assert.equal(scoreOf(r, undefined).factors.audit, DEFAULT_SCORE_PARAMS.floor);
+  // One large bad deal outweighs many tiny good ones: ratings weigh by value.
+  const t = newRecord("q", 0);
+  for (let i = 0; i < 50; i++) rated(t, 1, 0.01);
+  rated(t, 0, 10);
+  assert.ok(
+    scoreOf(t, undefined).factors.trade < 0.2,
+    `trade ${scoreOf(t, undefined).factors.trade}`,
+  );
+  assert.throws(() => rated(t, 2, 1), RangeError);
+  assert.throws(() => rated(t, 1, Number.POSITIVE_INFINITY), RangeError);
 });
