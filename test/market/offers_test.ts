@@ -5,7 +5,6 @@ import fc from "fast-check";
 import {
   decodeOffer,
   encodeOffer,
-  type Offer,
   OFFER_NAMESPACE,
   OfferError,
   offerKey,
