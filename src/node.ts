@@ -30,6 +30,8 @@ import { VolunteerQuota } from "./mesh/quota.ts";
 import { type Drill, drillSource } from "./mesh/drill.ts";
 import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
 import { ReputationService } from "./reputation/service.ts";
+import { fraudProof } from "./reputation/evidence.ts";
+import { warn } from "./mesh/_log.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
@@ -243,8 +245,14 @@ export class MeshgateNode {
           store: source,
           onMisbehaviour: (peer, report) => {
             health.misbehaved(peer, report);
-            // Bad bytes over an authenticated stream: certain here, though not portable without a signature.
-            if (report.kind === "bad_bytes") {
+            // Bad bytes over an authenticated stream: certain here. Signed, they are a proof every node can
+            // check: it goes to them all; unsigned, only this node knows.
+            if (report.kind === "bad_bytes" && report.signed && reputation) {
+              const proof = fraudProof(peer, report.cid, report.signed);
+              void reputation.report(proof).catch((e) =>
+                warn("reputation", "a proof of fraud failed its check", { peer, error: String(e) })
+              );
+            } else if (report.kind === "bad_bytes") {
               reputation?.book.excluded(peer, {
                 kind: "bad_bytes",
                 at: report.at,

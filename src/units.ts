@@ -1,4 +1,4 @@
-/** Byte sizes and media types, in the words people read: "1 GiB", not 1073741824. */
+/** Byte sizes, media types and hex, in the words people and wires read: "1 GiB", not 1073741824. */
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
@@ -61,4 +61,15 @@ const TYPES: Record<string, string> = {
 export function typeFromName(name: string): string | undefined {
   const dot = name.lastIndexOf(".");
   return dot > 0 ? TYPES[name.slice(dot + 1).toLowerCase()] : undefined;
+}
+
+/** Lower-case hex of `b`. */
+export const toHex = (b: Uint8Array): string =>
+  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+/** The bytes of even-length hex `s` (checked by the caller). */
+export function fromHex(s: string): Uint8Array {
+  const out = new Uint8Array(s.length >> 1);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
+  return out;
 }

@@ -25,6 +25,11 @@
  * request), and a {@link DeliveryPayer} on the asking side hears of every verified chunk and of every refusal,
  * after which it may pay and have the rest of the request asked again.
  *
+ * Every chunk answer carries the server's signature over (CID, BLAKE3 of the bytes as sent, time)
+ * (`signed_delivery.ts`): a reader that gets bytes failing their CID then holds a portable proof of fraud,
+ * reported with the misbehaviour. The reader checks the signature only then: on honest bytes it proves nothing
+ * the CID does not.
+ *
  * @module
  */
 import type {
@@ -34,6 +39,7 @@ import type {
   Logger,
   PeerId,
   PeerStore,
+  PrivateKey,
   Startable,
   Stream,
   StreamHandler,
@@ -44,6 +50,8 @@ import { MeshError } from "../errors.ts";
 import { blake3 } from "../kernels/mod.ts";
 import { decodeFrame, encodeFrame, type Frame, FrameReader, writeFrame } from "./_framing.ts";
 import { KeyedLimiter } from "./_limiter.ts";
+import { type DeliverySignature, signDelivery, verifyDelivery } from "./signed_delivery.ts";
+import { fromHex, toHex } from "../units.ts";
 import { type PeerTarget, peerTargetLabel, resolvePeerTarget } from "./_target.ts";
 import {
   ExchangeProtocolError,
@@ -81,8 +89,9 @@ export interface ChunkSource {
 
 /** What a peer did wrong, as reported to `onMisbehaviour` and kept in {@link ChunkExchange.misbehaviour}. */
 export type MisbehaviourReport =
-  /** It sent bytes that do not hash to the CID they were sent under (answering `get`, or in a `put`). */
-  | { kind: "bad_bytes"; cid: CID; at: number }
+  /** It sent bytes that do not hash to the CID they were sent under (answering `get`, or in a `put`); `signed`:
+   * its signature over the hash of what it sent, when valid: with it, anyone can check the fraud. */
+  | { kind: "bad_bytes"; cid: CID; at: number; signed?: DeliverySignature }
   /** It sent a frame over the size limit. */
   | { kind: "oversize"; length: number; at: number };
 
@@ -119,6 +128,9 @@ export interface ChunkExchangeInit {
   gate?: DeliveryGate;
   /** Hears what this node receives and pays for it (paid delivery, client side). Default: none. */
   payer?: DeliveryPayer;
+  /** Sign every chunk answer with the node's identity key (see the module). Costs a BLAKE3 of the chunk and
+   * an Ed25519 signature on the serving side. Default: true when libp2p gives the exchange its key. */
+  signDeliveries?: boolean;
 }
 
 /**
@@ -187,6 +199,8 @@ export interface ChunkExchangeComponents {
   };
   peerStore: PeerStore;
   logger: ComponentLogger;
+  /** The node's identity key: signs deliveries. */
+  privateKey?: PrivateKey;
 }
 
 /** One answer of {@link ChunkExchange.fetchChunks}: the verified bytes, or `null` when the peer lacks it. */
@@ -260,11 +274,23 @@ export function chunkProof(nonce: Uint8Array, bytes: Uint8Array): Uint8Array {
   return blake3(out);
 }
 
-const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-function fromHex(s: string): Uint8Array {
-  const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
-  return out;
+/**
+ * `peer`'s signature over the bytes it sent, when it holds: valid, and over the hash of exactly `bytes`. A
+ * peer that signed some other hash is caught here all the same, but leaves no proof for others.
+ */
+async function signedFraud(
+  peer: string,
+  cid: CID,
+  bytes: Uint8Array,
+  delivery: unknown,
+): Promise<DeliverySignature | undefined> {
+  if (delivery === undefined) return undefined;
+  try {
+    const d = await verifyDelivery(peer, cid, delivery);
+    return d.hash === toHex(blake3(bytes)) ? d : undefined;
+  } catch {
+    return undefined;
+  }
 }
 const STORE_REFUSALS: ReadonlySet<string> = new Set([
   "store_full",
@@ -298,6 +324,7 @@ export class ChunkExchange implements Startable {
   readonly #halfOpenMs: number;
   readonly #gate: DeliveryGate | undefined;
   readonly #payer: DeliveryPayer | undefined;
+  readonly #signer: PrivateKey | undefined;
   readonly #log: Logger;
 
   constructor(components: ChunkExchangeComponents, init: ChunkExchangeInit = {}) {
@@ -312,6 +339,7 @@ export class ChunkExchange implements Startable {
     this.#onMisbehaviour = init.onMisbehaviour;
     this.#gate = init.gate;
     this.#payer = init.payer;
+    this.#signer = init.signDeliveries === false ? undefined : components.privateKey;
     this.#log = components.logger.forComponent("meshgate:exchange");
   }
 
@@ -393,14 +421,15 @@ export class ChunkExchange implements Startable {
           await session.closeWrite();
           for (const [i, cid] of rest.entries()) {
             const frame = await session.expect();
-            const header = frame.header as { cid?: unknown; found?: unknown };
+            const header = frame.header as { cid?: unknown; found?: unknown; delivery?: unknown };
             if (header.cid !== cid.toString() || typeof header.found !== "boolean") {
               throw new ExchangeProtocolError(
                 `peer "${session.peer}" answered out of order for ${cid}`,
               );
             }
             if (header.found && !matchesCid(cid, frame.body)) {
-              this.#report(session.peer, { kind: "bad_bytes", cid, at: Date.now() });
+              const signed = await signedFraud(session.peer, cid, frame.body, header.delivery);
+              this.#report(session.peer, { kind: "bad_bytes", cid, at: Date.now(), signed });
               throw new ChunkMismatchError(cid, `peer "${session.peer}"`);
             }
             if (header.found) {
@@ -720,7 +749,10 @@ export class ChunkExchange implements Startable {
         }
         const found = bytes !== null && bytes.length <= MAX_CHUNK_BYTES;
         if (!found || this.#gate === undefined) {
-          await session.send({ cid: cid.toString(), found }, found ? bytes! : undefined);
+          await session.send(
+            found ? await this.#answer(cid, bytes!) : { cid: cid.toString(), found },
+            found ? bytes! : undefined,
+          );
           continue;
         }
         await this.#serveGated(session, cid, bytes!);
@@ -784,7 +816,7 @@ export class ChunkExchange implements Startable {
     }
     let delivered = false;
     try {
-      await session.send({ cid: cid.toString(), found: true }, bytes);
+      await session.send(await this.#answer(cid, bytes), bytes);
       delivered = true;
     } finally {
       try {
@@ -793,6 +825,16 @@ export class ChunkExchange implements Startable {
         this.#log.error("gate.served threw - %e", e);
       }
     }
+  }
+
+  /** The header of a found chunk's answer: signed when this node signs deliveries. */
+  async #answer(cid: CID, bytes: Uint8Array): Promise<Record<string, unknown>> {
+    if (this.#signer === undefined) return { cid: cid.toString(), found: true };
+    return {
+      cid: cid.toString(),
+      found: true,
+      delivery: await signDelivery(this.#signer, cid, bytes),
+    };
   }
 
   /** The answer that carries a gate's refusal: its code, message and status when it is a `MeshError`. */

@@ -5,7 +5,9 @@
 import assert from "node:assert/strict";
 import { cidOf } from "../../src/content/cid.ts";
 import { MeshgateNode } from "../../src/node.ts";
-import { MemorySource, randomBytes, startNode, stopNodes } from "../mesh/_helpers.ts";
+import { drillSource } from "../../src/mesh/drill.ts";
+import { checkFraudProof, type FraudProof } from "../../src/reputation/evidence.ts";
+import { MemorySource, randomBytes, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
 
 Deno.test({
   name:
@@ -46,6 +48,72 @@ Deno.test({
       await node.stop();
       await stopNodes(holder);
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a liar's signed answer becomes a proof: the reader excludes it with the proof, and a node that never read from it does too",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dirs = [
+      await Deno.makeTempDir({ prefix: "meshgate-node-proof-a-" }),
+      await Deno.makeTempDir({ prefix: "meshgate-node-proof-b-" }),
+    ];
+    const bytes = randomBytes(64 * 1024);
+    const cid = cidOf(bytes);
+    const liarStore = new MemorySource();
+    await liarStore.put(cid, bytes);
+    const liar = await startNode({ store: drillSource(liarStore, "liar") });
+    const honestStore = new MemorySource();
+    await honestStore.put(cid, bytes);
+    const honest = await startNode({ store: honestStore });
+    const open = (dir: string, bootstrap: string[]) =>
+      MeshgateNode.create({
+        dataDir: dir,
+        parityWorkers: 0,
+        mesh: { listen: ["/ip4/127.0.0.1/tcp/0"], bootstrap },
+      });
+    const bystander = await open(dirs[1]!, []);
+    const reader = await open(dirs[0]!, [
+      bystander.mesh!.multiaddrs()[0]!,
+    ]);
+    try {
+      await waitFor(
+        () => bystander.mesh!.libp2p.getPeers().length > 0,
+        "the bystander is connected",
+      );
+      // The reader asks the liar first (it is the only one it knows), then the honest holder.
+      await reader.mesh!.connect(liar.multiaddrs()[0]!);
+      const wrong = await reader.mesh!.fetchChunk(liar.peerId, cid).then(() => null, (e) => e);
+      assert.equal(wrong?.code, "chunk_mismatch");
+      await reader.mesh!.connect(honest.multiaddrs()[0]!);
+      assert.deepEqual(
+        await reader.chunk(cid, false),
+        bytes,
+        "the read still gets the right bytes",
+      );
+      await waitFor(
+        () => reader.reputation!.book.isExcluded(liar.peerId),
+        "the reader excluded the liar",
+      );
+      const evidence = reader.reputation!.book.record(liar.peerId)!.fraud!.evidence as FraudProof;
+      assert.equal(evidence.kind, "bad_bytes");
+      assert.equal(evidence.cid, cid.toString());
+      // The proof is portable: it checks on its own, and it reached the bystander.
+      await checkFraudProof(evidence);
+      await waitFor(
+        () => bystander.reputation!.book.isExcluded(liar.peerId),
+        "the bystander excluded the liar on the proof alone",
+      );
+      assert.equal(bystander.reputation!.book.record(liar.peerId)!.deliveries, 0);
+    } finally {
+      await reader.stop();
+      await bystander.stop();
+      await stopNodes(liar, honest);
+      for (const d of dirs) await Deno.remove(d, { recursive: true });
     }
   },
 });
