@@ -9,6 +9,7 @@ import type { Manifest } from "../src/content/manifest.ts";
 import type { MeshgateNode } from "../src/node.ts";
 import { DEFAULT_FIND_TIMEOUT_MS, type ProviderInfo } from "../src/mesh/dht.ts";
 import { MeshError } from "../src/errors.ts";
+import { type Prefer, PREFERENCES } from "../src/reputation/select.ts";
 import { httpStatus } from "./errors.ts";
 import { parseRange } from "./range.ts";
 import { typeFromName } from "../src/units.ts";
@@ -395,6 +396,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
         expectedSize,
         maxBytes: maxUpload,
         signal: c.req.raw.signal,
+        prefer: preferOf(c),
       });
     } catch (e) {
       if (e instanceof MeshError || e instanceof RangeError) throw e;
@@ -495,7 +497,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     if (c.req.method === "HEAD" || end === start) return c.body(null, status, headers);
 
     const signal = c.req.raw.signal;
-    const stream = node.read(manifest, { start, end, signal });
+    const stream = node.read(manifest, { start, end, signal, prefer: preferOf(c) });
     const reader = stream.getReader();
     // The first chunk is read before answering, so a missing file gets a status code, not a cut body.
     const first = await reader.read();
@@ -546,4 +548,17 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   const serve = (c: Context) => serveCid(c, parseCid(c.req.param("cid")!), c.req.path, true);
   for (const prefix of ["/mesh", "/ipfs"]) app.get(`${prefix}/:cid`, serve);
   return gateway;
+}
+
+/** The request's `?prefer=`: whom the mesh asks first, or who keeps the chunks (`reputation/select.ts`). */
+function preferOf(c: Context): Prefer | undefined {
+  const v = c.req.query("prefer");
+  if (v === undefined) return undefined;
+  if (!(PREFERENCES as readonly string[]).includes(v)) {
+    throw new MeshError(
+      "bad_request",
+      `Query parameter "prefer" is one of ${PREFERENCES.join(", ")}, got "${v.slice(0, 40)}"`,
+    );
+  }
+  return v as Prefer;
 }

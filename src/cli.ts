@@ -20,6 +20,7 @@ import { multiaddr } from "@multiformats/multiaddr";
 import { startCluster } from "./cluster.ts";
 import { type Drill, parseDrill } from "./mesh/drill.ts";
 import { formatBytes, typeFromName } from "./units.ts";
+import { PREFERENCES } from "./reputation/select.ts";
 
 class UsageError extends Error {
   override name = "UsageError";
@@ -481,6 +482,8 @@ Options:
   --name NAME                    file name to record              [FILE's base name]
   --type TYPE                    media type                       [from the extension]
   --k N  --m N                   data and parity chunks per stripe [the node's default]
+  --prefer P                     who keeps the chunks: balanced, reliable, fast or cheap (reputation
+                                 x price x latency, weighed differently)  [balanced]
   --api-token T   MESH_API_TOKEN the gateway's API token, when it needs one  [DIR/api.token of the
                                  node found through --data, if it has one]
   -h, --help
@@ -544,6 +547,7 @@ async function put(args: string[]): Promise<number> {
       type: { type: "string" },
       k: { type: "string" },
       m: { type: "string" },
+      prefer: { type: "string" },
       "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -576,6 +580,7 @@ async function put(args: string[]): Promise<number> {
   url.searchParams.set("name", name);
   if (values.k) url.searchParams.set("k", values.k);
   if (values.m) url.searchParams.set("m", values.m);
+  if (values.prefer) url.searchParams.set("prefer", preferArg(values.prefer));
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
   const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN") ??
@@ -630,6 +635,7 @@ Options:
   -o, --output FILE              write here (atomically: a failed download leaves no file)
   --gateway URL   MESH_GATEWAY   gateway to download from   [the running node of --data, else http://127.0.0.1:8080]
   --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json)  [.meshgate]
+  --prefer P                     whom the mesh asks first: balanced, reliable, fast or cheap  [balanced]
   -h, --help
 `;
 
@@ -663,6 +669,14 @@ export function parseTarget(text: string): { cid: string; url?: URL } {
   return { cid: arg };
 }
 
+/** `--prefer`, checked here so that a typo is a usage error, not a 400 after connecting. */
+function preferArg(v: string): string {
+  if (!(PREFERENCES as readonly string[]).includes(v)) {
+    throw new UsageError(`--prefer is one of ${PREFERENCES.join(", ")}, not "${v}"`);
+  }
+  return v;
+}
+
 async function get(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -671,6 +685,7 @@ async function get(args: string[]): Promise<number> {
       output: { type: "string", short: "o" },
       gateway: { type: "string" },
       data: { type: "string" },
+      prefer: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -685,6 +700,7 @@ async function get(args: string[]): Promise<number> {
     ? { url: target.url.origin, from: "url" }
     : await chooseGateway(values.gateway, values.data);
   const url = target.url ?? new URL(`/mesh/${encodeURIComponent(target.cid)}`, gateway.url);
+  if (values.prefer) url.searchParams.set("prefer", preferArg(values.prefer));
   const res = await fetch(url).catch((e) => {
     throw unreachable(gateway, e);
   });

@@ -22,7 +22,13 @@ import { placeFile } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
-import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS, RequestBudget } from "./mesh/fetch.ts";
+import {
+  ChunkLocator,
+  fetchFromMesh,
+  PAYER_REFUSALS,
+  type RankPeers,
+  RequestBudget,
+} from "./mesh/fetch.ts";
 import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth, type PeerStanding } from "./mesh/health.ts";
@@ -33,6 +39,7 @@ import { ReputationService } from "./reputation/service.ts";
 import { fraudProof } from "./reputation/evidence.ts";
 import { warn } from "./mesh/_log.ts";
 import type { ReputationBook } from "./reputation/book.ts";
+import { order, type Prefer, Selection } from "./reputation/select.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
 
@@ -97,6 +104,18 @@ export class NotFoundError extends MeshError {
   constructor(cid: CID, detail = "") {
     super("not_found", `No content found for ${cid}${detail}`);
   }
+}
+
+/** How {@link MeshgateNode.chunk} goes to the mesh when memory and disk miss. */
+export interface ChunkFetchOptions {
+  /** Runs before going to the mesh. */
+  beforeMesh?: () => Promise<void>;
+  /** What the file read has cost so far: paid delivery caps it per file. */
+  budget?: SpendBudget;
+  /** The read's budget of mesh requests. */
+  requests?: RequestBudget;
+  /** Whom to ask first: `reputation/select.ts` (default balanced). */
+  prefer?: Prefer;
 }
 
 export interface NodeStats {
@@ -291,6 +310,7 @@ export class MeshgateNode {
           undefined,
           health,
           payer && ((peer) => payer.quote(peer).then((q) => q.price)),
+          rankByReputation(standing.book),
         );
         // Announces what this node keeps, in the background; stopped before the mesh.
         const announce = provide = new ProvideQueue(meshNode, { held: () => store.cids() });
@@ -343,7 +363,7 @@ export class MeshgateNode {
    */
   async put(
     source: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array>,
-    options: IngestOptions = {},
+    options: IngestOptions & { prefer?: Prefer } = {},
   ): Promise<PutResult> {
     const writes = this.#claims.begin();
     let result: IngestResult;
@@ -359,7 +379,7 @@ export class MeshgateNode {
     }
     this.#stats.uploads++;
     const durability = this.mesh
-      ? await this.#distribute(result, writes, options.signal)
+      ? await this.#distribute(result, writes, options.signal, options.prefer)
       : localDurability(result.cid, result.manifest);
     await this.#durability.save(result.cid, durability);
     return { ...result, durability };
@@ -374,10 +394,13 @@ export class MeshgateNode {
     { cid, manifest }: IngestResult,
     writes: UploadWrites,
     signal?: AbortSignal,
+    prefer?: Prefer,
   ): Promise<Durability> {
+    const book = this.reputation?.book;
     const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
       signal,
       provide: this.#provide,
+      ...(book ? { candidates: placementCandidates(book, prefer) } : {}),
     });
     this.#stats.placed += report.placed;
     for (const r of report.refused) this.#stats.refused += r.chunks;
@@ -406,12 +429,7 @@ export class MeshgateNode {
     cid: CID,
     cache = true,
     signal?: AbortSignal,
-    /** Runs before going to the mesh, only when memory and disk miss. */
-    beforeMesh?: () => Promise<void>,
-    /** What the file read has cost so far: paid delivery caps it per file. */
-    budget?: SpendBudget,
-    /** The read's budget of mesh requests. */
-    requests?: RequestBudget,
+    { beforeMesh, budget, requests, prefer }: ChunkFetchOptions = {},
   ): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
@@ -430,6 +448,7 @@ export class MeshgateNode {
         standing: this.#standing,
         ...(budget ? { budget } : {}),
         ...(requests ? { requests } : {}),
+        ...(prefer ? { prefer } : {}),
       });
       if (bytes) this.#stats.fetched++;
       // Missing only when every peer asked answered so: a holder that could not be reached (restarting,
@@ -502,7 +521,7 @@ export class MeshgateNode {
    */
   read(
     manifest: Manifest,
-    options: Omit<ReadOptions, "onRepaired"> = {},
+    options: Omit<ReadOptions, "onRepaired"> & { prefer?: Prefer } = {},
   ): ReadableStream<Uint8Array> {
     const cache = manifest.size <= this.#cache.maxBytes / 16;
     // Over the network one stripe ahead does not hide the round trips: keep two in flight.
@@ -523,7 +542,12 @@ export class MeshgateNode {
     return readFile(
       manifest,
       (cid, signal, stripe) =>
-        this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget, requests),
+        this.chunk(cid, cache, signal, {
+          beforeMesh: () => locate(cid, signal, stripe),
+          budget,
+          requests,
+          prefer: options.prefer,
+        }),
       {
         ...options,
         prefetch,
@@ -565,6 +589,38 @@ function listenError(e: unknown, listen: string[] | undefined): unknown {
     `Cannot listen on ${where}: in use (another node running?). Choose free ones with --listen, or run with --no-mesh`,
     { cause: e },
   );
+}
+
+/**
+ * Whom to ask first: drawn by reputation × price × latency (`reputation/select.ts`), newcomers kept to their
+ * share; the excluded and suspended (weight 0) go last, where standing skips them anyway.
+ */
+function rankByReputation(book: ReputationBook): RankPeers {
+  return (peers, prices, prefer) => {
+    const candidates = peers.map((p) => {
+      const price = prices.get(p);
+      return book.candidate(p, price === undefined ? {} : { price: Number(price) });
+    });
+    const first = order(candidates, { prefer: prefer as Prefer | undefined }).map((c) => c.peer);
+    const picked = new Set(first);
+    return [...first, ...peers.filter((p) => !picked.has(p))];
+  };
+}
+
+/** Up to this many candidates per chunk of a stripe are drawn for placement; XOR closeness picks among them. */
+const PLACEMENT_DRAW = 2;
+
+/**
+ * Who may keep a file's chunks: never the excluded or suspended; when there are more than
+ * {@link PLACEMENT_DRAW} × chunks-per-stripe, that many drawn by reputation × price (`Selection`, newcomers
+ * kept to their share), so a good operator keeps more and a Sybil crowd stays within the newcomers' share.
+ */
+function placementCandidates(book: ReputationBook, prefer?: Prefer) {
+  return (peers: readonly string[], want: number): string[] => {
+    const candidates = peers.map((p) => book.candidate(p)).filter((c) => c.score > 0);
+    if (candidates.length <= PLACEMENT_DRAW * want) return candidates.map((c) => c.peer);
+    return new Selection(candidates, { prefer }).pick(PLACEMENT_DRAW * want).map((c) => c.peer);
+  };
 }
 
 /**

@@ -74,13 +74,15 @@ export class ChunkLocator {
 
   /**
    * `standing` (default: {@link defaultStanding} of the mesh) says whom not to ask; `price` (paid delivery:
-   * the operator's quote, wei per byte) orders a chunk's holders cheapest first. Default: quickest first.
+   * the operator's quote, wei per byte) and `rank` (reputation) order a chunk's holders (see
+   * {@link ranked}). Default: quickest first.
    */
   constructor(
     readonly mesh: MeshNode,
     readonly limit = 100_000,
     standing?: PeerStanding,
     readonly price?: (peer: string) => Promise<bigint>,
+    readonly rank?: RankPeers,
   ) {
     this.standing = standing ?? defaultStanding(mesh.libp2p);
     this.latency = defaultLatency(mesh);
@@ -132,11 +134,10 @@ export class ChunkLocator {
     return this.#where.get(cid.toString())?.[0];
   }
 
-  /** The known holders of `cid`: cheapest first with a `price`, else quickest first. A holder whose quote
-   * fails goes last. */
-  holders(cid: CID): Promise<string[]> {
+  /** The known holders of `cid`, in the order to ask them (see {@link ranked}). */
+  holders(cid: CID, prefer?: string): Promise<string[]> {
     const peers = [...this.#where.get(cid.toString()) ?? []];
-    return this.price ? cheapestFirst(peers, this.price, peers.length) : Promise.resolve(peers);
+    return ranked(peers, peers.length, this.price, this.rank, prefer);
   }
 
   /** Forgets `peer` as a holder of `cid`, or every holder. */
@@ -163,26 +164,50 @@ export class ChunkLocator {
 const PRICE_WAIT_MS = 2000;
 
 /**
- * `peers` with the first `n` stably ordered cheapest first by `price` (the rest keep their place after
- * them); a peer whose price fails or takes over {@link PRICE_WAIT_MS} goes after the priced ones.
+ * Orders candidates to ask, by what this node knows of them (reputation × price: `reputation/select.ts`,
+ * wired by the node; the mesh knows no scores). `prices`: the quotes that came in time, wei per byte.
+ * `prefer`: the request's `?prefer=`. Returns every peer given, in the order to ask them.
  */
-export async function cheapestFirst(
+export type RankPeers = (
   peers: readonly string[],
-  price: (peer: string) => Promise<bigint>,
+  prices: ReadonlyMap<string, bigint>,
+  prefer?: string,
+) => string[];
+
+/**
+ * `peers` with the first `n` in the order to ask them (the rest keep their place after them): by `rank`
+ * when given, else stably cheapest first by `price`, else as they are. Prices are asked at once; one that
+ * fails or takes over {@link PRICE_WAIT_MS} counts as unknown (last, cheapest-first).
+ */
+export async function ranked(
+  peers: readonly string[],
   n: number,
+  price?: (peer: string) => Promise<bigint>,
+  rank?: RankPeers,
+  prefer?: string,
 ): Promise<string[]> {
   const head = peers.slice(0, n);
-  if (head.length < 2) return [...peers];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const slow = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), PRICE_WAIT_MS));
-  const prices = await Promise.all(
-    head.map((p) => Promise.race([price(p).catch(() => undefined), slow])),
-  ).finally(() => clearTimeout(timer));
-  const rank = (i: number) => prices[i] ?? (1n << 255n);
-  const order = head.map((_, i) => i).sort((a, b) =>
-    rank(a) < rank(b) ? -1 : rank(a) > rank(b) ? 1 : a - b
-  );
-  return [...order.map((i) => head[i]!), ...peers.slice(n)];
+  if (head.length < 2 || (!price && !rank)) return [...peers];
+  const prices = new Map<string, bigint>();
+  if (price) {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const slow = new Promise<undefined>((r) =>
+      timer = setTimeout(() => r(undefined), PRICE_WAIT_MS)
+    );
+    const got = await Promise.all(
+      head.map((p) => Promise.race([price(p).catch(() => undefined), slow])),
+    ).finally(() => clearTimeout(timer));
+    got.forEach((x, i) => x !== undefined && prices.set(head[i]!, x));
+  }
+  let first: string[];
+  if (rank) first = rank(head, prices, prefer);
+  else {
+    const unknown = 1n << 255n;
+    first = head.map((p, i) => ({ p, i, x: prices.get(p) ?? unknown }))
+      .sort((a, b) => a.x < b.x ? -1 : a.x > b.x ? 1 : a.i - b.i)
+      .map((e) => e.p);
+  }
+  return [...first, ...peers.slice(n)];
 }
 
 /** What one read may still ask of the mesh before it is refused (audit finding 9: a manifest naming
@@ -237,6 +262,8 @@ export interface FetchOptions {
   latency?: FetchLatency;
   /** The read's budget of mesh requests. Default: none (a single fetch is bounded by its signal). */
   requests?: RequestBudget;
+  /** What the request prefers (`?prefer=`: reliable, fast, cheap; default balanced), for the ranking. */
+  prefer?: string;
   /** Filled in: how many asked peers failed to answer (unreachable, timed out, errors). A null result with
    * none failed means every peer asked answered that it lacks the chunk. */
   outcome?: { failed: number };
@@ -386,7 +413,7 @@ export async function fetchFromMesh(
     if (thrown !== undefined) throw thrown;
     return won !== undefined;
   };
-  for (const located of await options.locator?.holders(cid) ?? []) {
+  for (const located of await options.locator?.holders(cid, options.prefer) ?? []) {
     const bytes = await step(located);
     if (won) return won;
     if (bytes === SLOW) continue;
@@ -401,9 +428,15 @@ export async function fetchFromMesh(
   const near = await meshTable(mesh);
   let answered = 0;
   let nearest = near.closest(cid.multihash.digest, near.peers.length);
-  // Paid delivery: of the nearest, the cheapest are asked first (quotes are asked once per peer, kept).
-  const price = options.locator?.price;
-  if (price) nearest = await cheapestFirst(nearest, price, options.nearest ?? 8);
+  // Of the nearest, the best by reputation and price are asked first (quotes are asked once per peer, kept).
+  const locator = options.locator;
+  nearest = await ranked(
+    nearest,
+    options.nearest ?? 8,
+    locator?.price,
+    locator?.rank,
+    options.prefer,
+  );
   for (const peer of nearest) {
     const bytes = await step(peer);
     if (won) return won;

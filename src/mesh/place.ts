@@ -55,6 +55,10 @@ export interface PlaceOptions {
   /** A peer connected for less than this (ms) counts as a new identity for diversity. Default:
    * {@link DEFAULT_MIN_AGE_MS}. */
   minAgeMs?: number;
+  /** Of the connected peers, those that may keep chunks (`want`: chunks per stripe), chosen by what this
+   * node knows of them (the node: reputation × price); XOR closeness then decides among them. Default:
+   * every connected peer. */
+  candidates?: (peers: readonly string[], want: number) => string[];
 }
 
 /** How long a peer must have been connected not to count as new: 10 min. */
@@ -134,8 +138,9 @@ export async function placeFile(
   options: PlaceOptions = {},
 ): Promise<PlacementReport> {
   const self = mesh.peerId;
-  const peers = await meshPeers(mesh);
   const { k, m } = manifest;
+  const connected = await meshPeers(mesh);
+  const peers = options.candidates ? options.candidates(connected, k + m) : connected;
   const signal = options.signal;
   /** Peers that refused or failed: left out of this file's later placements. */
   const out = new Set<string>();

@@ -266,3 +266,23 @@ Deno.test("/livez, /readyz and /metrics report health and Prometheus series", ()
     gw.ready = false;
     assert.equal((await gw.app.request(`${base}/readyz`)).status, 503);
   }));
+
+Deno.test("?prefer= takes balanced, reliable, fast or cheap on GET and POST; anything else is 400 and stores nothing", () =>
+  withGateway(async (gw, node) => {
+    const { cid } = await (await upload(gw, body, "name=a.bin&prefer=reliable")).json();
+    for (const p of ["balanced", "reliable", "fast", "cheap"]) {
+      const res = await gw.app.request(`${base}/mesh/${cid}?prefer=${p}`);
+      assert.equal(res.status, 200, p);
+      assert.deepEqual(new Uint8Array(await res.arrayBuffer()), body);
+    }
+    const bad = await gw.app.request(`${base}/mesh/${cid}?prefer=cheapest`);
+    assert.equal(bad.status, 400);
+    assert.match((await bad.json()).message, /"prefer" is one of balanced, reliable, fast, cheap/);
+    const put = await gw.app.request(`${base}/mesh?name=b.bin&prefer=nope`, {
+      method: "POST",
+      body: pattern(1, 1000),
+    });
+    assert.equal(put.status, 400);
+    await put.body?.cancel();
+    assert.equal(node.store.pins().length, 1, "the refused upload pinned nothing");
+  }));
