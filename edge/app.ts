@@ -216,6 +216,13 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   );
   metrics.add(
     new SampledCounter(
+      "mesh_chunks_requested_total",
+      "Chunks peers asked this node for",
+      () => node.mesh?.libp2p.services.exchange.chunksRequested ?? 0,
+    ),
+  );
+  metrics.add(
+    new SampledCounter(
       "mesh_chunks_fetched_total",
       "Chunks fetched from other peers since start",
       () => node.stats().fetched,
@@ -270,7 +277,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     return await serveCid(c, parseCid(label.toLowerCase()), `/ipfs/${label.toLowerCase()}`, false);
   });
   // Before the write guard: a proof of fraud checks itself, so any page or gateway may hand one over.
-  addReputationRoutes(app, () => node.reputation?.book);
+  addReputationRoutes(app, () => node.reputation?.book, () => node.offers);
   app.use(
     writeGuard({
       token: options.apiToken,

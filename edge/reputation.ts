@@ -16,6 +16,8 @@ import { MeshError } from "../src/errors.ts";
 import type { ReputationBook } from "../src/reputation/book.ts";
 import { checkFraudProof, EvidenceError } from "../src/reputation/evidence.ts";
 import type { PeerRecord, Score } from "../src/reputation/score.ts";
+import type { OfferService } from "../src/market/offer_service.ts";
+import type { Offer } from "../src/market/offers.ts";
 import { httpStatus } from "./errors.ts";
 import { Gauge, type Registry } from "./metrics.ts";
 
@@ -36,9 +38,11 @@ export interface OperatorView extends Score {
   throughput?: number;
   /** The proof behind an exclusion, as received (checkable by anyone: `evidence.ts`). */
   evidence?: unknown;
+  /** Its signed offer, when known and valid (`market/offers.ts`). */
+  offer?: Offer;
 }
 
-function view(score: Score, r: Readonly<PeerRecord> | undefined): OperatorView {
+function view(score: Score, r: Readonly<PeerRecord> | undefined, offer?: Offer): OperatorView {
   return {
     ...score,
     firstSeen: new Date(r?.firstSeen ?? 0).toISOString(),
@@ -49,6 +53,7 @@ function view(score: Score, r: Readonly<PeerRecord> | undefined): OperatorView {
     ...(r?.ttfbMs !== undefined ? { ttfbMs: Math.round(r.ttfbMs * 10) / 10 } : {}),
     ...(r?.throughput !== undefined ? { throughput: Math.round(r.throughput) } : {}),
     ...(r?.fraud ? { evidence: r.fraud.evidence } : {}),
+    ...(offer ? { offer } : {}),
   };
 }
 
@@ -63,24 +68,44 @@ function fail(c: Context, err: MeshError) {
   return c.json({ error: err.code, message: err.message }, httpStatus(err) as 400);
 }
 
-/** Adds the routes; `book()` is undefined on a node without a mesh (the routes answer an empty list). */
-export function addReputationRoutes(app: Hono, book: () => ReputationBook | undefined): void {
+/**
+ * Adds the routes; `book()` and `offers()` are undefined on a node without a mesh (the routes answer an
+ * empty list, and `GET /api/offer` 404).
+ */
+export function addReputationRoutes(
+  app: Hono,
+  book: () => ReputationBook | undefined,
+  offers: () => OfferService | undefined = () => undefined,
+): void {
   app.get("/api/operators", (c) => {
     const b = book();
-    const operators = b?.scores().map((s) => view(s, b.record(s.peer))) ?? [];
+    const o = offers();
+    const operators = b?.scores().map((s) => view(s, b.record(s.peer), o?.cached(s.peer))) ?? [];
     c.header("Cache-Control", "no-store");
     return c.json({ operators, counts: b?.counts() ?? {} });
   });
 
-  app.get("/api/operators/:peer", (c) => {
+  // One operator: its offer is asked for (of the peer, else the DHT) when not known yet.
+  app.get("/api/operators/:peer", async (c) => {
     const b = book();
     const peer = c.req.param("peer");
     const r = b?.record(peer);
     if (b === undefined || r === undefined) {
       return fail(c, new MeshError("not_found", `No operator ${peer.slice(0, 80)} is known here`));
     }
+    const offer = await offers()?.of(peer, c.req.raw.signal);
     c.header("Cache-Control", "no-store");
-    return c.json(view(b.score(peer), r));
+    return c.json(view(b.score(peer), r, offer));
+  });
+
+  // This node's own signed offer: what it charges and can take.
+  app.get("/api/offer", (c) => {
+    const o = offers();
+    if (o === undefined) {
+      return fail(c, new MeshError("not_found", "This node makes no offer: it has no mesh"));
+    }
+    c.header("Cache-Control", "no-store");
+    return c.json(o.mine());
   });
 
   // Refused proofs per address, in the current hour.

@@ -92,11 +92,29 @@ function setting(flag: string | undefined, env: string, fallback: string): strin
   return flag ?? Deno.env.get(env) ?? fallback;
 }
 
-/** Paid delivery settings from --price and the pay key (see `src/pay/account.ts` for where it is looked for). */
+/** Bytes in a GiB: prices on the command line are per GiB, the desk counts per byte. */
+const GIB = 1n << 30n;
+
+/** A whole number of wei per GiB from a flag or variable, as wei per byte (rounded down). */
+function perByte(v: string, what: string): bigint {
+  if (!/^\d{1,50}$/.test(v)) {
+    throw new UsageError(`${what} "${v}" must be a whole number of wei per GiB`);
+  }
+  return BigInt(v) / GIB;
+}
+
+/** A price of the offer (whole wei, from a flag or variable); 0 when unset. */
+function weiSetting(flag: string | undefined, env: string, what: string): bigint {
+  const v = setting(flag, env, "0");
+  if (!/^\d{1,50}$/.test(v)) throw new UsageError(`${what} "${v}" must be a whole number of wei`);
+  return BigInt(v);
+}
+
+/** Paid delivery settings from --price-served and the pay key (see `src/pay/account.ts` for where it is looked for). */
 async function payConfig(
   { resolvePayAccount, fundDevAccount }: Pay,
   values: {
-    price?: string;
+    "price-served"?: string;
     "pay-key"?: string;
     "pay-key-file"?: string;
     "max-unpaid"?: string;
@@ -108,10 +126,7 @@ async function payConfig(
   dataDir: string,
   chain: ChainConfig,
 ): Promise<Omit<PaidDeliveryInit, "chain">> {
-  const price = setting(values.price, "MESH_PRICE", "0");
-  if (!/^\d{1,40}$/.test(price)) {
-    throw new UsageError(`Price "${price}" must be a whole number of wei per byte`);
-  }
+  const price = perByte(setting(values["price-served"], "MESH_PRICE_SERVED", "0"), "Price");
   const maxUnpaid = setting(values["max-unpaid"], "MESH_MAX_UNPAID", "");
   if (maxUnpaid !== "" && !/^[1-9]\d{0,14}$/.test(maxUnpaid)) {
     throw new UsageError(`Max unpaid "${maxUnpaid}" must be a positive whole number of bytes`);
@@ -134,7 +149,8 @@ async function payConfig(
     }
     return v === undefined ? undefined : BigInt(v);
   };
-  const maxPrice = wei(values["max-price"], "MESH_MAX_PRICE", "Price ceiling");
+  const maxSet = values["max-price"] ?? Deno.env.get("MESH_MAX_PRICE");
+  const maxPrice = maxSet === undefined ? undefined : perByte(maxSet, "Price ceiling");
   const maxSpendPerFile = wei(values["max-spend-file"], "MESH_MAX_SPEND_FILE", "Per-file cap");
   const maxSpendPerDay = wei(values["max-spend-day"], "MESH_MAX_SPEND_DAY", "Per-day cap");
   const idle = values["idle-close"] ?? Deno.env.get("MESH_IDLE_CLOSE");
@@ -143,7 +159,7 @@ async function payConfig(
   }
   return {
     account: found.account,
-    price: BigInt(price),
+    price,
     ...(found.source === "file" ? { keyFile: found.path } : {}), // one desk per key file
     ...(maxPrice !== undefined ? { maxPrice } : {}),
     ...(maxSpendPerFile !== undefined ? { maxSpendPerFile } : {}),
@@ -163,6 +179,8 @@ Options (flag, then environment variable, then default):
   --data DIR          MESH_DATA_DIR     data directory (chunks, pins)       [.meshgate]
   --max-upload SIZE   MESH_MAX_UPLOAD   largest accepted upload             [1 GiB]
   --max-store SIZE    MESH_MAX_STORE    store size cap                      [10 GiB]
+  --cache SIZE        MESH_CACHE        memory for chunks read lately, so hot content is not fetched
+                                        again; 0 turns it off  [64 MiB]
   --volunteer-quota SIZE  MESH_VOLUNTEER_QUOTA  most bytes kept for each peer that puts chunks here;
                                         0 keeps none   [1 GiB: a tenth of the default store]
   --volunteer-chunks N  MESH_VOLUNTEER_CHUNKS  most chunks (files) kept for each peer  [4096]
@@ -183,9 +201,14 @@ Options (flag, then environment variable, then default):
                                         [on loopback: none; beyond it: made into DATA/api.token]
   --chain RPC         MESH_CHAIN        EVM JSON-RPC URL: turns payments on [off: volunteer mode]
   --chain-file FILE   MESH_CHAIN_FILE   contract addresses (deno task devnet writes it)  [.meshgate/chain.json]
-  --price WEI         MESH_PRICE        wei per byte served, with --chain   [0: serve for free, still pay]
-  --max-price WEI     MESH_MAX_PRICE    highest price paid per byte; dearer holders are not asked
-                                        [1000000000: 1 gwei, ~1 ETH a GiB, the --paid cluster's price]
+  --price-served WEI  MESH_PRICE_SERVED wei per GiB served, with --chain (charged per byte, rounded down
+                                        to whole wei; in this node's signed offer)
+                                        [0: serve for free, still pay]
+  --price-stored WEI  MESH_PRICE_STORED wei per GiB-month stored, in the offer            [0]
+  --price-lookups WEI MESH_PRICE_LOOKUPS wei per 1,000 lookups answered, in the offer     [0]
+  --price-relayed WEI MESH_PRICE_RELAYED wei per GiB relayed, in the offer                [0]
+  --max-price WEI     MESH_MAX_PRICE    highest price paid per GiB; dearer holders are not asked
+                                        [1073741824000000000: 1 gwei a byte, the --paid cluster's price]
   --max-spend-file WEI MESH_MAX_SPEND_FILE  most wei paid for one file   [1e17: 0.1 ETH]
   --max-spend-day WEI MESH_MAX_SPEND_DAY  most wei paid in any 24 h      [1e18: 1 ETH]
   --idle-close MS     MESH_IDLE_CLOSE   close a channel unused this long; 0 keeps them  [600000: 10 min]
@@ -237,12 +260,16 @@ async function serve(args: string[]): Promise<number> {
       data: { type: "string" },
       "max-upload": { type: "string" },
       "max-store": { type: "string" },
+      cache: { type: "string" },
       "volunteer-quota": { type: "string" },
       "volunteer-chunks": { type: "string" },
       "public-url": { type: "string" },
       chain: { type: "string" },
       "chain-file": { type: "string" },
-      price: { type: "string" },
+      "price-served": { type: "string" },
+      "price-stored": { type: "string" },
+      "price-lookups": { type: "string" },
+      "price-relayed": { type: "string" },
       "max-price": { type: "string" },
       "max-spend-file": { type: "string" },
       "max-spend-day": { type: "string" },
@@ -278,6 +305,7 @@ async function serve(args: string[]): Promise<number> {
     setting(values["max-store"], "MESH_MAX_STORE", "10GiB"),
     "--max-store",
   );
+  const cacheBytes = parseSize(setting(values.cache, "MESH_CACHE", "64MiB"), "--cache");
   const volunteerQuotaBytes = parseSize(
     setting(values["volunteer-quota"], "MESH_VOLUNTEER_QUOTA", "1GiB"),
     "--volunteer-quota",
@@ -331,6 +359,7 @@ async function serve(args: string[]): Promise<number> {
   const node = await MeshgateNode.create({
     dataDir,
     maxStoreBytes,
+    cacheBytes,
     volunteerQuotaBytes,
     volunteerQuotaChunks: Number(volunteerChunks),
     chain,
@@ -338,6 +367,11 @@ async function serve(args: string[]): Promise<number> {
     pay,
     findTimeoutMs: Number(findTimeout),
     ...(drill ? { drill } : {}),
+    offer: {
+      storedPerGiBMonth: weiSetting(values["price-stored"], "MESH_PRICE_STORED", "--price-stored"),
+      per1000Lookups: weiSetting(values["price-lookups"], "MESH_PRICE_LOOKUPS", "--price-lookups"),
+      relayedPerGiB: weiSetting(values["price-relayed"], "MESH_PRICE_RELAYED", "--price-relayed"),
+    },
   });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
@@ -370,7 +404,11 @@ async function serve(args: string[]): Promise<number> {
       : "payments: off (volunteer mode; --chain RPC turns them on)",
   );
   if (chain && pay) {
-    console.log(`account: ${pay.account.address} (price ${pay.price} wei/byte)`);
+    console.log(
+      `account: ${pay.account.address} (price ${
+        (pay.price ?? 0n) * GIB
+      } wei/GiB = ${pay.price} wei/byte)`,
+    );
     const low = await payModule!.lowPriceWarning(chain, pay.price ?? 0n);
     if (low) console.error(JSON.stringify({ level: "warn", component: "pay", ...low }));
   }
@@ -808,7 +846,7 @@ Options:
   --base-port P    gateway of node i listens on P + i               [8080]
   --paid           payments on, through the chain of deno task devnet; each node
                    pays and is paid with its own dev account
-  --price WEI      wei per byte each node charges, with --paid      [1000000000]
+  --price-served WEI  wei per GiB each node charges, with --paid  [1073741824000000000: 1 gwei a byte]
   --chain-file F   chain file, with --paid                          [.meshgate/chain.json]
   --logs           show the nodes' JSON log lines (stderr) here     [off: only this summary]
   --drill LIST     also start nodes that misbehave on purpose, e.g. liar=1,slow=1,flaky=1,offline=1
@@ -824,7 +862,7 @@ async function cluster(args: string[]): Promise<number> {
       dir: { type: "string", default: ".meshgate/cluster" },
       "base-port": { type: "string", default: "8080" },
       paid: { type: "boolean" },
-      price: { type: "string" },
+      "price-served": { type: "string" },
       "chain-file": { type: "string" },
       logs: { type: "boolean" },
       drill: { type: "string" },
@@ -843,16 +881,14 @@ async function cluster(args: string[]): Promise<number> {
   if (!Number.isInteger(basePort) || basePort < 1 || basePort + nodes > 65535) {
     throw new UsageError(`--base-port "${values["base-port"]}" leaves no room for ${nodes} ports`);
   }
-  if (values.price !== undefined && !/^\d{1,40}$/.test(values.price)) {
-    throw new UsageError(`Price "${values.price}" must be a whole number of wei per byte`);
-  }
-  if (!values.paid && (values.price !== undefined || values["chain-file"] !== undefined)) {
-    throw new UsageError("--price and --chain-file go with --paid");
+  const served = values["price-served"];
+  if (!values.paid && (served !== undefined || values["chain-file"] !== undefined)) {
+    throw new UsageError("--price-served and --chain-file go with --paid");
   }
   const paid = values.paid
     ? {
       chainFile: values["chain-file"],
-      price: values.price === undefined ? undefined : BigInt(values.price),
+      price: served === undefined ? undefined : perByte(served, "Price"),
     }
     : undefined;
   const drills = values.drill === undefined ? [] : drillList(values.drill);

@@ -152,10 +152,11 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     // Checked here, once: a chain that is not running is one clear error, not N nodes failing to start.
     const chain = await loadChain({ file: chainFile });
     const price = options.paid.price ?? CLUSTER_PRICE;
-    pay.push("--chain", chain.rpc, "--chain-file", chainFile, "--price", String(price));
+    const perGiB = String(price << 30n);
+    pay.push("--chain", chain.rpc, "--chain-file", chainFile, "--price-served", perGiB);
     // Devnet money, and nodes that trust each other: they pay their own price for files of any size.
     const plenty = String(10n ** 21n);
-    pay.push("--max-price", String(price), "--max-spend-file", plenty, "--max-spend-day", plenty);
+    pay.push("--max-price", perGiB, "--max-spend-file", plenty, "--max-spend-day", plenty);
   }
   const drills = options.drills ?? [];
   const args = (i: number) => [

@@ -37,6 +37,13 @@ import { type Drill, drillSource } from "./mesh/drill.ts";
 import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
 import { ReputationService } from "./reputation/service.ts";
 import { fraudProof } from "./reputation/evidence.ts";
+import { OfferService } from "./market/offer_service.ts";
+import {
+  OFFER_NAMESPACE,
+  offerSelector,
+  type OfferTerms,
+  offerValidator,
+} from "./market/offers.ts";
 import { warn } from "./mesh/_log.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { order, type Prefer, Selection } from "./reputation/select.ts";
@@ -72,6 +79,9 @@ export interface NodeConfig {
   findTimeoutMs?: number;
   /** Misbehave on purpose, so a mesh can be watched catching it (`mesh/drill.ts`). Default: none. */
   drill?: Drill;
+  /** The prices of this node's signed offer besides delivery's (which is `pay.price`), wei: per GiB-month
+   * stored, per 1,000 lookups, per GiB relayed (`market/offers.ts`). Default: 0 each (a volunteer's). */
+  offer?: { storedPerGiBMonth?: bigint; per1000Lookups?: bigint; relayedPerGiB?: bigint };
   /**
    * More services (reputation, markets, …), built in order after the core ones from the components so far
    * and started after them. Default: none.
@@ -88,6 +98,8 @@ export interface NodeComponents {
   readonly delivery?: PaidDelivery;
   /** What this node saw of each operator, and how it shares it (with a mesh only). */
   readonly reputation?: ReputationService;
+  /** This node's signed offer and those of others (with a mesh only): `market/offer_service.ts`. */
+  readonly offers?: OfferService;
   /** Every service so far, by name (later services may look up earlier ones). */
   readonly services: ServiceList;
 }
@@ -155,6 +167,8 @@ export class MeshgateNode {
   readonly delivery?: PaidDelivery;
   /** Operators' standing as this node sees it (with a mesh only): `reputation/`. */
   readonly reputation?: ReputationService;
+  /** This node's signed offer and those of others (with a mesh only). */
+  readonly offers?: OfferService;
   /** Every service of the node, in start order. */
   readonly services: ServiceList;
   readonly #cache: ByteCache<Uint8Array>;
@@ -179,6 +193,7 @@ export class MeshgateNode {
     this.mesh = components.mesh;
     this.delivery = components.delivery;
     this.reputation = components.reputation;
+    this.offers = components.offers;
     this.services = components.services;
     this.#durability = new DurabilityRecords(this.store.dir);
     this.#cache = new ByteCache(parts.cacheBytes);
@@ -222,6 +237,7 @@ export class MeshgateNode {
     let locator: ChunkLocator | undefined;
     let quota: VolunteerQuota | undefined;
     let reputation: ReputationService | undefined;
+    let offers: OfferService | undefined;
     try {
       if (config.mesh) {
         quota = VolunteerQuota.open(
@@ -281,6 +297,12 @@ export class MeshgateNode {
             config.mesh?.onMisbehaviour?.(peer, report);
           },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
+          // Offers are DHT records under their own prefix: checked (signature, expiry) before they are kept.
+          dht: {
+            ...config.mesh.dht,
+            validators: { ...config.mesh.dht?.validators, [OFFER_NAMESPACE]: offerValidator },
+            selectors: { ...config.mesh.dht?.selectors, [OFFER_NAMESPACE]: offerSelector },
+          },
           start: false,
         });
         services.add("mesh", {
@@ -294,14 +316,24 @@ export class MeshgateNode {
           start: () => void health.attach(meshNode.libp2p),
           stop: () => health.detach(),
         });
+        const identity = await loadOrCreatePrivateKey(config.dataDir); // the mesh's
         const standing = reputation = new ReputationService({
           dataDir: config.dataDir,
-          privateKey: await loadOrCreatePrivateKey(config.dataDir), // the mesh's identity
+          privateKey: identity,
           peerId: meshNode.peerId,
         });
         services.add("reputation", {
           start: () => standing.start(meshNode.libp2p),
           stop: () => standing.stop(),
+        });
+        const selling = offers = new OfferService({
+          privateKey: identity,
+          peerId: meshNode.peerId,
+          terms: () => offerTerms(config, store),
+        });
+        services.add("offers", {
+          start: () => selling.start(meshNode.libp2p, meshNode.libp2p.services.dht),
+          stop: () => selling.stop(),
         });
         // Paid delivery: of a chunk's known holders, the cheapest is asked first.
         const payer = delivery?.payer;
@@ -334,6 +366,7 @@ export class MeshgateNode {
         mesh,
         delivery,
         reputation,
+        offers,
         services,
       };
       for (const { name, create } of config.services ?? []) {
@@ -589,6 +622,23 @@ function listenError(e: unknown, listen: string[] | undefined): unknown {
     `Cannot listen on ${where}: in use (another node running?). Choose free ones with --listen, or run with --no-mesh`,
     { cause: e },
   );
+}
+
+/** This node's offer terms now: delivery's price from the desk (per byte, stated per GiB), the rest from
+ * `config.offer`, the store's free space, and where payment goes (none for a volunteer). */
+function offerTerms(config: NodeConfig, store: ChunkStore): Omit<OfferTerms, "validUntil"> {
+  const paid = config.chain && config.pay ? config.pay : undefined;
+  const { usedBytes, maxBytes } = store.stats();
+  return {
+    prices: {
+      servedPerGiB: String((paid?.price ?? 0n) << 30n),
+      storedPerGiBMonth: String(config.offer?.storedPerGiBMonth ?? 0n),
+      per1000Lookups: String(config.offer?.per1000Lookups ?? 0n),
+      relayedPerGiB: String(config.offer?.relayedPerGiB ?? 0n),
+    },
+    capacityBytes: Math.max(0, maxBytes - usedBytes),
+    payout: paid ? { chainId: config.chain!.chainId, address: paid.account.address } : null,
+  };
 }
 
 /**

@@ -325,6 +325,7 @@ export class ChunkExchange implements Startable {
   readonly #gate: DeliveryGate | undefined;
   readonly #payer: DeliveryPayer | undefined;
   readonly #signer: PrivateKey | undefined;
+  #requested = 0;
   readonly #log: Logger;
 
   constructor(components: ChunkExchangeComponents, init: ChunkExchangeInit = {}) {
@@ -362,6 +363,11 @@ export class ChunkExchange implements Startable {
   /** Inbound chunk streams open now (lingering ones included), and the bytes they hold unread: what the
    * framing reader buffered plus libp2p's read buffer. Each stays within about a frame and two stream windows
    * (~3 MiB, see `_framing.ts`), and a peer has at most `maxInboundStreams` of them. */
+  /** Chunks peers have asked this node for (each CID of each `get`), since start: what a drill is asked. */
+  get chunksRequested(): number {
+    return this.#requested;
+  }
+
   inboundStats(): { streams: number; bufferedBytes: number } {
     let bufferedBytes = 0;
     for (const [stream, session] of this.#inbound) {
@@ -727,6 +733,7 @@ export class ChunkExchange implements Startable {
       if (cids === null) {
         return await session.refuse("bad_request", '"cids" must list 1 to 512 CIDs');
       }
+      if (req.op === "get") this.#requested += cids.length;
       if (req.op === "has") {
         let have: boolean[];
         try {

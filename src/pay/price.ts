@@ -83,7 +83,7 @@ export async function lowPriceWarning(
       `wei and is made once a channel owes 10x that, after ${
         bytes(check.bytesPerRedeem)
       } served to one peer, but a client's deposit covers ${bytes(check.depositBytes)}; ` +
-      `use --price ${check.minPrice} or more`,
+      `use --price-served ${check.minPrice << 30n} (wei per GiB) or more`,
     price: String(price),
     redeemCostWei: String(check.redeemCostWei),
     feePerGas: String(check.feePerGas),

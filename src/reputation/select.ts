@@ -210,7 +210,8 @@ export class Selection {
   }
 }
 
-/** Every candidate with a positive score, in the order to ask them: drawn by weight, newcomers' share kept. */
+/** Every candidate with a positive score, in the order to ask them: drawn by weight, newcomers' share kept
+ * (while the vetted serve well: see {@link VETTED_MARGIN}). */
 export function order(candidates: readonly Candidate[], options: SelectOptions = {}): Candidate[] {
   const random = options.random ?? Math.random;
   const share = options.newShare ?? DEFAULT_NEW_SHARE;
@@ -234,9 +235,21 @@ export function order(candidates: readonly Candidate[], options: SelectOptions =
     out.push(candidates[pool[at]!]!);
     pool.splice(at, 1);
   };
+  // The newcomers' share protects vetted operators that serve well from a crowd of new names, not a vetted
+  // operator at the floor from newcomers that serve far better (a slow node that got vetted first because it
+  // holds everything): when the best vetted weight is under VETTED_MARGIN of the best newcomer's, all are
+  // drawn together by weight.
+  const best = (pool: number[]) => pool.reduce((x, i) => Math.max(x, w[i]!), 0);
+  if (vetted.length > 0 && fresh.length > 0 && best(vetted) < VETTED_MARGIN * best(fresh)) {
+    vetted.push(...fresh.splice(0));
+  }
   while (vetted.length + fresh.length > 0) {
     const toFresh = fresh.length > 0 && (vetted.length === 0 || random() < share);
     take(toFresh ? fresh : vetted);
   }
   return out;
 }
+
+/** See {@link order}: below this ratio of weights, vetted operators lose the newcomers' share's protection.
+ * 0.1 is the score floor: a newcomer ten times better than every vetted one is not a Sybil's gain. */
+export const VETTED_MARGIN = 0.1;

@@ -114,8 +114,8 @@ Deno.test({
               devnet.config.rpc,
               "--chain-file",
               `${dir}/chain.json`,
-              "--price",
-              String(PRICE),
+              "--price-served",
+              String(PRICE << 30n),
               "--pay-key",
               `dev:${i}`,
             ], { stderr: "null" })
@@ -364,7 +364,13 @@ Deno.test({
       await Deno.writeTextFile(`${dir}/op/pay.key`, `${key}\n`, { mode: 0o600 });
       await chain.setBalance({ address: operatorAddress, value: parseEther("100") });
 
-      const op = await spawnNode(["--data", `${dir}/op`, ...paid, "--price", String(price)], {
+      const op = await spawnNode([
+        "--data",
+        `${dir}/op`,
+        ...paid,
+        "--price-served",
+        String(price << 30n),
+      ], {
         stderr: "piped",
       });
       nodes.push(op);
@@ -388,10 +394,10 @@ Deno.test({
           "--data",
           `${dir}/reader`,
           ...paid,
-          "--price",
-          "1",
+          "--price-served",
+          String(1n << 30n),
           "--max-price",
-          String(price),
+          String(price << 30n),
           "--max-spend-file",
           String(parseEther("1")),
           "--bootstrap",
@@ -402,13 +408,13 @@ Deno.test({
       nodes.push(reader);
       assert.equal(reader.account, devAccountFor(`${dir}/reader`).address);
       assert.notEqual(reader.account, op.account);
-      // --price 1 can never pay for a redeem: said at start, with a price that would.
+      // 1 wei a byte can never pay for a redeem: said at start, with a price that would.
       const warning = reader.logs().split("\n").filter(Boolean).map((l) => JSON.parse(l))
         .find((l) => /too low ever to be worth redeeming/.test(l.msg));
       assert.ok(warning, `a low-price warning in: ${reader.logs()}`);
       assert.equal(warning.level, "warn");
       assert.ok(BigInt(warning.minPrice) > 1n && BigInt(warning.minPrice) <= price);
-      assert.match(warning.msg, new RegExp(`--price ${warning.minPrice}`));
+      assert.match(warning.msg, new RegExp(`--price-served ${BigInt(warning.minPrice) << 30n} `));
       await waitForPeers(reader.url, 1);
 
       const before = await chain.getBalance({ address: operatorAddress });

@@ -100,8 +100,8 @@ Deno.test({
         env.anvil.rpc,
         "--chain-file",
         chainFile,
-        "--price",
-        String(PRICE),
+        "--price-served",
+        String(PRICE << 30n),
         "--pay-key",
         SERVE_KEY,
       ];

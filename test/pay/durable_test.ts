@@ -58,8 +58,8 @@ Deno.test({
       devnet.config.rpc,
       "--chain-file",
       `${dir}/chain.json`,
-      "--price",
-      String(PRICE),
+      "--price-served",
+      String(PRICE << 30n),
       "--pay-key",
       "dev:1",
     ];
