@@ -447,9 +447,9 @@ export function watchDeals(client: Client, params: WatchDealsParameters): () => 
     onError: params.onError,
     onLogs: (logs: Log[]) => {
       const events = logs as unknown as EscrowEvent[];
-      const mine = params.deal === undefined ? events : events.filter((l) =>
-        dealOf(l) === params.deal
-      );
+      const mine = params.deal === undefined
+        ? events
+        : events.filter((l) => dealOf(l) === params.deal);
       if (mine.length) params.onEvents(mine);
     },
   });
