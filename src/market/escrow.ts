@@ -183,6 +183,11 @@ export function fundEscrow(
   client: PayClient,
   params: FundEscrowParameters,
 ): Promise<{ deal: Hex; hash: Hash }> {
+  for (const w of [params.deliveryWindow, params.disputeWindow]) {
+    if (w < 0n || w >= 2n ** 32n) {
+      throw new RangeError(`A deal window is a uint32 of seconds, got ${w}`);
+    }
+  }
   return escrowCall(async () => {
     params.signal?.throwIfAborted();
     const hash = await writeContract(client, {
@@ -404,7 +409,8 @@ export function settledDeals(
 /** One event of the contract, decoded. */
 export type EscrowEvent = ReturnType<typeof parseEventLogs<typeof escrowAbi>>[number];
 
-/** The events of `deal` (or of every deal) from `fromBlock` (default: the earliest) to the head, in order. */
+/** The events of `deal` (or of every deal) from `fromBlock` to the head, in order. `fromBlock` defaults to
+ * the earliest: on a public chain pass the escrow's deployment block (RPCs cap the range of one query). */
 export function getDealEvents(
   client: Client,
   params: { address: Address; deal?: Hex; fromBlock?: bigint },
