@@ -1,5 +1,5 @@
 /**
- * The money layer: payment channels paid with EIP-712 vouchers, receipt batches, escrow and the operator
+ * The money layer: payment channels paid with EIP-712 vouchers, receipt batches, the Escrow ABI and the operator
  * registry, as viem actions over the contracts in `contracts/`. Optional: a node without a chain file runs in
  * volunteer mode. Tooling for local chains (`anvil.ts`, `devnet.ts`) is imported from its own module, not
  * re-exported here, so library users never pull the anvil binary.
@@ -114,16 +114,6 @@ export {
   resolvePayAccount,
 } from "./account.ts";
 export { checkPrice, lowPriceWarning, type PriceCheck, REDEEM_GAS } from "./price.ts";
-export {
-  type DealParameters,
-  type DealState,
-  type DealStatus,
-  fundEscrow,
-  type FundEscrowParameters,
-  getDeal,
-  refundEscrow,
-  releaseEscrow,
-} from "./escrow.ts";
 export {
   DEFAULT_BATCH_BYTES,
   EMPTY_RECEIPTS_ROOT,
