@@ -115,6 +115,7 @@ const bad = (why: string): never => {
 
 const WEI = /^(0|[1-9][0-9]{0,77})$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+// deno-lint-ignore no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
 function text(v: unknown, name: string, max: number): void {
