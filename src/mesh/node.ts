@@ -8,7 +8,7 @@ import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { generateKeyPair } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
-import { gossipsub, type GossipSub } from "@libp2p/gossipsub";
+import { type GossipSub, gossipsub } from "@libp2p/gossipsub";
 import { identify } from "@libp2p/identify";
 import type { Identify } from "@libp2p/identify";
 import type { KadDHT, SingleKadDHT } from "@libp2p/kad-dht";
