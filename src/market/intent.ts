@@ -22,6 +22,7 @@
  */
 import type { PrivateKey } from "@libp2p/interface";
 import { multiaddr } from "@multiformats/multiaddr";
+import { Buffer } from "node:buffer";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { base32 } from "multiformats/bases/base32";
 import { sha256 as multihashSha256 } from "multiformats/hashes/sha2";
@@ -270,8 +271,15 @@ export async function verifyIntent(input: unknown, now = Date.now()): Promise<In
 
 /** An intent's ID: hex SHA-256 of its canonical JSON (signature included). Quotes name it. */
 export function intentId(intent: Intent): string {
-  return hex(sha256(bytesOf(intent)));
+  let id = ids.get(intent);
+  if (id === undefined) {
+    id = hex(sha256(bytesOf(intent)));
+    ids.set(intent, id);
+  }
+  return id;
 }
+/** IDs by intent object: intents are not changed once signed, and sealing and opening ask often. */
+const ids = new WeakMap<Intent, string>();
 
 /** The raw X25519 public key quotes to `intent` are sealed to. */
 export function intentKey(intent: Intent): Uint8Array {
@@ -494,13 +502,12 @@ export function marketDht() {
 // --- bytes --------------------------------------------------------------------------------------------
 
 export function toBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
 }
 
+/** Base64 to bytes (callers check the alphabet first: Node's decoder skips what it does not know). */
 export function fromBase64(s: string): Uint8Array {
-  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  return new Uint8Array(Buffer.from(s, "base64"));
 }
 
 function hex(bytes: Uint8Array): string {

@@ -220,7 +220,7 @@ export class MarketService {
    */
   async want(terms: IntentTerms): Promise<Intent> {
     const libp2p = this.#net();
-    const keys = await generateHpkeKeyPair(true);
+    const keys = await generateHpkeKeyPair();
     const addrs = libp2p.getMultiaddrs().map((a) => a.decapsulateCode(421).toString()).slice(0, 4);
     const intent = await signIntent(this.#key, this.#self, terms, { key: keys.publicKey, addrs });
     const id = intentId(intent);
