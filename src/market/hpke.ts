@@ -209,12 +209,22 @@ export async function seal(
 }
 
 /** Opens what {@link seal} sealed to `recipient`; throws when the key, `info`, `aad` or bytes differ. */
-export async function open(
+export function open(
   recipient: HpkeKeyPair,
   sealed: Sealed,
   info: Uint8Array = EMPTY,
   aad: Uint8Array = EMPTY,
 ): Promise<Uint8Array> {
+  // A promise that rejects, never a synchronous throw, as callers await it.
+  return new Promise((resolve) => resolve(openNow(recipient, sealed, info, aad)));
+}
+
+function openNow(
+  recipient: HpkeKeyPair,
+  sealed: Sealed,
+  info: Uint8Array,
+  aad: Uint8Array,
+): Uint8Array {
   const shared = sharedSecretOf(
     dh(recipient.privateKey, sealed.enc),
     sealed.enc,
