@@ -30,6 +30,8 @@ import { VolunteerQuota } from "./mesh/quota.ts";
 import { type Drill, drillSource } from "./mesh/drill.ts";
 import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
 import { ReputationService } from "./reputation/service.ts";
+import { MarketService } from "./market/service.ts";
+import { marketDht } from "./market/intent.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { MeshError } from "./errors.ts";
 import { type Service, ServiceList } from "./service.ts";
@@ -61,6 +63,9 @@ export interface NodeConfig {
   volunteerQuotaChunks?: number;
   /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
   findTimeoutMs?: number;
+  /** Take part in the market (`market/`: intents on gossipsub and in the DHT, sealed quotes); with `mesh` only.
+   * Default: false. */
+  market?: boolean;
   /** Misbehave on purpose, so a mesh can be watched catching it (`mesh/drill.ts`). Default: none. */
   drill?: Drill;
   /**
@@ -79,6 +84,8 @@ export interface NodeComponents {
   readonly delivery?: PaidDelivery;
   /** What this node saw of each operator, and how it shares it (with a mesh only). */
   readonly reputation?: ReputationService;
+  /** Intents, listings and sealed quotes (with `market` only). */
+  readonly market?: MarketService;
   /** Every service so far, by name (later services may look up earlier ones). */
   readonly services: ServiceList;
 }
@@ -134,6 +141,8 @@ export class MeshgateNode {
   readonly delivery?: PaidDelivery;
   /** Operators' standing as this node sees it (with a mesh only): `reputation/`. */
   readonly reputation?: ReputationService;
+  /** The market (with `market` only): `market/service.ts`. */
+  readonly market?: MarketService;
   /** Every service of the node, in start order. */
   readonly services: ServiceList;
   readonly #cache: ByteCache<Uint8Array>;
@@ -158,6 +167,7 @@ export class MeshgateNode {
     this.mesh = components.mesh;
     this.delivery = components.delivery;
     this.reputation = components.reputation;
+    this.market = components.market;
     this.services = components.services;
     this.#durability = new DurabilityRecords(this.store.dir);
     this.#cache = new ByteCache(parts.cacheBytes);
@@ -201,6 +211,7 @@ export class MeshgateNode {
     let locator: ChunkLocator | undefined;
     let quota: VolunteerQuota | undefined;
     let reputation: ReputationService | undefined;
+    let market: MarketService | undefined;
     try {
       if (config.mesh) {
         quota = VolunteerQuota.open(
@@ -254,6 +265,7 @@ export class MeshgateNode {
             config.mesh?.onMisbehaviour?.(peer, report);
           },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
+          ...(config.market ? withMarket(config.mesh) : {}),
           start: false,
         });
         services.add("mesh", {
@@ -276,6 +288,16 @@ export class MeshgateNode {
           start: () => standing.start(meshNode.libp2p),
           stop: () => standing.stop(),
         });
+        if (config.market) {
+          const m = market = new MarketService({
+            privateKey: await loadOrCreatePrivateKey(config.dataDir),
+            peerId: meshNode.peerId,
+            dataDir: config.dataDir,
+            // A seller this node knows nothing of has no trust yet.
+            trust: (p) => standing.book.record(p) ? standing.book.score(p).score : 0,
+          });
+          services.add("market", { start: () => m.start(meshNode.libp2p), stop: () => m.stop() });
+        }
         // Paid delivery: of a chunk's known holders, the cheapest is asked first.
         const payer = delivery?.payer;
         locator = new ChunkLocator(
@@ -306,6 +328,7 @@ export class MeshgateNode {
         mesh,
         delivery,
         reputation,
+        market,
         services,
       };
       for (const { name, create } of config.services ?? []) {
@@ -546,6 +569,19 @@ export class MeshgateNode {
   async stop(): Promise<void> {
     await this.services.stop();
   }
+}
+
+/** The mesh options a market node adds: gossipsub, and the DHT's validator and selector of intent records. */
+function withMarket(mesh: NonNullable<NodeConfig["mesh"]>): Partial<MeshNodeInit> {
+  const m = marketDht();
+  return {
+    pubsub: true,
+    dht: {
+      ...mesh.dht,
+      validators: { ...mesh.dht?.validators, ...m.validators },
+      selectors: { ...mesh.dht?.selectors, ...m.selectors },
+    },
+  };
 }
 
 /** A taken mesh port, said in one line with the way out. */
