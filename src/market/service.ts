@@ -105,6 +105,8 @@ export interface MarketServiceInit {
   trustWeight?: number;
   /** How often own DHT records are put again, ms. Default: 10 min. */
   republishMs?: number;
+  /** How often expired intents and their quotes are dropped, ms. Default: {@link PRUNE_INTERVAL_MS}. */
+  pruneMs?: number;
   /** Deadline of one exchange with a peer or one DHT operation, ms. Default: 10 000. */
   timeoutMs?: number;
   /** Where log entries go (never a price or terms). Default: libp2p's logger, `meshgate:market`. */
@@ -145,6 +147,7 @@ export class MarketService {
   readonly #trust: (peer: string) => number;
   readonly #weight: number;
   readonly #republishMs: number;
+  readonly #pruneMs: number;
   readonly #timeoutMs: number;
   readonly #logTo?: (entry: Record<string, unknown>) => void;
   readonly #own = new Map<string, Own>();
@@ -167,6 +170,7 @@ export class MarketService {
     this.#trust = init.trust ?? (() => 0);
     this.#weight = init.trustWeight ?? DEFAULT_TRUST_WEIGHT;
     this.#republishMs = init.republishMs ?? 600_000;
+    this.#pruneMs = init.pruneMs ?? PRUNE_INTERVAL_MS;
     this.#timeoutMs = init.timeoutMs ?? 10_000;
     this.#logTo = init.log;
     this.listings = new Listings(init.dataDir);
@@ -183,7 +187,7 @@ export class MarketService {
     );
     libp2p.services.pubsub?.addEventListener("message", this.#onMessage);
     for (const topic of this.listings.topics()) this.#watch(topic);
-    this.#timers.push(setInterval(() => this.#prune(), PRUNE_INTERVAL_MS));
+    this.#timers.push(setInterval(() => this.#prune(), this.#pruneMs));
     this.#timers.push(setInterval(() => {
       for (const topic of new Set([...this.#own.values()].map((o) => o.intent.topic))) {
         this.#track(this.#publishRecord(topic));

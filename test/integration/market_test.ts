@@ -41,6 +41,7 @@ async function peer(name: string): Promise<Peer> {
     privateKey: await loadOrCreatePrivateKey(dir),
     peerId: node.peerId,
     dataDir: dir,
+    pruneMs: 250,
     log: (e) => logs.push(e),
   });
   await market.start(node.libp2p);
@@ -228,6 +229,13 @@ Deno.test({
         reach,
       );
       const pubsub = bystander.node.libp2p.services.pubsub!;
+      // What gossipsub delivers (and so forwards) at each seller: only what its topic validator accepted.
+      const delivered: string[] = [];
+      for (const s of [sellerA, sellerB, sellerC]) {
+        s.node.libp2p.services.pubsub!.addEventListener("message", (e) => {
+          delivered.push(new TextDecoder().decode(e.detail.data));
+        });
+      }
       for (const i of [forged, expired, real]) {
         await pubsub.publish(gt, encodeGossip({ intent: i }));
       }
@@ -239,6 +247,13 @@ Deno.test({
         "the real intent to reach every seller",
         10_000,
       );
+      assert.ok(delivered.some((d) => d.includes(real.sig)));
+      for (const bad of [forged, expired]) {
+        assert.ok(
+          !delivered.some((d) => d.includes(bad.sig)),
+          "the validator let a bad intent through",
+        );
+      }
       for (const s of [sellerA, sellerB, sellerC]) {
         const items = s.market.seen().map((i) => i.item);
         assert.ok(!items.includes("expired one"), `${s.name} took an expired intent`);
@@ -269,6 +284,35 @@ Deno.test({
         late.logs.some((e) => e.msg === "intent seen" && e.via === "dht" && e.intent === id),
       );
       assert.equal(buyer.market.quotes(id)[0]!.quote.price, LATE.price);
+
+      // Expired intents are dropped: one posted for 1.5 s is seen, then gone from every seller.
+      const brief = await buyer.market.want({ ...WANT, item: "brief", expiry: Date.now() + 1500 });
+      await waitFor(
+        () => sellerA.market.seen().some((i) => intentId(i) === intentId(brief)),
+        "the brief intent at A",
+        10_000,
+      );
+      await waitFor(
+        () =>
+          [sellerA, sellerB, sellerC, late].every((s) =>
+            !s.market.seen().some((i) => intentId(i) === intentId(brief))
+          ) && !buyer.market.intents().some((i) => i.id === intentId(brief)),
+        "the brief intent to be dropped everywhere",
+        10_000,
+      );
+
+      // A withdrawal reaches the sellers, and the DHT record no longer names the intent.
+      assert.ok(await buyer.market.withdraw(id));
+      await waitFor(
+        () =>
+          [sellerA, sellerB, sellerC].every((s) =>
+            !s.market.seen().some((i) => intentId(i) === id)
+          ),
+        "the withdrawal at every seller",
+        10_000,
+      );
+      assert.ok(!(await late.market.discover(TOPIC)).some((i) => intentId(i) === id));
+      assert.equal(buyer.market.quotes(id).length, 0);
 
       // After the run: the data directories.
       const dirs = peers.map((p) => p.dir);
