@@ -219,8 +219,8 @@ export class MarketService {
   // --- buyer ------------------------------------------------------------------------------------------
 
   /**
-   * Posts an intent: signs it with a fresh sealing key, gossips it, and puts it in the DHT (waiting for that
-   * at most the service's timeout; a DHT failure is logged, the intent stands on gossip).
+   * Posts an intent: signs it with a fresh sealing key, gossips it, and puts it in the DHT in the background
+   * (a DHT failure is logged: the intent stands on gossip, and the next republish tries again).
    */
   async want(terms: IntentTerms): Promise<Intent> {
     const libp2p = this.#net();
@@ -235,7 +235,7 @@ export class MarketService {
     this.#own.set(id, { intent, keys, quotes: new Map() });
     await this.#saveOwn();
     await this.#publishGossip(intent.topic, encodeGossip({ intent }));
-    await this.#publishRecord(intent.topic);
+    this.#track(this.#publishRecord(intent.topic));
     this.#log({ msg: "intent posted", intent: id, topic: intent.topic });
     return intent;
   }
@@ -248,9 +248,14 @@ export class MarketService {
     await this.#saveOwn();
     const w = await signWithdrawal(this.#key, this.#self, id);
     await this.#publishGossip(own.intent.topic, encodeGossip({ withdraw: w }));
-    await this.#publishRecord(own.intent.topic);
+    this.#track(this.#publishRecord(own.intent.topic));
     this.#log({ msg: "intent withdrawn", intent: id });
     return true;
+  }
+
+  /** Resolves once the background work started so far (DHT records, lookups, quotes) has ended. */
+  async settled(): Promise<void> {
+    while (this.#tasks.size) await Promise.allSettled([...this.#tasks]);
   }
 
   /** Own live intents, newest first. */

@@ -311,6 +311,7 @@ Deno.test({
         "the withdrawal at every seller",
         10_000,
       );
+      await buyer.market.settled(); // its new record is in the DHT
       assert.ok(!(await late.market.discover(TOPIC)).some((i) => intentId(i) === id));
       assert.equal(buyer.market.quotes(id).length, 0);
 
