@@ -42,11 +42,8 @@ const EMPTY = new Uint8Array(0);
 const ZEROS = new Uint8Array(32);
 const ONE = new Uint8Array([1]);
 
-const hmac = (key: Uint8Array, ...data: Uint8Array[]): Uint8Array => {
-  const h = createHmac("sha256", key);
-  for (const d of data) h.update(d);
-  return new Uint8Array(h.digest());
-};
+const hmac = (key: Uint8Array, ...data: Uint8Array[]): Uint8Array =>
+  new Uint8Array(createHmac("sha256", key).update(concat(...data)).digest());
 
 /** HKDF-Extract (RFC 5869) with the HPKE label. */
 function labeledExtract(suite: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array) {
