@@ -474,6 +474,9 @@ export class MarketService {
         this.#held.delete(m.withdraw.id);
       }
       // A withdrawal may outrun its intent; remember it (if its buyer matches, checked on arrival).
+      if (this.#withdrawn.size >= MAX_SEEN) {
+        this.#withdrawn.delete(this.#withdrawn.values().next().value!);
+      }
       this.#withdrawn.add(`${m.withdraw.buyer}/${m.withdraw.id}`);
       return;
     }
