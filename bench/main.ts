@@ -92,8 +92,17 @@ if (import.meta.main) {
   );
   let ok = run.success;
   if (withSystem) {
-    // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery.
-    for (const script of ["./gateway.ts", "./mesh.ts", "./paid.ts", "./signed_read.ts"]) {
+    // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery,
+    // signed deliveries' cost to reads, the market (seal and open rates, intent propagation).
+    for (
+      const script of [
+        "./gateway.ts",
+        "./mesh.ts",
+        "./paid.ts",
+        "./signed_read.ts",
+        "./market_bench.ts",
+      ]
+    ) {
       const run = await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", new URL(script, import.meta.url).pathname],
         stdout: "inherit",

@@ -23,6 +23,7 @@ import {
 } from "./metrics.ts";
 import { mountPage } from "./page.ts";
 import { addPayMetrics, addPayRoutes } from "./pay.ts";
+import { addMarketRoutes } from "./market.ts";
 import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
 import { writeGuard } from "./auth.ts";
 
@@ -321,6 +322,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   );
 
   addPayRoutes(app, node);
+  addMarketRoutes(app, () => node.market, { token: options.apiToken });
 
   app.get("/api/files", async (c) => {
     const files = [];

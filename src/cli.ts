@@ -193,6 +193,8 @@ Options (flag, then environment variable, then default):
                                         loopback and private addresses, exempt loopback peers from connection
                                         limits   [off: public mode, for a node reachable from the internet]
   --find-timeout MS   MESH_FIND_TIMEOUT longest search of the mesh for an unknown CID before 404  [3000]
+  --market                              take part in the market: post intents, answer them from listings,
+                                        over /api/market/*   [off]
   --drill KIND                          misbehave on purpose, to watch a mesh catch it: liar (flips a bit
                                         in what it serves), slow (10x), flaky (fails 30%), offline (away
                                         20 s a minute)   [none: an honest node]
@@ -284,6 +286,7 @@ async function serve(args: string[]): Promise<number> {
       "find-timeout": { type: "string" },
       "api-token": { type: "string" },
       drill: { type: "string" },
+      market: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -372,6 +375,7 @@ async function serve(args: string[]): Promise<number> {
       per1000Lookups: weiSetting(values["price-lookups"], "MESH_PRICE_LOOKUPS", "--price-lookups"),
       relayedPerGiB: weiSetting(values["price-relayed"], "MESH_PRICE_RELAYED", "--price-relayed"),
     },
+    ...(values.market ? { market: true } : {}),
   });
   const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();

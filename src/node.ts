@@ -45,6 +45,8 @@ import {
   offerValidator,
 } from "./market/offers.ts";
 import { warn } from "./mesh/_log.ts";
+import { MarketService } from "./market/service.ts";
+import { marketDht } from "./market/intent.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { order, type Prefer, Selection } from "./reputation/select.ts";
 import { MeshError } from "./errors.ts";
@@ -77,6 +79,9 @@ export interface NodeConfig {
   volunteerQuotaChunks?: number;
   /** Longest search of the mesh for a CID asked by name (a manifest or block), in ms. Default: 3000. */
   findTimeoutMs?: number;
+  /** Take part in the market (`market/`: intents on gossipsub and in the DHT, sealed quotes); with `mesh` only.
+   * Default: false. */
+  market?: boolean;
   /** Misbehave on purpose, so a mesh can be watched catching it (`mesh/drill.ts`). Default: none. */
   drill?: Drill;
   /** The prices of this node's signed offer besides delivery's (which is `pay.price`), wei: per GiB-month
@@ -100,6 +105,8 @@ export interface NodeComponents {
   readonly reputation?: ReputationService;
   /** This node's signed offer and those of others (with a mesh only): `market/offer_service.ts`. */
   readonly offers?: OfferService;
+  /** Intents, listings and sealed quotes (with `market` only). */
+  readonly market?: MarketService;
   /** Every service so far, by name (later services may look up earlier ones). */
   readonly services: ServiceList;
 }
@@ -169,6 +176,8 @@ export class MeshgateNode {
   readonly reputation?: ReputationService;
   /** This node's signed offer and those of others (with a mesh only). */
   readonly offers?: OfferService;
+  /** The market (with `market` only): `market/service.ts`. */
+  readonly market?: MarketService;
   /** Every service of the node, in start order. */
   readonly services: ServiceList;
   readonly #cache: ByteCache<Uint8Array>;
@@ -194,6 +203,7 @@ export class MeshgateNode {
     this.delivery = components.delivery;
     this.reputation = components.reputation;
     this.offers = components.offers;
+    this.market = components.market;
     this.services = components.services;
     this.#durability = new DurabilityRecords(this.store.dir);
     this.#cache = new ByteCache(parts.cacheBytes);
@@ -238,6 +248,7 @@ export class MeshgateNode {
     let quota: VolunteerQuota | undefined;
     let reputation: ReputationService | undefined;
     let offers: OfferService | undefined;
+    let market: MarketService | undefined;
     try {
       if (config.mesh) {
         quota = VolunteerQuota.open(
@@ -274,6 +285,7 @@ export class MeshgateNode {
             chain: config.chain,
           })
           : undefined;
+        const marketRecords = config.market ? marketDht() : undefined;
         const meshNode = mesh = await createMeshNode({
           ...config.mesh,
           dataDir: config.dataDir,
@@ -297,12 +309,22 @@ export class MeshgateNode {
             config.mesh?.onMisbehaviour?.(peer, report);
           },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
-          // Offers are DHT records under their own prefix: checked (signature, expiry) before they are kept.
+          // Offers (and, with the market, intents) are DHT records under their own prefixes: checked
+          // (signature, expiry) before they are kept.
           dht: {
             ...config.mesh.dht,
-            validators: { ...config.mesh.dht?.validators, [OFFER_NAMESPACE]: offerValidator },
-            selectors: { ...config.mesh.dht?.selectors, [OFFER_NAMESPACE]: offerSelector },
+            validators: {
+              ...config.mesh.dht?.validators,
+              [OFFER_NAMESPACE]: offerValidator,
+              ...marketRecords?.validators,
+            },
+            selectors: {
+              ...config.mesh.dht?.selectors,
+              [OFFER_NAMESPACE]: offerSelector,
+              ...marketRecords?.selectors,
+            },
           },
+          ...(config.market ? { pubsub: true } : {}),
           start: false,
         });
         services.add("mesh", {
@@ -335,6 +357,16 @@ export class MeshgateNode {
           start: () => selling.start(meshNode.libp2p, meshNode.libp2p.services.dht),
           stop: () => selling.stop(),
         });
+        if (config.market) {
+          const m = market = new MarketService({
+            privateKey: identity,
+            peerId: meshNode.peerId,
+            dataDir: config.dataDir,
+            // A seller this node knows nothing of has no trust yet.
+            trust: (p) => standing.book.record(p) ? standing.book.score(p).score : 0,
+          });
+          services.add("market", { start: () => m.start(meshNode.libp2p), stop: () => m.stop() });
+        }
         // Paid delivery: of a chunk's known holders, the cheapest is asked first.
         const payer = delivery?.payer;
         locator = new ChunkLocator(
@@ -367,6 +399,7 @@ export class MeshgateNode {
         delivery,
         reputation,
         offers,
+        market,
         services,
       };
       for (const { name, create } of config.services ?? []) {
@@ -612,6 +645,8 @@ export class MeshgateNode {
     await this.services.stop();
   }
 }
+
+/** The mesh options a market node adds: gossipsub, and the DHT's validator and selector of intent records. */
 
 /** A taken mesh port, said in one line with the way out. */
 function listenError(e: unknown, listen: string[] | undefined): unknown {

@@ -60,7 +60,8 @@ export class OfferError extends MeshError {
   }
 }
 
-function canonical(value: unknown): string {
+/** JSON with object keys sorted and undefined fields left out: the bytes a signature covers. */
+export function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const o = value as Record<string, unknown>;

@@ -8,6 +8,7 @@ import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { generateKeyPair } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+import { type GossipSub, gossipsub } from "@libp2p/gossipsub";
 import { identify } from "@libp2p/identify";
 import type { Identify } from "@libp2p/identify";
 import type { KadDHT, SingleKadDHT } from "@libp2p/kad-dht";
@@ -109,6 +110,8 @@ export interface MeshNodeInit {
   exchange?: Omit<ChunkExchangeInit, "store" | "onMisbehaviour">;
   /** DHT options (`allowLoopback` is taken from above). */
   dht?: Omit<MeshDhtInit, "allowLoopback">;
+  /** Run gossipsub as the `pubsub` service (the market's intents travel on it). Default: false. */
+  pubsub?: boolean;
   /** Start at once. Default: true. */
   start?: boolean;
 }
@@ -119,6 +122,8 @@ export interface MeshServices extends Record<string, unknown> {
   ping: Ping;
   dht: KadDHT;
   exchange: ChunkExchange;
+  /** With `pubsub: true` only. */
+  pubsub?: GossipSub;
 }
 
 /** A running (or stopped) mesh node. */
@@ -238,6 +243,8 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
         store: init.store,
         onMisbehaviour: init.onMisbehaviour,
       }),
+      // Publishing with nobody subscribed yet is not an error: a buyer's intent also goes to the DHT.
+      ...(init.pubsub ? { pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) } : {}),
     },
   });
   connections = (peer) => libp2p.getConnections(peer);

@@ -1,0 +1,109 @@
+/**
+ * The market over HTTP (`src/market/`): a buyer's intents and the quotes it opened, a seller's listings.
+ *
+ * - `GET /api/market/intents`: own live intents (with how many quotes each has); `POST` one
+ *   (`{topic, item, specs?, quantity, maxPrice, currency, expiry | ttlMs}`) to post it to the mesh (201).
+ * - `DELETE /api/market/intents/<id>`: withdraw it.
+ * - `GET /api/market/quotes?intent=<id>`: the opened quotes to it, best first, with trust and effective price.
+ * - `GET /api/market/listings`, `POST` one, `DELETE /api/market/listings/<id>`; `GET /api/market/seen`:
+ *   others' intents under the listings' topics, and the quotes sent.
+ *
+ * Quotes and listings are private: unlike the rest of the API, even reading them needs the API token when the
+ * gateway has one (writes pass the write guard as every write does).
+ *
+ * @module
+ */
+import type { Context, Hono } from "hono";
+import { MeshError } from "../src/errors.ts";
+import { intentId, type IntentTerms } from "../src/market/intent.ts";
+import type { ListingInit } from "../src/market/listing.ts";
+import type { MarketService } from "../src/market/service.ts";
+import { httpStatus } from "./errors.ts";
+
+const MAX_BODY_BYTES = 16 * 1024;
+
+async function body(c: Context): Promise<Record<string, unknown>> {
+  const text = await c.req.text();
+  if (text.length > MAX_BODY_BYTES) throw new MeshError("too_large", "At most 16 KiB");
+  try {
+    const v = JSON.parse(text);
+    if (v && typeof v === "object" && !Array.isArray(v)) return v;
+  } catch {
+    // below
+  }
+  throw new MeshError("bad_request", "The body is a JSON object");
+}
+
+export function addMarketRoutes(
+  app: Hono,
+  market: () => MarketService | undefined,
+  options: { token?: string } = {},
+): void {
+  const fail = (c: Context, err: MeshError) =>
+    c.json({ error: err.code, message: err.message }, httpStatus(err) as 400);
+  app.use("/api/market/*", async (c, next) => {
+    if (options.token && c.req.header("authorization") !== `Bearer ${options.token}`) {
+      return c.json({ error: "unauthorized", message: "The market API needs the API token" }, 401);
+    }
+    if (!market()) {
+      return c.json({ error: "not_found", message: "This node runs no market (--market)" }, 404);
+    }
+    await next();
+  });
+  app.get("/api/market/intents", (c) => c.json({ intents: market()!.intents() }));
+  app.post("/api/market/intents", async (c) => {
+    const b = await body(c);
+    const ttl = typeof b.ttlMs === "number" ? b.ttlMs : undefined;
+    const terms = {
+      topic: b.topic,
+      item: b.item,
+      specs: b.specs ?? {},
+      quantity: b.quantity,
+      maxPrice: b.maxPrice,
+      currency: b.currency,
+      expiry: b.expiry ?? (ttl !== undefined ? Date.now() + ttl : undefined),
+    } as IntentTerms;
+    try {
+      const intent = await market()!.want(terms);
+      return c.json({ id: intentId(intent), intent }, 201);
+    } catch (e) {
+      if (e instanceof MeshError) return fail(c, e);
+      throw e;
+    }
+  });
+  app.delete("/api/market/intents/:id", async (c) => {
+    const gone = await market()!.withdraw(c.req.param("id"));
+    return gone
+      ? c.json({ withdrawn: c.req.param("id") })
+      : c.json({ error: "not_found", message: "No such intent" }, 404);
+  });
+  app.get("/api/market/quotes", (c) => {
+    const id = c.req.query("intent") ?? "";
+    const quotes = market()!.quotes(id).map((r) => ({
+      ...r.quote,
+      trust: r.trust,
+      effective: r.effective.toString(),
+    }));
+    return c.json({ intent: id, quotes });
+  });
+  app.get("/api/market/listings", (c) => c.json({ listings: market()!.listings.all() }));
+  app.post("/api/market/listings", async (c) => {
+    try {
+      return c.json(market()!.addListing(await body(c) as unknown as ListingInit), 201);
+    } catch (e) {
+      if (e instanceof MeshError) return fail(c, e);
+      throw e;
+    }
+  });
+  app.delete(
+    "/api/market/listings/:id",
+    (c) =>
+      market()!.removeListing(c.req.param("id"))
+        ? c.json({ removed: c.req.param("id") })
+        : c.json({ error: "not_found", message: "No such listing" }, 404),
+  );
+  app.get(
+    "/api/market/seen",
+    (c) => c.json({ seen: market()!.seen(), held: market()!.held(), sent: market()!.sent() }),
+  );
+}
