@@ -14,31 +14,22 @@
  */
 import type { PeerId, PrivateKey } from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
-import { blake3 } from "../kernels/mod.ts";
+import { blake3 } from "../kernels/blake3.ts";
 import { type CID, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
 import { signTagged, verifyTagged } from "../mesh/signature.ts";
+import {
+  DELIVERY_DOMAIN as DOMAIN,
+  deliveryMessage as message,
+  type DeliverySignature,
+  type FraudProof,
+  fromHex as unhex,
+  isDeliveryShape,
+  toHex as hex,
+} from "./delivery.ts";
 
-/** Domain separation: a delivery signature can never be mistaken for any other signed message. */
-const DOMAIN = new TextEncoder().encode("meshgate/delivery/1\n");
-
-/** A signed delivery, as it travels in a chunk answer and inside a proof. */
-export interface DeliverySignature {
-  /** Hex BLAKE3-256 of the bytes as sent. */
-  hash: string;
-  /** Signing time, ms since epoch. */
-  at: number;
-  /** Base64 Ed25519 signature over the domain, CID bytes, hash and time. */
-  sig: string;
-}
-
-/** Portable proof that `peer` served bytes under `cid` that are not the CID's. */
-export interface FraudProof extends DeliverySignature {
-  v: 1;
-  kind: "bad_bytes";
-  peer: string;
-  cid: string;
-}
+// The format lives in delivery.ts (no libp2p there, so a browser bundle can hold and check it).
+export { type DeliverySignature, type FraudProof, fraudProof } from "./delivery.ts";
 
 /** A delivery signature or proof that does not hold, with why. */
 export class EvidenceError extends MeshError {
@@ -50,23 +41,6 @@ export class EvidenceError extends MeshError {
   ) {
     super(code, message, options);
   }
-}
-
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-function unhex(s: string): Uint8Array {
-  const out = new Uint8Array(s.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
-/** The signed bytes (behind {@link DOMAIN}): CID, hash, time. */
-function message(cid: CID, hash: Uint8Array, at: number): Uint8Array {
-  const c = cid.bytes;
-  const out = new Uint8Array(c.length + 32 + 8);
-  out.set(c, 0);
-  out.set(hash, c.length);
-  new DataView(out.buffer).setBigUint64(c.length + 32, BigInt(at));
-  return out;
 }
 
 /** Signs the delivery of `bytes` under `cid`. `hash` may be given when already computed. */
@@ -81,19 +55,13 @@ export async function signDelivery(
 }
 
 function shape(s: unknown): DeliverySignature {
-  const d = s as Partial<DeliverySignature> | null;
-  if (
-    typeof d !== "object" || d === null ||
-    typeof d.hash !== "string" || !/^[0-9a-f]{64}$/.test(d.hash) ||
-    typeof d.at !== "number" || !Number.isSafeInteger(d.at) || d.at < 0 ||
-    typeof d.sig !== "string" || d.sig.length > 200 || !/^[A-Za-z0-9+/]+={0,2}$/.test(d.sig)
-  ) {
+  if (!isDeliveryShape(s)) {
     throw new EvidenceError(
       "evidence_malformed",
       "A delivery signature is {hash: 64 hex digits, at: ms, sig: base64}",
     );
   }
-  return { hash: d.hash, at: d.at, sig: d.sig };
+  return { hash: s.hash, at: s.at, sig: s.sig };
 }
 
 function peerOf(peer: string): PeerId {
@@ -127,11 +95,6 @@ export async function verifyDelivery(
 /** True when the signed hash is the CID's own digest (an honest delivery). */
 export function signedHashMatches(cid: CID, d: DeliverySignature): boolean {
   return d.hash === hex(cid.multihash.digest);
-}
-
-/** A proof of fraud from a signed delivery whose hash is not the CID's. */
-export function fraudProof(peer: string, cid: CID, d: DeliverySignature): FraudProof {
-  return { v: 1, kind: "bad_bytes", peer, cid: cid.toString(), ...d };
 }
 
 /**
