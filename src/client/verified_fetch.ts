@@ -87,6 +87,41 @@ const MAX_PREFETCH = 16;
 /** Stripes of verified blocks kept for rebuilds (the one being read and the one before). */
 const KEEP_STRIPES = 2;
 
+/**
+ * A Response whose body methods reject with verifiedFetch's own error: a browser turns a failed body
+ * stream into a bare "Failed to fetch" when read through `arrayBuffer()` and the like.
+ */
+class VerifiedResponse extends Response {
+  override async bytes(): Promise<Uint8Array<ArrayBuffer>> {
+    if (!this.body) return new Uint8Array(0);
+    const reader = this.body.getReader();
+    const parts: Uint8Array[] = [];
+    let length = 0;
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      parts.push(value);
+      length += value.length;
+    }
+    const out = new Uint8Array(length);
+    let at = 0;
+    for (const p of parts) (out.set(p, at), at += p.length);
+    return out;
+  }
+  override async arrayBuffer(): Promise<ArrayBuffer> {
+    return (await this.bytes()).buffer;
+  }
+  override async text(): Promise<string> {
+    return new TextDecoder().decode(await this.bytes());
+  }
+  override async json(): Promise<unknown> {
+    return JSON.parse(await this.text());
+  }
+  override async blob(): Promise<Blob> {
+    return new Blob([await this.bytes()], { type: this.headers.get("content-type") ?? "" });
+  }
+}
+
 /** The CID and the gateway a URL or path names. */
 function target(input: string): { cid: CID; origin?: string } {
   const s = input.trim();
@@ -395,5 +430,5 @@ export async function verifiedFetch(
   });
   const ranged = options.range !== undefined;
   if (ranged) headers.set("Content-Range", `bytes ${start}-${end - 1}/${manifest.size}`);
-  return new Response(body, { status: ranged ? 206 : 200, headers });
+  return new VerifiedResponse(body, { status: ranged ? 206 : 200, headers });
 }

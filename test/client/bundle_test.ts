@@ -3,7 +3,7 @@
  * served by the gateway to any origin, and complete on its own (the kernels run with no file to read).
  */
 import assert from "node:assert/strict";
-import { BUNDLE_SOURCES, buildBundle } from "../../edge/ui/build.ts";
+import { buildBundle, BUNDLE_SOURCES } from "../../edge/ui/build.ts";
 import { createGateway } from "../../edge/app.ts";
 import { MeshgateNode } from "../../src/node.ts";
 

@@ -9,7 +9,12 @@ import { cidOf, DAG_JSON_CODE } from "../../src/content/cid.ts";
 import { encodeManifest } from "../../src/content/manifest.ts";
 import { MAX_CHUNK_SIZE } from "../../src/content/chunker.ts";
 import { verifiedFetch, type VerifiedFetchEvent } from "../../src/mod.ts";
-import { DELIVERY_HEADER, parseDeliveryHeader } from "../../src/reputation/delivery.ts";
+import {
+  DELIVERY_HEADER,
+  parseDeliveryHeader,
+  verifyDeliveryWeb,
+} from "../../src/reputation/delivery.ts";
+import { signedHashMatches, verifyDelivery } from "../../src/reputation/evidence.ts";
 import { content, flipped, startGateway, startProxy, upload } from "./_fixture.ts";
 
 const CHUNK = 64 * 1024;
@@ -69,6 +74,12 @@ Deno.test({
       assert.match(raw.headers.get("access-control-expose-headers")!, /Meshgate-Delivery/);
       const d = parseDeliveryHeader(raw.headers.get(DELIVERY_HEADER));
       assert.equal(d?.peer, t.a.peerId);
+      // The node's signature of what it sent, as evidence.ts checks it: here an honest delivery.
+      const first = t.manifest.stripes[0]![0]!;
+      await verifyDelivery(d!.peer, first, d);
+      assert.ok(signedHashMatches(first, d!));
+      assert.equal(await verifyDeliveryWeb(d!.peer, first, d!), true);
+      assert.equal(await verifyDeliveryWeb(t.b.peerId, first, d!), false, "not B's signature");
       await raw.body?.cancel();
     } finally {
       await t.stop();
