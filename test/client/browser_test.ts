@@ -37,7 +37,14 @@ Deno.test({
       const bad = new Set([manifest.stripes[1]![1]!, manifest.stripes[2]![0]!].map(String));
       const liar = encodeManifest({ ...manifest, size: manifest.size - 1 });
       const liarCid = cidOf(liar, DAG_JSON_CODE).toString();
+      // Later, every block of the last stripe answered with a body that never ends.
+      const endless = new Set<string>();
       const proxy = await startProxy(a.url, async (c, res) => {
+        if (endless.has(c.toString())) {
+          await res.body?.cancel();
+          const body = new ReadableStream({ pull: (ctl) => ctl.enqueue(new Uint8Array(65536)) });
+          return new Response(body, { headers: { "Access-Control-Allow-Origin": "*" } });
+        }
         if (c.toString() === liarCid) {
           await res.body?.cancel();
           return new Response(liar as Uint8Array<ArrayBuffer>, {
@@ -126,6 +133,30 @@ Deno.test({
         );
 
         assert.match(got.liar, /^manifest_mismatch: The manifest disagrees with its chunks/);
+        for (const c of manifest.stripes.at(-1)!) endless.add(c.toString());
+        // A fresh context: the blocks read so far are in the first one's HTTP cache (immutable).
+        const fresh = await (await browser.newContext()).newPage();
+        const freshErrors: string[] = [];
+        fresh.on("pageerror", (e) => freshErrors.push(String(e)));
+        await fresh.goto(`${b.url}/livez`);
+        const oversize = await fresh.evaluate(async ({ b, proxy, cid, last }) => {
+          const m = await import(`${b}/meshgate.js`);
+          try {
+            const r: Response = await m.verifiedFetch(cid, {
+              gateway: proxy,
+              range: `bytes=${last}-`,
+            });
+            await r.arrayBuffer();
+            return "no error";
+          } catch (e) {
+            return `${(e as { code?: string }).code}: ${(e as Error).message}`;
+          }
+        }, { b: b.url, proxy: proxy.url, cid, last: (manifest.stripes.length - 1) * 4 * CHUNK });
+        assert.match(oversize, /^unrecoverable: .*Stripe 4 cannot be rebuilt/);
+        assert.match(
+          oversize,
+          /sent more than 1048576 bytes for block .*over the limit of a block/,
+        );
       } finally {
         await proxy.stop();
       }
