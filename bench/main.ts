@@ -92,8 +92,9 @@ if (import.meta.main) {
   );
   let ok = run.success;
   if (withSystem) {
-    // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery.
-    for (const script of ["./gateway.ts", "./mesh.ts", "./paid.ts"]) {
+    // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery,
+    // verifiedFetch in Chromium.
+    for (const script of ["./gateway.ts", "./mesh.ts", "./paid.ts", "./browser.ts"]) {
       const run = await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", new URL(script, import.meta.url).pathname],
         stdout: "inherit",

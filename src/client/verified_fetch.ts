@@ -1,9 +1,11 @@
 /**
- * `verifiedFetch`: a file from any gateway, every byte checked here. It fetches the manifest and the raw
- * blocks (`/mesh/<cid>?format=raw`), checks each against its CID with the BLAKE3 kernel, rebuilds a stripe
- * with the erasure kernel when a block is missing or bad (asking for the stripe's other blocks, parity
- * included), and streams the bytes in order, for any range. No byte reaches the caller unchecked, so an
- * untrusted gateway is safe to use.
+ * `verifiedFetch`: a file from any gateway, every byte checked here. It fetches the manifest as a raw block
+ * and the data chunks in runs of up to 4 MiB (one ranged GET each, cut at the manifest's chunk boundaries:
+ * a request per 256 KiB block costs a browser more than the block), checks each chunk against its CID with
+ * the BLAKE3 kernel, asks a chunk that fails again as a raw block (`/mesh/<cid>?format=raw`, signed by the
+ * gateway), rebuilds a stripe with the erasure kernel when a block is missing or bad (asking for the
+ * stripe's other blocks, parity included), and streams the bytes in order, for any range. No byte reaches
+ * the caller unchecked, so an untrusted gateway is safe to use.
  *
  * Bad bytes under the gateway's own signature (`Meshgate-Delivery`, see `reputation/delivery.ts`) are a
  * proof: it is checked here, posted to another gateway's `POST /api/evidence`, and the rest is fetched from
@@ -16,7 +18,14 @@
  */
 import { type CID, matchesCid, parseCid, RAW_CODE } from "../content/cid.ts";
 import { MAX_CHUNK_SIZE } from "../content/chunker.ts";
-import { decodeManifest, type Manifest, MAX_MANIFEST_BYTES } from "../content/manifest.ts";
+import {
+  chunkCount,
+  chunkLength,
+  decodeManifest,
+  type Manifest,
+  MAX_MANIFEST_BYTES,
+  stripeDataCount,
+} from "../content/manifest.ts";
 import { readFile, UnrecoverableError } from "../content/read.ts";
 import { blake3 } from "../kernels/blake3.ts";
 import { prepareKernels } from "../kernels/_load.ts";
@@ -84,6 +93,11 @@ export class BlockTooLargeError extends MeshError {
 }
 
 const MAX_PREFETCH = 16;
+/** Manifests already verified (by CID, so safe to reuse from any gateway), for seeks and repeats. */
+const manifests = new Map<string, Manifest>();
+const MAX_MANIFESTS = 64;
+/** Bytes of data chunks asked in one ranged request on the fast path. */
+const RUN_BYTES = 4 * 1024 * 1024;
 /** Stripes of verified blocks kept for rebuilds (the one being read and the one before). */
 const KEEP_STRIPES = 2;
 
@@ -300,8 +314,12 @@ export async function verifiedFetch(
   };
 
   /** One raw block from the current gateway, verified; null when it could not be had there. */
-  const fetchBlock = async (block: CID, limit: number, sig: AbortSignal) => {
-    const gw = pool.current();
+  const fetchBlock = async (
+    block: CID,
+    limit: number,
+    sig: AbortSignal,
+    gw = pool.current(),
+  ) => {
     let res: Response;
     try {
       res = await doFetch(`${gw}/mesh/${block}?format=raw`, { signal: sig });
@@ -338,6 +356,8 @@ export async function verifiedFetch(
 
   /** The manifest (or a one-block file for a raw CID) from the first gateway that has a good one. */
   const describe = async (): Promise<{ manifest: Manifest; single?: Uint8Array }> => {
+    const known = manifests.get(cid.toString());
+    if (known) return { manifest: known };
     const limit = cid.code === RAW_CODE ? MAX_CHUNK_SIZE : MAX_MANIFEST_BYTES;
     for (let tries = 0; tries < pool.urls.length; tries++) {
       const before = pool.current();
@@ -355,7 +375,12 @@ export async function verifiedFetch(
         return { manifest, single: bytes };
       }
       // Bytes that match a CID are what its author made: an invalid manifest is no gateway's fault.
-      if (bytes) return { manifest: decodeManifest(bytes) };
+      if (bytes) {
+        const manifest = decodeManifest(bytes);
+        if (manifests.size >= MAX_MANIFESTS) manifests.delete(manifests.keys().next().value!);
+        manifests.set(cid.toString(), manifest);
+        return { manifest };
+      }
       if (pool.current() === before) pool.drop(before);
     }
     const notFound = problems.length > 0 && problems.every((p) => / 404 /.test(p));
@@ -369,6 +394,101 @@ export async function verifiedFetch(
   const { manifest, single } = await describe();
   const [start, end] = byteRange(options.range, manifest.size) ?? [0, manifest.size];
 
+  /**
+   * The fast path: a run of data chunks in one ranged GET of the file (a request per block costs a
+   * browser more than the block), cut at the manifest's chunk boundaries, each piece checked against its
+   * CID as it completes. A piece that fails is asked again as a raw block from the same gateway: signed,
+   * so bad bytes there are provable; once missing or bad there too, the stripe is rebuilt. Each data chunk
+   * takes this path at most once; asked again (a rebuild, a retry) it is fetched as a raw block.
+   */
+  const chunks = chunkCount(manifest);
+  const run = Math.max(1, Math.floor(RUN_BYTES / manifest.chunkSize));
+  const dataIndex = new Map<string, number>();
+  manifest.stripes.forEach((cids, s) => {
+    for (let j = 0; j < stripeDataCount(manifest, s); j++) {
+      const key = cids[j]!.toString();
+      if (!dataIndex.has(key)) dataIndex.set(key, s * manifest.k + j);
+    }
+  });
+  const streamed = new Map<number, Promise<Uint8Array | null>>();
+  // Runs outlive a chunk's request; they stop when the caller cancels the body or aborts.
+  const stopRuns = new AbortController();
+  const runSignal = AbortSignal.any([signal, stopRuns.signal]);
+  const usedFast = new Set<number>();
+  const dataCid = (i: number) => manifest.stripes[Math.floor(i / manifest.k)]![i % manifest.k]!;
+  // Runs stop where the read does (a rebuild asking past it gets a run of one).
+  const readEnd = Math.ceil(end / manifest.chunkSize);
+  const streamRun = (first: number) => {
+    let last = first;
+    const cap = Math.min(chunks, first + run, first < readEnd ? readEnd : first + 1);
+    const waiting: PromiseWithResolvers<Uint8Array | null>[] = [];
+    while (last < cap && !usedFast.has(last)) {
+      const d = Promise.withResolvers<Uint8Array | null>();
+      usedFast.add(last);
+      streamed.set(last, d.promise);
+      waiting.push(d);
+      last++;
+    }
+    const gw = pool.current();
+    const fallback = (i: number) =>
+      fetchBlock(dataCid(i), MAX_CHUNK_SIZE, runSignal, gw).catch(() => null);
+    (async () => {
+      let i = first;
+      try {
+        const from = first * manifest.chunkSize;
+        const to = Math.min(manifest.size, last * manifest.chunkSize);
+        const res = await doFetch(`${gw}/mesh/${cid}`, {
+          headers: { Range: `bytes=${from}-${to - 1}` },
+          signal: runSignal,
+        });
+        const whole = res.status === 200 && from === 0 && to === manifest.size;
+        if ((res.status !== 206 && !whole) || !res.body) {
+          await res.body?.cancel().catch(() => {});
+          problems.push(`${gw}: HTTP ${res.status} for bytes ${from}-${to - 1} of ${cid}`);
+          return;
+        }
+        const reader = res.body.getReader();
+        let piece = new Uint8Array(chunkLength(manifest, i));
+        let have = 0;
+        try {
+          while (i < last) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            let at = 0;
+            while (at < value.length && i < last) {
+              const n = Math.min(piece.length - have, value.length - at);
+              piece.set(value.subarray(at, at + n), have);
+              have += n;
+              at += n;
+              if (have < piece.length) continue;
+              if (!matchesCid(dataCid(i), piece)) {
+                // Asked again as a signed raw block; the rest of this run goes that way too.
+                waiting[i - first]!.resolve(fallback(i));
+                i++;
+                return;
+              }
+              waiting[i - first]!.resolve(piece);
+              if (++i < last) piece = new Uint8Array(chunkLength(manifest, i)), have = 0;
+            }
+          }
+        } finally {
+          await reader.cancel().catch(() => {});
+        }
+      } catch (e) {
+        if (!runSignal.aborted) problems.push(`${gw}: ${(e as Error).message ?? e}`);
+      } finally {
+        // Whatever the run did not deliver is asked block by block.
+        for (; i < last; i++) waiting[i - first]!.resolve(runSignal.aborted ? null : fallback(i));
+      }
+    })();
+  };
+  const fastChunk = (index: number) => {
+    if (!streamed.has(index)) streamRun(index);
+    const p = streamed.get(index)!;
+    streamed.delete(index);
+    return p;
+  };
+
   // Verified blocks of the stripes near the reader, so a rebuild reuses what was fetched.
   const blocks = new Map<number, Map<string, Promise<Uint8Array | null>>>();
   if (single) blocks.set(0, new Map([[cid.toString(), Promise.resolve(single)]]));
@@ -381,7 +501,10 @@ export async function verifiedFetch(
     const key = block.toString();
     let p = held.get(key);
     if (!p) {
-      p = fetchBlock(block, MAX_CHUNK_SIZE, sig);
+      const index = dataIndex.get(key);
+      p = index !== undefined && (streamed.has(index) || !usedFast.has(index))
+        ? fastChunk(index)
+        : fetchBlock(block, MAX_CHUNK_SIZE, sig);
       held.set(key, p);
       // A miss is asked again next time (the rebuild's second round, another gateway).
       p.then((b) => b || held.delete(key), () => held.delete(key));
@@ -419,7 +542,7 @@ export async function verifiedFetch(
         controller.error(fail(e));
       }
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: (reason) => (stopRuns.abort(reason), reader.cancel(reason)),
   }, { highWaterMark: 0 });
 
   const headers = new Headers({

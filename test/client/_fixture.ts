@@ -106,8 +106,15 @@ export interface TestProxy {
   stop(): Promise<void>;
 }
 
-/** A proxy on 127.0.0.1 in front of `upstream`; `tamper` may replace raw block answers. */
-export async function startProxy(upstream: string, tamper: Tamper): Promise<TestProxy> {
+/**
+ * A proxy on 127.0.0.1 in front of `upstream`; `tamper` may replace raw block answers, `tamperFile` the
+ * answers for a file's bytes (`/mesh/<cid>` without `format=raw`, ranges included).
+ */
+export async function startProxy(
+  upstream: string,
+  tamper: Tamper,
+  tamperFile?: Tamper,
+): Promise<TestProxy> {
   const asked = new Map<string, number>();
   const { promise, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: resolve }, async (req) => {
@@ -119,6 +126,9 @@ export async function startProxy(upstream: string, tamper: Tamper): Promise<Test
       signal: req.signal,
     });
     const m = /^\/mesh\/([^/]+)$/.exec(url.pathname);
+    if (m && tamperFile && url.searchParams.get("format") !== "raw") {
+      return await tamperFile(parseCid(m[1]!), res, req) ?? res;
+    }
     if (!m || url.searchParams.get("format") !== "raw") return res;
     const cid = parseCid(m[1]!);
     asked.set(cid.toString(), (asked.get(cid.toString()) ?? 0) + 1);
@@ -140,4 +150,25 @@ export async function flipped(res: Response, cid: CID, key?: PrivateKey): Promis
     headers.set(DELIVERY_HEADER, formatDeliveryHeader({ peer, ...d }));
   }
   return new Response(bytes, { status: res.status, headers });
+}
+
+/**
+ * A file answer (whole or ranged) with the same bit flipped in each of data chunks `bad` (indexes into the
+ * file) as {@link flipped} flips in the chunk's raw answer: what an operator that lies about those chunks
+ * sends however they are asked.
+ */
+export async function flippedFile(
+  res: Response,
+  manifest: Manifest,
+  bad: number[],
+): Promise<Response> {
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const range = /^bytes (\d+)-/.exec(res.headers.get("content-range") ?? "");
+  const from = range ? Number(range[1]) : 0;
+  for (const i of bad) {
+    const length = Math.min(manifest.chunkSize, manifest.size - i * manifest.chunkSize);
+    const at = i * manifest.chunkSize + (length >> 1) - from;
+    if (at >= 0 && at < bytes.length) bytes[at]! ^= 0x10;
+  }
+  return new Response(bytes, { status: res.status, headers: res.headers });
 }

@@ -1,6 +1,7 @@
 /**
  * verifiedFetch in headless Chromium, from the bundle a gateway serves: through a proxy that flips a bit in
- * some raw block answers (and signs the lie with the operator's key, as a lying operator would), the page
+ * two chunks wherever they are sent (raw block answers, signed with the operator's key as a lying operator
+ * would, and the file's ranged answers), the page
  * gets byte-identical content rebuilt from parity, never a wrong byte, and the bad gateway is reported to
  * the other one with a proof it accepts (its /api/operators shows the exclusion). A manifest that lies
  * about sizes fails in the page with its clear error.
@@ -11,7 +12,15 @@ import { browserTest, launchChromium } from "../_browser.ts";
 import { cidOf, DAG_JSON_CODE } from "../../src/content/cid.ts";
 import { encodeManifest } from "../../src/content/manifest.ts";
 import { checkFraudProof } from "../../src/reputation/evidence.ts";
-import { byteAt, content, flipped, startGateway, startProxy, upload } from "./_fixture.ts";
+import {
+  byteAt,
+  content,
+  flipped,
+  flippedFile,
+  startGateway,
+  startProxy,
+  upload,
+} from "./_fixture.ts";
 
 const CHUNK = 256 * 1024;
 const SIZE = 4 * 1024 * 1024 + 12345;
@@ -52,6 +61,12 @@ Deno.test({
           });
         }
         return bad.has(c.toString()) ? await flipped(res, c, a.key) : undefined;
+      }, async (c, res) => {
+        if (c.toString() !== cid) return undefined;
+        if (endless.size === 0) return await flippedFile(res, manifest, [4 + 1, 8]);
+        await res.body?.cancel();
+        const body = new ReadableStream({ pull: (ctl) => ctl.enqueue(new Uint8Array(65536)) });
+        return new Response(body, { status: res.status, headers: res.headers });
       });
       try {
         browser = await launchChromium();

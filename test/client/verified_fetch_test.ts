@@ -15,7 +15,7 @@ import {
   verifyDeliveryWeb,
 } from "../../src/reputation/delivery.ts";
 import { signedHashMatches, verifyDelivery } from "../../src/reputation/evidence.ts";
-import { content, flipped, startGateway, startProxy, upload } from "./_fixture.ts";
+import { content, flipped, flippedFile, startGateway, startProxy, upload } from "./_fixture.ts";
 
 const CHUNK = 64 * 1024;
 /** 3 stripes of 4 + 2: 10.5 chunks of data. */
@@ -98,6 +98,7 @@ Deno.test({
     const proxy = await startProxy(
       t.a.url,
       (cid, res) => cid.toString() === bad ? flipped(res, cid, t.a.key) : undefined,
+      (cid, res) => cid.toString() === t.cid ? flippedFile(res, t.manifest, [4 + 1]) : undefined,
     );
     try {
       const events: VerifiedFetchEvent[] = [];
@@ -143,6 +144,7 @@ Deno.test({
     const proxy = await startProxy(
       t.a.url,
       (cid, res) => bad.has(cid.toString()) ? flipped(res, cid) : undefined,
+      (cid, res) => cid.toString() === t.cid ? flippedFile(res, t.manifest, [2]) : undefined,
     );
     try {
       const events: VerifiedFetchEvent[] = [];
@@ -189,6 +191,13 @@ Deno.test({
     const shortCid = cidOf(shortBytes, DAG_JSON_CODE).toString();
     let endless = 0;
     const oversize = new Set<string>();
+    const endlessBody = () =>
+      new ReadableStream({
+        pull(c) {
+          endless += 64 * 1024;
+          c.enqueue(new Uint8Array(64 * 1024));
+        },
+      });
     const proxy = await startProxy(t.a.url, async (cid, res) => {
       const key = cid.toString();
       if (key === liarCid || key === shortCid) {
@@ -198,14 +207,11 @@ Deno.test({
       if (!oversize.has(key)) return undefined;
       await res.body?.cancel();
       // No length announced, and no end: the reader must stop on its own.
-      return new Response(
-        new ReadableStream({
-          pull(c) {
-            endless += 64 * 1024;
-            c.enqueue(new Uint8Array(64 * 1024));
-          },
-        }),
-      );
+      return new Response(endlessBody());
+    }, async (_cid, res) => {
+      if (oversize.size === 0) return undefined;
+      await res.body?.cancel();
+      return new Response(endlessBody(), { status: res.status, headers: res.headers });
     });
     try {
       // The lie is in the last chunk: the answer starts, then its body errors before any wrong byte.
@@ -247,9 +253,10 @@ Deno.test({
       // The bodies have no end: that the call returned at all shows each was left at the limit.
       assert.ok(endless > MAX_CHUNK_SIZE);
 
-      // The manifest itself endless: no gateway gave it.
-      oversize.add(t.cid);
-      await assert.rejects(verifiedFetch(t.cid, { gateway: proxy.url }), {
+      // A manifest (not fetched before: verified manifests are kept) with an endless body.
+      const other = cidOf(encodeManifest({ ...t.manifest, name: "other" }), DAG_JSON_CODE);
+      oversize.add(other.toString());
+      await assert.rejects(verifiedFetch(other.toString(), { gateway: proxy.url }), {
         code: "unrecoverable",
         message: /No gateway gave .*over the limit of a block/,
       });
