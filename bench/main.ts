@@ -93,7 +93,8 @@ if (import.meta.main) {
   let ok = run.success;
   if (withSystem) {
     // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery,
-    // signed deliveries' cost to reads, the market (seal and open rates, intent propagation).
+    // signed deliveries' cost to reads, the market (seal and open rates, intent propagation), verifiedFetch
+    // in Chromium.
     for (
       const script of [
         "./gateway.ts",
@@ -101,6 +102,7 @@ if (import.meta.main) {
         "./paid.ts",
         "./signed_read.ts",
         "./market_bench.ts",
+        "./browser.ts",
       ]
     ) {
       const run = await new Deno.Command(Deno.execPath(), {

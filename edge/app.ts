@@ -26,10 +26,15 @@ import { addPayMetrics, addPayRoutes } from "./pay.ts";
 import { addMarketRoutes } from "./market.ts";
 import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
 import { writeGuard } from "./auth.ts";
+import { DELIVERY_HEADER, formatDeliveryHeader } from "../src/mesh/delivery_format.ts";
 
 export const VERSION = "0.1.0";
 const IMMUTABLE = "public, max-age=29030400, immutable";
 const RAW_TYPE = "application/vnd.ipld.raw";
+/** Headers of content answers a page on another origin may read (verifiedFetch reads the signature). */
+const EXPOSED = [DELIVERY_HEADER, "Content-Range", "Content-Length", "ETag", "X-Ipfs-Path"].join(
+  ", ",
+);
 
 export interface GatewayOptions {
   /** Largest accepted upload in bytes. Default: 1 GiB. */
@@ -277,6 +282,14 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     }
     return await serveCid(c, parseCid(label.toLowerCase()), `/ipfs/${label.toLowerCase()}`, false);
   });
+  // Content is public and checks itself: any page may read it, as from an IPFS gateway (no credentials).
+  for (const prefix of ["/mesh", "/ipfs"]) {
+    app.use(`${prefix}/*`, async (c, next) => {
+      await next();
+      c.header("Access-Control-Allow-Origin", "*");
+      c.header("Access-Control-Expose-Headers", EXPOSED);
+    });
+  }
   // Before the write guard: a proof of fraud checks itself, so any page or gateway may hand one over.
   addReputationRoutes(app, () => node.reputation?.book, () => node.offers);
   app.use(
@@ -467,6 +480,9 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       const bytes = await node.block(cid, signal);
       if (format === undefined) headers["Content-Location"] = `${c.req.path}?format=raw`;
       if (sandbox) headers["Content-Security-Policy"] = "sandbox";
+      // Signed by the node's identity: bad bytes under this signature are a portable proof against it.
+      const delivery = await node.reputation?.signDelivery(cid, bytes);
+      if (delivery) headers[DELIVERY_HEADER] = formatDeliveryHeader(delivery);
       served.inc({}, bytes.length);
       return c.body(bytes as Uint8Array<ArrayBuffer>, 200, {
         ...headers,

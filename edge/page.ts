@@ -1,6 +1,7 @@
 /**
  * Serves the page for people: the files `deno task build:ui` bundles from edge/ui into edge/ui/dist
- * (committed, so serving needs no build tool). Read once, on first request, then kept in memory.
+ * (committed, so serving needs no build tool), and `/meshgate.js`, the browser bundle (verifiedFetch and
+ * the kernels), which any site may import. Read once, on first request, then kept in memory.
  */
 import type { Context, Hono } from "hono";
 
@@ -12,6 +13,7 @@ const ROUTES: [path: string, file: string, type: string][] = [
   ["/ui/app.js", "app.js", "text/javascript; charset=utf-8"],
   ["/ui/style.css", "style.css", "text/css; charset=utf-8"],
   ["/favicon.ico", "favicon.ico", "image/x-icon"],
+  ["/meshgate.js", "meshgate.js", "text/javascript; charset=utf-8"],
 ];
 
 interface Asset {
@@ -52,6 +54,8 @@ export function mountPage(app: Hono): void {
         "Cache-Control": "no-cache",
         ETag: etag,
         "X-Content-Type-Options": "nosniff",
+        // The bundle is for any site's pages (a module script from another origin needs CORS).
+        ...(file === "meshgate.js" ? { "Access-Control-Allow-Origin": "*" } : {}),
       };
       if (c.req.header("if-none-match") === etag) return c.body(null, 304, headers);
       return c.body(bytes, 200, headers);

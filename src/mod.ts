@@ -42,6 +42,13 @@ export {
   type ReadOptions,
   UnrecoverableError,
 } from "./content/read.ts";
+export {
+  BlockTooLargeError,
+  verifiedFetch,
+  VerifiedFetchError,
+  type VerifiedFetchEvent,
+  type VerifiedFetchOptions,
+} from "./client/verified_fetch.ts";
 export { ChunkStore, StoreFullError, type StoreOptions, type StoreStats } from "./store/store.ts";
 export { MeshgateNode, type NodeComponents, type NodeConfig, NotFoundError } from "./node.ts";
 export { type Service, ServiceList } from "./service.ts";

@@ -1,6 +1,7 @@
 /**
  * Builds the page into dist/: app.ts and the modules it imports bundled by esbuild into app.js, style.css
- * minified, index.html copied, favicon.ico drawn. dist/ is committed, so serving needs no build tool; a
+ * minified, index.html copied, favicon.ico drawn; and meshgate.js, the browser bundle (src/client/bundle.ts:
+ * verifiedFetch and the kernels, their .wasm inside). dist/ is committed, so serving needs no build tool; a
  * test rebuilds it and fails if the bytes differ.
  *
  *   deno task build:ui            rebuild when a source changed (dist/SOURCES holds their hash)
@@ -10,6 +11,19 @@
 
 const UI = new URL("./", import.meta.url);
 const DIST = new URL("dist/", UI);
+const SRC = new URL("../../src/", UI);
+/** What meshgate.js is built from, under src/ (a test checks that the bundle reads nothing else there). */
+export const BUNDLE_SOURCES = [
+  "client/",
+  "content/",
+  "kernels/",
+  "kernels/_wasm/",
+  "mesh/delivery_format.ts",
+  "units.ts",
+  "errors.ts",
+];
+/** Kernels carried inside meshgate.js. */
+const BUNDLED_KERNELS = ["blake3", "erasure", "erasure.relaxed", "xor", "receipts"];
 /** esbuild's version is part of the stamp: another version may emit other bytes. */
 export const ESBUILD_VERSION = "0.28.2";
 
@@ -22,6 +36,24 @@ async function sources(): Promise<string[]> {
   return names.sort();
 }
 
+/** The bundle's source files under src/, as URLs. */
+export async function bundleSources(): Promise<URL[]> {
+  const urls: URL[] = [];
+  for (const entry of BUNDLE_SOURCES) {
+    const url = new URL(entry, SRC);
+    if (!entry.endsWith("/")) {
+      urls.push(url);
+      continue;
+    }
+    const names: string[] = [];
+    for await (const e of Deno.readDir(url)) {
+      if (e.isFile && /\.(ts|wasm)$/.test(e.name)) names.push(e.name);
+    }
+    urls.push(...names.sort().map((n) => new URL(n, url)));
+  }
+  return urls;
+}
+
 /** Hash of the sources' names and bytes, and the esbuild version; dist/SOURCES records it. */
 export async function sourcesStamp(): Promise<string> {
   const enc = new TextEncoder();
@@ -29,6 +61,10 @@ export async function sourcesStamp(): Promise<string> {
   for (const name of await sources()) {
     const bytes = await Deno.readFile(new URL(name, UI));
     parts.push(enc.encode(`${name} ${bytes.length}\n`), bytes);
+  }
+  for (const url of await bundleSources()) {
+    const bytes = await Deno.readFile(url);
+    parts.push(enc.encode(`${url.pathname.slice(SRC.pathname.length)} ${bytes.length}\n`), bytes);
   }
   const all = new Uint8Array(await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer());
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
@@ -71,6 +107,55 @@ export function favicon(): Uint8Array {
   return out;
 }
 
+/**
+ * meshgate.js: src/client/bundle.ts with the kernels' bytes inside (kernels/_bytes.ts is swapped for a
+ * module that imports each .wasm with esbuild's binary loader), minified ESM. Returns its bytes and the
+ * files it was built from (esbuild's metafile).
+ */
+export async function buildBundle(
+  esbuild: typeof import("esbuild"),
+): Promise<{ js: Uint8Array; inputs: string[] }> {
+  const wasmDir = new URL("kernels/_wasm/", SRC).pathname;
+  const embedded: import("esbuild").Plugin = {
+    name: "meshgate-kernels",
+    setup(build) {
+      build.onResolve({ filter: /\/_bytes\.ts$/ }, () => ({ path: "kernels", namespace: "wasm" }));
+      build.onLoad({ filter: /.*/, namespace: "wasm" }, () => ({
+        resolveDir: wasmDir,
+        loader: "js",
+        contents: [
+          ...BUNDLED_KERNELS.map((k, i) => `import k${i} from "./${k}.wasm";`),
+          `const all = {${
+            BUNDLED_KERNELS.map((k, i) => `${JSON.stringify(k)}: k${i}`).join(", ")
+          }};`,
+          "export function kernelBytes(name) {",
+          "  const b = all[name];",
+          '  if (!b) throw new Error(`kernel "${name}" is not in meshgate.js`);',
+          "  return b;",
+          "}",
+          "export async function kernelBytesAsync(name) { return kernelBytes(name); }",
+        ].join("\n"),
+      }));
+    },
+  };
+  const out = await esbuild.build({
+    entryPoints: [new URL("client/bundle.ts", SRC).pathname],
+    bundle: true,
+    write: false,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    minify: true,
+    legalComments: "none",
+    charset: "utf8",
+    logLevel: "silent",
+    metafile: true,
+    loader: { ".wasm": "binary" },
+    plugins: [embedded],
+  });
+  return { js: out.outputFiles[0]!.contents, inputs: Object.keys(out.metafile!.inputs).sort() };
+}
+
 /** The files of dist/, built in memory. */
 export async function buildUi(): Promise<Map<string, Uint8Array>> {
   // Imported only here, so importing this module (or serving) never loads esbuild.
@@ -96,10 +181,12 @@ export async function buildUi(): Promise<Map<string, Uint8Array>> {
       minify: true,
       charset: "utf8",
     });
+    const bundle = await buildBundle(esbuild);
     const enc = new TextEncoder();
     return new Map<string, Uint8Array>([
       ["index.html", await Deno.readFile(new URL("index.html", UI))],
       ["app.js", js.outputFiles[0]!.contents],
+      ["meshgate.js", bundle.js],
       ["style.css", enc.encode(css.code)],
       ["favicon.ico", favicon()],
       ["SOURCES", enc.encode(await sourcesStamp())],
@@ -138,7 +225,9 @@ if (import.meta.main) {
     for (const name of stale) await Deno.writeFile(new URL(name, DIST), built.get(name)!);
     const size = (name: string) => built.get(name)!.length;
     console.error(
-      `built edge/ui/dist: app.js ${size("app.js")} B, style.css ${size("style.css")} B`,
+      `built edge/ui/dist: app.js ${size("app.js")} B, style.css ${
+        size("style.css")
+      } B, meshgate.js ${size("meshgate.js")} B`,
     );
   }
 }

@@ -1,7 +1,7 @@
 /** CIDs of Meshgate content: CIDv1, BLAKE3-256 multihash, raw codec for chunks, dag-json for manifests. */
 import { CID } from "multiformats/cid";
 import * as Digest from "multiformats/hashes/digest";
-import { blake3 } from "../kernels/mod.ts";
+import { blake3 } from "../kernels/blake3.ts";
 import { MeshError } from "../errors.ts";
 
 export { CID };

@@ -3,7 +3,7 @@
  * Shards of a stripe must be equal in length: the stripe's shorter last chunk is zero-padded for the
  * arithmetic only, never stored padded, so the only waste is parity the size of one full chunk.
  */
-import { rsEncode, rsReconstruct } from "../kernels/mod.ts";
+import { rsEncode, rsReconstruct } from "../kernels/erasure.ts";
 import { type CID, verifyChunk } from "./cid.ts";
 import { chunkLength, type Manifest, ManifestMismatchError, stripeDataCount } from "./manifest.ts";
 

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { ensureMemory, type KernelExports, loadKernel } from "./_load.ts";
+import { ensureMemory, type KernelExports, lazyKernel } from "./_load.ts";
 
 interface Blake3Kernel extends KernelExports {
   /** Where the input goes. */
@@ -33,12 +33,6 @@ interface Blake3Kernel extends KernelExports {
   verify(len: number, index: number, blockLen: number, proofLen: number): number;
 }
 
-const kernel = await loadKernel<Blake3Kernel>("blake3");
-const INPUT = kernel.input();
-const PATH = kernel.proofPath();
-const EXPECT = kernel.expected();
-/** The digest's address (`hash` always returns the same one). */
-const OUT = kernel.hash(0);
 /** Bytes of one BLAKE3 chunk: the unit a proof covers. */
 export const BLAKE3_BLOCK_LEN = 1024;
 /** BLAKE3 chaining values (the siblings in a proof) are 32 bytes. */
@@ -50,19 +44,29 @@ const MAX_PROOF_INPUT = 2 ** 32 - 1;
 /** 32-bit wasm addresses at most 4 GiB. */
 const MAX_BYTES = 2 ** 32;
 
-let heap = new Uint8Array(kernel.memory.buffer);
-/** The largest input length the memory is already sized for. */
-let capacity = -1;
+/** The kernel instance, its fixed addresses, and the memory it is sized for; made on the first call. */
+const state = /* @__PURE__ */ lazyKernel("blake3", (kernel: Blake3Kernel) => ({
+  kernel,
+  INPUT: kernel.input(),
+  PATH: kernel.proofPath(),
+  EXPECT: kernel.expected(),
+  /** The digest's address (`hash` always returns the same one). */
+  OUT: kernel.hash(0),
+  heap: new Uint8Array(kernel.memory.buffer),
+  /** The largest input length the memory is already sized for. */
+  capacity: -1,
+}));
+type State = ReturnType<typeof state>;
 
-function reserve(len: number): void {
-  const need = kernel.workspace(len);
+function reserve(s: State, len: number): void {
+  const need = s.kernel.workspace(len);
   if (need > MAX_BYTES) {
     throw new RangeError(`The input is too large for the kernel: "${len}" bytes`);
   }
-  ensureMemory(kernel.memory, need);
+  ensureMemory(s.kernel.memory, need);
   // Growing detaches the old buffer.
-  heap = new Uint8Array(kernel.memory.buffer);
-  capacity = len;
+  s.heap = new Uint8Array(s.kernel.memory.buffer);
+  s.capacity = len;
 }
 
 /**
@@ -77,11 +81,12 @@ function reserve(len: number): void {
  */
 export function blake3(data: Uint8Array): Uint8Array {
   if (!(data instanceof Uint8Array)) throw new TypeError("Expected data to be a Uint8Array");
+  const s = state();
   const len = data.length;
-  if (len > capacity) reserve(len);
-  heap.set(data, INPUT);
-  const out = kernel.hash(len);
-  return heap.slice(out, out + 32);
+  if (len > s.capacity) reserve(s, len);
+  s.heap.set(data, s.INPUT);
+  const out = s.kernel.hash(len);
+  return s.heap.slice(out, out + 32);
 }
 
 /** An answer to an audit of one block: the block itself and its path to the root. */
@@ -138,14 +143,15 @@ export function blake3Proof(data: Uint8Array, blockIndex: number): Blake3Proof {
     throw new RangeError(`The input is too large for a proof: "${len}" bytes`);
   }
   checkIndex(len, blockIndex);
-  if (len > capacity) reserve(len);
-  heap.set(data, INPUT);
-  const depth = kernel.proof(len, blockIndex);
+  const s = state();
+  if (len > s.capacity) reserve(s, len);
+  s.heap.set(data, s.INPUT);
+  const depth = s.kernel.proof(len, blockIndex);
   const start = blockIndex * BLAKE3_BLOCK_LEN;
   return {
     block: data.slice(start, start + BLAKE3_BLOCK_LEN),
-    proof: heap.slice(PATH, PATH + depth * CV_LEN),
-    root: heap.slice(OUT, OUT + 32),
+    proof: s.heap.slice(s.PATH, s.PATH + depth * CV_LEN),
+    root: s.heap.slice(s.OUT, s.OUT + 32),
   };
 }
 
@@ -183,9 +189,10 @@ export function blake3VerifyProof(
   checkIndex(length, blockIndex);
   // Too long to be right for any shape: refused before it is copied.
   if (block.length > BLAKE3_BLOCK_LEN || proof.length > MAX_PROOF) return false;
-  if (capacity < BLAKE3_BLOCK_LEN) reserve(BLAKE3_BLOCK_LEN);
-  heap.set(root, EXPECT);
-  heap.set(block, INPUT);
-  heap.set(proof, PATH);
-  return kernel.verify(length, blockIndex, block.length, proof.length) === 1;
+  const s = state();
+  if (s.capacity < BLAKE3_BLOCK_LEN) reserve(s, BLAKE3_BLOCK_LEN);
+  s.heap.set(root, s.EXPECT);
+  s.heap.set(block, s.INPUT);
+  s.heap.set(proof, s.PATH);
+  return s.kernel.verify(length, blockIndex, block.length, proof.length) === 1;
 }

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { ensureMemory, type KernelExports, loadKernel } from "./_load.ts";
+import { ensureMemory, type KernelExports, loadKernel, loadKernelSync } from "./_load.ts";
 
 /** The exports of `assembly/erasure.ts`. */
 interface ErasureKernel extends KernelExports {
@@ -68,7 +68,10 @@ const RELAXED_PROBE = new Uint8Array([
  * tests use this to check both.
  */
 export async function createRsCoder(name: ErasureKernelName): Promise<RsCoder> {
-  const kernel = await loadKernel<ErasureKernel>(name);
+  return coderOver(name, await loadKernel<ErasureKernel>(name));
+}
+
+function coderOver(name: ErasureKernelName, kernel: ErasureKernel): RsCoder {
   // The caller's area of wasm memory: coefficients (rows x k <= 128 x 128), two index lists, staged shards.
   const COEF = kernel.freeBase();
   const CHOSEN = COEF + 128 * 128;
@@ -226,18 +229,20 @@ function checkSizes(shards: readonly (Uint8Array | null)[]): number {
   return size;
 }
 
-async function bestCoder(): Promise<RsCoder> {
+function bestCoder(): RsCoder {
   if (WebAssembly.validate(RELAXED_PROBE)) {
     try {
-      return await createRsCoder("erasure.relaxed");
+      return coderOver("erasure.relaxed", loadKernelSync<ErasureKernel>("erasure.relaxed"));
     } catch {
       // Not built (or not loadable here): the portable build does the same work.
     }
   }
-  return createRsCoder("erasure");
+  return coderOver("erasure", loadKernelSync<ErasureKernel>("erasure"));
 }
 
-const coder = await bestCoder();
+/** The module's coder, made on the first call. */
+let best: RsCoder | undefined;
+const coder = (): RsCoder => best ??= bestCoder();
 
 /**
  * Fills the parity shards `shards[k..k+m)` in place from the data shards `shards[0..k)`, byte-identical
@@ -257,7 +262,7 @@ const coder = await bestCoder();
  * @throws {RangeError} if k, m, the number of shards or their sizes are wrong
  */
 export function rsEncode(shards: Uint8Array[], k: number, m: number): void {
-  coder.rsEncode(shards, k, m);
+  coder().rsEncode(shards, k, m);
 }
 
 /**
@@ -272,10 +277,10 @@ export function rsEncode(shards: Uint8Array[], k: number, m: number): void {
  * @throws {RangeError} if k, m, the number of shards or their sizes are wrong, or more than m are missing
  */
 export function rsReconstruct(shards: (Uint8Array | null)[], k: number, m: number): void {
-  coder.rsReconstruct(shards, k, m);
+  coder().rsReconstruct(shards, k, m);
 }
 
 /** Counters of the module's coder (matrix cache hits and misses, matrices held, kernel build in use). */
 export function rsStats(): RsStats {
-  return coder.rsStats();
+  return coder().rsStats();
 }

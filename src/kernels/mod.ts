@@ -1,6 +1,7 @@
 /**
- * The WebAssembly kernels: small, synchronous functions over bytes. Each module loads its `.wasm` once at
- * import (top-level await), so callers need no initialisation step.
+ * The WebAssembly kernels: small, synchronous functions over bytes. Each kernel loads its `.wasm` on its
+ * first call, so callers need no initialisation step and importing one kernel never loads another
+ * (`prepareKernels` compiles them ahead, asynchronously, where that matters: a page's main thread).
  *
  * @module
  */
@@ -13,6 +14,7 @@ export {
   blake3VerifyProof,
 } from "./blake3.ts";
 export { rsEncode, rsReconstruct } from "./erasure.ts";
+export { loadedKernels, prepareKernels } from "./_load.ts";
 export { xorClosest, XorTable } from "./xor.ts";
 export {
   keccak256,

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { ensureMemory, type KernelExports, loadKernel } from "./_load.ts";
+import { ensureMemory, type KernelExports, lazyKernel } from "./_load.ts";
 
 interface ReceiptsKernel extends KernelExports {
   base(): number;
@@ -22,14 +22,15 @@ interface ReceiptsKernel extends KernelExports {
   merkle(nodes: number, n: number, index: number, proof: number): number;
 }
 
-const kernel = await loadKernel<ReceiptsKernel>("receipts");
 const RATE = 136;
 /** Input is fed to the kernel in pieces of this many bytes (a whole number of blocks), bounding memory. */
 const PIECE = RATE * 7710;
 // Regions above `base`: a digest, a proof (at most 32 levels of 32 bytes), then the input.
-const OUT = kernel.base();
-const PROOF = OUT + 64;
-const DATA = PROOF + 33 * 32;
+const receipts = /* @__PURE__ */ lazyKernel("receipts", (kernel: ReceiptsKernel) => {
+  const OUT = kernel.base();
+  const PROOF = OUT + 64;
+  return { kernel, OUT, PROOF, DATA: PROOF + 33 * 32 };
+});
 const NO_INDEX = 0xffffffff;
 const MAX_BYTES = 2 ** 32;
 
@@ -37,11 +38,11 @@ function reserve(end: number): void {
   if (end > MAX_BYTES) {
     throw new RangeError(`The input is too large for the kernel: "${end}" bytes of memory needed`);
   }
-  ensureMemory(kernel.memory, end);
+  ensureMemory(receipts().kernel.memory, end);
 }
 
 function put(at: number, bytes: Uint8Array): void {
-  new Uint8Array(kernel.memory.buffer, at, bytes.length).set(bytes);
+  new Uint8Array(receipts().kernel.memory.buffer, at, bytes.length).set(bytes);
 }
 
 function checkBytes(name: string, value: unknown): asserts value is Uint8Array {
@@ -59,6 +60,7 @@ function checkBytes(name: string, value: unknown): asserts value is Uint8Array {
  */
 export function keccak256(data: Uint8Array): Uint8Array {
   checkBytes("data", data);
+  const { kernel, OUT, DATA } = receipts();
   const whole = data.length - (data.length % RATE);
   reserve(DATA + Math.min(data.length, PIECE));
   kernel.keccakStart();
@@ -89,6 +91,7 @@ export function keccak256Many(data: Uint8Array, size: number): Uint8Array {
       `Expected data to be a multiple of size "${size}" bytes long, got "${data.length}" bytes`,
     );
   }
+  const { kernel, DATA } = receipts();
   const n = data.length / size;
   const out = new Uint8Array(n * 32);
   const batch = Math.max(1, Math.floor(PIECE / size));
@@ -115,6 +118,7 @@ function checkLeaves(leaves: Uint8Array): number {
 }
 
 function loadLeaves(leaves: Uint8Array): void {
+  const { DATA } = receipts();
   reserve(DATA + leaves.length);
   put(DATA, leaves);
 }
@@ -127,6 +131,7 @@ function loadLeaves(leaves: Uint8Array): void {
 export function merkleRoot(leaves: Uint8Array): Uint8Array {
   const n = checkLeaves(leaves);
   loadLeaves(leaves);
+  const { kernel, DATA, PROOF } = receipts();
   kernel.merkle(DATA, n, NO_INDEX, PROOF);
   return new Uint8Array(kernel.memory.buffer, DATA, 32).slice();
 }
@@ -143,6 +148,7 @@ export function merkleProof(leaves: Uint8Array, index: number): Uint8Array[] {
     throw new RangeError(`Expected index to be a leaf index below "${n}", got "${index}"`);
   }
   loadLeaves(leaves);
+  const { kernel, DATA, PROOF } = receipts();
   const steps = kernel.merkle(DATA, n, index, PROOF);
   const proof: Uint8Array[] = [];
   for (let i = 0; i < steps; i++) {

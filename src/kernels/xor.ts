@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { ensureMemory, type KernelExports, loadKernel } from "./_load.ts";
+import { ensureMemory, type KernelExports, lazyKernel } from "./_load.ts";
 
 interface XorKernel extends KernelExports {
   base(): number;
@@ -32,10 +32,11 @@ interface XorKernel extends KernelExports {
   ): number;
 }
 
-const kernel = await loadKernel<XorKernel>("xor");
 // Regions above `base`: the target, then the IDs, then (tables only) the prefixes, then the heap scratch.
-const TARGET = kernel.base();
-const IDS = TARGET + 32;
+const xor = /* @__PURE__ */ lazyKernel("xor", (kernel: XorKernel) => {
+  const TARGET = kernel.base();
+  return { kernel, TARGET, IDS: TARGET + 32 };
+});
 const MAX_BYTES = 2 ** 32;
 
 /** The table whose IDs (and prefixes) are in kernel memory now, if any. */
@@ -68,11 +69,12 @@ function reserve(end: number): void {
       `The ID table is too large for the kernel: "${end}" bytes of memory needed`,
     );
   }
-  ensureMemory(kernel.memory, end);
+  ensureMemory(xor().kernel.memory, end);
 }
 
 /** Runs the query once the IDs are in place; `prefixes` is 0 when there is no prefix table. */
 function query(n: number, prefixes: number, scratch: number, target: Uint8Array, k: number) {
+  const { kernel, TARGET, IDS } = xor();
   const m = Math.min(k, n);
   const keys = scratch;
   const idx = keys + m * 8;
@@ -102,6 +104,7 @@ export function xorClosest(ids: Uint8Array, target: Uint8Array, k: number): Uint
   const n = checkIds(ids);
   checkQuery(target, k);
   if (n === 0 || k === 0) return new Uint32Array(0);
+  const { kernel, IDS } = xor();
   const scratch = IDS + ids.length;
   reserve(scratch);
   resident = null;
@@ -136,6 +139,7 @@ export class XorTable {
   }
 
   #upload(): void {
+    const { kernel, IDS } = xor();
     const prefixes = IDS + this.#ids.length;
     reserve(prefixes + this.size * 8);
     new Uint8Array(kernel.memory.buffer, IDS, this.#ids.length).set(this.#ids);
@@ -152,7 +156,7 @@ export class XorTable {
     checkQuery(target, k);
     if (this.size === 0 || k === 0) return new Uint32Array(0);
     if (resident !== this) this.#upload();
-    const prefixes = IDS + this.#ids.length;
+    const prefixes = xor().IDS + this.#ids.length;
     return query(this.size, prefixes, prefixes + this.size * 8, target, k);
   }
 }

@@ -17,6 +17,14 @@ import type { CID } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
 import { fromHex, toHex } from "../units.ts";
 import { signTagged, verifyTagged } from "./signature.ts";
+import {
+  DELIVERY_DOMAIN as DOMAIN,
+  deliveryMessage as message,
+  type DeliverySignature,
+  isDeliveryShape,
+} from "./delivery_format.ts";
+
+export type { DeliverySignature };
 
 /** A delivery signature or proof that does not hold, with why. */
 export class EvidenceError extends MeshError {
@@ -28,29 +36,6 @@ export class EvidenceError extends MeshError {
   ) {
     super(code, message, options);
   }
-}
-
-/** Domain separation: a delivery signature can never be mistaken for any other signed message. */
-const DOMAIN = new TextEncoder().encode("meshgate/delivery/1\n");
-
-/** A signed delivery, as it travels in a chunk answer and inside a proof. */
-export interface DeliverySignature {
-  /** Hex BLAKE3-256 of the bytes as sent. */
-  hash: string;
-  /** Signing time, ms since epoch. */
-  at: number;
-  /** Base64 Ed25519 signature over the domain, CID bytes, hash and time. */
-  sig: string;
-}
-
-/** The signed bytes (behind {@link DOMAIN}): CID, hash, time. */
-function message(cid: CID, hash: Uint8Array, at: number): Uint8Array {
-  const c = cid.bytes;
-  const out = new Uint8Array(c.length + 32 + 8);
-  out.set(c, 0);
-  out.set(hash, c.length);
-  new DataView(out.buffer).setBigUint64(c.length + 32, BigInt(at));
-  return out;
 }
 
 /** Signs the delivery of `bytes` under `cid`. `hash` may be given when already computed. */
@@ -65,19 +50,13 @@ export async function signDelivery(
 }
 
 function shape(s: unknown): DeliverySignature {
-  const d = s as Partial<DeliverySignature> | null;
-  if (
-    typeof d !== "object" || d === null ||
-    typeof d.hash !== "string" || !/^[0-9a-f]{64}$/.test(d.hash) ||
-    typeof d.at !== "number" || !Number.isSafeInteger(d.at) || d.at < 0 ||
-    typeof d.sig !== "string" || d.sig.length > 200 || !/^[A-Za-z0-9+/]+={0,2}$/.test(d.sig)
-  ) {
+  if (!isDeliveryShape(s)) {
     throw new EvidenceError(
       "evidence_malformed",
       "A delivery signature is {hash: 64 hex digits, at: ms, sig: base64}",
     );
   }
-  return { hash: d.hash, at: d.at, sig: d.sig };
+  return { hash: s.hash, at: s.at, sig: s.sig };
 }
 
 function peerOf(peer: string): PeerId {

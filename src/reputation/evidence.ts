@@ -6,12 +6,7 @@
  * @module
  */
 import { type CID, parseCid } from "../content/cid.ts";
-import {
-  type DeliverySignature,
-  EvidenceError,
-  signedHashMatches,
-  verifyDelivery,
-} from "../mesh/signed_delivery.ts";
+import { EvidenceError, signedHashMatches, verifyDelivery } from "../mesh/signed_delivery.ts";
 
 export {
   type DeliverySignature,
@@ -21,18 +16,9 @@ export {
   verifyDelivery,
 } from "../mesh/signed_delivery.ts";
 
-/** Portable proof that `peer` served bytes under `cid` that are not the CID's. */
-export interface FraudProof extends DeliverySignature {
-  v: 1;
-  kind: "bad_bytes";
-  peer: string;
-  cid: string;
-}
-
-/** A proof of fraud from a signed delivery whose hash is not the CID's. */
-export function fraudProof(peer: string, cid: CID, d: DeliverySignature): FraudProof {
-  return { v: 1, kind: "bad_bytes", peer, cid: cid.toString(), ...d };
-}
+// The format lives in mesh/delivery_format.ts (no libp2p there, so a browser bundle can hold and check it).
+export { type FraudProof, fraudProof } from "../mesh/delivery_format.ts";
+import type { FraudProof } from "../mesh/delivery_format.ts";
 
 /**
  * Checks a proof from anywhere (a browser, another gateway): well formed, signed by the accused, and a hash

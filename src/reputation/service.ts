@@ -22,7 +22,9 @@ import {
   verifyAttestation,
 } from "./attestation.ts";
 import { ReputationBook, type ReputationInit } from "./book.ts";
-import { checkFraudProof, EvidenceError, type FraudProof } from "./evidence.ts";
+import { checkFraudProof, EvidenceError, type FraudProof, signDelivery } from "./evidence.ts";
+import type { SignedDelivery } from "../mesh/delivery_format.ts";
+import type { CID } from "../content/cid.ts";
 import { type Attested, vouched } from "./trust.ts";
 
 export const REPUTATION_PROTOCOL = "/meshgate/reputation/1.0.0";
@@ -98,6 +100,14 @@ export class ReputationService {
     await this.#net?.unhandle(REPUTATION_PROTOCOL).catch(() => {});
     this.#net = undefined;
     await this.book.stop();
+  }
+
+  /**
+   * Signs the delivery of `bytes` under `cid` with this node's identity: what the gateway's raw block
+   * answers carry, so a client that gets bad bytes holds a proof against this node.
+   */
+  async signDelivery(cid: CID, bytes: Uint8Array): Promise<SignedDelivery> {
+    return { peer: this.#self, ...await signDelivery(this.#key, cid, bytes) };
   }
 
   /** This node's signed word about the operators it knows best (by verified deliveries), fresh each minute. */
