@@ -18,7 +18,7 @@ import type { ChainConfig } from "./pay/mod.ts";
 import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
-import { placeFile } from "./mesh/place.ts";
+import { placeFile, type PlacementReport } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
@@ -32,6 +32,7 @@ import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
 import { ReputationService } from "./reputation/service.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { MeshError } from "./errors.ts";
+import { LeaseService, type LeasingSettings } from "./market/leasing.ts";
 import { type Service, ServiceList } from "./service.ts";
 
 export interface NodeConfig {
@@ -63,6 +64,8 @@ export interface NodeConfig {
   findTimeoutMs?: number;
   /** Misbehave on purpose, so a mesh can be watched catching it (`mesh/drill.ts`). Default: none. */
   drill?: Drill;
+  /** Storage leases (with a mesh only): audit schedule, capacity, price (`market/leasing.ts`). */
+  leases?: LeasingSettings;
   /**
    * More services (reputation, markets, …), built in order after the core ones from the components so far
    * and started after them. Default: none.
@@ -122,6 +125,8 @@ interface NodeParts {
 /** An upload's result and what its placement is worth. */
 export interface PutResult extends IngestResult {
   durability: Durability;
+  /** Where the placement put each block, by CID (holders' peer IDs, this node's included); mesh only. */
+  where?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export class MeshgateNode {
@@ -290,6 +295,20 @@ export class MeshgateNode {
           start: () => void announce.start(),
           stop: () => announce.stop(),
         });
+        const key = await loadOrCreatePrivateKey(config.dataDir);
+        services.add(
+          "leases",
+          new LeaseService({
+            ...config.leases,
+            dataDir: config.dataDir,
+            store,
+            libp2p: meshNode.libp2p,
+            privateKey: key,
+            peerId: meshNode.peerId,
+            reputation: standing.book,
+            onDeleted: (cids) => announce.withdraw(cids),
+          }),
+        );
         const paid = delivery;
         // Stopped before the mesh: it pays what this node owes and redeems what it earned over it.
         if (paid) {
@@ -350,11 +369,10 @@ export class MeshgateNode {
       writes.done();
     }
     this.#stats.uploads++;
-    const durability = this.mesh
-      ? await this.#distribute(result, writes, options.signal)
-      : localDurability(result.cid, result.manifest);
+    const placed = this.mesh ? await this.#distribute(result, writes, options.signal) : undefined;
+    const durability = placed?.durability ?? localDurability(result.cid, result.manifest);
     await this.#durability.save(result.cid, durability);
-    return { ...result, durability };
+    return { ...result, durability, ...(placed ? { where: placed.where } : {}) };
   }
 
   /**
@@ -366,7 +384,7 @@ export class MeshgateNode {
     { cid, manifest }: IngestResult,
     writes: UploadWrites,
     signal?: AbortSignal,
-  ): Promise<Durability> {
+  ): Promise<Pick<PlacementReport, "durability" | "where">> {
     const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
       signal,
       provide: this.#provide,
@@ -380,7 +398,7 @@ export class MeshgateNode {
         await this.#provide?.withdraw([chunk]); // every path that deletes a chunk withdraws it
       }
     }
-    return report.durability;
+    return report;
   }
 
   /** What the placement of pinned root `cid` is worth, as recorded at upload; undefined if unknown. */

@@ -1,0 +1,636 @@
+/**
+ * The leasing service of a node, both sides of the storage market:
+ *
+ * - As client: after an upload, {@link LeaseService.leaseFile} contracts every peer the placement put chunks
+ *   on (one lease per holder, signed by both), then audits each live lease every `auditEveryMs` with
+ *   `challenges` random blocks (audit.ts); results go to the lease book and to the reputation book's audit
+ *   factor; a failed round is one log line. {@link LeaseService.renew} extends a lease of its own.
+ * - As holder: answers `terms` and `propose` on `/meshgate/lease/1.0.0` (refusing leases past its capacity
+ *   or a volunteer client's quota, on chunks it does not hold, below its price, or on an expired or nearly
+ *   expired term) and challenges on `/meshgate/audit/1.0.0`; collects (deletes) chunks whose leases ended,
+ *   unless pinned here or under another live lease.
+ *
+ * Every period is a setting in ms, so a test runs a "month" in seconds.
+ *
+ * @module
+ */
+import type { Connection, Libp2p, PrivateKey, Stream } from "@libp2p/interface";
+import { MeshError } from "../errors.ts";
+import { CID } from "../content/cid.ts";
+import { callPeer, readMessage, writeMessage } from "../mesh/message.ts";
+import type { ChunkStore } from "../store/store.ts";
+import { chunkLength, type Manifest, stripeDataCount } from "../content/manifest.ts";
+import { pinnedChunks } from "../store/own.ts";
+import type { ReputationBook } from "../reputation/book.ts";
+import {
+  chunkMonthPrice,
+  decodeLease,
+  type Lease,
+  LeaseError,
+  type LeaseErrorCode,
+  MAX_LEASE_BYTES,
+  signAsClient,
+  signAsHolder,
+  verifyClientHalf,
+  verifyLease,
+} from "./lease.ts";
+import { LeaseBook, type LeaseEntry } from "./lease_book.ts";
+import {
+  answer,
+  AUDIT_PROTOCOL,
+  AuditError,
+  Auditor,
+  auditSecret,
+  decodeChallenge,
+  MAX_AUDIT_BYTES,
+  toHex,
+} from "./audit.ts";
+
+export const LEASE_PROTOCOL = "/meshgate/lease/1.0.0";
+
+export interface LeasingSettings {
+  /** How often a client audits each lease (the lease's schedule), ms. Default 3 600 000 (an hour). */
+  auditEveryMs?: number;
+  /** Blocks challenged per lease per audit. Default 4 (see README for the detection odds). */
+  challenges?: number;
+  /** Bytes this node keeps under leases at most. Default: the store's cap. */
+  capacityBytes?: number;
+  /** Bytes kept for one client under free (volunteer) leases at most. Default 1 GiB. */
+  volunteerBytes?: number;
+  /** This node's storage price, wei per GiB-month (its offer's `storedPerGiBMonth`). Default "0". */
+  storedPerGiBMonth?: string;
+  /** Highest price per chunk-month this node accepts as client; above it a holder is not leased.
+   * Default: any. */
+  maxPricePerChunkMonth?: bigint;
+  /** A lease must have at least this long left when proposed, ms. Default 60 000. */
+  minTermMs?: number;
+  /** A proposal may start at most this long ago (clocks differ), ms. Default 300 000. */
+  maxSkewMs?: number;
+  /** How long after its end a lease's chunks stay (time to renew late), ms. Default 3 600 000. */
+  graceMs?: number;
+  /** How often ended leases are collected, ms. Default 600 000. */
+  gcEveryMs?: number;
+  /** How often due audits are looked for, ms. Default min(auditEveryMs, 60 000). */
+  tickMs?: number;
+  /** One exchange with a peer, ms. Default 10 000. */
+  timeoutMs?: number;
+  log?: (line: string) => void;
+  now?: () => number;
+}
+
+export interface LeasingInit extends LeasingSettings {
+  dataDir: string;
+  store: ChunkStore;
+  libp2p: Pick<Libp2p, "handle" | "unhandle" | "dialProtocol">;
+  privateKey: PrivateKey;
+  peerId: string;
+  /** Where audit results count (the audit factor). */
+  reputation?: ReputationBook;
+  /** Told of every chunk the collector deletes (withdraw its provider record). */
+  onDeleted?: (cids: CID[]) => void | Promise<void>;
+}
+
+/** One holder's outcome of {@link LeaseService.leaseFile}. */
+export interface LeaseOutcome {
+  holder: string;
+  chunks: number;
+  lease?: Lease;
+  /** Why there is no lease (a refusal's code and message). */
+  error?: { code: string; message: string };
+}
+
+/** A lease as `GET /api/leases` shows it. */
+export interface LeaseView {
+  id: string;
+  role: "client" | "holder";
+  holder: string;
+  client: string;
+  root: string;
+  chunks: number;
+  bytes: number;
+  start: string;
+  end: string;
+  live: boolean;
+  pricePerChunkMonth: string;
+  auditEveryMs: number;
+  passed: number;
+  failed: number;
+  lastAudit?: string;
+  lastPassed?: boolean;
+  collected?: string;
+  renewedBy?: string;
+}
+
+const LEASE_WIRE = {
+  maxBytes: MAX_LEASE_BYTES + 4096,
+  what: "lease",
+  error: (message: string, cause?: unknown) => new LeaseError("lease_protocol", message, { cause }),
+};
+const AUDIT_WIRE = {
+  maxBytes: MAX_AUDIT_BYTES,
+  what: "audit",
+  error: (message: string, cause?: unknown) => new AuditError("audit_protocol", message, { cause }),
+};
+const LEASE_CODES = new Set<string>([
+  "lease_malformed",
+  "lease_signature",
+  "lease_expired",
+  "lease_capacity",
+  "lease_not_yours",
+  "lease_not_found",
+  "lease_price",
+  "lease_missing",
+]);
+
+function wireError(e: unknown): Record<string, unknown> {
+  return e instanceof MeshError
+    ? { error: e.code, message: e.message }
+    : { error: "error", message: "The request could not be handled" };
+}
+
+/** A refusal from the peer as the error it names (or lease_protocol for anything else). */
+function refusal(reply: Record<string, unknown>): LeaseError {
+  const code = String(reply.error);
+  const message = typeof reply.message === "string" ? reply.message.slice(0, 500) : code;
+  return new LeaseError(
+    LEASE_CODES.has(code) ? code as LeaseErrorCode : "lease_protocol",
+    message,
+  );
+}
+
+export class LeaseService {
+  readonly book: LeaseBook;
+  readonly #init: LeasingInit;
+  readonly #auditEveryMs: number;
+  readonly #challenges: number;
+  readonly #minTermMs: number;
+  readonly #maxSkewMs: number;
+  readonly #graceMs: number;
+  readonly #now: () => number;
+  readonly #log: (line: string) => void;
+  readonly #auditor = new Auditor();
+  /** Leases being audited now (a slow holder never gets two rounds at once). */
+  readonly #auditing = new Set<string>();
+  /** Proposals are taken one at a time, so two cannot overshoot the capacity together. */
+  #proposals: Promise<unknown> = Promise.resolve();
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #rounds = new Set<Promise<void>>();
+  #started = false;
+
+  constructor(init: LeasingInit) {
+    this.#init = init;
+    this.book = LeaseBook.open(init.dataDir);
+    this.#auditEveryMs = init.auditEveryMs ?? 3_600_000;
+    this.#challenges = init.challenges ?? 4;
+    this.#minTermMs = init.minTermMs ?? 60_000;
+    this.#maxSkewMs = init.maxSkewMs ?? 300_000;
+    this.#graceMs = init.graceMs ?? 3_600_000;
+    this.#now = init.now ?? Date.now;
+    this.#log = init.log ?? ((line) => console.error(line));
+  }
+
+  get peerId(): string {
+    return this.#init.peerId;
+  }
+
+  async start(): Promise<void> {
+    const net = this.#init.libp2p;
+    await net.handle(LEASE_PROTOCOL, this.#handleLease, { maxInboundStreams: 8 });
+    await net.handle(AUDIT_PROTOCOL, this.#handleAudit, { maxInboundStreams: 16 });
+    this.#started = true;
+    const every = (ms: number, run: () => Promise<unknown>) => {
+      const t = setInterval(() => {
+        const round = run().then(
+          () => {},
+          (e) => this.#warn("leasing round failed", { error: `${e}` }),
+        );
+        this.#rounds.add(round);
+        void round.finally(() => this.#rounds.delete(round));
+      }, ms);
+      Deno.unrefTimer(t);
+      this.#timers.push(t);
+    };
+    every(this.#init.tickMs ?? Math.min(this.#auditEveryMs, 60_000), () => this.auditDue());
+    every(this.#init.gcEveryMs ?? 600_000, () => this.collect());
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    await Promise.allSettled([...this.#rounds]);
+    if (this.#started) {
+      await this.#init.libp2p.unhandle(LEASE_PROTOCOL).catch(() => {});
+      await this.#init.libp2p.unhandle(AUDIT_PROTOCOL).catch(() => {});
+      this.#started = false;
+    }
+    this.book.close();
+  }
+
+  #warn(msg: string, fields: Record<string, unknown>): void {
+    this.#log(JSON.stringify({ level: "warn", component: "leases", msg, ...fields }));
+  }
+
+  #signal(): AbortSignal {
+    return AbortSignal.timeout(this.#init.timeoutMs ?? 10_000);
+  }
+
+  /** This node's price per chunk-month for chunks up to `bytes` long. */
+  priceFor(bytes: number): bigint {
+    return chunkMonthPrice(this.#init.storedPerGiBMonth ?? "0", bytes);
+  }
+
+  // ---- client side ----------------------------------------------------------------------------
+
+  /**
+   * Leases the chunks of file `root` for `durationMs` from each peer that holds some (`where`: the
+   * placement's holders by CID; `length(cid)`: each chunk's length from the client's manifest). One
+   * outcome per holder; a refusal is an outcome, not an error.
+   */
+  async leaseFile(
+    root: CID,
+    where: ReadonlyMap<string, ReadonlySet<string>>,
+    length: (cid: string) => number,
+    durationMs: number,
+  ): Promise<LeaseOutcome[]> {
+    const byHolder = new Map<string, [string, number][]>();
+    for (const [cid, holders] of where) {
+      for (const h of holders) {
+        if (h === this.peerId) continue;
+        const list = byHolder.get(h) ?? [];
+        list.push([cid, length(cid)]);
+        byHolder.set(h, list);
+      }
+    }
+    return await Promise.all(
+      [...byHolder].map(async ([holder, chunks]) => {
+        try {
+          const start = this.#now();
+          const lease = await this.#contract(
+            holder,
+            root.toString(),
+            chunks,
+            start,
+            start + durationMs,
+          );
+          return { holder, chunks: chunks.length, lease };
+        } catch (e) {
+          const err = e instanceof MeshError ? e : new LeaseError("lease_protocol", `${e}`);
+          this.#warn("lease refused", { holder, code: err.code, error: err.message });
+          return { holder, chunks: chunks.length, error: { code: err.code, message: err.message } };
+        }
+      }),
+    );
+  }
+
+  /**
+   * Leases an upload's blocks (its chunks, data and parity, and its manifest) from their holders, lengths
+   * from the manifest and from the stored manifest block. No placement (a lone node): no leases.
+   */
+  async leaseUpload(
+    put: { cid: CID; manifest: Manifest; where?: ReadonlyMap<string, ReadonlySet<string>> },
+    durationMs: number,
+  ): Promise<LeaseOutcome[]> {
+    if (!put.where) return [];
+    const lengths = new Map<string, number>();
+    const m = put.manifest;
+    m.stripes.forEach((stripe, s) => {
+      const k = stripeDataCount(m, s);
+      stripe.forEach((cid, i) => {
+        lengths.set(cid.toString(), chunkLength(m, s * m.k + (i < k ? i : 0)));
+      });
+    });
+    const root = await this.#init.store.get(put.cid);
+    if (root) lengths.set(put.cid.toString(), root.length);
+    const where = new Map([...put.where].filter(([cid]) => lengths.has(cid)));
+    return await this.leaseFile(put.cid, where, (cid) => lengths.get(cid)!, durationMs);
+  }
+
+  async #contract(
+    holder: string,
+    root: string,
+    chunks: [string, number][],
+    start: number,
+    end: number,
+  ): Promise<Lease> {
+    const net = this.#init.libp2p;
+    const terms = await callPeer(
+      net,
+      holder,
+      LEASE_PROTOCOL,
+      { op: "terms" },
+      this.#signal(),
+      LEASE_WIRE,
+    );
+    if (terms.error !== undefined) throw refusal(terms);
+    const perGiB = terms.storedPerGiBMonth;
+    if (typeof perGiB !== "string" || !/^(0|[1-9][0-9]{0,77})$/.test(perGiB)) {
+      throw new LeaseError("lease_protocol", `${holder} stated no price`);
+    }
+    const longest = Math.max(...chunks.map(([, n]) => n));
+    const price = chunkMonthPrice(perGiB, longest);
+    const cap = this.#init.maxPricePerChunkMonth;
+    if (cap !== undefined && price > cap) {
+      throw new LeaseError(
+        "lease_price",
+        `${holder} asks ${price} wei per chunk-month, above ${cap}`,
+      );
+    }
+    const { secret, commit } = auditSecret();
+    const proposal = await signAsClient(this.#init.privateKey, {
+      holder,
+      client: this.peerId,
+      root,
+      chunks,
+      start,
+      end,
+      pricePerChunkMonth: price.toString(),
+      auditEveryMs: this.#auditEveryMs,
+      commit,
+      nonce: toHex(crypto.getRandomValues(new Uint8Array(16))),
+    });
+    const reply = await callPeer(
+      net,
+      holder,
+      LEASE_PROTOCOL,
+      { op: "propose", lease: proposal },
+      this.#signal(),
+      LEASE_WIRE,
+    );
+    if (reply.error !== undefined) throw refusal(reply);
+    const lease = await verifyLease(reply.lease);
+    if (lease.id !== proposal.id) {
+      throw new LeaseError("lease_protocol", `${holder} signed another lease than proposed`);
+    }
+    this.book.add(lease, "client", secret);
+    return lease;
+  }
+
+  /**
+   * Renews lease `id` of this node's (as client) for `durationMs` more, from its end (or from now, if it
+   * ended): a new lease with the same holder and chunks. `lease_not_yours` for a lease this node keeps for
+   * someone else, `lease_not_found` for one it never signed.
+   */
+  async renew(id: string, durationMs: number): Promise<Lease> {
+    const mine = this.book.get(id, "client");
+    if (!mine) {
+      if (this.book.get(id, "holder")) {
+        throw new LeaseError(
+          "lease_not_yours",
+          `Lease ${id} is kept here for another client; only its client renews it`,
+        );
+      }
+      throw new LeaseError("lease_not_found", `No lease ${id} here`);
+    }
+    const old = mine.lease;
+    const start = Math.max(this.#now(), old.end);
+    const lease = await this.#contract(old.holder, old.root, old.chunks, start, start + durationMs);
+    this.book.renewed(id, "client", lease.id);
+    return lease;
+  }
+
+  /** Audits every live lease of this node's whose audit is due. */
+  async auditDue(): Promise<void> {
+    const now = this.#now();
+    const due = this.book.list("client").filter((e) =>
+      e.lease.start <= now && e.lease.end > now && !this.#auditing.has(e.lease.id) &&
+      (e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs)
+    );
+    await Promise.all(due.map((e) => this.audit(e.lease.id)));
+  }
+
+  /**
+   * One audit round of lease `id`: `challenges` blocks of random chunks. Returns how many passed and
+   * failed; each counts in the reputation book, the round in the lease book; a failed round is one log line.
+   */
+  async audit(id: string): Promise<{ passed: number; failed: number; reasons: string[] }> {
+    const entry = this.book.get(id, "client");
+    if (!entry?.secret) throw new LeaseError("lease_not_found", `No lease ${id} of this node's`);
+    const { lease, secret } = entry;
+    this.#auditing.add(id);
+    let passed = 0, failed = 0;
+    const reasons: string[] = [];
+    try {
+      for (let i = 0; i < this.#challenges; i++) {
+        const [cid, length] = lease.chunks[Math.floor(Math.random() * lease.chunks.length)]!;
+        const ch = this.#auditor.challenge(id, cid, length, secret);
+        try {
+          const reply = await callPeer(
+            this.#init.libp2p,
+            lease.holder,
+            AUDIT_PROTOCOL,
+            ch,
+            this.#signal(),
+            AUDIT_WIRE,
+          );
+          if (reply.error !== undefined && reply.nonce === undefined) {
+            throw new AuditError(
+              "audit_failed",
+              `The holder refused: ${String(reply.message).slice(0, 200)}`,
+            );
+          }
+          this.#auditor.check(ch, reply);
+          passed++;
+          this.#init.reputation?.audited(lease.holder, true);
+        } catch (e) {
+          this.#auditor.drop(ch);
+          failed++;
+          reasons.push(e instanceof Error ? e.message : String(e));
+          this.#init.reputation?.audited(lease.holder, false);
+        }
+      }
+    } finally {
+      this.#auditing.delete(id);
+    }
+    this.book.audited(id, passed, failed, this.#now());
+    if (failed > 0) {
+      this.#warn("audit failed", {
+        lease: id,
+        holder: lease.holder,
+        passed,
+        failed,
+        reason: reasons[0],
+      });
+    }
+    return { passed, failed, reasons };
+  }
+
+  // ---- holder side ----------------------------------------------------------------------------
+
+  #handleLease = async (stream: Stream, connection: Connection): Promise<void> => {
+    const peer = connection.remotePeer.toString();
+    const signal = this.#signal();
+    let reply: Record<string, unknown>;
+    try {
+      const m = await readMessage(stream, signal, LEASE_WIRE);
+      if (m.op === "terms") {
+        reply = {
+          storedPerGiBMonth: this.#init.storedPerGiBMonth ?? "0",
+          freeBytes: Math.max(0, this.#capacity() - this.book.heldBytes(this.#now())),
+        };
+      } else if (m.op === "propose") {
+        const run = this.#proposals.then(() => this.accept(m.lease, peer));
+        this.#proposals = run.catch(() => {});
+        reply = { lease: await run };
+      } else {
+        reply = { error: "lease_malformed", message: 'op must be "terms" or "propose"' };
+      }
+    } catch (e) {
+      reply = wireError(e);
+    }
+    await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
+  };
+
+  #capacity(): number {
+    return this.#init.capacityBytes ?? this.#init.store.stats().maxBytes;
+  }
+
+  /**
+   * Takes a lease `from` its client, or refuses it with a {@link LeaseError} that says why. Returns the lease
+   * signed by both, filed in the book.
+   */
+  async accept(input: unknown, from: string): Promise<Lease> {
+    const lease = decodeLease(input, { proposal: true });
+    if (lease.holder !== this.peerId) {
+      throw new LeaseError(
+        "lease_not_yours",
+        `Lease ${lease.id} names ${lease.holder} as holder, not this node`,
+      );
+    }
+    if (lease.client !== from) {
+      throw new LeaseError(
+        "lease_not_yours",
+        `Lease ${lease.id} is ${lease.client}'s to propose, not ${from}'s`,
+      );
+    }
+    await verifyClientHalf(lease);
+    const now = this.#now();
+    if (lease.end - now < this.#minTermMs) {
+      throw new LeaseError(
+        "lease_expired",
+        `Lease ${lease.id} ends ${
+          new Date(lease.end).toISOString()
+        }: less than ${this.#minTermMs} ms left`,
+      );
+    }
+    if (lease.start < now - this.#maxSkewMs) {
+      throw new LeaseError(
+        "lease_expired",
+        `Lease ${lease.id} starts in the past (${new Date(lease.start).toISOString()})`,
+      );
+    }
+    const longest = Math.max(...lease.chunks.map(([, n]) => n));
+    const price = this.priceFor(longest);
+    if (BigInt(lease.pricePerChunkMonth) < price) {
+      throw new LeaseError(
+        "lease_price",
+        `This node keeps chunks for ${price} wei per chunk-month, not ${lease.pricePerChunkMonth}`,
+      );
+    }
+    let adding = 0;
+    for (const [key, length] of lease.chunks) {
+      const bytes = await this.#init.store.get(CID.parse(key));
+      if (!bytes || bytes.length !== length) {
+        throw new LeaseError(
+          "lease_missing",
+          `This node has no ${length}-byte chunk ${key}: a lease covers only chunks it holds`,
+        );
+      }
+      if (!this.book.leasedElsewhere(key, now)) adding += length;
+    }
+    const held = this.book.heldBytes(now);
+    const capacity = this.#capacity();
+    if (held + adding > capacity) {
+      throw new LeaseError(
+        "lease_capacity",
+        `Leasing ${adding} more bytes would pass this node's capacity (${held} of ${capacity} bytes leased)`,
+      );
+    }
+    const quota = this.#init.volunteerBytes ?? 1024 ** 3;
+    if (price === 0n) {
+      const forClient = this.book.heldBytes(now, from);
+      if (forClient + adding > quota) {
+        throw new LeaseError(
+          "lease_capacity",
+          `Free leases for ${from} are capped at ${quota} bytes (${forClient} leased)`,
+        );
+      }
+    }
+    const signed = await signAsHolder(this.#init.privateKey, lease);
+    this.book.add(signed, "holder");
+    return signed;
+  }
+
+  #handleAudit = async (stream: Stream, connection: Connection): Promise<void> => {
+    const peer = connection.remotePeer.toString();
+    const signal = this.#signal();
+    let reply: Record<string, unknown>;
+    try {
+      const ch = decodeChallenge(await readMessage(stream, signal, AUDIT_WIRE));
+      const entry = this.book.get(ch.lease, "holder");
+      if (!entry) throw new LeaseError("lease_not_found", `No lease ${ch.lease} is kept here`);
+      if (entry.lease.client !== peer) {
+        throw new LeaseError("lease_not_yours", `Lease ${ch.lease} is not ${peer}'s to audit`);
+      }
+      const chunk = entry.lease.chunks.find(([cid]) => cid === ch.cid);
+      if (!chunk) {
+        throw new LeaseError("lease_not_found", `Lease ${ch.lease} does not cover ${ch.cid}`);
+      }
+      const bytes = await this.#init.store.get(CID.parse(ch.cid));
+      reply = answer(ch, bytes);
+    } catch (e) {
+      reply = wireError(e);
+    }
+    await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
+  };
+
+  /**
+   * Deletes the chunks of holder leases that ended (past the grace time), unless pinned here (this node's
+   * own files) or under another live lease. Returns the CIDs deleted.
+   */
+  async collect(): Promise<CID[]> {
+    const now = this.#now();
+    const ended = this.book.ended(now - this.#graceMs);
+    if (ended.length === 0) return [];
+    const pinned = await pinnedChunks(this.#init.store);
+    const gone: CID[] = [];
+    for (const { lease } of ended) {
+      for (const [key] of lease.chunks) {
+        if (pinned.has(key) || this.book.leasedElsewhere(key, now, lease.id)) continue;
+        const cid = CID.parse(key);
+        if (await this.#init.store.delete(cid)) gone.push(cid);
+      }
+      this.book.collected(lease.id, now);
+    }
+    if (gone.length) await this.#init.onDeleted?.(gone);
+    return gone;
+  }
+
+  /** Leases in both roles, as the API shows them. */
+  list(): { asClient: LeaseView[]; asHolder: LeaseView[] } {
+    const now = this.#now();
+    const view = (e: LeaseEntry): LeaseView => ({
+      id: e.lease.id,
+      role: e.role,
+      holder: e.lease.holder,
+      client: e.lease.client,
+      root: e.lease.root,
+      chunks: e.lease.chunks.length,
+      bytes: e.lease.chunks.reduce((n, [, b]) => n + b, 0),
+      start: new Date(e.lease.start).toISOString(),
+      end: new Date(e.lease.end).toISOString(),
+      live: e.lease.start <= now && now < e.lease.end,
+      pricePerChunkMonth: e.lease.pricePerChunkMonth,
+      auditEveryMs: e.lease.auditEveryMs,
+      passed: e.passed,
+      failed: e.failed,
+      ...(e.lastAudit !== undefined ? { lastAudit: new Date(e.lastAudit).toISOString() } : {}),
+      ...(e.lastPassed !== undefined ? { lastPassed: e.lastPassed } : {}),
+      ...(e.collected !== undefined ? { collected: new Date(e.collected).toISOString() } : {}),
+      ...(e.renewedBy !== undefined ? { renewedBy: e.renewedBy } : {}),
+    });
+    return {
+      asClient: this.book.list("client").map(view),
+      asHolder: this.book.list("holder").map(view),
+    };
+  }
+}
