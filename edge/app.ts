@@ -23,6 +23,7 @@ import {
 import { mountPage } from "./page.ts";
 import { addPayMetrics, addPayRoutes } from "./pay.ts";
 import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
+import { addLeaseRoutes, checkLeasing, leaseDuration, leaseUpload } from "./leases.ts";
 import { writeGuard } from "./auth.ts";
 
 export const VERSION = "0.1.0";
@@ -313,6 +314,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   );
 
   addPayRoutes(app, node);
+  addLeaseRoutes(app, node);
 
   app.get("/api/files", async (c) => {
     const files = [];
@@ -379,6 +381,8 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       return Number(v);
     };
     if (expectedSize === 0) throw emptyUpload();
+    const lease = query.lease === undefined ? undefined : leaseDuration("lease", query.lease);
+    if (lease !== undefined) checkLeasing(node);
     const type = uploadType(c.req.header("content-type"), query.name);
     let bodyFailed = false;
     const raw = c.req.raw.body &&
@@ -408,6 +412,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     }
     const { cid, manifest, durability } = result;
     uploaded.inc({}, manifest.size);
+    const leased = lease === undefined ? {} : await leaseUpload(node, result, lease);
     const path = `/mesh/${cid}`;
     const base = options.publicUrl ?? new URL(c.req.url).origin;
     c.header("Location", path);
@@ -421,6 +426,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       k: manifest.k,
       m: manifest.m,
       durability,
+      ...leased,
     }, 201);
   });
 
