@@ -183,7 +183,14 @@ export class MeshgateNode {
           if (gone) await this.#provide?.withdraw([cid]); // every path that deletes a chunk withdraws it
           return gone;
         };
-        return quota.evict(need, remove, (key) => own.has(key) || this.#claims.has(CID.parse(key)));
+        const leased = this.services.get<LeaseService>("leases")?.book; // a lease is a promise to keep
+        return quota.evict(
+          need,
+          remove,
+          (key) =>
+            own.has(key) || this.#claims.has(CID.parse(key)) ||
+            leased?.leasedElsewhere(key, Date.now()) === true,
+        );
       };
     }
   }

@@ -384,3 +384,61 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a full holder evicts chunks kept for peers, but never one under a live lease",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-lease-evict-" });
+    const holder = await MeshgateNode.create({
+      dataDir: `${dir}/holder`,
+      parityWorkers: 0,
+      maxStoreBytes: 64 * 1024, // room for four 16 KiB chunks
+      mesh: { listen: [TCP] },
+    });
+    const dataDir = `${dir}/client`;
+    await Deno.mkdir(dataDir, { recursive: true });
+    const mesh = await startNode({ dataDir });
+    const store = await ChunkStore.open(dataDir);
+    const client = new LeaseService({
+      dataDir,
+      store,
+      libp2p: mesh.libp2p,
+      privateKey: await loadOrCreatePrivateKey(dataDir),
+      peerId: mesh.peerId,
+      log: () => {},
+    });
+    await client.start();
+    try {
+      const hp = holder.mesh!.peerId;
+      await mesh.connect(holder.mesh!.multiaddrs()[0]! as never);
+      const chunks = Array.from({ length: 6 }, () => {
+        const bytes = randomBytes(16 * 1024);
+        return { cid: cidOf(bytes), bytes };
+      });
+      const stored = await mesh.storeChunks(hp, chunks.slice(0, 4));
+      assert.ok(stored.every((r) => r.accepted), JSON.stringify(stored));
+      // The oldest one, first in line for eviction, is leased.
+      const leased = chunks[0]!.cid.toString();
+      const out = await client.leaseFile(
+        chunks[0]!.cid,
+        new Map([[leased, new Set([hp])]]),
+        () => 16 * 1024,
+        86_400_000,
+      );
+      assert.ok(out[0]!.lease, JSON.stringify(out[0]!.error));
+      // Two more chunks: the store is full, the oldest unleased ones go.
+      const more = await mesh.storeChunks(hp, chunks.slice(4));
+      assert.ok(more.every((r) => r.accepted), JSON.stringify(more));
+      assert.equal(await holder.store.has(chunks[0]!.cid), true, "the leased chunk stays");
+      assert.equal(await holder.store.has(chunks[1]!.cid), false, "the next oldest went");
+    } finally {
+      await client.stop();
+      await store.close();
+      await holder.stop();
+      await stopNodes(mesh);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
