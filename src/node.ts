@@ -314,6 +314,8 @@ export class MeshgateNode {
             peerId: meshNode.peerId,
             reputation: standing.book,
             onDeleted: (cids) => announce.withdraw(cids),
+            mesh: meshNode, // re-places what a holder lost, recovered through the node's reads
+            fetchChunk: (cid) => node ? node.chunk(cid, false) : Promise.resolve(null),
           }),
         );
         const paid = delivery;

@@ -71,6 +71,8 @@ export class LeaseBook {
   readonly #ended: StatementSync;
   readonly #collect: StatementSync;
   readonly #renew: StatementSync;
+  readonly #replace: StatementSync;
+  readonly #replacedOf: StatementSync;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
@@ -84,7 +86,11 @@ export class LeaseBook {
       CREATE TABLE IF NOT EXISTS lease_chunks (
         id TEXT NOT NULL, role TEXT NOT NULL, cid TEXT NOT NULL, bytes INTEGER NOT NULL,
         "end" INTEGER NOT NULL, client TEXT NOT NULL, PRIMARY KEY (id, role, cid)) STRICT;
-      CREATE INDEX IF NOT EXISTS lease_chunks_cid ON lease_chunks (cid, "end")`);
+      CREATE INDEX IF NOT EXISTS lease_chunks_cid ON lease_chunks (cid, "end");
+      CREATE TABLE IF NOT EXISTS replaced (
+        id TEXT NOT NULL, cid TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (id, cid)) STRICT`);
+    this.#replace = db.prepare("INSERT OR IGNORE INTO replaced (id, cid, at) VALUES (?, ?, ?)");
+    this.#replacedOf = db.prepare("SELECT cid FROM replaced WHERE id = ?");
     this.#add = db.prepare(
       `INSERT OR IGNORE INTO leases (id, role, holder, client, start, "end", json, secret)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -188,6 +194,15 @@ export class LeaseBook {
 
   renewed(id: string, role: LeaseRole, by: string): void {
     this.#renew.run(by, id, role);
+  }
+
+  /** Chunks of client lease `id` that its holder lost and another holder now keeps: no longer audited. */
+  replaced(id: string, cids: string[], at: number): void {
+    for (const cid of cids) this.#replace.run(id, cid, at);
+  }
+
+  replacedOf(id: string): Set<string> {
+    return new Set((this.#replacedOf.all(id) as { cid: string }[]).map((r) => r.cid));
   }
 
   close(): void {

@@ -16,10 +16,17 @@
  */
 import type { Connection, Libp2p, PrivateKey, Stream } from "@libp2p/interface";
 import { MeshError } from "../errors.ts";
-import { CID } from "../content/cid.ts";
+import { CID, DAG_JSON_CODE } from "../content/cid.ts";
 import { callPeer, readMessage, writeMessage } from "../mesh/message.ts";
 import type { ChunkStore } from "../store/store.ts";
-import { chunkLength, type Manifest, stripeDataCount } from "../content/manifest.ts";
+import type { MeshNode } from "../mesh/node.ts";
+import { placeLost, recoverChunk } from "./replace.ts";
+import {
+  chunkLength,
+  decodeManifest,
+  type Manifest,
+  stripeDataCount,
+} from "../content/manifest.ts";
 import { pinnedChunks } from "../store/own.ts";
 import type { ReputationBook } from "../reputation/book.ts";
 import {
@@ -88,6 +95,20 @@ export interface LeasingInit extends LeasingSettings {
   reputation?: ReputationBook;
   /** Told of every chunk the collector deletes (withdraw its provider record). */
   onDeleted?: (cids: CID[]) => void | Promise<void>;
+  /** With both: chunks a holder lost are recovered (`fetchChunk`: a verified chunk from the mesh) and
+   * placed on other peers of `mesh`, then leased there. Default: none (failures are only recorded). */
+  mesh?: Pick<MeshNode, "connectedPeers" | "storeChunks">;
+  fetchChunk?: (cid: CID) => Promise<Uint8Array | null>;
+}
+
+/** What {@link LeaseService.replaceLost} did. */
+export interface Replacement {
+  /** Chunks the holder could not prove, of those challenged. */
+  lost: string[];
+  /** The new leases, one per new holder. */
+  leases: Lease[];
+  /** Lost chunks that could not be recovered or placed. */
+  unplaced: string[];
 }
 
 /** One holder's outcome of {@link LeaseService.leaseFile}. */
@@ -406,33 +427,20 @@ export class LeaseService {
     const entry = this.book.get(id, "client");
     if (!entry?.secret) throw new LeaseError("lease_not_found", `No lease ${id} of this node's`);
     const { lease, secret } = entry;
+    const gone = this.book.replacedOf(id);
+    const chunks = lease.chunks.filter(([cid]) => !gone.has(cid));
+    if (chunks.length === 0) return { passed: 0, failed: 0, reasons: [] };
     this.#auditing.add(id);
     let passed = 0, failed = 0;
     const reasons: string[] = [];
     try {
       for (let i = 0; i < this.#challenges; i++) {
-        const [cid, length] = lease.chunks[Math.floor(Math.random() * lease.chunks.length)]!;
-        const ch = this.#auditor.challenge(id, cid, length, secret);
+        const [cid, length] = chunks[Math.floor(Math.random() * chunks.length)]!;
         try {
-          const reply = await callPeer(
-            this.#init.libp2p,
-            lease.holder,
-            AUDIT_PROTOCOL,
-            ch,
-            this.#signal(),
-            AUDIT_WIRE,
-          );
-          if (reply.error !== undefined && reply.nonce === undefined) {
-            throw new AuditError(
-              "audit_failed",
-              `The holder refused: ${String(reply.message).slice(0, 200)}`,
-            );
-          }
-          this.#auditor.check(ch, reply);
+          await this.#challenge(lease, secret!, cid, length);
           passed++;
           this.#init.reputation?.audited(lease.holder, true);
         } catch (e) {
-          this.#auditor.drop(ch);
           failed++;
           reasons.push(e instanceof Error ? e.message : String(e));
           this.#init.reputation?.audited(lease.holder, false);
@@ -450,8 +458,139 @@ export class LeaseService {
         failed,
         reason: reasons[0],
       });
+      if (this.#init.mesh && this.#init.fetchChunk) await this.replaceLost(id);
     }
     return { passed, failed, reasons };
+  }
+
+  /** One challenge of `cid` in `lease`; throws the {@link AuditError} (or the wire's error) of a failure. */
+  async #challenge(lease: Lease, secret: string, cid: string, length: number): Promise<void> {
+    const ch = this.#auditor.challenge(lease.id, cid, length, secret);
+    try {
+      const reply = await callPeer(
+        this.#init.libp2p,
+        lease.holder,
+        AUDIT_PROTOCOL,
+        ch,
+        this.#signal(),
+        AUDIT_WIRE,
+      );
+      if (reply.error !== undefined && reply.nonce === undefined) {
+        throw new AuditError(
+          "audit_failed",
+          `The holder refused: ${String(reply.message).slice(0, 200)}`,
+        );
+      }
+      this.#auditor.check(ch, reply);
+    } catch (e) {
+      this.#auditor.drop(ch);
+      throw e;
+    }
+  }
+
+  /**
+   * After a failed audit of lease `id`: challenges each of its chunks once (not counted in the record,
+   * the round was); those the holder answers wrongly are lost. Each is recovered from another copy or its
+   * stripe, placed on another peer (by reputation, away from the stripe's other holders where it can) and
+   * leased there until the old lease's end; the old lease is no longer audited for them. A holder that does
+   * not answer at all is not judged here (it may be restarting).
+   */
+  async replaceLost(id: string): Promise<Replacement> {
+    const entry = this.book.get(id, "client");
+    const { mesh, fetchChunk } = this.#init;
+    if (!entry?.secret || !mesh || !fetchChunk) {
+      throw new LeaseError("lease_not_found", `No lease ${id} of this node's to repair`);
+    }
+    const { lease, secret } = entry;
+    const gone = this.book.replacedOf(id);
+    const lost: string[] = [];
+    for (const [cid, length] of lease.chunks) {
+      if (gone.has(cid)) continue;
+      try {
+        await this.#challenge(lease, secret, cid, length);
+      } catch (e) {
+        if (e instanceof AuditError && e.code !== "audit_protocol") lost.push(cid);
+      }
+    }
+    const out: Replacement = { lost, leases: [], unplaced: [] };
+    if (lost.length === 0) return out;
+    const root = CID.parse(lease.root);
+    const deps = { get: (c: CID) => this.#init.store.get(c), fetch: fetchChunk };
+    const recovered = new Map<string, Uint8Array>();
+    const lengths = new Map(lease.chunks);
+    for (const cid of lost) {
+      const bytes = await recoverChunk(deps, root, CID.parse(cid)).catch(() => null);
+      if (bytes && bytes.length === lengths.get(cid)) recovered.set(cid, bytes);
+    }
+    const near = await this.#stripeHolders(lease);
+    const placed = await placeLost(
+      {
+        candidates: () =>
+          mesh.connectedPeers().map((peer) => ({
+            peer,
+            score: this.#init.reputation?.score(peer).score ?? 1,
+          })),
+        store: async (peer, chunks) =>
+          (await mesh.storeChunks(peer, chunks)).map((r) => r.accepted),
+      },
+      recovered,
+      new Set([lease.holder, this.peerId]),
+      (cid) => near.get(cid) ?? new Set(),
+    );
+    const now = this.#now();
+    const leasedNow = new Set<string>();
+    for (const [peer, cids] of placed) {
+      const [outcome] = await this.leaseFile(
+        root,
+        new Map(cids.map((c) => [c, new Set([peer])])),
+        (c) => lengths.get(c)!,
+        Math.max(this.#minTermMs, lease.end - now),
+      );
+      if (outcome?.lease) {
+        out.leases.push(outcome.lease);
+        for (const c of cids) leasedNow.add(c);
+      }
+    }
+    this.book.replaced(id, [...leasedNow], now);
+    out.unplaced = lost.filter((c) => !leasedNow.has(c));
+    this.#warn("re-placed lost chunks", {
+      lease: id,
+      holder: lease.holder,
+      lost: lost.length,
+      replaced: leasedNow.size,
+      to: [...placed.keys()],
+    });
+    return out;
+  }
+
+  /** For each chunk of `lease`'s file: the holders of live leases of the other chunks of its stripe. */
+  async #stripeHolders(lease: Lease): Promise<Map<string, Set<string>>> {
+    const out = new Map<string, Set<string>>();
+    const bytes = await this.#init.store.get(CID.parse(lease.root));
+    if (!bytes || CID.parse(lease.root).code !== DAG_JSON_CODE) return out;
+    let manifest: Manifest;
+    try {
+      manifest = decodeManifest(bytes);
+    } catch {
+      return out;
+    }
+    const stripeOf = new Map<string, number>();
+    manifest.stripes.forEach((stripe, s) => stripe.forEach((c) => stripeOf.set(c.toString(), s)));
+    const byStripe = new Map<number, Set<string>>();
+    const now = this.#now();
+    for (const e of this.book.list("client")) {
+      if (e.lease.root !== lease.root || e.lease.end <= now) continue;
+      for (const [cid] of e.lease.chunks) {
+        const s = stripeOf.get(cid);
+        if (s === undefined) continue;
+        byStripe.set(s, (byStripe.get(s) ?? new Set()).add(e.lease.holder));
+      }
+    }
+    for (const [cid] of lease.chunks) {
+      const s = stripeOf.get(cid);
+      if (s !== undefined) out.set(cid, byStripe.get(s) ?? new Set());
+    }
+    return out;
   }
 
   // ---- holder side ----------------------------------------------------------------------------
