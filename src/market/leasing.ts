@@ -75,6 +75,8 @@ export interface LeasingSettings {
   maxSkewMs?: number;
   /** How long after its end a lease's chunks stay (time to renew late), ms. Default 3 600 000. */
   graceMs?: number;
+  /** A holder that answers no audit for this long has its chunks re-placed, ms. Default 21 600 000 (6 h). */
+  offlineGraceMs?: number;
   /** How often ended leases are collected, ms. Default 600 000. */
   gcEveryMs?: number;
   /** How often due audits are looked for, ms. Default min(auditEveryMs, 60 000). */
@@ -187,6 +189,9 @@ export class LeaseService {
   readonly #minTermMs: number;
   readonly #maxSkewMs: number;
   readonly #graceMs: number;
+  readonly #offlineGraceMs: number;
+  /** Since when each lease's holder has answered no audit (in memory: a restart starts the grace again). */
+  readonly #silentSince = new Map<string, number>();
   readonly #now: () => number;
   readonly #log: (line: string) => void;
   readonly #auditor = new Auditor();
@@ -206,6 +211,7 @@ export class LeaseService {
     this.#minTermMs = init.minTermMs ?? 60_000;
     this.#maxSkewMs = init.maxSkewMs ?? 300_000;
     this.#graceMs = init.graceMs ?? 3_600_000;
+    this.#offlineGraceMs = init.offlineGraceMs ?? 6 * 3_600_000;
     this.#now = init.now ?? Date.now;
     this.#log = init.log ?? ((line) => console.error(line));
   }
@@ -432,6 +438,9 @@ export class LeaseService {
     if (chunks.length === 0) return { passed: 0, failed: 0, reasons: [] };
     this.#auditing.add(id);
     let passed = 0, failed = 0;
+    /** The holder did not answer at all (unreachable, timed out): not judged on its data, nor repaired
+     * until it has been silent for the grace time. */
+    let silent = false;
     const reasons: string[] = [];
     try {
       for (let i = 0; i < this.#challenges; i++) {
@@ -443,22 +452,37 @@ export class LeaseService {
         } catch (e) {
           failed++;
           reasons.push(e instanceof Error ? e.message : String(e));
-          this.#init.reputation?.audited(lease.holder, false);
+          if (e instanceof AuditError && e.code !== "audit_protocol") {
+            this.#init.reputation?.audited(lease.holder, false);
+          } else {
+            silent = true;
+            this.#init.reputation?.unreachable(lease.holder);
+            break; // one dial that fails is enough for this round
+          }
         }
       }
     } finally {
       this.#auditing.delete(id);
     }
-    this.book.audited(id, passed, failed, this.#now());
+    const now = this.#now();
+    this.book.audited(id, passed, failed, now);
+    let offline = false;
+    if (silent && passed === 0) {
+      const since = this.#silentSince.get(id) ?? now;
+      this.#silentSince.set(id, since);
+      offline = now - since >= this.#offlineGraceMs;
+    } else this.#silentSince.delete(id);
     if (failed > 0) {
-      this.#warn("audit failed", {
+      this.#warn(silent ? "holder did not answer its audit" : "audit failed", {
         lease: id,
         holder: lease.holder,
         passed,
         failed,
         reason: reasons[0],
       });
-      if (this.#init.mesh && this.#init.fetchChunk) await this.replaceLost(id);
+      if (this.#init.mesh && this.#init.fetchChunk && (!silent || offline)) {
+        await this.replaceLost(id, { offline });
+      }
     }
     return { passed, failed, reasons };
   }
@@ -493,9 +517,10 @@ export class LeaseService {
    * the round was); those the holder answers wrongly are lost. Each is recovered from another copy or its
    * stripe, placed on another peer (by reputation, away from the stripe's other holders where it can) and
    * leased there until the old lease's end; the old lease is no longer audited for them. A holder that does
-   * not answer at all is not judged here (it may be restarting).
+   * not answer at all is not judged here (it may be restarting) until it has been silent for
+   * `offlineGraceMs` (`offline`): then every chunk it keeps is re-placed.
    */
-  async replaceLost(id: string): Promise<Replacement> {
+  async replaceLost(id: string, options: { offline?: boolean } = {}): Promise<Replacement> {
     const entry = this.book.get(id, "client");
     const { mesh, fetchChunk } = this.#init;
     if (!entry?.secret || !mesh || !fetchChunk) {
@@ -506,6 +531,10 @@ export class LeaseService {
     const lost: string[] = [];
     for (const [cid, length] of lease.chunks) {
       if (gone.has(cid)) continue;
+      if (options.offline) { // silent past the grace time: everything it keeps is taken as lost
+        lost.push(cid);
+        continue;
+      }
       try {
         await this.#challenge(lease, secret, cid, length);
       } catch (e) {
