@@ -195,6 +195,8 @@ export class LeaseService {
   readonly #now: () => number;
   readonly #log: (line: string) => void;
   readonly #auditor = new Auditor();
+  /** Challenges answered per lease in its current audit interval (holder side). */
+  readonly #answered = new Map<string, { since: number; n: number }>();
   /** Leases being audited now (a slow holder never gets two rounds at once). */
   readonly #auditing = new Set<string>();
   /** Proposals are taken one at a time, so two cannot overshoot the capacity together. */
@@ -739,6 +741,20 @@ export class LeaseService {
       if (entry.lease.client !== peer) {
         throw new LeaseError("lease_not_yours", `Lease ${ch.lease} is not ${peer}'s to audit`);
       }
+      // Each answer reads and hashes a whole chunk: a client gets a round's worth and a full sweep per
+      // audit interval, not a disk's bandwidth.
+      const now = this.#now();
+      const allowed = Math.max(64, 2 * entry.lease.chunks.length);
+      const used = this.#answered.get(ch.lease);
+      if (!used || now - used.since >= entry.lease.auditEveryMs) {
+        this.#answered.set(ch.lease, { since: now, n: 1 });
+      } else if (++used.n > allowed) {
+        throw new MeshError(
+          "rate_limited",
+          `Lease ${ch.lease} is audited every ${entry.lease.auditEveryMs} ms: ${allowed} challenges each`,
+        );
+      }
+      if (this.#answered.size > 100_000) this.#answered.clear();
       const chunk = entry.lease.chunks.find(([cid]) => cid === ch.cid);
       if (!chunk) {
         throw new LeaseError("lease_not_found", `Lease ${ch.lease} does not cover ${ch.cid}`);

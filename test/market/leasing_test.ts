@@ -388,6 +388,31 @@ Deno.test({
         const renewed = await p2.client.service.renew(id, 86_400_000);
         assert.equal(renewed.start, out[0]!.lease!.end);
         assert.equal(p2.client.service.book.get(id, "client")!.renewedBy, renewed.id);
+        // The client may challenge 64 times per audit interval (a one-chunk lease), not more.
+        const wire = {
+          maxBytes: 4096,
+          what: "audit",
+          error: (m: string) => new LeaseError("lease_protocol", m),
+        };
+        const ask = (i: number) =>
+          callPeer(
+            p2.client.mesh.libp2p,
+            p2.holder.mesh.peerId,
+            AUDIT_PROTOCOL,
+            {
+              op: "challenge",
+              lease: id,
+              cid: x[0],
+              index: i % 59,
+              nonce: i.toString(16).padStart(32, "0"),
+            },
+            AbortSignal.timeout(10_000),
+            wire,
+          );
+        for (let i = 0; i < 64; i++) assert.ok((await ask(i)).block, `challenge ${i}`);
+        assert.equal((await ask(64)).error, "rate_limited");
+        p2.clock.now += 3_600_000; // the next audit interval
+        assert.ok((await ask(65)).block);
         // Auditing a lease that is not yours: the holder answers nothing but the refusal.
         const challenge = {
           op: "challenge",
