@@ -29,6 +29,11 @@ export interface LeaseEntry {
   collected?: number;
   /** The id of the lease that renewed this one. */
   renewedBy?: string;
+  /** Client side: time proven by passed audit rounds, time forfeited by failed ones (ms), and what the
+   * proven periods are worth at the lease's price (wei). */
+  provenMs: number;
+  forfeitMs: number;
+  owedWei: bigint;
 }
 
 interface Row {
@@ -42,6 +47,9 @@ interface Row {
   last_passed: number | null;
   collected: number | null;
   renewed_by: string | null;
+  proven_ms: number;
+  forfeit_ms: number;
+  owed_wei: string;
 }
 
 function entry(r: Row): LeaseEntry {
@@ -55,6 +63,9 @@ function entry(r: Row): LeaseEntry {
     ...(r.last_passed !== null ? { lastPassed: r.last_passed === 1 } : {}),
     ...(r.collected !== null ? { collected: r.collected } : {}),
     ...(r.renewed_by !== null ? { renewedBy: r.renewed_by } : {}),
+    provenMs: r.proven_ms,
+    forfeitMs: r.forfeit_ms,
+    owedWei: BigInt(r.owed_wei),
   };
 }
 
@@ -82,6 +93,8 @@ export class LeaseBook {
         start INTEGER NOT NULL, "end" INTEGER NOT NULL, json TEXT NOT NULL, secret TEXT,
         passed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
         last_audit INTEGER, last_passed INTEGER, collected INTEGER, renewed_by TEXT,
+        proven_ms INTEGER NOT NULL DEFAULT 0, forfeit_ms INTEGER NOT NULL DEFAULT 0,
+        owed_wei TEXT NOT NULL DEFAULT '0',
         PRIMARY KEY (id, role)) STRICT;
       CREATE TABLE IF NOT EXISTS lease_chunks (
         id TEXT NOT NULL, role TEXT NOT NULL, cid TEXT NOT NULL, bytes INTEGER NOT NULL,
@@ -101,8 +114,8 @@ export class LeaseBook {
     this.#get = db.prepare("SELECT * FROM leases WHERE id = ? AND role = ?");
     this.#byRole = db.prepare(`SELECT * FROM leases WHERE role = ? ORDER BY "end" DESC LIMIT ?`);
     this.#audit = db.prepare(
-      `UPDATE leases SET passed = passed + ?, failed = failed + ?, last_audit = ?, last_passed = ?
-       WHERE id = ? AND role = 'client'`,
+      `UPDATE leases SET passed = passed + ?, failed = failed + ?, last_audit = ?, last_passed = ?,
+       proven_ms = proven_ms + ?, forfeit_ms = forfeit_ms + ?, owed_wei = ? WHERE id = ? AND role = 'client'`,
     );
     this.#live = db.prepare(
       `SELECT 1 FROM lease_chunks WHERE cid = ? AND role = 'holder' AND "end" > ? AND id != ? LIMIT 1`,
@@ -164,9 +177,31 @@ export class LeaseBook {
     return (this.#byRole.all(role, limit) as unknown as Row[]).map(entry);
   }
 
-  /** One audit round of a client lease: how many challenges passed and failed. */
-  audited(id: string, passed: number, failed: number, at: number): void {
-    this.#audit.run(passed, failed, at, failed === 0 ? 1 : 0, id);
+  /**
+   * One audit round of a client lease: how many challenges passed and failed, and the period it closes:
+   * proven (all passed: `owedWei` is the new total owed) or forfeited.
+   */
+  audited(
+    id: string,
+    passed: number,
+    failed: number,
+    at: number,
+    period: { provenMs: number; forfeitMs: number; owedWei: bigint } = {
+      provenMs: 0,
+      forfeitMs: 0,
+      owedWei: this.get(id, "client")?.owedWei ?? 0n,
+    },
+  ): void {
+    this.#audit.run(
+      passed,
+      failed,
+      at,
+      failed === 0 ? 1 : 0,
+      period.provenMs,
+      period.forfeitMs,
+      period.owedWei.toString(),
+      id,
+    );
   }
 
   /** True when `cid` is under a live holder lease other than `except`. */

@@ -36,6 +36,7 @@ import {
   LeaseError,
   type LeaseErrorCode,
   MAX_LEASE_BYTES,
+  MONTH_MS,
   signAsClient,
   signAsHolder,
   verifyClientHalf,
@@ -142,6 +143,11 @@ export interface LeaseView {
   lastPassed?: boolean;
   collected?: string;
   renewedBy?: string;
+  /** Client side: time proven by passed audits and forfeited by failed ones, ms; what the proven time
+   * is worth at the lease's price, wei. */
+  provenMs: number;
+  forfeitMs: number;
+  owedWei: string;
 }
 
 const LEASE_WIRE = {
@@ -467,7 +473,18 @@ export class LeaseService {
       this.#auditing.delete(id);
     }
     const now = this.#now();
-    this.book.audited(id, passed, failed, now);
+    // The round closes the period since the last one: proven when every challenge passed (worth the price
+    // of the chunks still audited), forfeited otherwise.
+    const from = Math.max(lease.start, entry.lastAudit ?? lease.start);
+    const span = Math.max(0, Math.min(now, lease.end) - from);
+    const proven = failed === 0 && passed > 0;
+    const worth = BigInt(lease.pricePerChunkMonth) * BigInt(chunks.length) * BigInt(span) /
+      BigInt(MONTH_MS);
+    this.book.audited(id, passed, failed, now, {
+      provenMs: proven ? span : 0,
+      forfeitMs: proven ? 0 : span,
+      owedWei: entry.owedWei + (proven ? worth : 0n),
+    });
     let offline = false;
     if (silent && passed === 0) {
       const since = this.#silentSince.get(id) ?? now;
@@ -811,6 +828,9 @@ export class LeaseService {
       ...(e.lastPassed !== undefined ? { lastPassed: e.lastPassed } : {}),
       ...(e.collected !== undefined ? { collected: new Date(e.collected).toISOString() } : {}),
       ...(e.renewedBy !== undefined ? { renewedBy: e.renewedBy } : {}),
+      provenMs: e.provenMs,
+      forfeitMs: e.forfeitMs,
+      owedWei: e.owedWei.toString(),
     });
     return {
       asClient: this.book.list("client").map(view),

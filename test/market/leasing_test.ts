@@ -191,7 +191,11 @@ Deno.test({
 });
 
 /** A holder and a client as bare services over real libp2p nodes, with a clock the test moves. */
-async function pair(dir: string, holderSettings: Record<string, unknown> = {}) {
+async function pair(
+  dir: string,
+  holderSettings: Record<string, unknown> = {},
+  clientSettings: Record<string, unknown> = {},
+) {
   const clock = { now: Date.now() };
   const make = async (name: string, settings: Record<string, unknown>) => {
     const dataDir = `${dir}/${name}`;
@@ -215,7 +219,7 @@ async function pair(dir: string, holderSettings: Record<string, unknown> = {}) {
     return { mesh, store, service, privateKey };
   };
   const holder = await make("holder", holderSettings);
-  const client = await make("client", {});
+  const client = await make("client", clientSettings);
   await client.mesh.connect(holder.mesh.multiaddrs()[0]! as never);
   const stop = async () => {
     for (const s of [holder, client]) {
@@ -555,6 +559,50 @@ Deno.test({
       await store.close();
       await holder.stop();
       await stopNodes(mesh);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "each audit round closes a period: proven ones are owed at the lease's price, failed ones forfeited",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-lease-pay-" });
+    // 2^30 wei per GiB-month: a 64 KiB chunk costs 65 536 wei a month.
+    // 32 challenges a round: a round misses a holder that lost half with odds 2^-32.
+    const { clock, holder, client, stop } = await pair(dir, { storedPerGiBMonth: "1073741824" }, {
+      challenges: 32,
+    });
+    try {
+      const a = await chunkOn(holder.store, 65_536);
+      const b = await chunkOn(holder.store, 65_536);
+      const month = 30 * 86_400_000;
+      const [out] = await client.service.leaseFile(
+        CID.parse(a[0]),
+        new Map([[a[0], new Set([holder.mesh.peerId])], [b[0], new Set([holder.mesh.peerId])]]),
+        () => 65_536,
+        3 * month,
+      );
+      const id = out!.lease!.id;
+      assert.equal(out!.lease!.pricePerChunkMonth, "65536");
+      const owed = () => client.service.list().asClient.find((l) => l.id === id)!;
+      clock.now += month / 2; // half a month, both chunks kept: proven
+      assert.equal((await client.service.audit(id)).failed, 0);
+      assert.deepEqual([owed().provenMs, owed().forfeitMs, owed().owedWei], [
+        month / 2,
+        0,
+        "65536",
+      ]);
+      await holder.store.delete(CID.parse(b[0])); // the holder drops half
+      clock.now += month;
+      assert.ok((await client.service.audit(id)).failed > 0);
+      assert.equal(owed().owedWei, "65536", "a failed round forfeits its period");
+      assert.equal(owed().forfeitMs, month);
+    } finally {
+      await stop();
       await Deno.remove(dir, { recursive: true });
     }
   },
