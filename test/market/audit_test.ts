@@ -147,3 +147,20 @@ Deno.test("the holder refuses malformed challenges", () => {
     assert.throws(() => decodeChallenge({ ...good, ...patch }), code("audit_malformed"));
   }
 });
+
+Deno.test("answers check for every block of inputs whose last block is short, and for tiny inputs", () => {
+  const auditor = new Auditor();
+  const { secret } = auditSecret();
+  // Last blocks of every length mod 3 (the base64 padding cases), one block, one byte, none.
+  for (const len of [5 * 1024 - 1, 5 * 1024 - 2, 5 * 1024 - 3, 1000, 1, 0]) {
+    const chunk = bytes(len, len + 7);
+    const cid = cidOf(chunk).toString();
+    const seen = new Set<number>();
+    for (let i = 0; i < 60; i++) {
+      const ch = auditor.challenge(LEASE, cid, len, secret);
+      auditor.check(ch, { ...answer(ch, chunk) });
+      seen.add(ch.index);
+    }
+    assert.equal(seen.size, blake3BlockCount(len), `every block of a ${len}-byte chunk was asked`);
+  }
+});
