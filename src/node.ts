@@ -316,6 +316,7 @@ export class MeshgateNode {
             onDeleted: (cids) => announce.withdraw(cids),
             mesh: meshNode, // re-places what a holder lost, recovered through the node's reads
             fetchChunk: (cid) => node ? node.chunk(cid, false) : Promise.resolve(null),
+            ...(payer ? { pay: (peer, wei) => payer.payStorage(peer, wei) } : {}), // proven periods
           }),
         );
         const paid = delivery;

@@ -34,6 +34,8 @@ export interface LeaseEntry {
   provenMs: number;
   forfeitMs: number;
   owedWei: bigint;
+  /** Client side: what was paid of it (wei). */
+  paidWei: bigint;
 }
 
 interface Row {
@@ -50,6 +52,7 @@ interface Row {
   proven_ms: number;
   forfeit_ms: number;
   owed_wei: string;
+  paid_wei: string;
 }
 
 function entry(r: Row): LeaseEntry {
@@ -66,6 +69,7 @@ function entry(r: Row): LeaseEntry {
     provenMs: r.proven_ms,
     forfeitMs: r.forfeit_ms,
     owedWei: BigInt(r.owed_wei),
+    paidWei: BigInt(r.paid_wei),
   };
 }
 
@@ -82,6 +86,7 @@ export class LeaseBook {
   readonly #ended: StatementSync;
   readonly #collect: StatementSync;
   readonly #renew: StatementSync;
+  readonly #paid: StatementSync;
   readonly #replace: StatementSync;
   readonly #replacedOf: StatementSync;
 
@@ -94,7 +99,7 @@ export class LeaseBook {
         passed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
         last_audit INTEGER, last_passed INTEGER, collected INTEGER, renewed_by TEXT,
         proven_ms INTEGER NOT NULL DEFAULT 0, forfeit_ms INTEGER NOT NULL DEFAULT 0,
-        owed_wei TEXT NOT NULL DEFAULT '0',
+        owed_wei TEXT NOT NULL DEFAULT '0', paid_wei TEXT NOT NULL DEFAULT '0',
         PRIMARY KEY (id, role)) STRICT;
       CREATE TABLE IF NOT EXISTS lease_chunks (
         id TEXT NOT NULL, role TEXT NOT NULL, cid TEXT NOT NULL, bytes INTEGER NOT NULL,
@@ -134,6 +139,7 @@ export class LeaseBook {
     );
     this.#collect = db.prepare("UPDATE leases SET collected = ? WHERE id = ? AND role = 'holder'");
     this.#renew = db.prepare("UPDATE leases SET renewed_by = ? WHERE id = ? AND role = ?");
+    this.#paid = db.prepare("UPDATE leases SET paid_wei = ? WHERE id = ? AND role = 'client'");
   }
 
   /** Opens (or creates) `<dataDir>/leases.sqlite`; `":memory:"` for none. */
@@ -225,6 +231,11 @@ export class LeaseBook {
 
   collected(id: string, at: number): void {
     this.#collect.run(at, id);
+  }
+
+  /** The client paid lease `id` up to `wei` in all. */
+  paid(id: string, wei: bigint): void {
+    this.#paid.run(wei.toString(), id);
   }
 
   renewed(id: string, role: LeaseRole, by: string): void {

@@ -102,6 +102,8 @@ export interface LeasingInit extends LeasingSettings {
    * placed on other peers of `mesh`, then leased there. Default: none (failures are only recorded). */
   mesh?: Pick<MeshNode, "connectedPeers" | "storeChunks">;
   fetchChunk?: (cid: CID) => Promise<Uint8Array | null>;
+  /** Pays `holder` `wei` for proven periods (a voucher on its channel). Default: none (owed is recorded). */
+  pay?: (holder: string, wei: bigint) => Promise<void>;
 }
 
 /** What {@link LeaseService.replaceLost} did. */
@@ -148,6 +150,7 @@ export interface LeaseView {
   provenMs: number;
   forfeitMs: number;
   owedWei: string;
+  paidWei: string;
 }
 
 const LEASE_WIRE = {
@@ -480,11 +483,21 @@ export class LeaseService {
     const proven = failed === 0 && passed > 0;
     const worth = BigInt(lease.pricePerChunkMonth) * BigInt(chunks.length) * BigInt(span) /
       BigInt(MONTH_MS);
+    const owed = entry.owedWei + (proven ? worth : 0n);
     this.book.audited(id, passed, failed, now, {
       provenMs: proven ? span : 0,
       forfeitMs: proven ? 0 : span,
-      owedWei: entry.owedWei + (proven ? worth : 0n),
+      owedWei: owed,
     });
+    // Paid only for what was proven; a payment that fails is owed still, and tried again next round.
+    if (this.#init.pay && owed > entry.paidWei) {
+      try {
+        await this.#init.pay(lease.holder, owed - entry.paidWei);
+        this.book.paid(id, owed);
+      } catch (e) {
+        this.#warn("storage payment failed", { lease: id, holder: lease.holder, error: `${e}` });
+      }
+    }
     let offline = false;
     if (silent && passed === 0) {
       const since = this.#silentSince.get(id) ?? now;
@@ -831,6 +844,7 @@ export class LeaseService {
       provenMs: e.provenMs,
       forfeitMs: e.forfeitMs,
       owedWei: e.owedWei.toString(),
+      paidWei: e.paidWei.toString(),
     });
     return {
       asClient: this.book.list("client").map(view),
