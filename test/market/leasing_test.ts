@@ -33,6 +33,7 @@ Deno.test({
           await MeshgateNode.create({
             dataDir: `${dir}/n${i}`,
             parityWorkers: 0,
+            findTimeoutMs: 15_000,
             mesh: {
               listen: [TCP],
               bootstrap: nodes.map((n) => n.mesh!.multiaddrs()[0]!),
@@ -42,7 +43,11 @@ Deno.test({
         );
       }
       const [client, ...holders] = nodes as [MeshgateNode, ...MeshgateNode[]];
-      await waitFor(() => client.mesh!.connectedPeers().length === 3, "client connected to all");
+      await waitFor(
+        () => client.mesh!.connectedPeers().length === 3,
+        "client connected to all",
+        30_000, // generous: the machine is shared
+      );
       const original = randomBytes(96 * 1024);
       const put = await client.put(ReadableStream.from([original]), {
         chunkSize: 16 * 1024,
@@ -144,13 +149,18 @@ Deno.test({
           await MeshgateNode.create({
             dataDir: `${dir}/n${i}`,
             parityWorkers: 0,
+            findTimeoutMs: 15_000,
             mesh: { listen: [TCP], bootstrap: nodes.map((n) => n.mesh!.multiaddrs()[0]!) },
             leases: { challenges: 2, offlineGraceMs: 1500, timeoutMs: 3000, log: () => {} },
           }),
         );
       }
       const [client, ...holders] = nodes as [MeshgateNode, ...MeshgateNode[]];
-      await waitFor(() => client.mesh!.connectedPeers().length === 4, "client connected to all");
+      await waitFor(
+        () => client.mesh!.connectedPeers().length === 4,
+        "client connected to all",
+        30_000,
+      );
       const original = randomBytes(96 * 1024);
       const put = await client.put(ReadableStream.from([original]), {
         chunkSize: 16 * 1024,
