@@ -282,13 +282,15 @@ export class LeaseService {
   /**
    * Leases the chunks of file `root` for `durationMs` from each peer that holds some (`where`: the
    * placement's holders by CID; `length(cid)`: each chunk's length from the client's manifest). One
-   * outcome per holder; a refusal is an outcome, not an error.
+   * outcome per holder; a refusal is an outcome, not an error. `end`: the leases end then instead (a
+   * re-placement ends with the lease it replaces).
    */
   async leaseFile(
     root: CID,
     where: ReadonlyMap<string, ReadonlySet<string>>,
     length: (cid: string) => number,
     durationMs: number,
+    end?: number,
   ): Promise<LeaseOutcome[]> {
     const byHolder = new Map<string, [string, number][]>();
     for (const [cid, holders] of where) {
@@ -308,7 +310,7 @@ export class LeaseService {
             root.toString(),
             chunks,
             start,
-            start + durationMs,
+            end ?? start + durationMs,
           );
           return { holder, chunks: chunks.length, lease };
         } catch (e) {
@@ -605,7 +607,8 @@ export class LeaseService {
         root,
         new Map(cids.map((c) => [c, new Set([peer])])),
         (c) => lengths.get(c)!,
-        Math.max(this.#minTermMs, lease.end - now),
+        0,
+        Math.max(now + this.#minTermMs, lease.end),
       );
       if (outcome?.lease) {
         out.leases.push(outcome.lease);
