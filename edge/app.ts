@@ -25,6 +25,7 @@ import { mountPage } from "./page.ts";
 import { addPayMetrics, addPayRoutes } from "./pay.ts";
 import { addMarketRoutes } from "./market.ts";
 import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
+import { addLeaseRoutes, checkLeasing, leaseDuration, leaseUpload } from "./leases.ts";
 import { writeGuard } from "./auth.ts";
 import { DELIVERY_HEADER, formatDeliveryHeader } from "../src/mesh/delivery_format.ts";
 
@@ -336,6 +337,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
 
   addPayRoutes(app, node);
   addMarketRoutes(app, () => node.market, { token: options.apiToken });
+  addLeaseRoutes(app, node);
 
   app.get("/api/files", async (c) => {
     const files = [];
@@ -402,6 +404,8 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       return Number(v);
     };
     if (expectedSize === 0) throw emptyUpload();
+    const lease = query.lease === undefined ? undefined : leaseDuration("lease", query.lease);
+    if (lease !== undefined) checkLeasing(node);
     const type = uploadType(c.req.header("content-type"), query.name);
     let bodyFailed = false;
     const raw = c.req.raw.body &&
@@ -432,6 +436,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     }
     const { cid, manifest, durability } = result;
     uploaded.inc({}, manifest.size);
+    const leased = lease === undefined ? {} : await leaseUpload(node, result, lease);
     const path = `/mesh/${cid}`;
     const base = options.publicUrl ?? new URL(c.req.url).origin;
     c.header("Location", path);
@@ -445,6 +450,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       k: manifest.k,
       m: manifest.m,
       durability,
+      ...leased,
     }, 201);
   });
 

@@ -195,6 +195,7 @@ Options (flag, then environment variable, then default):
   --find-timeout MS   MESH_FIND_TIMEOUT longest search of the mesh for an unknown CID before 404  [3000]
   --market                              take part in the market: post intents, answer them from listings,
                                         over /api/market/*   [off]
+  --audit-every MS    MESH_AUDIT_EVERY  how often each lease of this node's uploads is audited  [3600000]
   --drill KIND                          misbehave on purpose, to watch a mesh catch it: liar (flips a bit
                                         in what it serves), slow (10x), flaky (fails 30%), offline (away
                                         20 s a minute)   [none: an honest node]
@@ -284,6 +285,7 @@ async function serve(args: string[]): Promise<number> {
       "no-mesh": { type: "boolean" },
       local: { type: "boolean" },
       "find-timeout": { type: "string" },
+      "audit-every": { type: "string" },
       "api-token": { type: "string" },
       drill: { type: "string" },
       market: { type: "boolean" },
@@ -322,6 +324,10 @@ async function serve(args: string[]): Promise<number> {
   const findTimeout = setting(values["find-timeout"], "MESH_FIND_TIMEOUT", "3000");
   if (!/^\d{1,7}$/.test(findTimeout)) {
     throw new UsageError(`Find timeout "${findTimeout}" must be a whole number of milliseconds`);
+  }
+  const auditEvery = setting(values["audit-every"], "MESH_AUDIT_EVERY", "3600000");
+  if (!/^[1-9]\d{0,9}$/.test(auditEvery)) {
+    throw new UsageError(`Audit interval "${auditEvery}" must be a whole number of milliseconds`);
   }
   const { token: apiToken, note: tokenNote } = await apiTokenFor(
     hostname,
@@ -369,6 +375,7 @@ async function serve(args: string[]): Promise<number> {
     mesh,
     pay,
     findTimeoutMs: Number(findTimeout),
+    leases: { auditEveryMs: Number(auditEvery) },
     ...(drill ? { drill } : {}),
     offer: {
       storedPerGiBMonth: weiSetting(values["price-stored"], "MESH_PRICE_STORED", "--price-stored"),
@@ -526,6 +533,8 @@ Options:
   --k N  --m N                   data and parity chunks per stripe [the node's default]
   --prefer P                     who keeps the chunks: balanced, reliable, fast or cheap (reputation
                                  x price x latency, weighed differently)  [balanced]
+  --lease DURATION               lease the chunks from their holders for this long (30d, 12h, 90s),
+                                 audited on the node's schedule   [none: kept by volunteers, unaudited]
   --api-token T   MESH_API_TOKEN the gateway's API token, when it needs one  [DIR/api.token of the
                                  node found through --data, if it has one]
   -h, --help
@@ -590,6 +599,7 @@ async function put(args: string[]): Promise<number> {
       k: { type: "string" },
       m: { type: "string" },
       prefer: { type: "string" },
+      lease: { type: "string" },
       "api-token": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
@@ -623,6 +633,7 @@ async function put(args: string[]): Promise<number> {
   if (values.k) url.searchParams.set("k", values.k);
   if (values.m) url.searchParams.set("m", values.m);
   if (values.prefer) url.searchParams.set("prefer", preferArg(values.prefer));
+  if (values.lease) url.searchParams.set("lease", values.lease);
   const bar = progressBar(`put ${name}`, size);
   let sent = 0;
   const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN") ??
@@ -650,6 +661,15 @@ async function put(args: string[]): Promise<number> {
           d.warning ? `\nwarning: ${d.warning}` : ""
         }`,
     );
+  }
+  if (answer.leases) {
+    const ok = answer.leases.filter((l: { id?: string }) => l.id).length;
+    console.error(
+      `leased from ${ok} of ${answer.leases.length} holders${
+        answer.leaseEnds ? ` · first lease ends ${answer.leaseEnds}` : ""
+      }`,
+    );
+    for (const l of answer.leases) if (l.error) console.error(`  ${l.holder}: ${l.message}`);
   }
   return 0;
 }

@@ -18,7 +18,7 @@ import type { ChainConfig } from "./pay/mod.ts";
 import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
-import { placeFile } from "./mesh/place.ts";
+import { placeFile, type PlacementReport } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
@@ -50,6 +50,7 @@ import { marketDht } from "./market/intent.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { order, type Prefer, Selection } from "./reputation/select.ts";
 import { MeshError } from "./errors.ts";
+import { LeaseService, type LeasingSettings } from "./market/leasing.ts";
 import { type Service, ServiceList } from "./service.ts";
 
 export interface NodeConfig {
@@ -87,6 +88,8 @@ export interface NodeConfig {
   /** The prices of this node's signed offer besides delivery's (which is `pay.price`), wei: per GiB-month
    * stored, per 1,000 lookups, per GiB relayed (`market/offers.ts`). Default: 0 each (a volunteer's). */
   offer?: { storedPerGiBMonth?: bigint; per1000Lookups?: bigint; relayedPerGiB?: bigint };
+  /** Storage leases (with a mesh only): audit schedule, capacity, price (`market/leasing.ts`). */
+  leases?: LeasingSettings;
   /**
    * More services (reputation, markets, …), built in order after the core ones from the components so far
    * and started after them. Default: none.
@@ -162,6 +165,8 @@ interface NodeParts {
 /** An upload's result and what its placement is worth. */
 export interface PutResult extends IngestResult {
   durability: Durability;
+  /** Where the placement put each block, by CID (holders' peer IDs, this node's included); mesh only. */
+  where?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export class MeshgateNode {
@@ -224,7 +229,14 @@ export class MeshgateNode {
           if (gone) await this.#provide?.withdraw([cid]); // every path that deletes a chunk withdraws it
           return gone;
         };
-        return quota.evict(need, remove, (key) => own.has(key) || this.#claims.has(CID.parse(key)));
+        const leased = this.services.get<LeaseService>("leases")?.book; // a lease is a promise to keep
+        return quota.evict(
+          need,
+          remove,
+          (key) =>
+            own.has(key) || this.#claims.has(CID.parse(key)) ||
+            leased?.leasedElsewhere(key, Date.now()) === true,
+        );
       };
     }
   }
@@ -382,6 +394,23 @@ export class MeshgateNode {
           start: () => void announce.start(),
           stop: () => announce.stop(),
         });
+        const key = await loadOrCreatePrivateKey(config.dataDir);
+        services.add(
+          "leases",
+          new LeaseService({
+            ...config.leases,
+            dataDir: config.dataDir,
+            store,
+            libp2p: meshNode.libp2p,
+            privateKey: key,
+            peerId: meshNode.peerId,
+            reputation: standing.book,
+            onDeleted: (cids) => announce.withdraw(cids),
+            mesh: meshNode, // re-places what a holder lost, recovered through the node's reads
+            fetchChunk: (cid) => node ? node.chunk(cid, false) : Promise.resolve(null),
+            ...(payer ? { pay: (peer, wei) => payer.payStorage(peer, wei) } : {}), // proven periods
+          }),
+        );
         const paid = delivery;
         // Stopped before the mesh: it pays what this node owes and redeems what it earned over it.
         if (paid) {
@@ -444,11 +473,12 @@ export class MeshgateNode {
       writes.done();
     }
     this.#stats.uploads++;
-    const durability = this.mesh
+    const placed = this.mesh
       ? await this.#distribute(result, writes, options.signal, options.prefer)
-      : localDurability(result.cid, result.manifest);
+      : undefined;
+    const durability = placed?.durability ?? localDurability(result.cid, result.manifest);
     await this.#durability.save(result.cid, durability);
-    return { ...result, durability };
+    return { ...result, durability, ...(placed ? { where: placed.where } : {}) };
   }
 
   /**
@@ -461,7 +491,7 @@ export class MeshgateNode {
     writes: UploadWrites,
     signal?: AbortSignal,
     prefer?: Prefer,
-  ): Promise<Durability> {
+  ): Promise<Pick<PlacementReport, "durability" | "where">> {
     const book = this.reputation?.book;
     const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
       signal,
@@ -477,7 +507,7 @@ export class MeshgateNode {
         await this.#provide?.withdraw([chunk]); // every path that deletes a chunk withdraws it
       }
     }
-    return report.durability;
+    return report;
   }
 
   /** What the placement of pinned root `cid` is worth, as recorded at upload; undefined if unknown. */

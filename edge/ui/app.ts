@@ -7,6 +7,7 @@ import { refreshFiles } from "./files.ts";
 import { refreshHealth } from "./health.ts";
 import { refreshOperators, setupOperators } from "./operators.ts";
 import { refreshPay } from "./pay.ts";
+import { refreshStorage } from "./storage.ts";
 import { setupUpload } from "./upload.ts";
 
 setupUpload(() => {
@@ -18,8 +19,10 @@ refreshHealth();
 refreshPay();
 setupOperators();
 refreshOperators();
+refreshStorage();
 setInterval(() => {
   refreshHealth();
   refreshPay();
   refreshOperators();
+  refreshStorage();
 }, 5000);

@@ -45,6 +45,7 @@ import {
   submitVoucher,
   type VoucherMessage,
 } from "./pay_protocol.ts";
+import { PayProtocolError } from "./_wire.ts";
 import { Serial } from "./_serial.ts";
 import type { PayClient } from "./_tx.ts";
 
@@ -416,6 +417,23 @@ export class PayingClient implements DeliveryPayer {
     return op.cumulative > 0n && op.accepted === op.cumulative;
   }
 
+  /**
+   * Pays `peer` `wei` for storage (proven lease periods, `market/leasing.ts`): a voucher on its channel that
+   * grows by `wei` with no receipts, behind any voucher under way. Unlike a prepayment it is no credit for
+   * later deliveries. Resolves once the operator acknowledged it; throws when it could not be sent.
+   */
+  async payStorage(peer: string, wei: bigint): Promise<void> {
+    if (wei <= 0n) return;
+    const quote = await this.quote(peer);
+    const op = this.#operator(peer);
+    await op.queue.run(() => this.#voucher(op, quote, new ReceiptBatch(), 0n, wei));
+    if (op.accepted < op.cumulative) {
+      throw new PayProtocolError(
+        `Peer "${peer}" did not acknowledge a storage voucher for ${wei} wei`,
+      );
+    }
+  }
+
   // -----------------------------------------------------------------------------------------------------------
   // Payments
 
@@ -539,12 +557,19 @@ export class PayingClient implements DeliveryPayer {
   }
 
   /** Signs and sends the voucher of `batch` (in `op`'s queue). */
-  async #voucher(op: Operator, quote: Quote, batch: ReceiptBatch, extra = 0n): Promise<void> {
+  async #voucher(
+    op: Operator,
+    quote: Quote,
+    batch: ReceiptBatch,
+    extra = 0n,
+    /** Paid for something else than deliveries (storage): never credit for them. */
+    other = 0n,
+  ): Promise<void> {
     const due = quote.price * batch.bytes;
     // Paid ahead counts toward what is due, as long as the voucher still grows (the desk takes no other).
     const credit = due > op.ahead ? op.ahead : 0n;
     op.ahead += extra - credit;
-    const amount = op.cumulative + due + extra - credit;
+    const amount = op.cumulative + due + extra - credit + other;
     await this.#fund(op, quote, amount);
     const voucher = {
       channel: op.channel!,

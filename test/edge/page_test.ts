@@ -207,3 +207,61 @@ Deno.test({
       await page.screenshot({ path: "test/out/page-390.png", fullPage: true });
     }),
 });
+
+Deno.test({
+  ...options,
+  name:
+    "the storage view shows what this node keeps for whom and what others keep for it, with audits",
+  fn: () =>
+    withPage({ width: 1100, height: 900 }, async (page, server) => {
+      const lease = (over: Record<string, unknown>) => ({
+        id: "ab".repeat(16),
+        holder: "12D3KooWHolderHolderHolderHolderHolderHolder",
+        client: "12D3KooWClientClientClientClientClientClient",
+        chunks: 12,
+        bytes: 3 * 1024 * 1024,
+        end: "2027-01-01T00:00:00.000Z",
+        live: true,
+        passed: 40,
+        failed: 0,
+        lastPassed: true,
+        owedWei: "1500000000000000000",
+        ...over,
+      });
+      await page.route("**/api/leases", (route) =>
+        route.fulfill({
+          json: {
+            asClient: [
+              lease({}),
+              lease({ holder: "12D3KooWCheaterCheater", failed: 8, lastPassed: false }),
+            ],
+            asHolder: [lease({ live: false, collected: "2026-12-01T00:00:00.000Z" })],
+          },
+        }));
+      await page.goto(`${server.url}/`);
+      await page.locator("#storage").getByText("What others keep for me").waitFor();
+      const mine = await page.locator("#storage-mine").innerText();
+      assert.match(
+        mine,
+        /12D3KooW…lder\s+12 · 3 MiB\s+2027-01-01 00:00\s+healthy · 40 passed, 0 failed · owed 1\.5 ETH/,
+      );
+      assert.match(mine, /failing · 40 passed, 8 failed/);
+      assert.match(
+        await page.locator("#storage-kept").innerText(),
+        /12D3KooW…ient\s+12 · 3 MiB\s+.*ended/,
+      );
+    }),
+});
+
+Deno.test({
+  ...options,
+  name: "the storage view stays hidden on a node with no leases",
+  fn: () =>
+    withPage({ width: 1100, height: 900 }, async (page, server) => {
+      await page.goto(`${server.url}/`);
+      await page.getByText("Nothing yet").waitFor();
+      const answer = await (await fetch(`${server.url}/api/leases`)).json();
+      assert.deepEqual(answer, { asClient: [], asHolder: [] });
+      assert.equal(await page.locator("#storage").isHidden(), true);
+    }),
+});
