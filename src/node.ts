@@ -88,8 +88,9 @@ export interface NodeConfig {
   /** The prices of this node's signed offer besides delivery's (which is `pay.price`), wei: per GiB-month
    * stored, per 1,000 lookups, per GiB relayed (`market/offers.ts`). Default: 0 each (a volunteer's). */
   offer?: { storedPerGiBMonth?: bigint; per1000Lookups?: bigint; relayedPerGiB?: bigint };
-  /** Storage leases (with a mesh only): audit schedule, capacity, price (`market/leasing.ts`). */
-  leases?: LeasingSettings;
+  /** Storage leases (with a mesh only): audit schedule, capacity (`market/leasing.ts`); the price is the
+   * offer's `storedPerGiBMonth`. */
+  leases?: Omit<LeasingSettings, "storedPerGiBMonth">;
   /**
    * More services (reputation, markets, …), built in order after the core ones from the components so far
    * and started after them. Default: none.
@@ -394,15 +395,16 @@ export class MeshgateNode {
           start: () => void announce.start(),
           stop: () => announce.stop(),
         });
-        const key = await loadOrCreatePrivateKey(config.dataDir);
         services.add(
           "leases",
           new LeaseService({
             ...config.leases,
+            // One storage price: the offer's.
+            storedPerGiBMonth: String(config.offer?.storedPerGiBMonth ?? 0n),
             dataDir: config.dataDir,
             store,
             libp2p: meshNode.libp2p,
-            privateKey: key,
+            privateKey: identity,
             peerId: meshNode.peerId,
             reputation: standing.book,
             onDeleted: (cids) => announce.withdraw(cids),
