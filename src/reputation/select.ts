@@ -236,9 +236,8 @@ export function order(candidates: readonly Candidate[], options: SelectOptions =
     pool.splice(at, 1);
   };
   // The newcomers' share protects vetted operators that serve well from a crowd of new names, not a vetted
-  // operator at the floor from newcomers that serve far better (a slow node that got vetted first because it
-  // holds everything): when the best vetted weight is under VETTED_MARGIN of the best newcomer's, all are
-  // drawn together by weight.
+  // operator far worse than the newcomers (a slow node that got vetted first because it holds everything):
+  // when the best vetted weight is under VETTED_MARGIN of the best newcomer's, all are drawn together.
   const best = (pool: number[]) => pool.reduce((x, i) => Math.max(x, w[i]!), 0);
   if (vetted.length > 0 && fresh.length > 0 && best(vetted) < VETTED_MARGIN * best(fresh)) {
     vetted.push(...fresh.splice(0));
@@ -251,5 +250,8 @@ export function order(candidates: readonly Candidate[], options: SelectOptions =
 }
 
 /** See {@link order}: below this ratio of weights, vetted operators lose the newcomers' share's protection.
- * 0.1 is the score floor: a newcomer ten times better than every vetted one is not a Sybil's gain. */
-export const VETTED_MARGIN = 0.1;
+ * At 0.5 a newcomer must look twice as good as every vetted candidate (an unknown newcomer weighs 0.5: a
+ * perfect score and the median's latency), so a vetted operator that serves well keeps the cap's shelter
+ * while one at the floor, or several times slower than its peers, does not. A newcomer that then stalls
+ * costs one hedge deadline and its short score; one that lies is excluded by its own signed answer. */
+export const VETTED_MARGIN = 0.5;

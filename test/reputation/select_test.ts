@@ -113,3 +113,21 @@ Deno.test("weightsOf: the score weighs in, and a score 10x lower weighs at least
   ]);
   assert.ok(w[0]! / w[1]! >= 9.99, String(w[0]! / w[1]!));
 });
+
+Deno.test("order(): the newcomers' share shelters a vetted operator that serves well, not one far worse than them", () => {
+  const random = rng(5);
+  const fresh = Array.from({ length: 4 }, (_, i) => ({ peer: `new${i}`, score: 1, vetted: false }));
+  const firstFresh = (vetted: Candidate) => {
+    let n = 0;
+    for (let i = 0; i < 4000; i++) {
+      if (!order([vetted, ...fresh], { random })[0]!.vetted) n++;
+    }
+    return n / 4000;
+  };
+  // A vetted operator as good as the newcomers: they get their 5% of first asks, no more.
+  const good = firstFresh({ peer: "v", score: 1, vetted: true, ttfbMs: 20 });
+  assert.ok(good > 0.03 && good < 0.07, `newcomers first ${good}`);
+  // One at the floor (slow, say): drawn with the newcomers by weight, so they go first nearly always.
+  const slow = firstFresh({ peer: "v", score: 0.1, vetted: true, ttfbMs: 2000 });
+  assert.ok(slow > 0.9, `newcomers first ${slow}`);
+});
