@@ -92,7 +92,7 @@ if (import.meta.main) {
   );
   let ok = run.success;
   if (withSystem) {
-    // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery.
+    // Whole-system benchmarks, each in its own process: the gateway under wrk, mesh transfer (a libp2p stream, 2 and 8 nodes), paid delivery.
     for (const script of ["./gateway.ts", "./mesh.ts", "./paid.ts"]) {
       const run = await new Deno.Command(Deno.execPath(), {
         args: ["run", "-A", new URL(script, import.meta.url).pathname],
