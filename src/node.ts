@@ -23,6 +23,7 @@ import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
 import { ChunkLocator, fetchFromMesh, PAYER_REFUSALS, RequestBudget } from "./mesh/fetch.ts";
+import { BatchReader } from "./mesh/batch.ts";
 import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth, type PeerStanding } from "./mesh/health.ts";
@@ -512,10 +513,30 @@ export class MeshgateNode {
       }
       return located.get(stripe)!;
     };
+    // Chunks asked at once go to their located holders a few per request (mesh/batch.ts); what that
+    // does not give is fetched the usual way.
+    const batch = this.mesh && this.#locator
+      ? new BatchReader({
+        mesh: this.mesh,
+        locator: this.#locator,
+        standing: this.#standing,
+        held: (cid) => this.#cache.get(cid.toString()) !== undefined || this.store.has(cid),
+        locate,
+        requests,
+        budget,
+      })
+      : undefined;
     return readFile(
       manifest,
-      (cid, signal, stripe) =>
-        this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget, requests),
+      async (cid, signal, stripe) => {
+        const early = await batch?.get(cid, stripe, signal);
+        if (early) {
+          this.#stats.fetched++;
+          if (cache) this.#cache.set(cid.toString(), early);
+          return early;
+        }
+        return this.chunk(cid, cache, signal, () => locate(cid, signal, stripe), budget, requests);
+      },
       {
         ...options,
         prefetch,
