@@ -19,11 +19,12 @@ const profiling = Deno.args.includes("--cpu");
 async function profileStart() {
   if (!profiling) return;
   await inspector.post("Profiler.enable");
-  await inspector.post("Profiler.setSamplingInterval", { interval: 200 });
+  await inspector.post("Profiler.setSamplingInterval", { interval: 500 });
   await inspector.post("Profiler.start");
 }
 type ProfileNode = {
   id: number;
+  children?: number[];
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
 };
@@ -41,6 +42,30 @@ async function profileStop(n = 25) {
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
+  // Inclusive time by function: each sample counts once for every distinct function on its stack.
+  const parent = new Map<number, number>();
+  for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
+  const keyOf = (x: ProfileNode) =>
+    `${x.callFrame.functionName || "(anon)"} ${
+      x.callFrame.url.replace(/.*node_modules\/\.deno\//, "").replace(/.*meshspeed\//, "")
+    }:${x.callFrame.lineNumber + 1}`;
+  const inclusive = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const k = keyOf(byId.get(at)!);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      inclusive.set(k, (inclusive.get(k) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
+    }
+  });
+  console.log(`  CPU profile, inclusive time, top ${n}:`);
+  for (
+    const [k, ms] of [...inclusive].filter(([k]) => !/^\(root\)|^\(anon\) :|^run :|processTicks|__process/.test(k))
+      .sort((a, b) => b[1] - a[1]).slice(0, n)
+  ) {
+    console.log(`    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`);
+  }
   console.log(`  CPU profile, self time (of ${total.toFixed(0)} ms sampled):`);
   for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, n)) {
     console.log(`    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`);

@@ -133,7 +133,10 @@ export class BatchReader {
           this.init.locator.forget(ask.cid, peer);
         } else {
           requests?.earn();
-          standing.delivered?.(peer, got.bytes.length, performance.now() - t0);
+          const ms = performance.now() - t0;
+          standing.delivered?.(peer, got.bytes.length, ms);
+          // A request's first answer is one fetch's time: what hedge deadlines are drawn from.
+          if (at === 1) this.init.locator.latency.record(ms);
         }
         ask.done(got.bytes);
       }
