@@ -37,8 +37,10 @@ async function profileStop(n = 25) {
   const byId = new Map(profile.nodes.map((x) => [x.id, x]));
   profile.samples.forEach((id, i) => {
     const f = byId.get(id)!.callFrame;
-    const key = `${f.functionName || "(anon)"} ${f.url.replace(/.*node_modules\/\.deno\//, "")
-      .replace(/.*meshspeed\//, "")}:${f.lineNumber + 1}`;
+    const key = `${f.functionName || "(anon)"} ${
+      f.url.replace(/.*node_modules\/\.deno\//, "")
+        .replace(/.*meshspeed\//, "")
+    }:${f.lineNumber + 1}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
@@ -61,14 +63,20 @@ async function profileStop(n = 25) {
   });
   console.log(`  CPU profile, inclusive time, top ${n}:`);
   for (
-    const [k, ms] of [...inclusive].filter(([k]) => !/^\(root\)|^\(anon\) :|^run :|processTicks|__process/.test(k))
+    const [k, ms] of [...inclusive].filter(([k]) =>
+      !/^\(root\)|^\(anon\) :|^run :|processTicks|__process/.test(k)
+    )
       .sort((a, b) => b[1] - a[1]).slice(0, n)
   ) {
-    console.log(`    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`);
+    console.log(
+      `    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`,
+    );
   }
   console.log(`  CPU profile, self time (of ${total.toFixed(0)} ms sampled):`);
   for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, n)) {
-    console.log(`    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`);
+    console.log(
+      `    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`,
+    );
   }
 }
 
@@ -88,9 +96,9 @@ const spans = (list: Span[], wall: number) => {
   const sorted = list.map((x) => x.t1 - x.t0).sort((a, b) => a - b);
   return `${list.length} calls, mean ${(sum / list.length || 0).toFixed(1)} ms, p50 ${
     (sorted[sorted.length >> 1] ?? 0).toFixed(1)
-  } ms, p95 ${(sorted[Math.floor(sorted.length * 0.95)] ?? 0).toFixed(1)} ms, in flight on average ${
-    (sum / wall).toFixed(1)
-  }`;
+  } ms, p95 ${
+    (sorted[Math.floor(sorted.length * 0.95)] ?? 0).toFixed(1)
+  } ms, in flight on average ${(sum / wall).toFixed(1)}`;
 };
 
 const holder = await spawnNode(["--data", `${dir}/a`], { stderr: "null" });
@@ -148,19 +156,25 @@ try {
       }
       const wall = performance.now() - t0;
       const cpu = process.cpuUsage(cpu0[0]);
-      console.log(`\n${label}: ${n / MiB} MiB in ${wall.toFixed(0)} ms = ${
-        (n / MiB / wall * 1000).toFixed(0)
-      } MiB/s, first byte ${first.toFixed(0)} ms, consumer waited ${waiting.toFixed(0)} ms`);
+      console.log(
+        `\n${label}: ${n / MiB} MiB in ${wall.toFixed(0)} ms = ${
+          (n / MiB / wall * 1000).toFixed(0)
+        } MiB/s, first byte ${first.toFixed(0)} ms, consumer waited ${waiting.toFixed(0)} ms`,
+      );
       if (label === "read 2") await profileStop();
       console.log(`  fetchChunk: ${spans(fetches, wall)}`);
       console.log(`  hasChunks (locate): ${spans(has, wall)}`);
-      console.log(`  CPU: reader ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, holder ${
-        (cpuOf(holder.pid) - cpu0[1]).toFixed(2)
-      } s (of ${(wall / 1000).toFixed(2)} s wall)`);
+      console.log(
+        `  CPU: reader ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, holder ${
+          (cpuOf(holder.pid) - cpu0[1]).toFixed(2)
+        } s (of ${(wall / 1000).toFixed(2)} s wall)`,
+      );
     }
     const t = performance.now();
     for (let i = 0; i < 20; i++) blake3(file.subarray(i * 262144, (i + 1) * 262144));
-    console.log(`  verify: blake3 of a 256 KiB chunk ${((performance.now() - t) / 20).toFixed(2)} ms`);
+    console.log(
+      `  verify: blake3 of a 256 KiB chunk ${((performance.now() - t) / 20).toFixed(2)} ms`,
+    );
 
     // The write: an upload into the in-process node, placed on the holder.
     const cpu0 = [process.cpuUsage(), cpuOf(holder.pid)] as const;
@@ -175,14 +189,18 @@ try {
     const wall = performance.now() - t0;
     const firstStore = Math.min(...stores.map((s) => s.t0)) - t0;
     const cpu = process.cpuUsage(cpu0[0]);
-    console.log(`\nput: ${SIZE / MiB} MiB in ${wall.toFixed(0)} ms = ${
-      (SIZE / MiB / wall * 1000).toFixed(0)
-    } MiB/s; first chunk sent to the peer at ${firstStore.toFixed(0)} ms`);
+    console.log(
+      `\nput: ${SIZE / MiB} MiB in ${wall.toFixed(0)} ms = ${
+        (SIZE / MiB / wall * 1000).toFixed(0)
+      } MiB/s; first chunk sent to the peer at ${firstStore.toFixed(0)} ms`,
+    );
     console.log(`  storeChunks: ${spans(stores, wall)}`);
     console.log(`  proveChunks: ${spans(proves, wall)}`);
-    console.log(`  CPU: uploader ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, holder ${
-      (cpuOf(holder.pid) - cpu0[1]).toFixed(2)
-    } s`);
+    console.log(
+      `  CPU: uploader ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, holder ${
+        (cpuOf(holder.pid) - cpu0[1]).toFixed(2)
+      } s`,
+    );
   } finally {
     await node.stop();
   }

@@ -6,7 +6,7 @@
  */
 import { CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
 import { decodeManifest, type Manifest } from "./content/manifest.ts";
-import { ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
+import { DEFAULT_M, ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
 import { readFile, type ReadOptions } from "./content/read.ts";
 import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
@@ -18,7 +18,7 @@ import type { ChainConfig } from "./pay/mod.ts";
 import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
-import { placeFile } from "./mesh/place.ts";
+import { startPlacement, type StripePlacement } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
@@ -340,38 +340,47 @@ export class MeshgateNode {
   ): Promise<PutResult> {
     const writes = this.#claims.begin();
     let result: IngestResult;
+    // Placement streams each stripe to its holders as soon as it is sealed, while the upload arrives.
+    const placing = this.mesh
+      ? await startPlacement(this.mesh, options.m ?? DEFAULT_M, (c) => this.store.get(c), {
+        signal: options.signal,
+        provide: this.#provide,
+      })
+      : undefined;
     try {
-      result = await ingest(source, writes.put, { parityPool: this.#parity, ...options });
+      result = await ingest(source, writes.put, {
+        parityPool: this.#parity,
+        ...options,
+        ...(placing ? { onStripe: (i, cids, chunks) => placing.add(cids, i, chunks) } : {}),
+      });
       await this.store.flush();
       await this.store.pin(result.cid);
     } catch (e) {
+      placing?.abort(e);
       await writes.abort();
       throw e;
     } finally {
       writes.done();
     }
     this.#stats.uploads++;
-    const durability = this.mesh
-      ? await this.#distribute(result, writes, options.signal)
+    const durability = placing
+      ? await this.#distribute(result, writes, placing)
       : localDurability(result.cid, result.manifest);
     await this.#durability.save(result.cid, durability);
     return { ...result, durability };
   }
 
   /**
-   * Places the file's stripes on peers; drops here only what the placement does not need here (the
-   * manifest, and what no peer took or a stripe needs a second copy of, stay), and only chunks this upload
-   * wrote itself: one that was here before belongs to another file or another peer's placement.
+   * Finishes the placement (its stripes went out while the upload arrived); drops here only what it does
+   * not need here (the manifest, and what no peer took or a stripe needs a second copy of, stay), and only
+   * chunks this upload wrote itself: one that was here before belongs to another file or another peer's placement.
    */
   async #distribute(
     { cid, manifest }: IngestResult,
     writes: UploadWrites,
-    signal?: AbortSignal,
+    placing: StripePlacement,
   ): Promise<Durability> {
-    const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
-      signal,
-      provide: this.#provide,
-    });
+    const report = await placing.finish(cid, manifest);
     this.#stats.placed += report.placed;
     for (const r of report.refused) this.#stats.refused += r.chunks;
     for (const chunk of report.drop) {

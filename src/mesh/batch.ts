@@ -87,9 +87,7 @@ export class BatchReader {
     const stripes = new Map<number, Ask>();
     for (const a of wanted) if (!locator.holder(a.cid)) stripes.set(a.stripe, a);
     await Promise.all(
-      [...stripes.values()].map((a) =>
-        this.init.locate(a.cid, a.signal, a.stripe).catch(() => {})
-      ),
+      [...stripes.values()].map((a) => this.init.locate(a.cid, a.signal, a.stripe).catch(() => {})),
     );
     const byPeer = new Map<string, Ask[]>();
     for (const a of wanted) {

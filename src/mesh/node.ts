@@ -234,7 +234,6 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       ping: ping(),
       dht: meshDht({ ...init.dht, allowLoopback: local }),
       exchange: chunkExchange({
-        maxInFlightPerPeer: Number(Deno.env.get("MG_INFLIGHT") ?? 8),
         ...init.exchange,
         store: init.store,
         onMisbehaviour: init.onMisbehaviour,
