@@ -47,6 +47,7 @@ interface Ask {
 /** One read's batcher (see the module doc). */
 export class BatchReader {
   #pending: Ask[] = [];
+  #head = true;
   readonly #lateMs: number;
 
   constructor(readonly init: BatchReaderInit) {
@@ -101,8 +102,13 @@ export class BatchReader {
       if (!byPeer.has(peer)) byPeer.set(peer, []);
       byPeer.get(peer)!.push(a);
     }
+    // The head of the read goes alone: its first byte waits for one chunk, not a request's worth.
+    const head = this.#head ? wanted[0] : undefined;
+    this.#head = false;
     for (const [peer, list] of byPeer) {
-      for (let i = 0; i < list.length; i += MAX_PER_REQUEST) {
+      let i = 0;
+      if (list[0] === head) void this.#request(peer, list.slice(0, i = 1));
+      for (; i < list.length; i += MAX_PER_REQUEST) {
         void this.#request(peer, list.slice(i, i + MAX_PER_REQUEST));
       }
     }
