@@ -126,6 +126,7 @@ export class BatchReader {
     try {
       requests?.take();
       const t0 = performance.now();
+      let last = t0;
       for await (
         const got of mesh.fetchChunks(peer, asks.map((a) => a.cid), {
           signal: stop.signal,
@@ -137,10 +138,12 @@ export class BatchReader {
           this.init.locator.forget(ask.cid, peer);
         } else {
           requests?.earn();
-          const ms = performance.now() - t0;
-          standing.delivered?.(peer, got.bytes.length, ms);
-          // A request's first answer is one fetch's time: what hedge deadlines are drawn from.
-          if (at === 1) this.init.locator.latency.record(ms);
+          const now = performance.now();
+          standing.delivered?.(peer, got.bytes.length, now - t0);
+          // What each answer took after the one before is one fetch's time: hedge deadlines are drawn
+          // from it (fetches not seen would leave them at the cold default).
+          this.init.locator.latency.record(now - last);
+          last = now;
         }
         ask.done(got.bytes);
       }
