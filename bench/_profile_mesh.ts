@@ -39,7 +39,7 @@ async function profileStop(n = 25) {
     const f = byId.get(id)!.callFrame;
     const key = `${f.functionName || "(anon)"} ${
       f.url.replace(/.*node_modules\/\.deno\//, "")
-        .replace(/.*meshspeed\//, "")
+        .replace(`file://${Deno.cwd()}/`, "")
     }:${f.lineNumber + 1}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
   });
@@ -49,7 +49,7 @@ async function profileStop(n = 25) {
   for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
   const keyOf = (x: ProfileNode) =>
     `${x.callFrame.functionName || "(anon)"} ${
-      x.callFrame.url.replace(/.*node_modules\/\.deno\//, "").replace(/.*meshspeed\//, "")
+      x.callFrame.url.replace(/.*node_modules\/\.deno\//, "").replace(`file://${Deno.cwd()}/`, "")
     }:${x.callFrame.lineNumber + 1}`;
   const inclusive = new Map<string, number>();
   profile.samples.forEach((id, i) => {
