@@ -92,7 +92,8 @@ if (import.meta.main) {
   );
   let ok = run.success;
   if (withSystem) {
-    // Whole-system benchmarks, each in its own process: the gateway under wrk, an 8-node mesh, paid delivery,
+    // Whole-system benchmarks, each in its own process: the gateway under wrk, mesh transfer (a libp2p
+    // stream, 2 and 8 nodes), paid delivery,
     // signed deliveries' cost to reads, the market (seal and open rates, intent propagation), verifiedFetch
     // in Chromium.
     for (

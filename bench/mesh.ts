@@ -1,72 +1,246 @@
 /**
- * The mesh, measured: 8 local node processes; a 64 MiB file put through node 0 and read through node 7
- * (which holds none of it). Prints time to first byte of a mid-file range and sustained get throughput.
+ * Mesh transfer, measured against its ceiling in one run: a 64 MiB file over loopback.
+ *
+ * - ceiling: one libp2p stream between two processes, with the node's own transport, noise and yamux
+ *   settings (`_stream_peer.ts`), read as fast as it comes;
+ * - Meshgate, 2 nodes: node A holds the file, node B (holding none of it) serves it over HTTP; put is
+ *   through A while B is its peer (placement included);
+ * - Meshgate, 8 nodes: 7 holders, the file put through node 0, read through an 8th node that holds none.
+ *
+ * Each put and get is printed in MiB/s and as a ratio to the ceiling, beside the first byte of a mid-file
+ * range (as a video player seeking asks) and the reader's peak RSS during the gets. Medians of ROUNDS.
+ *
+ * `deno task bench:mesh [--size MiB] [--rounds N] [--only 2|8] [--old DIR]`: `--old` also runs the
+ * Meshgate rows with another tree's `src/cli.ts` (e.g. a `git archive` of an older commit with this
+ * tree's node_modules linked in), each old row right before its new one, so both see the same machine.
  */
-import { spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
-import { patternStream, postStream } from "../test/_util.ts";
+import { parseArgs } from "node:util";
+import { multiaddr } from "@multiformats/multiaddr";
+import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
+import { createMeshNode } from "../src/mesh/node.ts";
+import { postStream } from "../test/_util.ts";
+import { BLAST_PROTOCOL } from "./_stream_peer.ts";
 
 const MiB = 1024 * 1024;
-const SIZE = 64 * MiB;
-const ROUNDS = 3;
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    size: { type: "string", default: "64" },
+    rounds: { type: "string", default: "3" },
+    only: { type: "string" },
+    old: { type: "string" },
+    settle: { type: "string", default: "15" },
+  },
+});
+const SIZE = Number(flags.size) * MiB;
+const ROUNDS = Number(flags.rounds);
+/** Seconds the 8-node mesh gets after the puts, before reading: the holders announce their chunks. */
+const SETTLE_S = Number(flags.settle);
 
-const dir = await Deno.makeTempDir({ prefix: "meshgate-bench-mesh-" });
-const cluster = await startCluster({ nodes: 7, dir, stderr: "null" });
-try {
-  const a = cluster.nodes[0]!;
-  let t = performance.now();
-  const put = await postStream(`${a.url}/mesh?name=bench.bin`, patternStream(SIZE, 3), SIZE);
-  const { cid } = await put.json() as { cid: string };
-  const putSeconds = (performance.now() - t) / 1000;
+const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+const rate = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 
-  const h = await spawnNode(["--data", `${dir}/h`, "--bootstrap", a.multiaddrs[0]!], {
-    stderr: "null",
+/** `size` bytes no two files share (distinct seeds), so nothing dedups across rounds. */
+function randomFile(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(out.subarray(at, Math.min(size, at + 65536)));
+  }
+  return out;
+}
+
+function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(c) {
+      if (at >= bytes.length) return c.close();
+      c.enqueue(bytes.subarray(at, at += MiB));
+    },
   });
+}
+
+/** The ceiling: MiB/s of one stream of SIZE bytes from a child process, median of ROUNDS. */
+async function ceiling(): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./_stream_peer.ts", import.meta.url).pathname, String(SIZE)],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/^mesh: \S+\n/m.test(seen)) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`the stream peer exited: ${seen}`);
+    seen += value;
+  }
+  const addr = /^mesh: (\S+)$/m.exec(seen)![1]!;
+  const client = await createMeshNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
   try {
-    await waitForPeers(h.url, 6);
-    // Let the holders finish announcing their chunks in the DHT: measure the steady state.
-    await new Promise((r) => setTimeout(r, 15_000));
-    const ttfb: number[] = [];
     const rates: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      // A mid-file range, as a video player seeking would ask.
+      const t = performance.now();
+      const stream = await client.libp2p.dialProtocol(multiaddr(addr), BLAST_PROTOCOL);
+      let n = 0;
+      for await (const data of stream) n += data.byteLength;
+      if (n !== SIZE) throw new Error(`the stream gave ${n} of ${SIZE} bytes`);
+      rates.push(rate(SIZE, performance.now() - t));
+    }
+    return median(rates);
+  } finally {
+    await client.stop();
+    child.kill("SIGTERM");
+    await child.status;
+    lines.cancel().catch(() => {});
+  }
+}
+
+interface Row {
+  label: string;
+  put: number;
+  get: number;
+  firstByteMs: number;
+  readerRssMiB: number;
+}
+
+async function put(node: NodeProcess, bytes: Uint8Array, name: string): Promise<[string, number]> {
+  const t = performance.now();
+  const res = await postStream(`${node.url}/mesh?name=${name}`, streamOf(bytes), bytes.length);
+  if (!res.ok) throw new Error(`put failed: ${res.status} ${await res.text()}`);
+  const { cid } = await res.json() as { cid: string };
+  return [cid, rate(bytes.length, performance.now() - t)];
+}
+
+/** First byte of mid-file ranges and whole-file gets of `cid` through `reader`, ROUNDS each. */
+async function reads(reader: NodeProcess, cid: string) {
+  const firstByte: number[] = [];
+  const gets: number[] = [];
+  let rss = reader.rss();
+  const sampler = setInterval(() => rss = Math.max(rss, reader.rss()), 50);
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
       const start = Math.floor(SIZE / 2 + round * 3 * MiB + 12345);
-      t = performance.now();
-      const res = await fetch(`${h.url}/mesh/${cid}`, { headers: { Range: `bytes=${start}-` } });
-      const reader = res.body!.getReader();
-      await reader.read();
-      ttfb.push(performance.now() - t);
-      await reader.cancel();
+      let t = performance.now();
+      const res = await fetch(`${reader.url}/mesh/${cid}`, {
+        headers: { Range: `bytes=${start}-` },
+      });
+      const body = res.body!.getReader();
+      await body.read();
+      firstByte.push(performance.now() - t);
+      await body.cancel();
 
       t = performance.now();
-      const whole = await fetch(`${h.url}/mesh/${cid}`);
+      const whole = await fetch(`${reader.url}/mesh/${cid}`);
       let n = 0;
       for await (const piece of whole.body!) n += piece.length;
       if (n !== SIZE) throw new Error(`got ${n} of ${SIZE} bytes`);
-      rates.push(SIZE / MiB / ((performance.now() - t) / 1000));
+      gets.push(rate(SIZE, performance.now() - t));
     }
-    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-    console.log(
-      `\n  mesh of 8 local nodes, 64 MiB file (20+4 stripes, 256 KiB chunks), read through a node holding none of it`,
-    );
-    console.log(
-      `    put through node 0                 ${
-        (SIZE / MiB / putSeconds).toFixed(0).padStart(6)
-      } MiB/s`,
-    );
-    console.log(
-      `    time to first byte, mid-file range ${
-        median(ttfb).toFixed(0).padStart(6)
-      } ms (median of ${ROUNDS})`,
-    );
-    console.log(
-      `    sustained get, whole file          ${
-        median(rates).toFixed(0).padStart(6)
-      } MiB/s (median of ${ROUNDS})`,
-    );
   } finally {
-    await h.stop();
+    clearInterval(sampler);
   }
-} finally {
-  await cluster.stop();
-  await Deno.remove(dir, { recursive: true });
+  return { get: median(gets), firstByteMs: median(firstByte), readerRssMiB: rss / MiB };
 }
+
+/** Node A holds a file (put while alone); B, holding none of it, serves it; puts go through A with B. */
+async function twoNodes(label: string, cli?: string): Promise<Row> {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-bench-mesh2-" });
+  const nodes: NodeProcess[] = [];
+  try {
+    const a = await spawnNode(["--data", `${dir}/a`], { stderr: "null", cli });
+    nodes.push(a);
+    const [cid] = await put(a, randomFile(SIZE), "held.bin");
+    const b = await spawnNode(["--data", `${dir}/b`, "--bootstrap", a.multiaddrs[0]!], {
+      stderr: "null",
+      cli,
+    });
+    nodes.push(b);
+    await waitForPeers(a.url, 1);
+    await waitForPeers(b.url, 1);
+    const puts: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      puts.push((await put(a, randomFile(SIZE), `put-${round}.bin`))[1]);
+    }
+    return { label, put: median(puts), ...await reads(b, cid) };
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()));
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** 7 holders, puts through node 0; an 8th node holding none of the file reads it. */
+async function eightNodes(label: string, cli?: string): Promise<Row> {
+  const dir = await Deno.makeTempDir({ prefix: "meshgate-bench-mesh8-" });
+  const cluster = await startCluster({ nodes: 7, dir, stderr: "null", cli });
+  try {
+    const a = cluster.nodes[0]!;
+    const puts: number[] = [];
+    let cid = "";
+    for (let round = 0; round < ROUNDS; round++) {
+      const [c, r] = await put(a, randomFile(SIZE), `put-${round}.bin`);
+      cid ||= c;
+      puts.push(r);
+    }
+    const h = await spawnNode(["--data", `${dir}/h`, "--bootstrap", a.multiaddrs[0]!], {
+      stderr: "null",
+      cli,
+    });
+    try {
+      await waitForPeers(h.url, 6);
+      await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+      return { label, put: median(puts), ...await reads(h, cid) };
+    } finally {
+      await h.stop();
+    }
+  } finally {
+    await cluster.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const oldCli = flags.old
+  ? new URL(`${flags.old}/src/cli.ts`, `file://${Deno.cwd()}/`).pathname
+  : "";
+const started = performance.now();
+const top = await ceiling();
+const rows: Row[] = [];
+const runs: [string, (label: string, cli?: string) => Promise<Row>][] = [];
+if (flags.only !== "8") runs.push(["2 nodes", twoNodes]);
+if (flags.only !== "2") runs.push(["8 nodes", eightNodes]);
+for (const [name, run] of runs) {
+  if (oldCli) rows.push(await run(`meshgate ${name} (old: ${flags.old})`, oldCli));
+  rows.push(await run(`meshgate ${name}`));
+}
+const x = (v: number) => `${(v / top).toFixed(2)}x`;
+const table = [
+  ["", "put MiB/s", "of ceiling", "get MiB/s", "of ceiling", "range 1st byte", "reader RSS"],
+  ["libp2p stream, TCP + noise + yamux", "", "", top.toFixed(0), "1.00x", "", ""],
+  ...rows.map((r) => [
+    r.label,
+    r.put.toFixed(0),
+    x(r.put),
+    r.get.toFixed(0),
+    x(r.get),
+    `${r.firstByteMs.toFixed(0)} ms`,
+    `${r.readerRssMiB.toFixed(0)} MiB`,
+  ]),
+];
+const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+console.log(
+  `\n  mesh transfer ${
+    SIZE / MiB
+  } MiB, loopback (medians of ${ROUNDS}; get: the reader holds none ` +
+    `of the file; ceiling: one stream between two processes)`,
+);
+for (const r of table) {
+  console.log(
+    "    " + r.map((c, i) => i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join("  "),
+  );
+}
+console.log(`  (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
+await Deno.writeTextFile(
+  new URL("./out/mesh.json", import.meta.url),
+  JSON.stringify({ size: SIZE, rounds: ROUNDS, ceiling: top, rows }, null, 1),
+);
+// The ceiling's client leaves libp2p timers behind that would keep the process alive.
+Deno.exit(0);

@@ -47,6 +47,8 @@ export interface SpawnOptions {
   stderr?: "inherit" | "null" | "piped";
   /** Milliseconds to wait for the node to listen. Default 30 000. */
   timeoutMs?: number;
+  /** Another tree's `src/cli.ts` to run (benchmarks compare commits). Default: this tree's. */
+  cli?: string;
 }
 
 /** Starts `serve <args>` (a free gateway port and loopback mesh ports unless `args` say otherwise). */
@@ -55,7 +57,8 @@ export async function spawnNode(
   options: SpawnOptions = {},
 ): Promise<NodeProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: options.command ?? ["run", "-A", CLI, "serve", "--port", "0", ...LOOPBACK_MESH, ...args],
+    args: options.command ??
+      ["run", "-A", options.cli ?? CLI, "serve", "--port", "0", ...LOOPBACK_MESH, ...args],
     stdout: "piped",
     stderr: options.stderr ?? "inherit",
   }).spawn();
@@ -122,6 +125,8 @@ export interface ClusterOptions {
   /** More `serve` arguments for every node. */
   args?: string[];
   stderr?: "inherit" | "null";
+  /** Another tree's `src/cli.ts` to run (see {@link SpawnOptions.cli}). Default: this tree's. */
+  cli?: string;
   /** Turn payments on: every node pays and is paid through the chain of `chainFile` (what `deno task devnet`
    * wrote), each with the dev account of its own data directory, at `price` wei per byte. Default: off. */
   paid?: { chainFile?: string; price?: bigint };
@@ -172,13 +177,14 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await Promise.all(nodes.map((n) => n.stop()));
   };
   try {
-    nodes.push(await spawnNode(args(0), { stderr: options.stderr }));
+    const spawn = { stderr: options.stderr, cli: options.cli };
+    nodes.push(await spawnNode(args(0), spawn));
     const first = nodes[0]!.multiaddrs.find((a) => a.includes("/tcp/") && !a.includes("/ws"));
     if (!first) throw new Error("node 0 printed no TCP mesh address");
     const rest = await Promise.all(
       Array.from(
         { length: count - 1 + drills.length },
-        (_, i) => spawnNode([...args(i + 1), "--bootstrap", first], { stderr: options.stderr }),
+        (_, i) => spawnNode([...args(i + 1), "--bootstrap", first], spawn),
       ),
     );
     nodes.push(...rest);

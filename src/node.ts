@@ -6,7 +6,7 @@
  */
 import { CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
 import { decodeManifest, type Manifest } from "./content/manifest.ts";
-import { ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
+import { DEFAULT_K, DEFAULT_M, ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
 import { readFile, type ReadOptions } from "./content/read.ts";
 import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
@@ -18,7 +18,7 @@ import type { ChainConfig } from "./pay/mod.ts";
 import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
-import { placeFile, type PlacementReport } from "./mesh/place.ts";
+import { type PlacementReport, startPlacement, type StripePlacement } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
 import { ProvideQueue } from "./mesh/provide.ts";
@@ -29,6 +29,7 @@ import {
   type RankPeers,
   RequestBudget,
 } from "./mesh/fetch.ts";
+import { BatchReader } from "./mesh/batch.ts";
 import type { SpendBudget } from "./mesh/exchange.ts";
 import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth, type PeerStanding } from "./mesh/health.ts";
@@ -464,42 +465,55 @@ export class MeshgateNode {
   ): Promise<PutResult> {
     const writes = this.#claims.begin();
     let result: IngestResult;
+    // Placement streams each stripe to its holders as soon as it is sealed, while the upload arrives.
+    const placing = this.mesh
+      ? await startPlacement(this.mesh, options.m ?? DEFAULT_M, (c) => this.store.get(c), {
+        signal: options.signal,
+        provide: this.#provide,
+        ...(this.reputation
+          ? {
+            candidates: placementCandidates(
+              this.reputation.book,
+              options.prefer,
+              (options.k ?? DEFAULT_K) + (options.m ?? DEFAULT_M),
+            ),
+          }
+          : {}),
+      })
+      : undefined;
     try {
-      result = await ingest(source, writes.put, { parityPool: this.#parity, ...options });
+      result = await ingest(source, writes.put, {
+        parityPool: this.#parity,
+        ...options,
+        ...(placing ? { onStripe: (i, cids, chunks) => placing.add(cids, i, chunks) } : {}),
+      });
       await this.store.flush();
       await this.store.pin(result.cid);
     } catch (e) {
+      placing?.abort(e);
       await writes.abort();
       throw e;
     } finally {
       writes.done();
     }
     this.#stats.uploads++;
-    const placed = this.mesh
-      ? await this.#distribute(result, writes, options.signal, options.prefer)
-      : undefined;
+    const placed = placing ? await this.#distribute(result, writes, placing) : undefined;
     const durability = placed?.durability ?? localDurability(result.cid, result.manifest);
     await this.#durability.save(result.cid, durability);
     return { ...result, durability, ...(placed ? { where: placed.where } : {}) };
   }
 
   /**
-   * Places the file's stripes on peers; drops here only what the placement does not need here (the
-   * manifest, and what no peer took or a stripe needs a second copy of, stay), and only chunks this upload
-   * wrote itself: one that was here before belongs to another file or another peer's placement.
+   * Finishes the placement (its stripes went out while the upload arrived); drops here only what it does
+   * not need here (the manifest, and what no peer took or a stripe needs a second copy of, stay), and only
+   * chunks this upload wrote itself: one that was here before belongs to another file or another peer's placement.
    */
   async #distribute(
     { cid, manifest }: IngestResult,
     writes: UploadWrites,
-    signal?: AbortSignal,
-    prefer?: Prefer,
+    placing: StripePlacement,
   ): Promise<Pick<PlacementReport, "durability" | "where">> {
-    const book = this.reputation?.book;
-    const report = await placeFile(this.mesh!, cid, manifest, (c) => this.store.get(c), {
-      signal,
-      provide: this.#provide,
-      ...(book ? { candidates: placementCandidates(book, prefer) } : {}),
-    });
+    const report = await placing.finish(cid, manifest);
     this.#stats.placed += report.placed;
     for (const r of report.refused) this.#stats.refused += r.chunks;
     for (const chunk of report.drop) {
@@ -637,15 +651,35 @@ export class MeshgateNode {
       }
       return located.get(stripe)!;
     };
+    // Chunks asked at once go to their located holders a few per request (mesh/batch.ts); what that
+    // does not give is fetched the usual way.
+    const batch = this.mesh && this.#locator
+      ? new BatchReader({
+        mesh: this.mesh,
+        locator: this.#locator,
+        standing: this.#standing,
+        held: (cid) => this.#cache.get(cid.toString()) !== undefined || this.store.has(cid),
+        locate,
+        requests,
+        budget,
+      })
+      : undefined;
     return readFile(
       manifest,
-      (cid, signal, stripe) =>
-        this.chunk(cid, cache, signal, {
+      async (cid, signal, stripe) => {
+        const early = await batch?.get(cid, stripe, signal);
+        if (early) {
+          this.#stats.fetched++;
+          if (cache) this.#cache.set(cid.toString(), early);
+          return early;
+        }
+        return this.chunk(cid, cache, signal, {
           beforeMesh: () => locate(cid, signal, stripe),
           budget,
           requests,
           prefer: options.prefer,
-        }),
+        });
+      },
       {
         ...options,
         prefetch,
@@ -732,8 +766,8 @@ const PLACEMENT_DRAW = 2;
  * {@link PLACEMENT_DRAW} × chunks-per-stripe, that many drawn by reputation × price (`Selection`, newcomers
  * kept to their share), so a good operator keeps more and a Sybil crowd stays within the newcomers' share.
  */
-function placementCandidates(book: ReputationBook, prefer?: Prefer) {
-  return (peers: readonly string[], want: number): string[] => {
+function placementCandidates(book: ReputationBook, prefer: Prefer | undefined, want: number) {
+  return (peers: readonly string[]): string[] => {
     const candidates = peers.map((p) => book.candidate(p)).filter((c) => c.score > 0);
     if (candidates.length <= PLACEMENT_DRAW * want) return candidates.map((c) => c.peer);
     return new Selection(candidates, { prefer }).pick(PLACEMENT_DRAW * want).map((c) => c.peer);

@@ -36,6 +36,9 @@ export interface IngestOptions {
   stripesInFlight?: number;
   signal?: AbortSignal;
   onProgress?: (bytesRead: number) => void;
+  /** Called with each stripe once sealed (data and parity chunks, in order), while the upload goes on: the
+   * mesh places it at once. Awaited, so it holds the upload back while it is busy. Default: none. */
+  onStripe?: (index: number, cids: CID[], chunks: Uint8Array[]) => Promise<unknown>;
 }
 
 export interface IngestResult {
@@ -122,7 +125,7 @@ export async function ingest(
     const stripeData = data;
     const stripeCids = cids;
     // Its place in the manifest is taken now; its parity CIDs are appended when they arrive.
-    stripes.push(stripeCids);
+    const index = stripes.push(stripeCids) - 1;
     data = [];
     cids = [];
     const parity = pool ? pool.encode(stripeData, m) : Promise.resolve(encodeParity(stripeData, m));
@@ -132,6 +135,7 @@ export async function ingest(
         stripeCids.push(cid);
         await emit(cid, chunk);
       }
+      await options.onStripe?.(index, stripeCids, [...stripeData, ...chunks]);
     });
     done.catch(() => {}); // surfaced by the await below or in finally
     closing.push(done);

@@ -171,7 +171,11 @@ export function readFile(
   const reader = new ChunkReader(manifest, get, signal, options.onRepaired);
   const queue: Promise<Uint8Array>[] = [];
   let next = first;
+  // The window is topped up a quarter at a time, not chunk by chunk: chunks asked together go out
+  // together (a getter may batch them into one request per holder, see mesh/batch.ts).
+  const step = Math.max(1, Math.floor(window / 4));
   const fill = () => {
+    if (queue.length > 0 && window - queue.length < step) return;
     while (next < last && queue.length < window) {
       const p = reader.chunk(next++);
       p.catch(() => {}); // surfaced when its turn comes

@@ -55,10 +55,9 @@ export interface PlaceOptions {
   /** A peer connected for less than this (ms) counts as a new identity for diversity. Default:
    * {@link DEFAULT_MIN_AGE_MS}. */
   minAgeMs?: number;
-  /** Of the connected peers, those that may keep chunks (`want`: chunks per stripe), chosen by what this
-   * node knows of them (the node: reputation × price); XOR closeness then decides among them. Default:
-   * every connected peer. */
-  candidates?: (peers: readonly string[], want: number) => string[];
+  /** Of the connected peers, those that may keep chunks, chosen by what this node knows of them (the node:
+   * reputation × price); XOR closeness then decides among them. Default: every connected peer. */
+  candidates?: (peers: readonly string[]) => string[];
 }
 
 /** How long a peer must have been connected not to count as new: 10 min. */
@@ -137,11 +136,49 @@ export async function placeFile(
   read: (cid: CID) => Promise<Uint8Array | null>,
   options: PlaceOptions = {},
 ): Promise<PlacementReport> {
+  const placing = await startPlacement(mesh, manifest.m, read, options);
+  for (const [i, stripe] of manifest.stripes.entries()) await placing.add(stripe, i);
+  return await placing.finish(manifestCid, manifest);
+}
+
+/** A placement under way, fed stripe by stripe while an upload still arrives (see {@link startPlacement}). */
+export interface StripePlacement {
+  /**
+   * Starts placing stripe `index` (`bytes`: its chunks in order when at hand; else they are read). Resolves
+   * once fewer than `concurrency` stripes are being placed, so the upload waits for the mesh (back-pressure);
+   * rejects with the first failure (an abort).
+   */
+  add(stripe: CID[], index: number, bytes?: readonly Uint8Array[]): Promise<void>;
+  /** Waits for the stripes added, places the manifest, settles every challenge, and reports. */
+  finish(manifestCid: CID, manifest: Manifest): Promise<PlacementReport>;
+  /** Stops placing (the upload failed): sends under way are cancelled. */
+  abort(reason?: unknown): void;
+}
+
+/**
+ * {@link placeFile} in steps, so that placement streams a file's stripes to their holders while the upload
+ * is still arriving, instead of after it: `add` each stripe as it is sealed (its parity known), then
+ * `finish` with the manifest. `m` is the stripes' parity count.
+ */
+export async function startPlacement(
+  mesh: MeshNode,
+  m: number,
+  read: (cid: CID) => Promise<Uint8Array | null>,
+  options: PlaceOptions = {},
+): Promise<StripePlacement> {
   const self = mesh.peerId;
-  const { k, m } = manifest;
   const connected = await meshPeers(mesh);
-  const peers = options.candidates ? options.candidates(connected, k + m) : connected;
-  const signal = options.signal;
+  const peers = options.candidates ? options.candidates(connected) : connected;
+  const stopper = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, stopper.signal])
+    : stopper.signal;
+  /** Bytes of the stripes being placed, handed over by the caller (counted: a chunk may repeat). */
+  const memory = new Map<string, { bytes: Uint8Array; refs: number }>();
+  const readChunk = (cid: CID) => {
+    const held = memory.get(cid.toString());
+    return held ? Promise.resolve(held.bytes) : read(cid);
+  };
   /** Peers that refused or failed: left out of this file's later placements. */
   const out = new Set<string>();
   const table0 = new PeerTable([self, ...peers]);
@@ -234,7 +271,7 @@ export async function placeFile(
     const chunks: { cid: CID; bytes: Uint8Array }[] = [];
     const left = [];
     for (const cid of cids) {
-      const bytes = await read(cid);
+      const bytes = await readChunk(cid);
       if (bytes) chunks.push({ cid, bytes });
       else left.push(cid);
     }
@@ -323,115 +360,148 @@ export async function placeFile(
     return failed;
   };
 
-  await placeStripes(manifest.stripes.map((stripe, i) => [stripe, i] as const));
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  const add = async (stripe: CID[], index: number, bytes?: readonly Uint8Array[]) => {
+    if (failure !== undefined) throw failure;
+    signal.throwIfAborted();
+    const keys = stripe.map(String);
+    if (bytes) {
+      keys.forEach((key, i) => {
+        const held = memory.get(key);
+        if (held) held.refs++;
+        else if (bytes[i]) memory.set(key, { bytes: bytes[i]!, refs: 1 });
+      });
+    }
+    const placing: Promise<void> = placeStripe(stripe, index)
+      .catch((e) => void (failure ??= e))
+      .finally(() => {
+        inFlight.delete(placing);
+        if (!bytes) return;
+        for (const key of keys) {
+          const held = memory.get(key);
+          if (held && --held.refs === 0) memory.delete(key);
+        }
+      });
+    inFlight.add(placing);
+    while (inFlight.size >= (options.concurrency ?? 4)) await Promise.race(inFlight);
+    if (failure !== undefined) throw failure;
+  };
 
-  // The manifest stays here (pinned) and goes to the peers nearest to it as well.
-  hold(manifestCid, self);
-  const replicas = options.manifestReplicas ?? Math.max(3, m);
-  const nearest = (t: PeerTable) =>
-    t.closest(manifestCid.multihash.digest, replicas + 1).filter((p) => p !== self).slice(
-      0,
-      replicas,
-    );
-  const plannedReplicas = nearest(table0);
-  const replicate = () =>
-    Promise.all(
-      nearest(current()).filter((p) => !holdersSoFar(manifestCid).includes(p)).map((peer) =>
-        send(peer, [manifestCid])
-      ),
-    );
-  await replicate();
+  const finish = async (manifestCid: CID, manifest: Manifest): Promise<PlacementReport> => {
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+    const { k } = manifest;
 
-  // The chunks of peers that failed a challenge go elsewhere (and are challenged in turn); what still
-  // fails after PROOF_ROUNDS stays here.
-  for (let round = 0;; round++) {
-    const failed = await settle();
-    if (!failed.size) break;
-    if (round === PROOF_ROUNDS) {
-      for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
-        if (failed.has(cid.toString())) hold(cid, self);
+    // The manifest stays here (pinned) and goes to the peers nearest to it as well.
+    hold(manifestCid, self);
+    const replicas = options.manifestReplicas ?? Math.max(3, m);
+    const nearest = (t: PeerTable) =>
+      t.closest(manifestCid.multihash.digest, replicas + 1).filter((p) => p !== self).slice(
+        0,
+        replicas,
+      );
+    const plannedReplicas = nearest(table0);
+    const replicate = () =>
+      Promise.all(
+        nearest(current()).filter((p) => !holdersSoFar(manifestCid).includes(p)).map((peer) =>
+          send(peer, [manifestCid])
+        ),
+      );
+    await replicate();
+
+    // The chunks of peers that failed a challenge go elsewhere (and are challenged in turn); what still
+    // fails after PROOF_ROUNDS stays here.
+    for (let round = 0;; round++) {
+      const failed = await settle();
+      if (!failed.size) break;
+      if (round === PROOF_ROUNDS) {
+        for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
+          if (failed.has(cid.toString())) hold(cid, self);
+        }
+        break;
       }
-      break;
+      const stripes = manifest.stripes.map((stripe, i) => [stripe, i] as const)
+        .filter(([stripe]) => stripe.some((cid) => failed.has(cid.toString())));
+      await placeStripes(stripes, true);
+      if (failed.has(manifestCid.toString())) await replicate();
     }
-    const stripes = manifest.stripes.map((stripe, i) => [stripe, i] as const)
-      .filter(([stripe]) => stripe.some((cid) => failed.has(cid.toString())));
-    await placeStripes(stripes, true);
-    if (failed.has(manifestCid.toString())) await replicate();
-  }
 
-  const local: CID[] = [];
-  const drop: CID[] = [];
-  const seen = new Set<string>();
-  for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
-    const key = cid.toString();
-    if (seen.has(key)) continue;
-    seen.add(key);
-    if (!where.has(key)) hold(cid, self); // nobody proved it: it stays (never reached, but cheap)
-    const holders = where.get(key)!;
-    if (holders.has(self)) local.push(cid);
-    else drop.push(cid);
-  }
+    const local: CID[] = [];
+    const drop: CID[] = [];
+    const seen = new Set<string>();
+    for (const cid of [manifestCid, ...manifest.stripes.flat()]) {
+      const key = cid.toString();
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (!where.has(key)) hold(cid, self); // nobody proved it: it stays (never reached, but cheap)
+      const holders = where.get(key)!;
+      if (holders.has(self)) local.push(cid);
+      else drop.push(cid);
+    }
 
-  const holdersOf = (cid: CID) => [...(where.get(cid.toString()) ?? [])];
-  const durability = durabilityOf(manifestCid, manifest, holdersOf);
-  const warnings = [];
-  if (!peers.length) {
-    warnings.push("No peers: the file is only on this node, and is lost with it.");
-  } else {
-    const plannedCopies = new Map<string, Set<string>>();
-    planned.forEach((plan, s) =>
-      plan.forEach((holders, i) => {
-        const key = manifest.stripes[s]![i]!.toString();
-        if (!plannedCopies.has(key)) plannedCopies.set(key, new Set());
-        for (const h of holders) plannedCopies.get(key)!.add(h);
-      })
-    );
-    plannedCopies.set(manifestCid.toString(), new Set([self, ...plannedReplicas]));
-    const best = durabilityOf(
-      manifestCid,
-      manifest,
-      (cid) => [...(plannedCopies.get(cid.toString()) ?? [])],
-    ).survives;
-    const reduced = durability.survives < best;
-    const n = current().peers.length; // the holders left after refusals
-    const widest = Math.max(0, ...manifest.stripes.map((s) => s.length));
-    const pct = Math.round(durability.overhead * 100);
-    const outcome = reduced
-      ? "."
-      : `, so it survives the loss of any ${plural(durability.survives, "holder")}.`;
-    const copied = manifest.stripes.some((st) => st.some((c) => where.get(`${c}`)!.size > 1));
-    if (!copied) {
-      // Nothing was copied: the refusal below (if any) says what happened.
-    } else if (m === 0) {
-      warnings.push(
-        `Stripes without parity (m = 0): each chunk is kept on two holders (${pct}% space overhead)${outcome}`,
+    const holdersOf = (cid: CID) => [...(where.get(cid.toString()) ?? [])];
+    const durability = durabilityOf(manifestCid, manifest, holdersOf);
+    const warnings = [];
+    if (!peers.length) {
+      warnings.push("No peers: the file is only on this node, and is lost with it.");
+    } else {
+      const plannedCopies = new Map<string, Set<string>>();
+      planned.forEach((plan, s) =>
+        plan.forEach((holders, i) => {
+          const key = manifest.stripes[s]![i]!.toString();
+          if (!plannedCopies.has(key)) plannedCopies.set(key, new Set());
+          for (const h of holders) plannedCopies.get(key)!.add(h);
+        })
       );
-    } else if (widest > n * m) {
-      const enough = Math.ceil(widest / m);
-      warnings.push(
-        `${n} holders are too few to spread stripes of ${k}+${m} chunks at most ${m} per holder ` +
-          `(that takes ${enough}): extra copies are kept (${pct}% space overhead)${outcome}`,
-      );
+      plannedCopies.set(manifestCid.toString(), new Set([self, ...plannedReplicas]));
+      const best = durabilityOf(
+        manifestCid,
+        manifest,
+        (cid) => [...(plannedCopies.get(cid.toString()) ?? [])],
+      ).survives;
+      const reduced = durability.survives < best;
+      const n = current().peers.length; // the holders left after refusals
+      const widest = Math.max(0, ...manifest.stripes.map((s) => s.length));
+      const pct = Math.round(durability.overhead * 100);
+      const outcome = reduced
+        ? "."
+        : `, so it survives the loss of any ${plural(durability.survives, "holder")}.`;
+      const copied = manifest.stripes.some((st) => st.some((c) => where.get(`${c}`)!.size > 1));
+      if (!copied) {
+        // Nothing was copied: the refusal below (if any) says what happened.
+      } else if (m === 0) {
+        warnings.push(
+          `Stripes without parity (m = 0): each chunk is kept on two holders (${pct}% space overhead)${outcome}`,
+        );
+      } else if (widest > n * m) {
+        const enough = Math.ceil(widest / m);
+        warnings.push(
+          `${n} holders are too few to spread stripes of ${k}+${m} chunks at most ${m} per holder ` +
+            `(that takes ${enough}): extra copies are kept (${pct}% space overhead)${outcome}`,
+        );
+      }
+      if (unproved.size) {
+        warnings.push(
+          `${plural(unproved.size, "peer")} accepted chunks but could not prove they hold them: ` +
+            `those copies do not count, and were placed again or kept here.`,
+        );
+      }
+      if (reduced) {
+        const who = plural(out.size, "peer");
+        const lost = plural(durability.survives, "holder");
+        warnings.push(
+          `${who} refused or failed to take chunks: the file survives the loss of ${lost}, ${best} planned.`,
+        );
+      }
     }
-    if (unproved.size) {
-      warnings.push(
-        `${plural(unproved.size, "peer")} accepted chunks but could not prove they hold them: ` +
-          `those copies do not count, and were placed again or kept here.`,
-      );
+    if (warnings.length) {
+      durability.warning = warnings.join(" ");
+      log("file placed with reduced durability", { cid: manifestCid.toString(), ...durability });
     }
-    if (reduced) {
-      const who = plural(out.size, "peer");
-      const lost = plural(durability.survives, "holder");
-      warnings.push(
-        `${who} refused or failed to take chunks: the file survives the loss of ${lost}, ${best} planned.`,
-      );
-    }
-  }
-  if (warnings.length) {
-    durability.warning = warnings.join(" ");
-    log("file placed with reduced durability", { cid: manifestCid.toString(), ...durability });
-  }
 
-  options.provide?.add(local);
-  return { local, drop, placed, where, durability, refused: refusals };
+    options.provide?.add(local);
+    return { local, drop, placed, where, durability, refused: refusals };
+  };
+  return { add, finish, abort: (reason) => stopper.abort(reason) };
 }
