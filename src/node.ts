@@ -6,7 +6,13 @@
  */
 import { CID, DAG_JSON_CODE, RAW_CODE } from "./content/cid.ts";
 import { decodeManifest, type Manifest } from "./content/manifest.ts";
-import { DEFAULT_K, DEFAULT_M, ingest, type IngestOptions, type IngestResult } from "./content/ingest.ts";
+import {
+  DEFAULT_K,
+  DEFAULT_M,
+  ingest,
+  type IngestOptions,
+  type IngestResult,
+} from "./content/ingest.ts";
 import { readFile, type ReadOptions } from "./content/read.ts";
 import { ParityPool } from "./content/parity_pool.ts";
 import { ChunkStore } from "./store/store.ts";
@@ -279,6 +285,7 @@ export class MeshgateNode {
         // What peers may ask of this node: its store, and chunks they hand over (within their quota) are
         // announced as held here.
         const honest = {
+          verified: true, // the store checks what it reads against the CID
           get: (cid: CID) => {
             provide?.touch(); // serving: announcements wait for a quiet moment
             return store.get(cid);

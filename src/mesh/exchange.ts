@@ -78,8 +78,11 @@ export const MAX_CIDS_PER_REQUEST = 512;
  * `src/store` (a sibling layer); the node wires the real store in.
  */
 export interface ChunkSource {
-  /** Verified bytes of `cid`, or `null` when absent. */
+  /** Bytes of `cid`, or `null` when absent. */
   get(cid: CID): Promise<Uint8Array | null>;
+  /** True when `get` returns only bytes it checked against their CID (a verifying store): answers are then
+   * signed over the CID's own digest, without hashing the chunk again. */
+  readonly verified?: boolean;
   /** True when the chunk is held. */
   has(cid: CID): Promise<boolean>;
   /** Keeps a chunk (verifying it) that peer `from` sent; throws a `MeshError` with code `"store_full"` when
@@ -837,10 +840,11 @@ export class ChunkExchange implements Startable {
   /** The header of a found chunk's answer: signed when this node signs deliveries. */
   async #answer(cid: CID, bytes: Uint8Array): Promise<Record<string, unknown>> {
     if (this.#signer === undefined) return { cid: cid.toString(), found: true };
+    const hash = this.#store?.verified ? cid.multihash.digest : blake3(bytes);
     return {
       cid: cid.toString(),
       found: true,
-      delivery: await signDelivery(this.#signer, cid, bytes),
+      delivery: await signDelivery(this.#signer, cid, bytes, Date.now(), hash),
     };
   }
 
