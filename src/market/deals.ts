@@ -1,0 +1,277 @@
+/**
+ * Deals: accepted quotes funded through `contracts/Escrow.sol` (`escrow.ts`), from either side.
+ *
+ * - **Buyer.** {@link DealDesk.fund} locks the quote's price for the quote's seller account (`quote.payout`),
+ *   with the quote's ID (`quote.ts`, `quoteId`) as the deal's `terms`: the chain holds nothing else of it.
+ *   The seller has {@link DealDeskInit.confirmWithinS} to confirm; the delivery window is the quote's delivery
+ *   time (at least {@link MIN_DELIVERY_WINDOW_S}). {@link DealDesk.release} pays the seller,
+ *   {@link DealDesk.rateTerms} names what the buyer's rating signs (`rating.ts`).
+ * - **Seller.** The desk follows the escrow's events; a `DealFunded` paying this account the exact price of a
+ *   quote this node sent, under that quote's ID, is confirmed at once. Anything else (another amount, terms
+ *   of no quote of ours) is left alone: the buyer gets its money back after `confirmBy`.
+ *
+ * What the seller received stays in the escrow until {@link DealDesk.withdraw} pulls it.
+ *
+ * @module
+ */
+import { type Address, getAddress, type Hex, isAddressEqual } from "viem";
+import { getBlock } from "viem/actions";
+import { MeshError } from "../errors.ts";
+import type { PayClient } from "../pay/_tx.ts";
+import {
+  confirmDeal,
+  type DealStatus,
+  type EscrowEvent,
+  fundEscrow,
+  getDeal,
+  releaseDeal,
+  watchDeals,
+  withdrawEscrow,
+} from "./escrow.ts";
+import { type Quote, quoteId } from "./quote.ts";
+import { type Rating, type RatingTerms, signRating } from "./rating.ts";
+
+/** Shortest delivery window a deal gets, seconds (a quote promising delivery at once still leaves time to
+ * dispute). */
+export const MIN_DELIVERY_WINDOW_S = 3_600n;
+
+export interface DealDeskInit {
+  /** This node's account on the escrow's chain. */
+  wallet: PayClient;
+  /** The Escrow contract. */
+  escrow: Address;
+  /** Seconds the seller has to confirm a funded deal. Default: 3 600. */
+  confirmWithinS?: bigint;
+  /** Seconds from a dispute for the arbiter. Default: one day. */
+  disputeWindowS?: bigint;
+  /** Poll period of the escrow's events, ms. Default: 2 000. */
+  pollingMs?: number;
+  /** The quote this node sent whose ID is `terms`, if any (the seller side). */
+  sentQuote?: (terms: Hex) => Quote | undefined;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+/** A deal this node is a party of. */
+export interface Deal {
+  id: Hex;
+  role: "buyer" | "seller";
+  quote: Quote;
+  /** `quoteId(quote)`: the deal's terms on chain. */
+  terms: Hex;
+  amount: bigint;
+  status: DealStatus;
+  /** Set once this node (the buyer) rated it. */
+  rated?: number;
+}
+
+export class DealError extends MeshError {
+  override name = "DealError";
+  constructor(code: "deal_unfundable" | "deal_not_found" | "deal_state", message: string) {
+    super(code, message);
+  }
+}
+
+export class DealDesk {
+  readonly #init: DealDeskInit;
+  readonly #deals = new Map<string, Deal>();
+  readonly address: Address;
+  #unwatch?: () => void;
+  /** The account's transactions, one at a time (one nonce sequence). */
+  #serial: Promise<unknown> = Promise.resolve();
+
+  constructor(init: DealDeskInit) {
+    this.#init = init;
+    this.address = init.wallet.account.address;
+  }
+
+  get chainId(): number {
+    return this.#init.wallet.chain.id;
+  }
+
+  get escrow(): Address {
+    return this.#init.escrow;
+  }
+
+  start(): Promise<void> {
+    this.#unwatch ??= watchDeals(this.#init.wallet, {
+      address: this.#init.escrow,
+      pollingInterval: this.#init.pollingMs ?? 2_000,
+      onEvents: (events) => void this.#events(events),
+      onError: (e) => this.#log({ msg: "escrow watch failed", error: `${e}` }),
+    });
+    return Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
+    await this.#serial.catch(() => {});
+  }
+
+  /** Deals of this node, newest last. */
+  list(): Deal[] {
+    return [...this.#deals.values()];
+  }
+
+  get(id: string): Deal | undefined {
+    return this.#deals.get(id.toLowerCase());
+  }
+
+  /** Funds a deal of `quote` (already opened and checked by the market service). */
+  fund(quote: Quote): Promise<Deal> {
+    const p = quote.payout;
+    if (!p) throw new DealError("deal_unfundable", "The quote names no payout account");
+    if (p.chainId !== this.chainId) {
+      throw new DealError(
+        "deal_unfundable",
+        `The quote is paid on chain ${p.chainId}, this node is on ${this.chainId}`,
+      );
+    }
+    if (Date.now() >= quote.validUntil) {
+      throw new DealError("deal_unfundable", "The quote lapsed");
+    }
+    return this.#tx(async () => {
+      const now = (await getBlock(this.#init.wallet)).timestamp;
+      const terms = quoteId(quote);
+      const delivery = BigInt(Math.ceil(quote.deliveryTime / 1000));
+      const { deal } = await fundEscrow(this.#init.wallet, {
+        address: this.#init.escrow,
+        seller: getAddress(p.address),
+        amount: BigInt(quote.price),
+        terms,
+        confirmBy: now + (this.#init.confirmWithinS ?? 3_600n),
+        deliveryWindow: delivery > MIN_DELIVERY_WINDOW_S ? delivery : MIN_DELIVERY_WINDOW_S,
+        disputeWindow: this.#init.disputeWindowS ?? 86_400n,
+      });
+      const d: Deal = {
+        id: deal,
+        role: "buyer",
+        quote,
+        terms,
+        amount: BigInt(quote.price),
+        status: "funded",
+      };
+      this.#deals.set(deal.toLowerCase(), d);
+      this.#log({ msg: "deal funded", deal });
+      return d;
+    });
+  }
+
+  /** The buyer pays the seller in full. */
+  release(id: string): Promise<Deal> {
+    const d = this.#mine(id, "buyer");
+    return this.#tx(async () => {
+      await releaseDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id });
+      d.status = "released";
+      this.#log({ msg: "deal released", deal: d.id });
+      return d;
+    });
+  }
+
+  /** Pulls what the escrow credited this account. */
+  withdraw(): Promise<bigint> {
+    return this.#tx(async () =>
+      (await withdrawEscrow(this.#init.wallet, { address: this.#init.escrow })).amount
+    );
+  }
+
+  /** What the buyer's rating of deal `id` signs (it must be this node's, as buyer). */
+  rateTerms(id: string, value: number, comment?: Hex): RatingTerms {
+    const d = this.#mine(id, "buyer");
+    const p = d.quote.payout!;
+    return {
+      chainId: this.chainId,
+      escrow: this.#init.escrow,
+      deal: d.id,
+      seller: getAddress(p.address),
+      sellerPeer: d.quote.seller,
+      link: p.link,
+      value,
+      ...(comment ? { comment } : {}),
+    };
+  }
+
+  /** The buyer signs its rating of deal `id` (0 to 1), once. */
+  async rate(id: string, value: number, comment?: Hex): Promise<Rating> {
+    const d = this.#mine(id, "buyer");
+    if (d.rated !== undefined) {
+      throw new DealError("deal_state", `Deal ${id} was rated already: one rating per deal`);
+    }
+    const account = this.#init.wallet.account;
+    if (!account.signTypedData) throw new DealError("deal_state", "The account cannot sign here");
+    const rating = await signRating(
+      account as Parameters<typeof signRating>[0],
+      this.rateTerms(id, value, comment),
+    );
+    d.rated = value;
+    return rating;
+  }
+
+  /** Brings a deal's status up to the chain's. */
+  async refresh(id: string): Promise<Deal> {
+    const d = this.get(id);
+    if (!d) throw new DealError("deal_not_found", `No deal ${id} here`);
+    d.status = (await getDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id })).status;
+    return d;
+  }
+
+  #mine(id: string, role: Deal["role"]): Deal {
+    const d = this.get(id);
+    if (!d || d.role !== role) throw new DealError("deal_not_found", `No deal ${id} of this ${role}`);
+    return d;
+  }
+
+  #tx<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#serial.then(fn, fn);
+    this.#serial = p.catch(() => {});
+    return p;
+  }
+
+  async #events(events: EscrowEvent[]): Promise<void> {
+    for (const e of events) {
+      const args = e.args as Record<string, unknown>;
+      const id = (args.deal as Hex | undefined)?.toLowerCase();
+      if (!id) continue;
+      const known = this.#deals.get(id);
+      if (e.eventName === "DealFunded") {
+        if (known || !isAddressEqual(args.seller as Address, this.address)) continue;
+        const quote = this.#init.sentQuote?.(args.terms as Hex);
+        if (!quote || BigInt(quote.price) !== args.amount) {
+          this.#log({ msg: "funded deal not ours to confirm", deal: id });
+          continue;
+        }
+        const d: Deal = {
+          id: args.deal as Hex,
+          role: "seller",
+          quote,
+          terms: args.terms as Hex,
+          amount: args.amount as bigint,
+          status: "funded",
+        };
+        this.#deals.set(id, d);
+        try {
+          await this.#tx(() =>
+            confirmDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id })
+          );
+          d.status = "confirmed";
+          this.#log({ msg: "deal confirmed", deal: id });
+        } catch (err) {
+          this.#log({ msg: "deal not confirmed", deal: id, error: `${err}` });
+        }
+      } else if (known) {
+        const status: Record<string, DealStatus> = {
+          DealConfirmed: "confirmed",
+          DealDisputed: "disputed",
+          DealReleased: "released",
+          DealRefunded: "refunded",
+          DealResolved: "resolved",
+        };
+        known.status = status[e.eventName] ?? known.status;
+      }
+    }
+  }
+
+  #log(entry: Record<string, unknown>): void {
+    this.#init.log?.(entry);
+  }
+}
