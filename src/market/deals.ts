@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { type Address, getAddress, type Hex, isAddressEqual } from "viem";
+import { type Address, getAddress, type Hash, type Hex, isAddressEqual } from "viem";
 import { getBlock } from "viem/actions";
 import { MeshError } from "../errors.ts";
 import type { PayClient } from "../pay/_tx.ts";
@@ -62,6 +62,8 @@ export interface Deal {
   status: DealStatus;
   /** Set once this node (the buyer) rated it. */
   rated?: number;
+  /** This node's transactions for it (fund, confirm, release), in order. */
+  txs: Hash[];
 }
 
 export class DealError extends MeshError {
@@ -134,7 +136,7 @@ export class DealDesk {
       const now = (await getBlock(this.#init.wallet)).timestamp;
       const terms = quoteId(quote);
       const delivery = BigInt(Math.ceil(quote.deliveryTime / 1000));
-      const { deal } = await fundEscrow(this.#init.wallet, {
+      const { deal, hash } = await fundEscrow(this.#init.wallet, {
         address: this.#init.escrow,
         seller: getAddress(p.address),
         amount: BigInt(quote.price),
@@ -150,6 +152,7 @@ export class DealDesk {
         terms,
         amount: BigInt(quote.price),
         status: "funded",
+        txs: [hash],
       };
       this.#deals.set(deal.toLowerCase(), d);
       this.#log({ msg: "deal funded", deal });
@@ -161,7 +164,11 @@ export class DealDesk {
   release(id: string): Promise<Deal> {
     const d = this.#mine(id, "buyer");
     return this.#tx(async () => {
-      await releaseDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id });
+      const { hash } = await releaseDeal(this.#init.wallet, {
+        address: this.#init.escrow,
+        deal: d.id,
+      });
+      d.txs.push(hash);
       d.status = "released";
       this.#log({ msg: "deal released", deal: d.id });
       return d;
@@ -169,10 +176,8 @@ export class DealDesk {
   }
 
   /** Pulls what the escrow credited this account. */
-  withdraw(): Promise<bigint> {
-    return this.#tx(async () =>
-      (await withdrawEscrow(this.#init.wallet, { address: this.#init.escrow })).amount
-    );
+  withdraw(): Promise<{ amount: bigint; hash: Hash }> {
+    return this.#tx(() => withdrawEscrow(this.#init.wallet, { address: this.#init.escrow }));
   }
 
   /** What the buyer's rating of deal `id` signs (it must be this node's, as buyer). */
@@ -191,7 +196,7 @@ export class DealDesk {
     };
   }
 
-  /** The buyer signs its rating of deal `id` (0 to 1), once. */
+  /** The buyer signs its rating of deal `id` (0 to 1); refused once {@link Deal.rated} is set. */
   async rate(id: string, value: number, comment?: Hex): Promise<Rating> {
     const d = this.#mine(id, "buyer");
     if (d.rated !== undefined) {
@@ -203,7 +208,6 @@ export class DealDesk {
       account as Parameters<typeof signRating>[0],
       this.rateTerms(id, value, comment),
     );
-    d.rated = value;
     return rating;
   }
 
@@ -211,13 +215,16 @@ export class DealDesk {
   async refresh(id: string): Promise<Deal> {
     const d = this.get(id);
     if (!d) throw new DealError("deal_not_found", `No deal ${id} here`);
-    d.status = (await getDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id })).status;
+    d.status =
+      (await getDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id })).status;
     return d;
   }
 
   #mine(id: string, role: Deal["role"]): Deal {
     const d = this.get(id);
-    if (!d || d.role !== role) throw new DealError("deal_not_found", `No deal ${id} of this ${role}`);
+    if (!d || d.role !== role) {
+      throw new DealError("deal_not_found", `No deal ${id} of this ${role}`);
+    }
     return d;
   }
 
@@ -247,12 +254,14 @@ export class DealDesk {
           terms: args.terms as Hex,
           amount: args.amount as bigint,
           status: "funded",
+          txs: [],
         };
         this.#deals.set(id, d);
         try {
-          await this.#tx(() =>
+          const { hash } = await this.#tx(() =>
             confirmDeal(this.#init.wallet, { address: this.#init.escrow, deal: d.id })
           );
+          d.txs.push(hash);
           d.status = "confirmed";
           this.#log({ msg: "deal confirmed", deal: id });
         } catch (err) {

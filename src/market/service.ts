@@ -59,12 +59,12 @@ import {
   DEFAULT_TRUST_WEIGHT,
   openQuote,
   type Quote,
+  quoteId,
   type RankedQuote,
   rankQuotes,
   type SealedQuote,
   sealQuote,
   signQuote,
-  quoteId,
 } from "./quote.ts";
 import { type Deal, DealDesk, type DealDeskInit, DealError } from "./deals.ts";
 import { type CheckedRating, type Rating, type RatingDesk, signPayoutLink } from "./rating.ts";
@@ -437,6 +437,7 @@ export class MarketService {
     if (d && d.status !== "released") await desk.refresh(id);
     const rating = await desk.rate(id, value, comment);
     await this.takeRating(rating, this.#self);
+    desk.get(id)!.rated = value;
     return rating;
   }
 
@@ -462,9 +463,11 @@ export class MarketService {
       const s = p.toString();
       return s !== from;
     }).slice(0, MAX_RATING_FANOUT);
-    await Promise.allSettled(peers.map((p) =>
-      callPeer(libp2p, p, MARKET_PROTOCOL, { op: "rating", rating }, this.#signal(), WIRE)
-    ));
+    await Promise.allSettled(
+      peers.map((p) =>
+        callPeer(libp2p, p, MARKET_PROTOCOL, { op: "rating", rating }, this.#signal(), WIRE)
+      ),
+    );
   }
 
   // --- internals --------------------------------------------------------------------------------------
