@@ -14,10 +14,22 @@
  *
  * @module
  */
-import { type Address, getAddress, type Hash, type Hex, isAddressEqual } from "viem";
+import {
+  type Address,
+  createPublicClient,
+  createWalletClient,
+  getAddress,
+  type Hash,
+  type Hex,
+  http,
+  isAddressEqual,
+  type LocalAccount,
+} from "viem";
 import { getBlock } from "viem/actions";
 import { MeshError } from "../errors.ts";
 import type { PayClient } from "../pay/_tx.ts";
+import { type ChainConfig, meshChain } from "../pay/chain.ts";
+import type { ReputationBook } from "../reputation/book.ts";
 import {
   confirmDeal,
   type DealStatus,
@@ -29,7 +41,8 @@ import {
   withdrawEscrow,
 } from "./escrow.ts";
 import { type Quote, quoteId } from "./quote.ts";
-import { type Rating, type RatingTerms, signRating } from "./rating.ts";
+import type { PrivateKey } from "@libp2p/interface";
+import { type Rating, RatingDesk, type RatingTerms, signPayoutLink, signRating } from "./rating.ts";
 
 /** Shortest delivery window a deal gets, seconds (a quote promising delivery at once still leaves time to
  * dispute). */
@@ -46,7 +59,7 @@ export interface DealDeskInit {
   disputeWindowS?: bigint;
   /** Poll period of the escrow's events, ms. Default: 2 000. */
   pollingMs?: number;
-  /** The quote this node sent whose ID is `terms`, if any (the seller side). */
+  /** The quote this node sent whose ID is `terms`, if any (the seller side; the market service sets it). */
   sentQuote?: (terms: Hex) => Quote | undefined;
   log?: (entry: Record<string, unknown>) => void;
 }
@@ -74,7 +87,7 @@ export class DealError extends MeshError {
 }
 
 export class DealDesk {
-  readonly #init: DealDeskInit;
+  #init: DealDeskInit;
   readonly #deals = new Map<string, Deal>();
   readonly address: Address;
   #unwatch?: () => void;
@@ -92,6 +105,17 @@ export class DealDesk {
 
   get escrow(): Address {
     return this.#init.escrow;
+  }
+
+  /** Where the seller side finds its sent quotes, and where logs go (the market service calls it). */
+  attach(hooks: Pick<DealDeskInit, "sentQuote" | "log">): void {
+    this.#init = { ...this.#init, ...hooks };
+  }
+
+  /** What this node's quotes carry: its account, and `key`'s (the peer's) signed payout link to it. */
+  async payout(key: PrivateKey): Promise<{ chainId: number; address: Address; link: string }> {
+    const payout = { chainId: this.chainId, address: this.address };
+    return { ...payout, link: await signPayoutLink(key, payout) };
   }
 
   start(): Promise<void> {
@@ -283,4 +307,28 @@ export class DealDesk {
   #log(entry: Record<string, unknown>): void {
     this.#init.log?.(entry);
   }
+}
+
+/**
+ * The chain side of a node's market (`node.ts` loads this module only with a chain): a {@link RatingDesk}
+ * over `chain`'s escrow feeding `book`, and with `account` a {@link DealDesk} trading from it. Neither is
+ * started.
+ */
+export function chainMarket(init: {
+  chain: ChainConfig;
+  account?: LocalAccount;
+  book: Pick<ReputationBook, "rated">;
+  dataDir?: string;
+}): { deals?: DealDesk; ratings: RatingDesk } {
+  const chain = meshChain(init.chain);
+  const escrow = init.chain.contracts.escrow;
+  const client = createPublicClient({ chain, transport: http(init.chain.rpc) });
+  const ratings = new RatingDesk({ client, escrow, book: init.book, dataDir: init.dataDir });
+  if (!init.account) return { ratings };
+  const wallet = createWalletClient({
+    account: init.account,
+    chain,
+    transport: http(init.chain.rpc),
+  }) as PayClient;
+  return { deals: new DealDesk({ wallet, escrow }), ratings };
 }

@@ -20,7 +20,7 @@ import { signTagged, verifyTagged } from "../mesh/signature.ts";
 import { type HpkeKeyPair, open, seal, TAG_BYTES, X25519_BYTES } from "./hpke.ts";
 import { fromBase64, type Intent, intentId, intentKey, toBase64 } from "./intent.ts";
 import { canonical } from "./offers.ts";
-import { keccak256 } from "viem";
+import { createHash } from "node:crypto";
 
 /** Every quote's plaintext (signed quote and padding) is this long, so every sealed quote is too. */
 export const QUOTE_PLAINTEXT_BYTES = 2048;
@@ -160,11 +160,12 @@ function checkQuoteShape(input: unknown): Quote {
 const bytesOf = (v: unknown) => te.encode(canonical(v));
 
 /**
- * A quote's ID, and the `terms` of an escrow deal made of it: keccak-256 of its canonical JSON (signature
- * included), as 0x hex. Buyer and seller compute it alike; nothing else of the quote reaches the chain.
+ * A quote's ID, and the `terms` of an escrow deal made of it: SHA-256 of its canonical JSON (signature
+ * included), as 0x hex (32 bytes). Buyer and seller compute it alike; nothing else of the quote reaches the
+ * chain. (Not keccak: this module stays free of viem, which only chain-enabled nodes load.)
  */
 export function quoteId(quote: Quote): `0x${string}` {
-  return keccak256(bytesOf(quote));
+  return `0x${createHash("sha256").update(bytesOf(quote)).digest("hex")}`;
 }
 
 /** Signs `terms` as `seller`'s quote to the intent `intentId`. */

@@ -66,8 +66,9 @@ import {
   sealQuote,
   signQuote,
 } from "./quote.ts";
-import { type Deal, DealDesk, type DealDeskInit, DealError } from "./deals.ts";
-import { type CheckedRating, type Rating, type RatingDesk, signPayoutLink } from "./rating.ts";
+// Types only: the chain side (viem) is loaded by nodes with a chain alone (`deals_load.ts`).
+import type { Deal, DealDesk } from "./deals.ts";
+import type { CheckedRating, Rating, RatingDesk } from "./rating.ts";
 
 export const MARKET_PROTOCOL = "/meshgate/market/1.0.0";
 /** Largest market message: a sealed quote is ~2.8 KiB of base64. */
@@ -116,9 +117,10 @@ export interface MarketServiceInit {
   timeoutMs?: number;
   /** Where log entries go (never a price or terms). Default: libp2p's logger, `meshgate:market`. */
   log?: (entry: Record<string, unknown>) => void;
-  /** Deals through the escrow (`deals.ts`): quotes then carry this account as the payout, accepted quotes
-   * are funded from it, deals funded for this node's quotes are confirmed. Default: no deals. */
-  escrow?: Omit<DealDeskInit, "sentQuote" | "log">;
+  /** Deals through the escrow (`deals.ts`, not started: the service starts and stops it): quotes then carry
+   * its account as the payout, accepted quotes are funded from it, deals funded for this node's quotes are
+   * confirmed. Default: no deals. */
+  deals?: DealDesk;
   /** Where ratings of deals are checked and kept (`rating.ts`, a started `RatingDesk`): own ratings and
    * those peers send; each one accepted is passed on to the connected peers. Default: ratings refused. */
   ratings?: Pick<RatingDesk, "accept">;
@@ -190,14 +192,11 @@ export class MarketService {
     this.#logTo = init.log;
     this.listings = new Listings(init.dataDir);
     this.#ratings = init.ratings;
-    if (init.escrow) {
-      this.deals = new DealDesk({
-        ...init.escrow,
-        log: (e) => this.#log(e),
-        sentQuote: (terms) =>
-          this.#sent.find((s) => quoteId(s.quote) === terms.toLowerCase())?.quote,
-      });
-    }
+    this.deals = init.deals;
+    this.deals?.attach({
+      log: (e) => this.#log(e),
+      sentQuote: (terms) => this.#sent.find((s) => quoteId(s.quote) === terms.toLowerCase())?.quote,
+    });
   }
 
   async start(libp2p: MarketLibp2p): Promise<void> {
@@ -205,8 +204,7 @@ export class MarketService {
     this.#stopping = new AbortController();
     await this.#loadOwn();
     if (this.deals) {
-      const payout = { chainId: this.deals.chainId, address: this.deals.address };
-      this.#payout = { ...payout, link: await signPayoutLink(this.#key, payout) };
+      this.#payout = await this.deals.payout(this.#key);
       await this.deals.start();
     }
     await libp2p.handle(
@@ -402,7 +400,7 @@ export class MarketService {
   // --- deals ----------------------------------------------------------------------------------------
 
   #desk(): DealDesk {
-    if (!this.deals) throw new DealError("deal_unfundable", "This node has no escrow (no chain)");
+    if (!this.deals) throw new MeshError("deal_unfundable", "This node has no escrow (no chain)");
     return this.deals;
   }
 
@@ -417,7 +415,7 @@ export class MarketService {
   /** Accepts quote `id`: funds its deal in the escrow (the seller confirms on its side). */
   accept(id: string): Promise<Deal> {
     const q = this.quote(id);
-    if (!q) return Promise.reject(new DealError("deal_not_found", `No quote ${id} here`));
+    if (!q) return Promise.reject(new MeshError("deal_not_found", `No quote ${id} here`));
     return this.#desk().fund(q);
   }
 
@@ -432,7 +430,7 @@ export class MarketService {
    */
   async rate(id: string, value: number, comment?: `0x${string}`): Promise<Rating> {
     const desk = this.#desk();
-    if (!this.#ratings) throw new DealError("deal_state", "This node keeps no ratings");
+    if (!this.#ratings) throw new MeshError("deal_state", "This node keeps no ratings");
     const d = desk.get(id);
     if (d && d.status !== "released") await desk.refresh(id);
     const rating = await desk.rate(id, value, comment);

@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { parseEther } from "viem";
+import { DealDesk } from "../../src/market/deals.ts";
 import { escrowBalance, getDeal } from "../../src/market/escrow.ts";
 import { gossipTopic, intentId, marketDht } from "../../src/market/intent.ts";
 import { quoteId } from "../../src/market/quote.ts";
@@ -70,7 +71,9 @@ Deno.test({
         privateKey: await loadOrCreatePrivateKey(dir),
         peerId: node.peerId,
         trust: (p) => book.record(p) ? book.score(p).score : 0,
-        ...(wallet ? { escrow: { wallet, escrow: env.contracts.escrow, pollingMs: 200 } } : {}),
+        ...(wallet
+          ? { deals: new DealDesk({ wallet, escrow: env.contracts.escrow, pollingMs: 200 }) }
+          : {}),
         ratings: desk,
         log: () => {},
       });
