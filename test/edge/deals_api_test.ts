@@ -9,6 +9,21 @@ import { gossipTopic } from "../../src/market/intent.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { waitFor } from "../mesh/_helpers.ts";
 import { startTestChain } from "../pay/_chain.ts";
+import { main } from "../../src/cli.ts";
+
+/** Runs the CLI in process; returns its exit code and what it printed. */
+async function cli(args: string[]): Promise<{ code: number; out: string }> {
+  const lines: string[] = [];
+  const log = console.log, error = console.error;
+  console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+  console.error = (...a: unknown[]) => void lines.push(a.join(" "));
+  try {
+    return { code: await main(args), out: lines.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
 
 const TOKEN = "a-token-of-sixteen-chars";
 const auth = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
@@ -22,6 +37,7 @@ Deno.test({
     const chain = { chainId: env.chain.id, rpc: env.anvil.rpc, contracts: env.contracts };
     const dirs: string[] = [];
     const nodes: MeshgateNode[] = [];
+    const servers: Deno.HttpServer[] = [];
     const start = async () => {
       const dir = await Deno.makeTempDir({ prefix: "meshgate-deals-api-" });
       dirs.push(dir);
@@ -43,7 +59,10 @@ Deno.test({
         });
         return { status: res.status, json: await res.json() };
       };
-      return { node, call };
+      const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, app.fetch);
+      servers.push(server);
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      return { node, call, url };
     };
     try {
       const buyer = await start();
@@ -68,15 +87,21 @@ Deno.test({
         "the seller's subscription",
         15_000,
       );
-      const posted = await buyer.call("POST", "/api/market/intents", {
-        topic: "repairs",
-        item: "bike tune-up",
-        quantity: 1,
-        maxPrice: "30000000000000000",
-        currency: "wei",
-        ttlMs: 120_000,
-      });
-      assert.equal(posted.status, 201, JSON.stringify(posted.json));
+      const gw = ["--gateway", buyer.url, "--api-token", TOKEN];
+      const want = await cli([
+        "market",
+        "want",
+        "repairs",
+        "bike tune-up",
+        "--max",
+        "30000000000000000",
+        "--ttl",
+        "2m",
+        ...gw,
+      ]);
+      assert.equal(want.code, 0, want.out);
+      const posted = { json: { id: want.out.trim() } };
+      assert.match(posted.json.id, /^[0-9a-f]{64}$/);
       let quotes: { id: string; price: string; payout?: { address: string } }[] = [];
       for (let i = 0; i < 80 && quotes.length === 0; i++) {
         quotes =
@@ -118,7 +143,18 @@ Deno.test({
       assert.equal(again.status, 409);
       const mine = (await buyer.call("GET", "/api/market/deals")).json.deals;
       assert.deepEqual(mine.map((d: { rated?: number }) => d.rated), [0.3]);
+      // The same through the CLI.
+      const listed = await cli(["market", "deals", ...gw]);
+      assert.equal(listed.code, 0, listed.out);
+      assert.match(listed.out, new RegExp(`^${id}  buyer  released  ${price}  rated 0.3$`));
+      const quoted = await cli(["market", "quotes", posted.json.id, ...gw]);
+      assert.match(quoted.out, new RegExp(`^${quotes[0]!.id}  ${price} wei`));
+      const twice = await cli(["market", "rate", id, "1", ...gw]);
+      assert.equal(twice.code, 1);
+      assert.match(twice.out, /rated already.*HTTP 409/);
+      assert.equal((await cli(["market", "bogus", ...gw])).code, 2);
     } finally {
+      for (const s of servers) await s.shutdown();
       for (const n of nodes) await n.stop();
       await env.stop();
       for (const d of dirs) await Deno.remove(d, { recursive: true }).catch(() => {});
