@@ -42,7 +42,14 @@ import {
 } from "./escrow.ts";
 import { type Quote, quoteId } from "./quote.ts";
 import type { PrivateKey } from "@libp2p/interface";
-import { type Rating, RatingDesk, type RatingTerms, signPayoutLink, signRating } from "./rating.ts";
+import {
+  type Rating,
+  RatingDesk,
+  type RatingTerms,
+  signPayoutLink,
+  signRating,
+  verifyPayoutLink,
+} from "./rating.ts";
 
 /** Shortest delivery window a deal gets, seconds (a quote promising delivery at once still leaves time to
  * dispute). */
@@ -144,7 +151,7 @@ export class DealDesk {
   }
 
   /** Funds a deal of `quote` (already opened and checked by the market service). */
-  fund(quote: Quote): Promise<Deal> {
+  async fund(quote: Quote): Promise<Deal> {
     const p = quote.payout;
     if (!p) throw new DealError("deal_unfundable", "The quote names no payout account");
     if (p.chainId !== this.chainId) {
@@ -156,7 +163,20 @@ export class DealDesk {
     if (Date.now() >= quote.validUntil) {
       throw new DealError("deal_unfundable", "The quote lapsed");
     }
-    return this.#tx(async () => {
+    return await this.#tx(async () => {
+      // A deal paying an account its seller's peer did not sign for could never be rated: refuse it.
+      if (
+        !await verifyPayoutLink(
+          quote.seller,
+          { chainId: p.chainId, address: p.address as Address },
+          p.link,
+        )
+      ) {
+        throw new DealError(
+          "deal_unfundable",
+          `Peer ${quote.seller} did not sign that it is paid at ${p.address}`,
+        );
+      }
       const now = (await getBlock(this.#init.wallet)).timestamp;
       const terms = quoteId(quote);
       const delivery = BigInt(Math.ceil(quote.deliveryTime / 1000));
