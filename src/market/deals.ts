@@ -66,6 +66,8 @@ export interface DealDeskInit {
   disputeWindowS?: bigint;
   /** Poll period of the escrow's events, ms. Default: 2 000. */
   pollingMs?: number;
+  /** Where `market/deals.json` keeps this node's deals across restarts (mode 0600). Default: memory only. */
+  dataDir?: string;
   /** The quote this node sent whose ID is `terms`, if any (the seller side; the market service sets it). */
   sentQuote?: (terms: Hex) => Quote | undefined;
   log?: (entry: Record<string, unknown>) => void;
@@ -100,6 +102,7 @@ export class DealDesk {
   #unwatch?: () => void;
   /** The account's transactions, one at a time (one nonce sequence). */
   #serial: Promise<unknown> = Promise.resolve();
+  #saving: Promise<void> = Promise.resolve();
 
   constructor(init: DealDeskInit) {
     this.#init = init;
@@ -125,20 +128,57 @@ export class DealDesk {
     return { ...payout, link: await signPayoutLink(key, payout) };
   }
 
-  start(): Promise<void> {
+  get #file(): string | undefined {
+    return this.#init.dataDir === undefined ? undefined : `${this.#init.dataDir}/market/deals.json`;
+  }
+
+  /** Writes the deals (after every change; one write at a time, the last one wins). */
+  #save(): void {
+    const file = this.#file;
+    if (!file) return;
+    const text = JSON.stringify(this.list().map((d) => ({ ...d, amount: String(d.amount) })));
+    this.#saving = this.#saving.then(async () => {
+      await Deno.mkdir(`${this.#init.dataDir}/market`, { recursive: true });
+      await Deno.writeTextFile(`${file}.tmp`, text, { mode: 0o600 });
+      await Deno.rename(`${file}.tmp`, file);
+    }).catch((e) => this.#log({ msg: "deals not saved", error: `${e}` }));
+  }
+
+  async #load(): Promise<void> {
+    const file = this.#file;
+    if (!file) return;
+    let rows: (Omit<Deal, "amount"> & { amount: string })[];
+    try {
+      rows = JSON.parse(await Deno.readTextFile(file));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      throw e;
+    }
+    for (const r of rows) this.#deals.set(r.id.toLowerCase(), { ...r, amount: BigInt(r.amount) });
+  }
+
+  /** Notes that the buyer's rating of deal `id` was accepted. */
+  rated(id: string, value: number): void {
+    const d = this.#mine(id, "buyer");
+    d.rated = value;
+    this.#save();
+  }
+
+  async start(): Promise<void> {
+    if (!this.#unwatch) await this.#load();
     this.#unwatch ??= watchDeals(this.#init.wallet, {
       address: this.#init.escrow,
       pollingInterval: this.#init.pollingMs ?? 2_000,
       onEvents: (events) => void this.#events(events),
       onError: (e) => this.#log({ msg: "escrow watch failed", error: `${e}` }),
     });
-    return Promise.resolve();
   }
 
   async stop(): Promise<void> {
     this.#unwatch?.();
     this.#unwatch = undefined;
     await this.#serial.catch(() => {});
+    await this.#saving;
   }
 
   /** Deals of this node, newest last. */
@@ -199,6 +239,7 @@ export class DealDesk {
         txs: [hash],
       };
       this.#deals.set(deal.toLowerCase(), d);
+      this.#save();
       this.#log({ msg: "deal funded", deal });
       return d;
     });
@@ -214,6 +255,7 @@ export class DealDesk {
       });
       d.txs.push(hash);
       d.status = "released";
+      this.#save();
       this.#log({ msg: "deal released", deal: d.id });
       return d;
     });
@@ -307,6 +349,7 @@ export class DealDesk {
           );
           d.txs.push(hash);
           d.status = "confirmed";
+          this.#save();
           this.#log({ msg: "deal confirmed", deal: id });
         } catch (err) {
           this.#log({ msg: "deal not confirmed", deal: id, error: `${err}` });
@@ -320,6 +363,7 @@ export class DealDesk {
           DealResolved: "resolved",
         };
         known.status = status[e.eventName] ?? known.status;
+        this.#save();
       }
     }
   }
@@ -350,5 +394,5 @@ export function chainMarket(init: {
     chain,
     transport: http(init.chain.rpc),
   }) as PayClient;
-  return { deals: new DealDesk({ wallet, escrow }), ratings };
+  return { deals: new DealDesk({ wallet, escrow, dataDir: init.dataDir }), ratings };
 }

@@ -435,7 +435,7 @@ export class MarketService {
     if (d && d.status !== "released") await desk.refresh(id);
     const rating = await desk.rate(id, value, comment);
     await this.takeRating(rating, this.#self);
-    desk.get(id)!.rated = value;
+    desk.rated(id, value);
     return rating;
   }
 

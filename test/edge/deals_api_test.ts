@@ -8,6 +8,7 @@ import { createGateway } from "../../edge/app.ts";
 import { gossipTopic } from "../../src/market/intent.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { waitFor } from "../mesh/_helpers.ts";
+import type { PrivateKeyAccount } from "viem/accounts";
 import { startTestChain } from "../pay/_chain.ts";
 import { main } from "../../src/cli.ts";
 
@@ -38,16 +39,19 @@ Deno.test({
     const dirs: string[] = [];
     const nodes: MeshgateNode[] = [];
     const servers: Deno.HttpServer[] = [];
-    const start = async () => {
-      const dir = await Deno.makeTempDir({ prefix: "meshgate-deals-api-" });
-      dirs.push(dir);
+    const accounts = new Map<string, PrivateKeyAccount>();
+    const start = async (again?: string) => {
+      const dir = again ?? await Deno.makeTempDir({ prefix: "meshgate-deals-api-" });
+      if (!again) dirs.push(dir);
+      const account = accounts.get(dir) ?? (await env.wallet()).account;
+      accounts.set(dir, account);
       const node = await MeshgateNode.create({
         dataDir: dir,
         parityWorkers: 0,
         mesh: { listen: ["/ip4/127.0.0.1/tcp/0"] },
         market: true,
         chain,
-        pay: { account: (await env.wallet()).account, log: false },
+        pay: { account, log: false },
       });
       nodes.push(node);
       const app = createGateway(node, { apiToken: TOKEN }).app;
@@ -153,6 +157,14 @@ Deno.test({
       assert.equal(twice.code, 1);
       assert.match(twice.out, /rated already.*HTTP 409/);
       assert.equal((await cli(["market", "bogus", ...gw])).code, 2);
+      // Deals outlive a restart (market/deals.json).
+      await buyer.node.stop();
+      const back = await start(dirs[0]!);
+      const kept = (await back.call("GET", "/api/market/deals")).json.deals;
+      assert.deepEqual(
+        kept.map((d: { id: string; status: string; rated?: number }) => [d.id, d.status, d.rated]),
+        [[id, "released", 0.3]],
+      );
     } finally {
       for (const s of servers) await s.shutdown();
       for (const n of nodes) await n.stop();
