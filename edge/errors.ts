@@ -66,6 +66,7 @@ const STATUS: Record<string, number> = {
   deal_state: 409,
   deal_too_early: 409,
   deal_too_late: 409,
+  deal_unfundable: 422,
   escrow_nothing: 409,
   escrow_revert: 409,
   rating_malformed: 400,

@@ -7,6 +7,9 @@
  * - `GET /api/market/quotes?intent=<id>`: the opened quotes to it, best first, with trust and effective price.
  * - `GET /api/market/listings`, `POST` one, `DELETE /api/market/listings/<id>`; `GET /api/market/seen`:
  *   others' intents under the listings' topics, and the quotes sent.
+ * - Deals (with a chain): `POST /api/market/quotes/<id>/accept` funds the escrow for the quote `id` (201);
+ *   `POST /api/market/deals/<id>/release` pays the seller; `POST /api/market/deals/<id>/rate`
+ *   (`{value: 0..1, comment?: 0x…32 bytes}`) signs, keeps and spreads the rating; `GET /api/market/deals`.
  *
  * Quotes and listings are private: unlike the rest of the API, even reading them needs the API token when the
  * gateway has one (writes pass the write guard as every write does).
@@ -17,6 +20,8 @@ import type { Context, Hono } from "hono";
 import { MeshError } from "../src/errors.ts";
 import { intentId, type IntentTerms } from "../src/market/intent.ts";
 import type { ListingInit } from "../src/market/listing.ts";
+import type { Deal } from "../src/market/deals.ts";
+import { quoteId } from "../src/market/quote.ts";
 import type { MarketService } from "../src/market/service.ts";
 import { httpStatus } from "./errors.ts";
 
@@ -80,12 +85,44 @@ export function addMarketRoutes(
   app.get("/api/market/quotes", (c) => {
     const id = c.req.query("intent") ?? "";
     const quotes = market()!.quotes(id).map((r) => ({
+      id: quoteId(r.quote),
       ...r.quote,
       trust: r.trust,
       effective: r.effective.toString(),
     }));
     return c.json({ intent: id, quotes });
   });
+  const deal = (d: Deal) => ({ ...d, amount: d.amount.toString() });
+  const attempt = async (c: Context, fn: () => Promise<unknown>, status = 200) => {
+    try {
+      return c.json(await fn() as Record<string, unknown>, status as 200);
+    } catch (e) {
+      if (e instanceof MeshError) return fail(c, e);
+      throw e;
+    }
+  };
+  app.post(
+    "/api/market/quotes/:id/accept",
+    (c) => attempt(c, async () => deal(await market()!.accept(c.req.param("id"))), 201),
+  );
+  app.post(
+    "/api/market/deals/:id/release",
+    (c) => attempt(c, async () => deal(await market()!.release(c.req.param("id")))),
+  );
+  app.post("/api/market/deals/:id/rate", async (c) => {
+    const b = await body(c);
+    if (typeof b.value !== "number" || !(b.value >= 0 && b.value <= 1)) {
+      return fail(c, new MeshError("bad_request", "value is a number from 0 to 1"));
+    }
+    const comment = typeof b.comment === "string" ? b.comment as `0x${string}` : undefined;
+    return attempt(c, async () => ({
+      rating: await market()!.rate(c.req.param("id"), b.value as number, comment),
+    }));
+  });
+  app.get(
+    "/api/market/deals",
+    (c) => c.json({ deals: (market()!.deals?.list() ?? []).map(deal) }),
+  );
   app.get("/api/market/listings", (c) => c.json({ listings: market()!.listings.all() }));
   app.post("/api/market/listings", async (c) => {
     try {

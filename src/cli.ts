@@ -946,6 +946,151 @@ async function cluster(args: string[]): Promise<number> {
   return 0;
 }
 
+const MARKET_HELP = `Usage: deno task market <action> [options]   (the node's /api/market over HTTP)
+
+Actions:
+  want TOPIC ITEM --max PRICE [--quantity N] [--ttl 1h] [--spec k=v]…   post an intent, print its ID
+  quotes INTENT                       the quotes opened for it, best first (ID, price, effective, seller)
+  sell TOPIC ITEM --price UNIT --stock N [--terms T] [--spec k=v]…        add a listing
+  accept QUOTE                        fund the escrow deal of a quote (needs --chain and a pay account)
+  release DEAL                        pay the seller
+  rate DEAL VALUE                     rate a settled deal, 0 (worst) to 1; spread to the mesh
+  deals                               this node's deals, as buyer and seller
+
+Options:
+  --currency C                   [wei]
+  --gateway URL   MESH_GATEWAY   [the running node of --data, else http://127.0.0.1:8080]
+  --data DIR      MESH_DATA_DIR  [.meshgate]
+  --api-token T   MESH_API_TOKEN [DIR/api.token of the node found through --data, if it has one]
+  -h, --help
+`;
+
+/** `5000`, `90s`, `30m`, `12h`, `2d` as ms. */
+function durationMs(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text);
+  if (!m) throw new UsageError(`"${text}" is no duration (e.g. 90s, 30m, 12h, 2d)`);
+  const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[m[2] ?? "ms"]!;
+  return Number(m[1]) * unit;
+}
+
+async function market(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      max: { type: "string" },
+      price: { type: "string" },
+      quantity: { type: "string" },
+      stock: { type: "string" },
+      currency: { type: "string" },
+      terms: { type: "string" },
+      ttl: { type: "string" },
+      spec: { type: "string", multiple: true },
+      gateway: { type: "string" },
+      data: { type: "string" },
+      "api-token": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const [action, ...rest] = positionals;
+  if (values.help || action === undefined) {
+    console.log(MARKET_HELP);
+    return values.help ? 0 : 2;
+  }
+  const arity: Record<string, number> = {
+    want: 2,
+    quotes: 1,
+    sell: 2,
+    accept: 1,
+    release: 1,
+    rate: 2,
+    deals: 0,
+  };
+  if (!(action in arity)) throw new UsageError(`Unknown market action "${action}" (see --help)`);
+  if (rest.length !== arity[action]) {
+    throw new UsageError(`market ${action} takes ${arity[action]} argument(s) (see --help)`);
+  }
+  const specs = Object.fromEntries((values.spec ?? []).map((kv) => {
+    const i = kv.indexOf("=");
+    if (i < 1) throw new UsageError(`--spec "${kv}": write key=value`);
+    return [kv.slice(0, i), kv.slice(i + 1)];
+  }));
+  const count = (v: string | undefined, name: string, dflt?: number) => {
+    if (v === undefined && dflt !== undefined) return dflt;
+    if (v === undefined || !/^\d+$/.test(v)) throw new UsageError(`--${name} N is needed`);
+    return Number(v);
+  };
+  const currency = values.currency ?? "wei";
+  const [method, path, body]: [string, string, unknown?] = (() => {
+    switch (action) {
+      case "want":
+        if (!values.max) throw new UsageError("want needs --max PRICE");
+        return ["POST", "/api/market/intents", {
+          topic: rest[0],
+          item: rest[1],
+          specs,
+          quantity: count(values.quantity, "quantity", 1),
+          maxPrice: values.max,
+          currency,
+          ttlMs: durationMs(values.ttl ?? "1h"),
+        }];
+      case "quotes":
+        return ["GET", `/api/market/quotes?intent=${encodeURIComponent(rest[0]!)}`];
+      case "sell":
+        if (!values.price) throw new UsageError("sell needs --price UNIT");
+        return ["POST", "/api/market/listings", {
+          topic: rest[0],
+          item: rest[1],
+          specs,
+          stock: count(values.stock, "stock"),
+          currency,
+          price: { unit: values.price },
+          ...(values.terms !== undefined ? { terms: values.terms } : {}),
+        }];
+      case "accept":
+        return ["POST", `/api/market/quotes/${encodeURIComponent(rest[0]!)}/accept`];
+      case "release":
+        return ["POST", `/api/market/deals/${encodeURIComponent(rest[0]!)}/release`];
+      case "rate":
+        return ["POST", `/api/market/deals/${encodeURIComponent(rest[0]!)}/rate`, {
+          value: Number(rest[1]),
+        }];
+      default:
+        return ["GET", "/api/market/deals"];
+    }
+  })();
+  const gateway = await chooseGateway(values.gateway, values.data);
+  const token = values["api-token"] ?? Deno.env.get("MESH_API_TOKEN") ??
+    await localToken(gateway);
+  const res = await fetch(new URL(path, gateway.url), {
+    method,
+    headers: {
+      "content-type": "application/json",
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+    },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  }).catch((e) => {
+    throw unreachable(gateway, e);
+  });
+  if (!res.ok) throw await errorFrom(res);
+  const answer = await res.json();
+  if (action === "want") console.log(answer.id);
+  else if (action === "quotes") {
+    for (const q of answer.quotes) {
+      console.log(`${q.id}  ${q.price} ${q.currency}  effective ${q.effective}  ${q.seller}`);
+    }
+  } else if (action === "deals") {
+    for (const d of answer.deals) {
+      console.log(
+        `${d.id}  ${d.role}  ${d.status}  ${d.amount}${
+          d.rated !== undefined ? `  rated ${d.rated}` : ""
+        }`,
+      );
+    }
+  } else console.log(JSON.stringify(answer, null, 2));
+  return 0;
+}
+
 const HELP = `Usage: deno run -A src/cli.ts <command> [options]   (or: deno task <command>)
 
 Commands:
@@ -954,6 +1099,7 @@ Commands:
   get CID        download content by CID
   cluster        start N local nodes in one mesh
   repair         check a stopped node's store and rebuild lost chunks
+  market         want, sell, quotes, accept, release, rate, deals (the node's market API)
 
 Run a command with --help for its options.
 `;
@@ -972,6 +1118,8 @@ export async function main(args: string[]): Promise<number> {
         return await cluster(rest);
       case "repair":
         return await repair(rest);
+      case "market":
+        return await market(rest);
       case undefined:
       case "help":
       case "-h":

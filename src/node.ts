@@ -53,6 +53,7 @@ import {
 } from "./market/offers.ts";
 import { warn } from "./mesh/_log.ts";
 import { MarketService } from "./market/service.ts";
+import { loadDeals } from "./market/deals_load.ts";
 import { marketDht } from "./market/intent.ts";
 import type { ReputationBook } from "./reputation/book.ts";
 import { order, type Prefer, Selection } from "./reputation/select.ts";
@@ -379,12 +380,29 @@ export class MeshgateNode {
           stop: () => selling.stop(),
         });
         if (config.market) {
+          // With a chain: ratings checked on it feed the book; with the pay account too, escrow deals.
+          const onChain = config.chain &&
+            (await loadDeals()).chainMarket({
+              chain: config.chain,
+              account: config.pay?.account,
+              book: standing.book,
+              dataDir: config.dataDir,
+            });
+          const ratings = onChain ? onChain.ratings : undefined;
+          if (ratings) {
+            services.add("ratings", {
+              start: () => ratings.start(),
+              stop: () => ratings.stop(),
+            });
+          }
           const m = market = new MarketService({
             privateKey: identity,
             peerId: meshNode.peerId,
             dataDir: config.dataDir,
             // A seller this node knows nothing of has no trust yet.
             trust: (p) => standing.book.record(p) ? standing.book.score(p).score : 0,
+            deals: onChain ? onChain.deals : undefined,
+            ratings,
           });
           services.add("market", { start: () => m.start(meshNode.libp2p), stop: () => m.stop() });
         }

@@ -20,6 +20,7 @@ import { signTagged, verifyTagged } from "../mesh/signature.ts";
 import { type HpkeKeyPair, open, seal, TAG_BYTES, X25519_BYTES } from "./hpke.ts";
 import { fromBase64, type Intent, intentId, intentKey, toBase64 } from "./intent.ts";
 import { canonical } from "./offers.ts";
+import { createHash } from "node:crypto";
 
 /** Every quote's plaintext (signed quote and padding) is this long, so every sealed quote is too. */
 export const QUOTE_PLAINTEXT_BYTES = 2048;
@@ -45,6 +46,17 @@ export interface QuoteTerms {
   deliveryTime: number;
   /** Until when (ms since epoch) the seller stands by the quote. */
   validUntil: number;
+  /** Where the buyer funds a deal: the seller's account on an escrow's chain, and its peer's signed payout
+   * link to that account (`rating.ts`, `signPayoutLink`), copied into the buyer's rating. Absent: the seller
+   * takes no escrow deals. */
+  payout?: QuotePayout;
+}
+
+/** A quote's payout: what funding a deal of it needs. */
+export interface QuotePayout {
+  chainId: number;
+  address: string;
+  link: string;
 }
 
 export interface Quote extends QuoteTerms {
@@ -103,6 +115,7 @@ function checkQuoteShape(input: unknown): Quote {
     "terms",
     "deliveryTime",
     "validUntil",
+    "payout",
     "at",
     "sig",
   ];
@@ -132,10 +145,28 @@ function checkQuoteShape(input: unknown): Quote {
   if (typeof o.sig !== "string" || o.sig.length > 200 || !BASE64.test(o.sig)) {
     bad("sig must be base64");
   }
+  if (o.payout !== undefined) {
+    const p = o.payout as Record<string, unknown>;
+    if (
+      !isObject(p) || Object.keys(p).some((k) => !["chainId", "address", "link"].includes(k)) ||
+      !Number.isSafeInteger(p.chainId) || (p.chainId as number) <= 0 ||
+      typeof p.address !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(p.address) ||
+      typeof p.link !== "string" || p.link.length > 200 || !BASE64.test(p.link)
+    ) bad("payout must be {chainId, address, link}");
+  }
   return input as Quote;
 }
 
 const bytesOf = (v: unknown) => te.encode(canonical(v));
+
+/**
+ * A quote's ID, and the `terms` of an escrow deal made of it: SHA-256 of its canonical JSON (signature
+ * included), as 0x hex (32 bytes). Buyer and seller compute it alike; nothing else of the quote reaches the
+ * chain. (Not keccak: this module stays free of viem, which only chain-enabled nodes load.)
+ */
+export function quoteId(quote: Quote): `0x${string}` {
+  return `0x${createHash("sha256").update(bytesOf(quote)).digest("hex")}`;
+}
 
 /** Signs `terms` as `seller`'s quote to the intent `intentId`. */
 export async function signQuote(

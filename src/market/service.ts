@@ -59,12 +59,16 @@ import {
   DEFAULT_TRUST_WEIGHT,
   openQuote,
   type Quote,
+  quoteId,
   type RankedQuote,
   rankQuotes,
   type SealedQuote,
   sealQuote,
   signQuote,
 } from "./quote.ts";
+// Types only: the chain side (viem) is loaded by nodes with a chain alone (`deals_load.ts`).
+import type { Deal, DealDesk } from "./deals.ts";
+import type { CheckedRating, Rating, RatingDesk } from "./rating.ts";
 
 export const MARKET_PROTOCOL = "/meshgate/market/1.0.0";
 /** Largest market message: a sealed quote is ~2.8 KiB of base64. */
@@ -77,6 +81,8 @@ const MAX_SEEN = 10_000;
 const MAX_QUOTES_PER_INTENT = 256;
 /** Inbox entries kept (what arrived, sealed). */
 const MAX_INBOX = 200;
+/** Peers a node passes an accepted rating on to at most. */
+const MAX_RATING_FANOUT = 32;
 
 export class MarketProtocolError extends MeshError {
   override name = "MarketProtocolError";
@@ -111,6 +117,13 @@ export interface MarketServiceInit {
   timeoutMs?: number;
   /** Where log entries go (never a price or terms). Default: libp2p's logger, `meshgate:market`. */
   log?: (entry: Record<string, unknown>) => void;
+  /** Deals through the escrow (`deals.ts`, not started: the service starts and stops it): quotes then carry
+   * its account as the payout, accepted quotes are funded from it, deals funded for this node's quotes are
+   * confirmed. Default: no deals. */
+  deals?: DealDesk;
+  /** Where ratings of deals are checked and kept (`rating.ts`, a started `RatingDesk`): own ratings and
+   * those peers send; each one accepted is passed on to the connected peers. Default: ratings refused. */
+  ratings?: Pick<RatingDesk, "accept">;
 }
 
 /** An own intent: the signed intent and the key pair its quotes open with. */
@@ -141,6 +154,10 @@ export interface SentQuote {
 
 export class MarketService {
   readonly listings: Listings;
+  /** Deals through the escrow, when `escrow` is configured. */
+  readonly deals?: DealDesk;
+  readonly #ratings?: Pick<RatingDesk, "accept">;
+  #payout?: { chainId: number; address: string; link: string };
   readonly #key: PrivateKey;
   readonly #self: string;
   readonly #dataDir?: string;
@@ -174,12 +191,22 @@ export class MarketService {
     this.#timeoutMs = init.timeoutMs ?? 10_000;
     this.#logTo = init.log;
     this.listings = new Listings(init.dataDir);
+    this.#ratings = init.ratings;
+    this.deals = init.deals;
+    this.deals?.attach({
+      log: (e) => this.#log(e),
+      sentQuote: (terms) => this.#sent.find((s) => quoteId(s.quote) === terms.toLowerCase())?.quote,
+    });
   }
 
   async start(libp2p: MarketLibp2p): Promise<void> {
     this.#libp2p = libp2p;
     this.#stopping = new AbortController();
     await this.#loadOwn();
+    if (this.deals) {
+      this.#payout = await this.deals.payout(this.#key);
+      await this.deals.start();
+    }
     await libp2p.handle(
       MARKET_PROTOCOL,
       (stream, connection) => this.#track(this.#serve(stream, connection.remotePeer)),
@@ -213,6 +240,7 @@ export class MarketService {
     this.#topics.clear();
     await libp2p.unhandle(MARKET_PROTOCOL).catch(() => {});
     await Promise.allSettled([...this.#tasks]);
+    await this.deals?.stop();
     this.#libp2p = undefined;
   }
 
@@ -369,6 +397,77 @@ export class MarketService {
     return found;
   }
 
+  // --- deals ----------------------------------------------------------------------------------------
+
+  #desk(): DealDesk {
+    if (!this.deals) throw new MeshError("deal_unfundable", "This node has no escrow (no chain)");
+    return this.deals;
+  }
+
+  /** The opened quote `id` (`quoteId`) to one of the own intents. */
+  quote(id: string): Quote | undefined {
+    for (const own of this.#own.values()) {
+      for (const q of own.quotes.values()) if (quoteId(q) === id.toLowerCase()) return q;
+    }
+    return undefined;
+  }
+
+  /** Accepts quote `id`: funds its deal in the escrow (the seller confirms on its side). */
+  accept(id: string): Promise<Deal> {
+    const q = this.quote(id);
+    if (!q) return Promise.reject(new MeshError("deal_not_found", `No quote ${id} here`));
+    return this.#desk().fund(q);
+  }
+
+  /** Releases deal `id` to its seller (this node is its buyer). */
+  release(id: string): Promise<Deal> {
+    return this.#desk().release(id);
+  }
+
+  /**
+   * Rates deal `id` (0 to 1) as its buyer: signs the rating, has this node's rating desk accept it (the
+   * chain must show the deal settled), and passes it on to the connected peers. Returns the rating.
+   */
+  async rate(id: string, value: number, comment?: `0x${string}`): Promise<Rating> {
+    const desk = this.#desk();
+    if (!this.#ratings) throw new MeshError("deal_state", "This node keeps no ratings");
+    const d = desk.get(id);
+    if (d && d.status !== "released") await desk.refresh(id);
+    const rating = await desk.rate(id, value, comment);
+    await this.takeRating(rating, this.#self);
+    desk.rated(id, value);
+    return rating;
+  }
+
+  /**
+   * Takes a rating (from `from`, a peer or this node): checks it with the rating desk (chain, signatures,
+   * one per deal) and on success passes it on to the connected peers but `from`. Throws the desk's
+   * `RatingError`.
+   */
+  async takeRating(input: unknown, from: string): Promise<CheckedRating> {
+    if (!this.#ratings) {
+      throw new MarketProtocolError("This node keeps no ratings (no chain)");
+    }
+    const checked = await this.#ratings.accept(input);
+    this.#log({ msg: "rating accepted", deal: checked.rating.deal, from });
+    this.#track(this.#spread(checked.rating, from));
+    return checked;
+  }
+
+  async #spread(rating: Rating, from: string): Promise<void> {
+    const libp2p = this.#libp2p;
+    if (!libp2p) return;
+    const peers = libp2p.getPeers().filter((p) => {
+      const s = p.toString();
+      return s !== from;
+    }).slice(0, MAX_RATING_FANOUT);
+    await Promise.allSettled(
+      peers.map((p) =>
+        callPeer(libp2p, p, MARKET_PROTOCOL, { op: "rating", rating }, this.#signal(), WIRE)
+      ),
+    );
+  }
+
   // --- internals --------------------------------------------------------------------------------------
 
   #net(): MarketLibp2p {
@@ -512,7 +611,8 @@ export class MarketService {
     const id = intentId(intent);
     const best = this.listings.matches(intent)[0];
     if (!best || (!manual && this.#sent.some((s) => s.intent === id))) return undefined;
-    const quote = await signQuote(this.#key, this.#self, id, best.terms);
+    const terms = this.#payout ? { ...best.terms, payout: this.#payout } : best.terms;
+    const quote = await signQuote(this.#key, this.#self, id, terms);
     const sealed = await sealQuote(quote, intent);
     const entry: SentQuote = {
       intent: id,
@@ -558,8 +658,11 @@ export class MarketService {
     let reply: Record<string, unknown>;
     try {
       const req = await readMessage(stream, signal, WIRE);
-      if (req.op !== "quote") throw new MarketProtocolError("Unknown op");
-      reply = await this.#takeQuote(req.sealed, remote.toString());
+      if (req.op === "quote") reply = await this.#takeQuote(req.sealed, remote.toString());
+      else if (req.op === "rating") {
+        const checked = await this.takeRating(req.rating, remote.toString());
+        reply = { ok: true, weight: checked.weight };
+      } else throw new MarketProtocolError("Unknown op");
     } catch (e) {
       reply = { error: (e as MeshError).code ?? "market_protocol", message: (e as Error).message };
     }
