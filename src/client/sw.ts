@@ -136,14 +136,17 @@ async function answer(cid: string, request: Request): Promise<Response> {
   try {
     f = await fileState(cid);
   } catch (e) {
-    return Response.json({ error: (e as MeshError).code ?? "error", message: String(e) }, {
-      status: (e as MeshError).code === "not_found" ? 404 : 502,
-    });
+    const code = (e as MeshError).code ?? "error";
+    const status = code === "not_found" ? 404 : code === "invalid_cid" ? 400 : 502;
+    return Response.json({ error: code, message: (e as Error).message ?? String(e) }, { status });
   }
   const size = f.manifest.size;
   const range = parseRange(request.headers.get("range"), size);
   if (!range) {
-    return new Response(null, { status: 416, headers: { "Content-Range": `bytes */${size}` } });
+    return Response.json({
+      error: "range_not_satisfiable",
+      message: `The range "${request.headers.get("range")}" is outside 0-${size - 1}`,
+    }, { status: 416, headers: { "Content-Range": `bytes */${size}` } });
   }
   const [start, end] = range;
   const reader = { at: Math.floor(start / f.window) };

@@ -300,6 +300,29 @@ Deno.test({
         const afterSeek = ticks.length;
         await new Promise((r) => setTimeout(r, 1000));
         const fetched = await workerStats();
+        // Ranges through the worker are the file's bytes (as the gateway sends them), bad ones refused.
+        const same: boolean[] = [];
+        for (const range of ["bytes=1000-300000", "bytes=20000000-21500000", "bytes=-5000"]) {
+          const [a, b] = await Promise.all([
+            fetch(`/verified/${cid}`, { headers: { Range: range } }),
+            fetch(`/mesh/${cid}`, { headers: { Range: range } }),
+          ]);
+          const [x, y] = [
+            new Uint8Array(await a.arrayBuffer()),
+            new Uint8Array(await b.arrayBuffer()),
+          ];
+          same.push(
+            a.status === 206 && a.headers.get("content-range") === b.headers.get("content-range") &&
+              x.length === y.length && x.every((v, i) => v === y[i]),
+          );
+        }
+        const refused = await Promise.all([
+          fetch(`/verified/${cid}`, { headers: { Range: "bytes=999999999-" } }),
+          fetch("/verified/not-a-cid"),
+        ].map(async (p) => {
+          const r = await p;
+          return `${r.status} ${(await r.json()).error}`;
+        }));
         return {
           scope: reg.scope,
           started,
@@ -313,6 +336,8 @@ Deno.test({
           error: video.error ? `${video.error.code} ${video.error.message}` : "",
           fetched,
           beforeSeek,
+          same,
+          refused,
         };
       }, { cid: made.cid });
       const mib = (n: number) => (n / MiB).toFixed(1);
@@ -339,6 +364,12 @@ Deno.test({
         got.beforeSeek.furthest < made.size * 0.7,
         `before the seek the worker had asked up to byte ${got.beforeSeek.furthest} of ${made.size}`,
       );
+      assert.deepEqual(
+        got.same,
+        [true, true, true],
+        "ranges through the worker are the file's bytes",
+      );
+      assert.deepEqual(got.refused, ["416 range_not_satisfiable", "400 invalid_cid"]);
       assert.equal(await metric(g.url, "mesh_store_chunks"), 0, "the gateway still holds none");
     } finally {
       await browser?.close();
