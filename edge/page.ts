@@ -14,6 +14,8 @@ const ROUTES: [path: string, file: string, type: string][] = [
   ["/ui/style.css", "style.css", "text/css; charset=utf-8"],
   ["/favicon.ico", "favicon.ico", "image/x-icon"],
   ["/meshgate.js", "meshgate.js", "text/javascript; charset=utf-8"],
+  // The service worker of verified streaming: at the root, so its scope covers /verified/<cid>.
+  ["/sw.js", "sw.js", "text/javascript; charset=utf-8"],
 ];
 
 interface Asset {

@@ -1,7 +1,8 @@
 /**
  * Builds the page into dist/: app.ts and the modules it imports bundled by esbuild into app.js, style.css
  * minified, index.html copied, favicon.ico drawn; and meshgate.js, the browser bundle (src/client/bundle.ts:
- * verifiedFetch and the kernels, their .wasm inside). dist/ is committed, so serving needs no build tool; a
+ * verifiedFetch and the kernels, their .wasm inside), and sw.js, the service worker of verified streaming
+ * (src/client/sw.ts). dist/ is committed, so serving needs no build tool; a
  * test rebuilds it and fails if the bytes differ.
  *
  *   deno task build:ui            rebuild when a source changed (dist/SOURCES holds their hash)
@@ -114,6 +115,8 @@ export function favicon(): Uint8Array {
  */
 export async function buildBundle(
   esbuild: typeof import("esbuild"),
+  entry = "client/bundle.ts",
+  format: "esm" | "iife" = "esm",
 ): Promise<{ js: Uint8Array; inputs: string[] }> {
   const wasmDir = new URL("kernels/_wasm/", SRC).pathname;
   const embedded: import("esbuild").Plugin = {
@@ -139,10 +142,10 @@ export async function buildBundle(
     },
   };
   const out = await esbuild.build({
-    entryPoints: [new URL("client/bundle.ts", SRC).pathname],
+    entryPoints: [new URL(entry, SRC).pathname],
     bundle: true,
     write: false,
-    format: "esm",
+    format,
     platform: "browser",
     target: "es2022",
     minify: true,
@@ -182,11 +185,15 @@ export async function buildUi(): Promise<Map<string, Uint8Array>> {
       charset: "utf8",
     });
     const bundle = await buildBundle(esbuild);
+    // The service worker of verified streaming: verifiedFetch and its kernels again, in a classic script's
+    // place (a worker registered without type "module" runs anywhere).
+    const sw = await buildBundle(esbuild, "client/sw.ts", "iife");
     const enc = new TextEncoder();
     return new Map<string, Uint8Array>([
       ["index.html", await Deno.readFile(new URL("index.html", UI))],
       ["app.js", js.outputFiles[0]!.contents],
       ["meshgate.js", bundle.js],
+      ["sw.js", sw.js],
       ["style.css", enc.encode(css.code)],
       ["favicon.ico", favicon()],
       ["SOURCES", enc.encode(await sourcesStamp())],
@@ -227,7 +234,7 @@ if (import.meta.main) {
     console.error(
       `built edge/ui/dist: app.js ${size("app.js")} B, style.css ${
         size("style.css")
-      } B, meshgate.js ${size("meshgate.js")} B`,
+      } B, meshgate.js ${size("meshgate.js")} B, sw.js ${size("sw.js")} B`,
     );
   }
 }

@@ -95,3 +95,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "every gateway serves /sw.js, the streaming service worker, as a classic script at its root",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-bundle-" });
+    const node = await MeshgateNode.create({ dataDir: dir, parityWorkers: 0 });
+    try {
+      const res = await createGateway(node).app.request("http://127.0.0.1/sw.js");
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("content-type"), "text/javascript; charset=utf-8");
+      const js = await res.text();
+      assert.equal(js, await Deno.readTextFile(new URL("sw.js", BUNDLE)));
+      // Registered without { type: "module" }: no import or export statement may be left in it.
+      assert.doesNotMatch(js, /^\s*(import|export)\s/m);
+      assert.ok(js.includes("\\/verified\\/"), "it answers /verified/<cid>");
+    } finally {
+      await node.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
