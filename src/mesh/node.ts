@@ -17,7 +17,7 @@ import type { Ping } from "@libp2p/ping";
 import { tcp } from "@libp2p/tcp";
 import { webSockets } from "@libp2p/websockets";
 import { multiaddr } from "@multiformats/multiaddr";
-import { createLibp2p } from "libp2p";
+import { createLibp2p, type Libp2pOptions } from "libp2p";
 import { MemoryDatastore } from "datastore-core";
 import type { Datastore } from "interface-datastore";
 import { join } from "node:path";
@@ -69,6 +69,9 @@ export interface MeshNodeInit {
   datastore?: Datastore;
   /** Multiaddrs to listen on. Default: {@link DEFAULT_LISTEN}. */
   listen?: string[];
+  /** The transports, as libp2p transport factories. Default: TCP and WebSockets. The simulation
+   * (`./sim.ts`) puts a thousand nodes in one process over `@libp2p/memory` with this. */
+  transports?: Libp2pOptions["transports"];
   /** Multiaddrs to announce instead of the listen addresses (a public address behind NAT). Default: none. */
   announce?: string[];
   /** Multiaddrs (with `/p2p/<id>`) of peers to join through; dialled at start, and again every
@@ -206,7 +209,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       listen: [...(init.listen ?? DEFAULT_LISTEN)],
       ...(init.announce ? { announce: init.announce } : {}),
     },
-    transports: [tcp(), webSockets()],
+    transports: init.transports ?? [tcp(), webSockets()],
     // libp2p refuses a host opening over 5 connections a second; a local cluster comes from one host, so in
     // local mode loopback is allow-listed (exempt from that, the pending limit and maxConnections).
     connectionManager: {
