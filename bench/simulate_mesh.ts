@@ -14,13 +14,15 @@ const { values } = parseArgs({
     churn: { type: "string", default: "0.2" },
     records: { type: "string", default: "100" },
     files: { type: "string", default: "8" },
+    latency: { type: "string", default: "5,40" },
+    loss: { type: "string", default: "0.01" },
     json: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (values.help) {
   console.log(
-    "deno task simulate-mesh [--nodes 1000] [--hour-ms 60000] [--churn 0.2] [--records 100] [--files 8] [--json]",
+    "deno task simulate-mesh [--nodes 1000] [--hour-ms 60000] [--churn 0.2] [--records 100] [--files 8] [--latency 5,40] [--loss 0.01] [--json]",
   );
   Deno.exit(0);
 }
@@ -38,6 +40,9 @@ const report = await simulateMesh({
   churnPerHour: num("churn", values.churn),
   records: num("records", values.records),
   files: num("files", values.files),
+  latencyMs: values.latency.split(",").map((v) => num("latency", v)) as [number, number],
+  loss: num("loss", values.loss),
+  dialLoss: num("loss", values.loss),
   log: (line) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`),
 });
 console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));

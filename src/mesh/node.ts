@@ -233,8 +233,10 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     })],
     services: {
       identify: identify(),
-      // kad-dht takes `ping` as a component: without it peers never enter the routing table.
-      ping: ping(),
+      // kad-dht takes `ping` as a component: without it peers never enter the routing table. It pings
+      // peers of a full bucket while libp2p's connection monitor pings every connection: with ping's
+      // default of one outbound stream, the second fails and the monitor aborts the connection.
+      ping: ping({ maxOutboundStreams: 2 }),
       dht: meshDht({ ...init.dht, allowLoopback: local }),
       exchange: chunkExchange({
         ...init.exchange,
