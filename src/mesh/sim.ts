@@ -760,11 +760,6 @@ async function calm(maxMs = 30_000): Promise<void> {
   }
 }
 
-async function waitUntil(check: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check() && Date.now() < deadline) await sleep(250);
-}
-
 /** `count` distinct random elements of `xs` (fewer when it is shorter). */
 function pick<T>(xs: readonly T[], count: number): T[] {
   const out = new Set<T>();
