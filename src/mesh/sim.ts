@@ -187,9 +187,8 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
       bootstrap: peers,
       // Public mode: memory addresses are not private, and no address is exempt from the connection limits.
       allowLoopback: false,
-      // A real node's limits, but its connections pinged every minute instead of every 10 s: at a
-      // thousand nodes the pings alone would take the one thread they share.
-      connections: { pingIntervalMs: 60_000 },
+      // A real node's limits, without libp2p's connection monitor (see pingIntervalMs).
+      connections: { pingIntervalMs: 0 },
       store,
       dht: { clientMode },
     });

@@ -19,6 +19,7 @@ Deno.test({
       churnLookupConcurrency: 2,
       files: 3,
       lightClients: 4,
+      log: (line) => console.error(line),
     });
     console.log(formatReport(report));
     assert.ok(report.left >= 30 && report.joined === report.left, "20% of 200 nodes churned");
