@@ -265,7 +265,9 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
     await Promise.all(Array.from({ length: recordCount }, async () => {
       const cid = cidOf(crypto.getRandomValues(new Uint8Array(32)));
       const by = pick(live, 1)[0]!;
-      await by.mesh.provide(cid, timeout(60_000));
+      // A provide that does not finish in time may still have stored its record on some peers: it is
+      // looked up like the others.
+      await by.mesh.provide(cid, timeout(60_000)).catch(() => {});
       records.push({ cid, by });
     }));
     log(`${records.length} records published`);
