@@ -262,15 +262,16 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
     // Records: one random CID each, provided by a random node.
     const recordCount = init.records ?? 100;
     const records: { cid: CID; by: SimNode }[] = [];
+    let publishFailed = 0;
     await Promise.all(Array.from({ length: recordCount }, async () => {
       const cid = cidOf(crypto.getRandomValues(new Uint8Array(32)));
       const by = pick(live, 1)[0]!;
       // A provide that does not finish in time may still have stored its record on some peers: it is
       // looked up like the others.
-      await by.mesh.provide(cid, timeout(60_000)).catch(() => {});
+      await by.mesh.provide(cid, timeout(60_000)).catch(() => void publishFailed++);
       records.push({ cid, by });
     }));
-    log(`${records.length} records published`);
+    log(`${records.length} records published (${publishFailed} provides failed or timed out)`);
 
     // Files: ingested by a random node and placed across its peers.
     const fileCount = init.files ?? 8;
