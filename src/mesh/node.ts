@@ -18,7 +18,7 @@ import type { Ping } from "@libp2p/ping";
 import { tcp } from "@libp2p/tcp";
 import { webSockets } from "@libp2p/websockets";
 import { multiaddr } from "@multiformats/multiaddr";
-import { createLibp2p } from "libp2p";
+import { createLibp2p, type Libp2pOptions } from "libp2p";
 import { MemoryDatastore } from "datastore-core";
 import type { Datastore } from "interface-datastore";
 import { join } from "node:path";
@@ -70,6 +70,9 @@ export interface MeshNodeInit {
   datastore?: Datastore;
   /** Multiaddrs to listen on. Default: {@link DEFAULT_LISTEN}. */
   listen?: string[];
+  /** The transports, as libp2p transport factories. Default: TCP and WebSockets. The simulation
+   * (`./sim.ts`) puts a thousand nodes in one process over `@libp2p/memory` with this. */
+  transports?: Libp2pOptions["transports"];
   /** Multiaddrs to announce instead of the listen addresses (a public address behind NAT). Default: none. */
   announce?: string[];
   /** Multiaddrs (with `/p2p/<id>`) of peers to join through; dialled at start, and again every
@@ -101,6 +104,11 @@ export interface MeshNodeInit {
     maxConnectionsPerPeer?: number;
     /** Most streams of all protocols one connection may open towards this node. Default: 256. */
     maxInboundStreams?: number;
+    /** How often libp2p's connection monitor pings each connection (and aborts it when the ping fails), in
+     * ms; 0 turns the monitor off. Default: 10 000 (libp2p's). The simulation turns it off: its thousand
+     * nodes share one thread, where a late ping measures the thread, and a node that leaves closes its
+     * in-memory connections, so no dead connection is left to find. */
+    pingIntervalMs?: number;
   };
   /** The local chunk store that serves peers. Default: none (the node serves nothing and refuses to keep). */
   store?: ChunkSource;
@@ -211,7 +219,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       listen: [...(init.listen ?? DEFAULT_LISTEN)],
       ...(init.announce ? { announce: init.announce } : {}),
     },
-    transports: [tcp(), webSockets()],
+    transports: init.transports ?? [tcp(), webSockets()],
     // libp2p refuses a host opening over 5 connections a second; a local cluster comes from one host, so in
     // local mode loopback is allow-listed (exempt from that, the pending limit and maxConnections).
     connectionManager: {
@@ -221,6 +229,11 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       inboundConnectionThreshold: limits.inboundConnectionThreshold ?? 5,
       maxPeerAddrsToDial: limits.maxPeerAddrsToDial ?? 8,
     },
+    ...(limits.pingIntervalMs === undefined ? {} : {
+      connectionMonitor: limits.pingIntervalMs > 0
+        ? { pingInterval: limits.pingIntervalMs }
+        : { enabled: false },
+    }),
     connectionGater: meshGater({
       local,
       maxConnectionsPerIp: limits.maxConnectionsPerIp,
@@ -235,8 +248,10 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     })],
     services: {
       identify: identify(),
-      // kad-dht takes `ping` as a component: without it peers never enter the routing table.
-      ping: ping(),
+      // kad-dht takes `ping` as a component: without it peers never enter the routing table. It pings
+      // peers of a full bucket while libp2p's connection monitor pings every connection: with ping's
+      // default of one outbound stream, the second fails and the monitor aborts the connection.
+      ping: ping({ maxOutboundStreams: 2 }),
       dht: meshDht({ ...init.dht, allowLoopback: local }),
       exchange: chunkExchange({
         ...init.exchange,
