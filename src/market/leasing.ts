@@ -428,12 +428,17 @@ export class LeaseService {
     return lease;
   }
 
-  /** Audits every live lease of this node's whose audit is due. */
+  /**
+   * Audits every live lease of this node's whose audit is due, and once more each lease that ended since
+   * its last round: that round closes (and pays) the last period, up to the end.
+   */
   async auditDue(): Promise<void> {
     const now = this.#now();
     const due = this.book.list("client").filter((e) =>
-      e.lease.start <= now && e.lease.end > now && !this.#auditing.has(e.lease.id) &&
-      (e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs)
+      e.lease.start <= now && !this.#auditing.has(e.lease.id) &&
+      (e.lease.end > now
+        ? e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs
+        : (e.lastAudit ?? e.lease.start) < e.lease.end && now - e.lease.end < this.#graceMs)
     );
     await Promise.all(due.map((e) => this.audit(e.lease.id)));
   }
@@ -514,7 +519,7 @@ export class LeaseService {
         failed,
         reason: reasons[0],
       });
-      if (this.#init.mesh && this.#init.fetchChunk && (!silent || offline)) {
+      if (this.#init.mesh && this.#init.fetchChunk && (!silent || offline) && lease.end > now) {
         await this.replaceLost(id, { offline });
       }
     }
