@@ -80,7 +80,7 @@ export interface LeasingSettings {
   offlineGraceMs?: number;
   /** How often ended leases are collected, ms. Default 600 000. */
   gcEveryMs?: number;
-  /** How often due audits are looked for, ms. Default min(auditEveryMs, 60 000). */
+  /** How often due audits are looked for, ms. Default min(auditEveryMs / 4, 60 000). */
   tickMs?: number;
   /** One exchange with a peer, ms. Default 10 000. */
   timeoutMs?: number;
@@ -248,7 +248,12 @@ export class LeaseService {
       Deno.unrefTimer(t);
       this.#timers.push(t);
     };
-    every(this.#init.tickMs ?? Math.min(this.#auditEveryMs, 60_000), () => this.auditDue());
+    // A quarter interval: a round that comes due just after a tick waits a quarter, not a whole interval
+    // (a tick every interval ran each lease's round every other interval).
+    every(
+      this.#init.tickMs ?? Math.min(Math.ceil(this.#auditEveryMs / 4), 60_000),
+      () => this.auditDue(),
+    );
     every(this.#init.gcEveryMs ?? 600_000, () => this.collect());
   }
 
