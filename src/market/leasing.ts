@@ -435,7 +435,8 @@ export class LeaseService {
 
   /**
    * Audits every live lease of this node's whose audit is due, and once more each lease that ended since
-   * its last round: that round closes (and pays) the last period, up to the end.
+   * its last round, within an interval of its end: that round closes (and pays) the last period, up to
+   * the end.
    */
   async auditDue(): Promise<void> {
     const now = this.#now();
@@ -443,7 +444,7 @@ export class LeaseService {
       e.lease.start <= now && !this.#auditing.has(e.lease.id) &&
       (e.lease.end > now
         ? e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs
-        : (e.lastAudit ?? e.lease.start) < e.lease.end && now - e.lease.end < this.#graceMs)
+        : (e.lastAudit ?? e.lease.start) < e.lease.end && now - e.lease.end < e.lease.auditEveryMs)
     );
     await Promise.all(due.map((e) => this.audit(e.lease.id)));
   }
@@ -493,8 +494,11 @@ export class LeaseService {
     const from = Math.max(lease.start, entry.lastAudit ?? lease.start);
     const span = Math.max(0, Math.min(now, lease.end) - from);
     const proven = failed === 0 && passed > 0;
-    const worth = BigInt(lease.pricePerChunkMonth) * BigInt(chunks.length) * BigInt(span) /
-      BigInt(MONTH_MS);
+    // Worth of the proven time so far less what it was before: rounding down once over the whole, not per
+    // round (which lost up to a wei a round).
+    const rate = BigInt(lease.pricePerChunkMonth) * BigInt(chunks.length);
+    const worth = rate * BigInt(entry.provenMs + span) / BigInt(MONTH_MS) -
+      rate * BigInt(entry.provenMs) / BigInt(MONTH_MS);
     const owed = entry.owedWei + (proven ? worth : 0n);
     this.book.audited(id, passed, failed, now, {
       provenMs: proven ? span : 0,
