@@ -196,6 +196,8 @@ Options (flag, then environment variable, then default):
   --market                              take part in the market: post intents, answer them from listings,
                                         over /api/market/*   [off]
   --audit-every MS    MESH_AUDIT_EVERY  how often each lease of this node's uploads is audited  [3600000]
+  --audit-challenges N  MESH_AUDIT_CHALLENGES  blocks challenged per lease in each audit  [4]
+  --lease-min-term MS MESH_LEASE_MIN_TERM  shortest term left a lease proposed here may have  [60000]
   --drill KIND                          misbehave on purpose, to watch a mesh catch it: liar (flips a bit
                                         in what it serves), slow (10x), flaky (fails 30%), offline (away
                                         20 s a minute)   [none: an honest node]
@@ -286,6 +288,8 @@ async function serve(args: string[]): Promise<number> {
       local: { type: "boolean" },
       "find-timeout": { type: "string" },
       "audit-every": { type: "string" },
+      "audit-challenges": { type: "string" },
+      "lease-min-term": { type: "string" },
       "api-token": { type: "string" },
       drill: { type: "string" },
       market: { type: "boolean" },
@@ -328,6 +332,14 @@ async function serve(args: string[]): Promise<number> {
   const auditEvery = setting(values["audit-every"], "MESH_AUDIT_EVERY", "3600000");
   if (!/^[1-9]\d{0,9}$/.test(auditEvery)) {
     throw new UsageError(`Audit interval "${auditEvery}" must be a whole number of milliseconds`);
+  }
+  const challenges = setting(values["audit-challenges"], "MESH_AUDIT_CHALLENGES", "4");
+  if (!/^[1-9]\d{0,3}$/.test(challenges)) {
+    throw new UsageError(`Audit challenges "${challenges}" must be a whole number from 1 to 9999`);
+  }
+  const minTerm = setting(values["lease-min-term"], "MESH_LEASE_MIN_TERM", "60000");
+  if (!/^\d{1,10}$/.test(minTerm)) {
+    throw new UsageError(`Lease minimum term "${minTerm}" must be a whole number of milliseconds`);
   }
   const { token: apiToken, note: tokenNote } = await apiTokenFor(
     hostname,
@@ -375,7 +387,11 @@ async function serve(args: string[]): Promise<number> {
     mesh,
     pay,
     findTimeoutMs: Number(findTimeout),
-    leases: { auditEveryMs: Number(auditEvery) },
+    leases: {
+      auditEveryMs: Number(auditEvery),
+      challenges: Number(challenges),
+      minTermMs: Number(minTerm),
+    },
     ...(drill ? { drill } : {}),
     offer: {
       storedPerGiBMonth: weiSetting(values["price-stored"], "MESH_PRICE_STORED", "--price-stored"),

@@ -80,7 +80,7 @@ export interface LeasingSettings {
   offlineGraceMs?: number;
   /** How often ended leases are collected, ms. Default 600 000. */
   gcEveryMs?: number;
-  /** How often due audits are looked for, ms. Default min(auditEveryMs, 60 000). */
+  /** How often due audits are looked for, ms. Default min(auditEveryMs / 4, 60 000). */
   tickMs?: number;
   /** One exchange with a peer, ms. Default 10 000. */
   timeoutMs?: number;
@@ -248,7 +248,12 @@ export class LeaseService {
       Deno.unrefTimer(t);
       this.#timers.push(t);
     };
-    every(this.#init.tickMs ?? Math.min(this.#auditEveryMs, 60_000), () => this.auditDue());
+    // A quarter interval: a round that comes due just after a tick waits a quarter, not a whole interval
+    // (a tick every interval ran each lease's round every other interval).
+    every(
+      this.#init.tickMs ?? Math.min(Math.ceil(this.#auditEveryMs / 4), 60_000),
+      () => this.auditDue(),
+    );
     every(this.#init.gcEveryMs ?? 600_000, () => this.collect());
   }
 
@@ -428,12 +433,18 @@ export class LeaseService {
     return lease;
   }
 
-  /** Audits every live lease of this node's whose audit is due. */
+  /**
+   * Audits every live lease of this node's whose audit is due, and once more each lease that ended since
+   * its last round, within an interval of its end: that round closes (and pays) the last period, up to
+   * the end.
+   */
   async auditDue(): Promise<void> {
     const now = this.#now();
     const due = this.book.list("client").filter((e) =>
-      e.lease.start <= now && e.lease.end > now && !this.#auditing.has(e.lease.id) &&
-      (e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs)
+      e.lease.start <= now && !this.#auditing.has(e.lease.id) &&
+      (e.lease.end > now
+        ? e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs
+        : (e.lastAudit ?? e.lease.start) < e.lease.end && now - e.lease.end < e.lease.auditEveryMs)
     );
     await Promise.all(due.map((e) => this.audit(e.lease.id)));
   }
@@ -483,8 +494,11 @@ export class LeaseService {
     const from = Math.max(lease.start, entry.lastAudit ?? lease.start);
     const span = Math.max(0, Math.min(now, lease.end) - from);
     const proven = failed === 0 && passed > 0;
-    const worth = BigInt(lease.pricePerChunkMonth) * BigInt(chunks.length) * BigInt(span) /
-      BigInt(MONTH_MS);
+    // Worth of the proven time so far less what it was before: rounding down once over the whole, not per
+    // round (which lost up to a wei a round).
+    const rate = BigInt(lease.pricePerChunkMonth) * BigInt(chunks.length);
+    const worth = rate * BigInt(entry.provenMs + span) / BigInt(MONTH_MS) -
+      rate * BigInt(entry.provenMs) / BigInt(MONTH_MS);
     const owed = entry.owedWei + (proven ? worth : 0n);
     this.book.audited(id, passed, failed, now, {
       provenMs: proven ? span : 0,
@@ -514,7 +528,7 @@ export class LeaseService {
         failed,
         reason: reasons[0],
       });
-      if (this.#init.mesh && this.#init.fetchChunk && (!silent || offline)) {
+      if (this.#init.mesh && this.#init.fetchChunk && (!silent || offline) && lease.end > now) {
         await this.replaceLost(id, { offline });
       }
     }

@@ -21,14 +21,34 @@ export interface ReplaceDeps {
   store(peer: string, chunks: { cid: CID; bytes: Uint8Array }[]): Promise<boolean[]>;
 }
 
-/** The bytes of `cid`, a chunk of file `root`: another copy, else rebuilt from its stripe. */
+/**
+ * The bytes of `cid`, a chunk of file `root`: another copy, or rebuilt from its stripe, whichever comes
+ * first. Both are asked at once: a chunk that was lost usually has no other copy, and a search for one can
+ * take long before it says so.
+ */
 export async function recoverChunk(
   deps: Pick<ReplaceDeps, "get" | "fetch">,
   root: CID,
   cid: CID,
 ): Promise<Uint8Array | null> {
-  const copy = await deps.fetch(cid);
-  if (copy) return copy;
+  const copy = deps.fetch(cid).catch(() => null);
+  const rebuilt = rebuildFromStripe(deps, root, cid).catch(() => null);
+  return await new Promise((resolve) => {
+    let left = 2;
+    for (const p of [copy, rebuilt]) {
+      void p.then((bytes) => {
+        if (bytes) resolve(bytes);
+        else if (--left === 0) resolve(null);
+      });
+    }
+  });
+}
+
+async function rebuildFromStripe(
+  deps: Pick<ReplaceDeps, "get" | "fetch">,
+  root: CID,
+  cid: CID,
+): Promise<Uint8Array | null> {
   if (root.code !== DAG_JSON_CODE) return null;
   const bytes = await deps.get(root) ?? await deps.fetch(root);
   if (!bytes) return null;
@@ -36,7 +56,9 @@ export async function recoverChunk(
   const s = manifest.stripes.findIndex((stripe) => stripe.some((c) => c.equals(cid)));
   if (s < 0) return null;
   const stripe = manifest.stripes[s]!;
-  const have = await Promise.all(stripe.map((c) => c.equals(cid) ? null : deps.fetch(c)));
+  const have = await Promise.all(
+    stripe.map((c) => c.equals(cid) ? null : deps.fetch(c).catch(() => null)),
+  );
   try {
     const rebuilt = rebuildStripe(manifest, s, have);
     return rebuilt[stripe.findIndex((c) => c.equals(cid))]!;

@@ -617,3 +617,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "the round after a lease ends closes its last period (once); a live lease waits for its interval",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "meshgate-lease-last-" });
+    const { clock, holder, client, stop } = await pair(dir, { storedPerGiBMonth: "1073741824" }, {
+      challenges: 4,
+    });
+    try {
+      const a = await chunkOn(holder.store, 65_536);
+      const month = 30 * 86_400_000;
+      const [out] = await client.service.leaseFile(
+        CID.parse(a[0]),
+        new Map([[a[0], new Set([holder.mesh.peerId])]]),
+        () => 65_536,
+        month,
+      );
+      const id = out!.lease!.id;
+      const view = () => client.service.list().asClient.find((l) => l.id === id)!;
+      const every = out!.lease!.auditEveryMs;
+      clock.now += month - every / 2; // half an interval before the end: one round
+      await client.service.auditDue();
+      assert.equal(view().passed, 4);
+      clock.now += every / 4; // not due yet
+      await client.service.auditDue();
+      assert.equal(view().passed, 4);
+      clock.now += every / 2; // ended: the closing round, up to the end
+      await client.service.auditDue();
+      assert.equal(view().passed, 8);
+      assert.deepEqual([view().provenMs, view().owedWei], [month, "65536"]);
+      clock.now += every;
+      await client.service.auditDue(); // closed: nothing more
+      assert.equal(view().passed, 8);
+    } finally {
+      await stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
