@@ -56,7 +56,7 @@ import { MarketService } from "./market/service.ts";
 import { loadDeals } from "./market/deals_load.ts";
 import { marketDht } from "./market/intent.ts";
 import type { ReputationBook } from "./reputation/book.ts";
-import { order, type Prefer, Selection } from "./reputation/select.ts";
+import { type Candidate, order, type Prefer, Selection } from "./reputation/select.ts";
 import { MeshError } from "./errors.ts";
 import { LeaseService, type LeasingSettings } from "./market/leasing.ts";
 import { type Service, ServiceList } from "./service.ts";
@@ -777,7 +777,14 @@ function rankByReputation(book: ReputationBook): RankPeers {
       const price = prices.get(p);
       return book.candidate(p, price === undefined ? {} : { price: Number(price) });
     });
-    const first = order(candidates, { prefer: prefer as Prefer | undefined }).map((c) => c.peer);
+    let drawn = order(candidates, { prefer: prefer as Prefer | undefined });
+    // Paid reads go to the lowest expected cost first (price over the chance of success), as the README
+    // promises; the draw orders those of equal cost. Free reads are drawn by weight alone.
+    if (prices.size > 0) {
+      const cost = (c: Candidate) => c.price === undefined ? Infinity : c.price / c.score;
+      drawn = drawn.slice().sort((a, b) => cost(a) - cost(b));
+    }
+    const first = drawn.map((c) => c.peer);
     const picked = new Set(first);
     return [...first, ...peers.filter((p) => !picked.has(p))];
   };
