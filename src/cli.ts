@@ -105,9 +105,21 @@ function perByte(v: string, what: string): bigint {
 
 /** A price of the offer (whole wei, from a flag or variable); 0 when unset. */
 function weiSetting(flag: string | undefined, env: string, what: string): bigint {
-  const v = setting(flag, env, "0");
-  if (!/^\d{1,50}$/.test(v)) throw new UsageError(`${what} "${v}" must be a whole number of wei`);
-  return BigInt(v);
+  return weiFlag(flag, env, what, 50) ?? 0n;
+}
+
+/** Whole wei from a flag, else a variable (at most `digits` digits); undefined when neither is set. */
+function weiFlag(
+  flag: string | undefined,
+  env: string,
+  what: string,
+  digits = 40,
+): bigint | undefined {
+  const v = flag ?? Deno.env.get(env);
+  if (v !== undefined && !new RegExp(`^\\d{1,${digits}}$`).test(v)) {
+    throw new UsageError(`${what} "${v}" must be a whole number of wei`);
+  }
+  return v === undefined ? undefined : BigInt(v);
 }
 
 /** Paid delivery settings from --price-served and the pay key (see `src/pay/account.ts` for where it is looked for). */
@@ -142,17 +154,10 @@ async function payConfig(
   });
   if (found.derived) await fundDevAccount(chain.rpc, found.account.address);
   // The client's limits (defaults and their reasons: src/pay/limits.ts); unset ones keep the defaults.
-  const wei = (flag: string | undefined, env: string, what: string) => {
-    const v = flag ?? Deno.env.get(env);
-    if (v !== undefined && !/^\d{1,40}$/.test(v)) {
-      throw new UsageError(`${what} "${v}" must be a whole number of wei`);
-    }
-    return v === undefined ? undefined : BigInt(v);
-  };
   const maxSet = values["max-price"] ?? Deno.env.get("MESH_MAX_PRICE");
   const maxPrice = maxSet === undefined ? undefined : perByte(maxSet, "Price ceiling");
-  const maxSpendPerFile = wei(values["max-spend-file"], "MESH_MAX_SPEND_FILE", "Per-file cap");
-  const maxSpendPerDay = wei(values["max-spend-day"], "MESH_MAX_SPEND_DAY", "Per-day cap");
+  const maxSpendPerFile = weiFlag(values["max-spend-file"], "MESH_MAX_SPEND_FILE", "Per-file cap");
+  const maxSpendPerDay = weiFlag(values["max-spend-day"], "MESH_MAX_SPEND_DAY", "Per-day cap");
   const idle = values["idle-close"] ?? Deno.env.get("MESH_IDLE_CLOSE");
   if (idle !== undefined && !/^\d{1,12}$/.test(idle)) {
     throw new UsageError(`Idle close "${idle}" must be a whole number of ms`);
