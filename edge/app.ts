@@ -28,6 +28,8 @@ import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
 import { addLeaseRoutes, checkLeasing, leaseDuration, leaseUpload } from "./leases.ts";
 import { writeGuard } from "./auth.ts";
 import { DELIVERY_HEADER, formatDeliveryHeader } from "../src/mesh/delivery_format.ts";
+import type { HttpPaywall } from "../src/pay/x402.ts";
+import { x402Paywall } from "./x402.ts";
 
 export const VERSION = "0.1.0";
 const IMMUTABLE = "public, max-age=29030400, immutable";
@@ -47,6 +49,8 @@ export interface GatewayOptions {
    * gateway on loopback, where only writes from other sites' pages are refused (see ./auth.ts).
    */
   apiToken?: string;
+  /** Content answers are paid with x402 vouchers through this paywall (`./x402.ts`). Default: free. */
+  x402?: HttpPaywall;
 }
 
 /**
@@ -271,6 +275,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       c.header("ETag", undefined);
     }
   });
+  if (options.x402) app.use(x402Paywall(() => options.x402));
   // A content origin answers only its content: no page, no API, no uploads.
   app.use(async (c, next) => {
     const label = SUBDOMAIN.exec(c.req.header("host") ?? new URL(c.req.url).host)?.[1];

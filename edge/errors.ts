@@ -11,6 +11,7 @@ const STATUS: Record<string, number> = {
   upload_failed: 400,
   unauthorized: 401,
   payment_required: 402,
+  payment_malformed: 400,
   quote_refused: 402,
   price_above_cap: 402,
   spending_cap: 402,

@@ -214,6 +214,8 @@ Options (flag, then environment variable, then default):
   --price-served WEI  MESH_PRICE_SERVED wei per GiB served, with --chain (charged per byte, rounded down
                                         to whole wei; in this node's signed offer)
                                         [0: serve for free, still pay]
+  --pay-http          MESH_PAY_HTTP=1   HTTP readers pay too: content answers ask x402 vouchers (README,
+                                        "Pay as you go over HTTP"); needs --price-served   [off: free]
   --price-stored WEI  MESH_PRICE_STORED wei per GiB-month stored, in the offer            [0]
   --price-lookups WEI MESH_PRICE_LOOKUPS wei per 1,000 lookups answered, in the offer     [0]
   --price-relayed WEI MESH_PRICE_RELAYED wei per GiB relayed, in the offer                [0]
@@ -277,6 +279,7 @@ async function serve(args: string[]): Promise<number> {
       chain: { type: "string" },
       "chain-file": { type: "string" },
       "price-served": { type: "string" },
+      "pay-http": { type: "boolean" },
       "price-stored": { type: "string" },
       "price-lookups": { type: "string" },
       "price-relayed": { type: "string" },
@@ -357,6 +360,10 @@ async function serve(args: string[]): Promise<number> {
   const payModule = rpc ? await loadPay() : undefined; // viem loads only in paid mode
   const chain = rpc ? await payModule!.loadChain({ rpc, file: chainFile }) : undefined;
   const pay = chain ? await payConfig(payModule!, values, dataDir, chain) : undefined;
+  const payHttp = values["pay-http"] ?? ["1", "true"].includes(Deno.env.get("MESH_PAY_HTTP") ?? "");
+  if (payHttp && ((pay?.price ?? 0n) <= 0n || values["no-mesh"])) {
+    throw new UsageError("--pay-http needs --chain, a --price-served above 0 and the mesh");
+  }
 
   const list = (flag: string[] | undefined, env: string) =>
     flag ?? Deno.env.get(env)?.split(",").map((a) => a.trim()).filter(Boolean);
@@ -405,7 +412,10 @@ async function serve(args: string[]): Promise<number> {
     },
     ...(values.market ? { market: true } : {}),
   });
-  const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken });
+  const x402 = payHttp
+    ? new payModule!.HttpPaywall({ desk: node.delivery!.desk!, chainId: chain!.chainId })
+    : undefined;
+  const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken, x402 });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
   const server = Deno.serve(
     { port, hostname, onListen: resolve, onError: onServeError },

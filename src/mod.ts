@@ -49,6 +49,13 @@ export {
   type VerifiedFetchEvent,
   type VerifiedFetchOptions,
 } from "./client/verified_fetch.ts";
+export {
+  type Eip1193Provider,
+  X402Client,
+  type X402ClientInit,
+  X402Error,
+  type X402Event,
+} from "./client/x402.ts";
 export { ChunkStore, StoreFullError, type StoreOptions, type StoreStats } from "./store/store.ts";
 export { MeshgateNode, type NodeComponents, type NodeConfig, NotFoundError } from "./node.ts";
 export { type Service, ServiceList } from "./service.ts";

@@ -20,6 +20,7 @@ export const BUNDLE_SOURCES = [
   "kernels/",
   "kernels/_wasm/",
   "mesh/delivery_format.ts",
+  "pay/x402_format.ts",
   "units.ts",
   "errors.ts",
 ];

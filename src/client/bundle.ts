@@ -17,6 +17,13 @@ export {
   type VerifiedFetchEvent,
   type VerifiedFetchOptions,
 } from "./verified_fetch.ts";
+export {
+  type Eip1193Provider,
+  X402Client,
+  type X402ClientInit,
+  X402Error,
+  type X402Event,
+} from "./x402.ts";
 export * from "../kernels/mod.ts";
 export { CID, cidOf, matchesCid, parseCid } from "../content/cid.ts";
 export { decodeManifest, type Manifest } from "../content/manifest.ts";

@@ -400,11 +400,12 @@ export class PaymentDesk implements DeliveryGate {
     peer: string,
     _cid: CID,
     bytes: number,
-    options: { signal: AbortSignal },
+    options: { signal: AbortSignal; waitMs?: number },
   ): Promise<void> {
     this.admit(peer);
     const account = this.#account(peer);
-    const deadline = Date.now() + this.#waitMs;
+    // HTTP answers at once (its next voucher comes with its next request): `waitMs` 0.
+    const deadline = Date.now() + (options.waitMs ?? this.#waitMs);
     while (true) {
       if (this.#stopped) throw new DeskStoppedError();
       this.admit(peer);
@@ -486,7 +487,13 @@ export class PaymentDesk implements DeliveryGate {
 
   /** Every peer's account. */
   accounts(): PeerAccount[] {
-    return [...this.#accounts.values()].map((a) => ({
+    return [...this.#accounts.keys()].map((peer) => this.account(peer)!);
+  }
+
+  /** One peer's account, if it has one. */
+  account(peer: string): PeerAccount | undefined {
+    const a = this.#accounts.get(peer);
+    return a && {
       peer: a.peer,
       servedBytes: a.served,
       ...(a.channel ? { channel: a.channel.id, payer: a.channel.payer } : {}),
@@ -495,7 +502,7 @@ export class PaymentDesk implements DeliveryGate {
       base: a.base,
       vouchers: a.vouchers,
       ...(this.#bans.has(a.peer) ? { banned: this.#bans.get(a.peer) } : {}),
-    }));
+    };
   }
 
   /** Totals over every peer. */
@@ -642,7 +649,17 @@ export class PaymentDesk implements DeliveryGate {
     if (req.op !== "voucher") {
       throw new PayProtocolError(`Unknown op "${String(req.op).slice(0, 20)}"`);
     }
-    const message = parseVoucherMessage(req);
+    return await this.takeVoucher(peer, parseVoucherMessage(req));
+  }
+
+  /**
+   * Checks and records a voucher from `peer`, as one sent on the pay protocol is: its answer on success; a
+   * refusal throws (a `VoucherError` and the like). Banning a forger is the caller's: only it knows whether
+   * `peer` is an identity (a libp2p peer) or only a name the voucher gave (`http:<channel>`, see `x402.ts`).
+   */
+  async takeVoucher(peer: string, message: VoucherMessage): Promise<Record<string, unknown>> {
+    if (this.#stopped) throw new DeskStoppedError();
+    this.admit(peer);
     // The hub's signature rule first: a signature it would refuse costs no chain look-up.
     checkSignature(message.signature);
     const account = this.#account(peer);

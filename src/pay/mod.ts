@@ -143,3 +143,5 @@ export {
   type Voucher,
   voucherTypes,
 } from "./voucher.ts";
+export { HTTP_PEER_PREFIX, type HttpCharge, HttpPaywall, type HttpPaywallInit } from "./x402.ts";
+export * from "./x402_format.ts";

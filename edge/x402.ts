@@ -1,0 +1,131 @@
+/**
+ * Pay as you go over HTTP at the gateway: a Hono middleware that makes content answers paid (x402 v2 HTTP
+ * transport, scheme `meshgate-channel`; the protocol is in the README). The domain is `src/pay/x402.ts`;
+ * this file only turns it into statuses and headers.
+ *
+ * A content answer (one carrying `X-Ipfs-Path`: `/mesh/<cid>`, `/ipfs/<cid>`, a subdomain origin) with a body
+ * is charged `price x its bytes`: without `PAYMENT-SIGNATURE` it becomes `402` with `PAYMENT-REQUIRED`; with
+ * one the voucher pays for it (or it becomes the refusal: `400` malformed, `402` refused or past the credit,
+ * `403` banned, `429` rate limited, each with `PAYMENT-REQUIRED` and a failed `PAYMENT-RESPONSE`), and the
+ * answer carries `PAYMENT-RESPONSE`. Bytes the client never took (a cancelled body) are not owed. HEAD,
+ * `304`, empty bodies and errors are free.
+ *
+ * @module
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { parseCid } from "../src/content/cid.ts";
+import { MeshError } from "../src/errors.ts";
+import type { HttpCharge, HttpPaywall } from "../src/pay/x402.ts";
+import {
+  encodeHeader,
+  PAYMENT_REQUIRED,
+  PAYMENT_RESPONSE,
+  PAYMENT_SIGNATURE,
+} from "../src/pay/x402_format.ts";
+import { httpStatus } from "./errors.ts";
+
+/** Headers a page on another origin may read on paid answers. */
+export const X402_EXPOSED = [PAYMENT_REQUIRED, PAYMENT_RESPONSE];
+
+/** The CID of a content path (`/mesh/<cid>`, `/ipfs/<cid>`, or the subdomain's `/`). */
+function cidOf(c: Context) {
+  const path = c.res.headers.get("x-ipfs-path") ?? "";
+  return parseCid(/^\/(?:mesh|ipfs)\/([^/?#]+)/.exec(path)?.[1] ?? "");
+}
+
+/** Sets the answer to `res` as it is: Hono's setter would copy the old answer's headers onto it. */
+function replace(c: Context, res: Response): void {
+  c.res = undefined;
+  c.res = res;
+}
+
+/** Makes content answers paid through `paywall` (absent: the node charges nothing, all passes). */
+export function x402Paywall(paywall: () => HttpPaywall | undefined): MiddlewareHandler {
+  return async (c, next) => {
+    const wall = paywall();
+    if (!wall) return await next();
+    // A page on another origin sends PAYMENT-SIGNATURE: the browser asks first.
+    if (c.req.method === "OPTIONS" && /^\/(?:mesh|ipfs)\//.test(c.req.path)) {
+      return c.body(null, 204, {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "GET, HEAD",
+        "Access-Control-Allow-Headers": `${PAYMENT_SIGNATURE}, Range, Accept, If-None-Match`,
+        "Access-Control-Max-Age": "600",
+      });
+    }
+    await next();
+    const res = c.res;
+    const bytes = Number(res.headers.get("content-length") ?? NaN);
+    const chargeable = c.req.method === "GET" && (res.status === 200 || res.status === 206) &&
+      res.headers.has("x-ipfs-path") && res.body !== null && Number.isSafeInteger(bytes) &&
+      bytes > 0;
+    if (!chargeable) return;
+    const url = c.req.url;
+    const header = c.req.header(PAYMENT_SIGNATURE);
+    const refuse = async (status: number, code: string, message: string) => {
+      await res.body?.cancel().catch(() => {});
+      const headers = new Headers({
+        "Content-Type": "application/json",
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Expose-Headers": X402_EXPOSED.join(", "),
+        [PAYMENT_REQUIRED]: encodeHeader(wall.required(url, bytes, {
+          error: message,
+          mimeType: res.headers.get("content-type") ?? undefined,
+        })),
+      });
+      if (header !== undefined) headers.set(PAYMENT_RESPONSE, encodeHeader(wall.refusal(code)));
+      replace(c, new Response(JSON.stringify({ error: code, message }), { status, headers }));
+    };
+    if (header === undefined) {
+      return await refuse(
+        402,
+        "payment_required",
+        `This gateway charges ${wall.price(bytes)} wei for these ${bytes} bytes: ` +
+          `send a ${PAYMENT_SIGNATURE} header`,
+      );
+    }
+    let charge: HttpCharge;
+    try {
+      charge = await wall.charge(header, cidOf(c), bytes, c.req.raw.signal);
+    } catch (e) {
+      if (!(e instanceof MeshError)) throw e;
+      return await refuse(httpStatus(e), e.code, e.message);
+    }
+    // Counts what the server really took of the body: a client that goes away owes only that.
+    const reader = res.body!.getReader();
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        let next;
+        try {
+          next = await reader.read();
+        } catch (e) {
+          charge.settle(sent);
+          controller.error(e);
+          return;
+        }
+        if (next.done) {
+          charge.settle(sent);
+          controller.close();
+          return;
+        }
+        sent += next.value.length;
+        controller.enqueue(next.value);
+      },
+      cancel(reason) {
+        charge.settle(sent);
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+    const headers = new Headers(res.headers);
+    headers.set(PAYMENT_RESPONSE, encodeHeader(charge.settlement));
+    // Paid for by one client: no shared cache may hand it to others.
+    headers.set("Cache-Control", "private, max-age=29030400, immutable");
+    const exposed = headers.get("access-control-expose-headers");
+    headers.set(
+      "Access-Control-Expose-Headers",
+      [exposed, ...X402_EXPOSED].filter(Boolean).join(", "),
+    );
+    replace(c, new Response(body, { status: res.status, headers }));
+  };
+}
