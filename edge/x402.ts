@@ -39,8 +39,44 @@ function replace(c: Context, res: Response): void {
   c.res = res;
 }
 
-/** Makes content answers paid through `paywall` (absent: the node charges nothing, all passes). */
-export function x402Paywall(paywall: () => HttpPaywall | undefined): MiddlewareHandler {
+function unpaidMessage(wall: HttpPaywall, bytes: number): string {
+  return `This gateway charges ${wall.price(bytes)} wei for these ${bytes} bytes: ` +
+    `send a ${PAYMENT_SIGNATURE} header`;
+}
+
+/** A refusal: `{ error, message }` with how to pay, and (for a payment that was sent) why it failed. */
+function refusal(
+  wall: HttpPaywall,
+  url: string,
+  bytes: number,
+  content: Response,
+  r: { status: number; code: string; message: string; paid: boolean },
+): Response {
+  const headers = new Headers({
+    "Content-Type": "application/json",
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": X402_EXPOSED.join(", "),
+    [PAYMENT_REQUIRED]: encodeHeader(wall.required(url, bytes, {
+      error: r.message,
+      mimeType: content.headers.get("content-type") ?? undefined,
+    })),
+  });
+  if (r.paid) headers.set(PAYMENT_RESPONSE, encodeHeader(wall.refusal(r.code)));
+  return new Response(JSON.stringify({ error: r.code, message: r.message }), {
+    status: r.status,
+    headers,
+  });
+}
+
+/**
+ * Makes content answers paid through `paywall` (absent: the node charges nothing, all passes). `probe`
+ * answers a request through the whole app: an unpaid GET is priced from its HEAD, so asking costs the
+ * gateway a manifest, never a chunk it may have to buy from the mesh.
+ */
+export function x402Paywall(
+  paywall: () => HttpPaywall | undefined,
+  probe?: (req: Request) => Response | Promise<Response>,
+): MiddlewareHandler {
   return async (c, next) => {
     const wall = paywall();
     if (!wall) return await next();
@@ -53,6 +89,26 @@ export function x402Paywall(paywall: () => HttpPaywall | undefined): MiddlewareH
         "Access-Control-Max-Age": "600",
       });
     }
+    const unpaid = c.req.method === "GET" && !c.req.header(PAYMENT_SIGNATURE);
+    // Raw blocks are not probed: their HEAD reads the block as their GET does.
+    const raw = c.req.query("format") === "raw" ||
+      (c.req.header("accept") ?? "").includes("application/vnd.ipld.raw");
+    if (unpaid && probe && !raw && /^\/(?:mesh|ipfs)\//.test(c.req.path)) {
+      const head = await probe(new Request(c.req.raw, { method: "HEAD" }));
+      const length = Number(head.headers.get("content-length") ?? NaN);
+      if (
+        (head.status === 200 || head.status === 206) && head.headers.has("x-ipfs-path") &&
+        Number.isSafeInteger(length) && length > 0
+      ) {
+        const message = unpaidMessage(wall, length);
+        return refusal(wall, c.req.url, length, head, {
+          status: 402,
+          code: "payment_required",
+          message,
+          paid: false,
+        });
+      }
+    }
     await next();
     const res = c.res;
     const bytes = Number(res.headers.get("content-length") ?? NaN);
@@ -64,25 +120,13 @@ export function x402Paywall(paywall: () => HttpPaywall | undefined): MiddlewareH
     const header = c.req.header(PAYMENT_SIGNATURE);
     const refuse = async (status: number, code: string, message: string) => {
       await res.body?.cancel().catch(() => {});
-      const headers = new Headers({
-        "Content-Type": "application/json",
-        "Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers": X402_EXPOSED.join(", "),
-        [PAYMENT_REQUIRED]: encodeHeader(wall.required(url, bytes, {
-          error: message,
-          mimeType: res.headers.get("content-type") ?? undefined,
-        })),
-      });
-      if (header !== undefined) headers.set(PAYMENT_RESPONSE, encodeHeader(wall.refusal(code)));
-      replace(c, new Response(JSON.stringify({ error: code, message }), { status, headers }));
+      replace(
+        c,
+        refusal(wall, url, bytes, res, { status, code, message, paid: header !== undefined }),
+      );
     };
     if (header === undefined) {
-      return await refuse(
-        402,
-        "payment_required",
-        `This gateway charges ${wall.price(bytes)} wei for these ${bytes} bytes: ` +
-          `send a ${PAYMENT_SIGNATURE} header`,
-      );
+      return await refuse(402, "payment_required", unpaidMessage(wall, bytes));
     }
     let charge: HttpCharge;
     try {

@@ -58,6 +58,13 @@ Deno.test({
       await t.step(
         "unpaid content is 402 with PAYMENT-REQUIRED; HEAD, errors and the API are free",
         async () => {
+          const sent = async () =>
+            Number(
+              /^mesh_bytes_served_total (\d+)$/m.exec(
+                await (await fetch(`${gw.url}/metrics`)).text(),
+              )?.[1],
+            );
+          const before = await sent();
           const res = await fetch(`${gw.url}/mesh/${cid}`);
           assert.equal(res.status, 402);
           const body = await res.json();
@@ -93,6 +100,8 @@ Deno.test({
           await ranged.body?.cancel();
           const r = parsePaymentRequired(ranged.headers.get(PAYMENT_REQUIRED)).accepts[0]!;
           assert.equal(r.amount, PRICE * 1024n);
+          // Priced from its HEAD: asking read no chunk (one the gateway might have had to buy).
+          assert.equal(await sent(), before);
           const head = await fetch(`${gw.url}/mesh/${cid}`, { method: "HEAD" });
           assert.equal(head.status, 200);
           assert.equal(head.headers.get("content-length"), String(file.length));
