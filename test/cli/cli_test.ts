@@ -65,6 +65,7 @@ Deno.test("the CLI explains usage errors with exit code 2 and unreachable gatewa
     [["serve", "--port", "99999"], 2, /Port "99999"/],
     [["serve", "--max-store", "lots"], 2, /--max-store "lots" is not a size/],
     [["serve", "--bogus"], 2, /bogus/],
+    [["serve", "--pay-http"], 2, /--pay-http needs --chain, a --price-served above 0/],
     [
       [
         "serve",

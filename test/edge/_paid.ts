@@ -32,7 +32,9 @@ export interface PaidGateway {
   stop(): Promise<void>;
 }
 
-export async function startPaidGateway(options: { creditBytes?: number } = {}): Promise<PaidGateway> {
+export async function startPaidGateway(
+  options: { creditBytes?: number } = {},
+): Promise<PaidGateway> {
   const dir = await Deno.makeTempDir({ prefix: "meshgate-x402-" });
   const devnet = await startDevnet();
   const node = await MeshgateNode.create({
