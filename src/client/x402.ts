@@ -516,13 +516,13 @@ export class X402Client {
     const terms = required.accepts[0];
     if (!terms) return res;
     await res.body?.cancel().catch(() => {});
-    const ch = await this.#channelFor(origin, terms);
     if (terms.amount !== terms.extra.pricePerByte * BigInt(terms.extra.bytes)) {
       throw new X402Error(
         "x402_overcharged",
         `${origin} asks ${terms.amount} wei for ${terms.extra.bytes} bytes at ${terms.extra.pricePerByte} wei each`,
       );
     }
+    const ch = await this.#channelFor(origin, terms);
     return await this.#paid(req, ch, terms.extra.bytes, terms.amount);
   };
 
