@@ -611,49 +611,70 @@ export class X402Client {
   /** Sends `req` with a voucher worth `amount` more, in turn with the other requests to its gateway. */
   #paid(req: Request, ch: Channel, bytes: number, amount: bigint): Promise<Response> {
     const run = ch.queue.then(async () => {
-      if (this.#spent + amount > this.#maxSpend) {
-        throw new X402Error(
-          "spending_cap",
-          `Paying ${amount} wei more would pass the cap of ${this.#maxSpend} wei`,
-        );
-      }
-      const next = ch.cumulative + amount;
-      await this.#fund(ch, next);
-      const header = await this.#header(ch, next);
-      const paid = new Request(req);
-      paid.headers.set(PAYMENT_SIGNATURE, header);
-      const res = await this.#fetch(paid);
-      const raw = res.headers.get(PAYMENT_RESPONSE);
-      const settlement = raw ? parseSettlementResponse(raw) : undefined;
-      const taken = settlement?.success === true && settlement.extra?.cumulativeAmount === next;
-      if (taken) {
-        const length = Number(res.headers.get("content-length"));
-        if (length !== bytes || settlement.extra!.chargedAmount !== amount) {
-          await res.body?.cancel().catch(() => {});
+      for (let attempt = 0;; attempt++) {
+        req.signal.throwIfAborted(); // nothing signed for a request that will not be sent
+        if (this.#spent + amount > this.#maxSpend) {
           throw new X402Error(
-            "x402_overcharged",
-            `${ch.gateway} charged ${settlement.extra!.chargedAmount} wei for ${length} bytes, ` +
-              `${amount} wei for ${bytes} bytes was paid`,
+            "spending_cap",
+            `Paying ${amount} wei more would pass the cap of ${this.#maxSpend} wei`,
           );
         }
+        const next = ch.cumulative + amount;
+        await this.#fund(ch, next);
+        const header = await this.#header(ch, next);
+        const paid = new Request(req);
+        paid.headers.set(PAYMENT_SIGNATURE, header);
+        const spend = () => {
+          ch.cumulative = next;
+          this.#spent += amount;
+        };
+        let res: Response;
+        try {
+          res = await this.#fetch(paid);
+        } catch (e) {
+          // The gateway may have taken it before the answer was lost: count it, so that the next voucher
+          // is above it (a lost answer costs at most this amount, never a stuck channel).
+          spend();
+          throw e;
+        }
+        const raw = res.headers.get(PAYMENT_RESPONSE);
+        const settlement = raw ? parseSettlementResponse(raw) : undefined;
+        const taken = settlement?.success === true && settlement.extra?.cumulativeAmount === next;
+        const reason = settlement?.success === false ? settlement.errorReason ?? "" : "";
+        if (taken) {
+          const length = Number(res.headers.get("content-length"));
+          const price = ch.terms.extra.pricePerByte;
+          if (settlement.extra!.chargedAmount !== price * BigInt(length)) {
+            await res.body?.cancel().catch(() => {});
+            throw new X402Error(
+              "x402_overcharged",
+              `${ch.gateway} says it charged ${
+                settlement.extra!.chargedAmount
+              } wei for ${length} bytes at ${price} wei each`,
+            );
+          }
+        }
+        if (taken || TAKEN.has(reason)) spend();
+        // Our own voucher seen before: an earlier answer was lost after the gateway took it. Once more.
+        if (reason === "voucher_replay" && attempt === 0) {
+          await res.body?.cancel().catch(() => {});
+          spend();
+          continue;
+        }
+        if (taken) {
+          this.#emit({ type: "paid", url: req.url, amount, cumulative: next, bytes, header });
+        } else if (!res.ok) {
+          const body = await res.clone().json().catch(() => ({})) as Record<string, string>;
+          this.#emit({
+            type: "refused",
+            url: req.url,
+            status: res.status,
+            code: body.error ?? reason,
+            message: body.message ?? "",
+          });
+        }
+        return res;
       }
-      if (taken || (settlement && TAKEN.has(settlement.errorReason ?? ""))) {
-        ch.cumulative = next;
-        this.#spent += amount;
-      }
-      if (taken) {
-        this.#emit({ type: "paid", url: req.url, amount, cumulative: next, bytes, header });
-      } else if (!res.ok) {
-        const body = await res.clone().json().catch(() => ({})) as Record<string, string>;
-        this.#emit({
-          type: "refused",
-          url: req.url,
-          status: res.status,
-          code: body.error ?? settlement?.errorReason ?? "",
-          message: body.message ?? "",
-        });
-      }
-      return res;
     });
     ch.queue = run.catch(() => {});
     return run;

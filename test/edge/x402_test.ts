@@ -312,6 +312,42 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "an answer lost after the gateway took its voucher leaves no channel stuck",
+        async () => {
+          let lose = false;
+          const lossy = new X402Client({
+            rpc: gw.devnet.config.rpc,
+            fetch: async (input, init) => {
+              const res = await fetch(input, init);
+              if (!lose || !new Request(input, init).headers.has(PAYMENT_SIGNATURE)) return res;
+              lose = false;
+              await res.body?.cancel();
+              throw new TypeError("the connection broke");
+            },
+          });
+          await gw.fund(await lossy.address());
+          const first = await lossy.fetch(`${gw.url}/mesh/${cid}`, {
+            headers: { Range: "bytes=0-999" },
+          });
+          assert.equal(first.status, 206);
+          await first.arrayBuffer();
+          lose = true;
+          await assert.rejects(
+            lossy.fetch(`${gw.url}/mesh/${cid}`, { headers: { Range: "bytes=0-999" } }),
+            /the connection broke/,
+          );
+          const after = await lossy.fetch(`${gw.url}/mesh/${cid}`, {
+            headers: { Range: "bytes=0-999" },
+          });
+          assert.equal(after.status, 206);
+          assert.equal((await after.arrayBuffer()).byteLength, 1000);
+          const c = lossy.channel(gw.url)!;
+          assert.equal(c.cumulative, PRICE * 3000n);
+          assert.equal(gw.desk.account(`${HTTP_PEER_PREFIX}${c.channel}`)!.accepted, PRICE * 3000n);
+        },
+      );
+
       await t.step("a client that stops paying is cut off within its credit", async () => {
         const account = () => gw.desk.account(`${HTTP_PEER_PREFIX}${ch}`)!;
         const paidBytes = (a: { accepted: bigint; base: bigint }) => (a.accepted - a.base) / PRICE;
