@@ -162,6 +162,51 @@ Deno.test({
         },
       );
 
+      await t.step("a page on another origin pays too (preflight, exposed headers)", async () => {
+        const { promise, resolve } = Promise.withResolvers<Deno.NetAddr>();
+        const site = Deno.serve(
+          { hostname: "127.0.0.1", port: 0, onListen: resolve },
+          () =>
+            new Response("<!doctype html><title>site</title>", {
+              headers: { "Content-Type": "text/html" },
+            }),
+        );
+        try {
+          const page = await (await browser!.newContext()).newPage();
+          await page.goto(`http://127.0.0.1:${(await promise).port}/`);
+          const address = await page.evaluate(async ({ url, rpc }) => {
+            const m = await import(`${url}/meshgate.js`);
+            // deno-lint-ignore no-explicit-any
+            const w = globalThis as any;
+            w.pay = new m.X402Client({ rpc });
+            return await w.pay.address() as string;
+          }, { url: gw.url, rpc });
+          await gw.fund(address);
+          const got = await page.evaluate(async ({ url, cid }) => {
+            // deno-lint-ignore no-explicit-any
+            const pay = (globalThis as any).pay;
+            const a = await pay.fetch(`${url}/mesh/${cid}`, { headers: { Range: "bytes=0-999" } });
+            const b = await pay.fetch(`${url}/mesh/${cid}`, {
+              headers: { Range: "bytes=1000-1999" },
+            });
+            return {
+              status: [a.status, b.status],
+              bytes: (await a.arrayBuffer()).byteLength + (await b.arrayBuffer()).byteLength,
+              cumulative: String(pay.channel(url).cumulative),
+              origin: location.origin,
+            };
+          }, { url: gw.url, cid });
+          assert.notEqual(got.origin, gw.url);
+          assert.deepEqual(got.status, [206, 206]);
+          assert.equal(got.bytes, 2000);
+          // The second voucher went up by exactly its price: the page read PAYMENT-RESPONSE.
+          assert.equal(BigInt(got.cumulative), PRICE * 2000n);
+          await page.close();
+        } finally {
+          await site.shutdown();
+        }
+      });
+
       await t.step("a page that stops paying is cut off within the credit", async () => {
         // Its own context: another step's answers in the HTTP cache would be served unpaid.
         const page = await (await browser!.newContext()).newPage();
