@@ -130,7 +130,10 @@ export function x402Paywall(
     }
     let charge: HttpCharge;
     try {
-      charge = await wall.charge(header, cidOf(c), bytes, c.req.raw.signal);
+      // Deno.serve's connection info; behind a proxy every client is the proxy, a shared budget.
+      const env = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+      const client = env?.remoteAddr?.hostname ?? "unknown";
+      charge = await wall.charge(header, cidOf(c), bytes, c.req.raw.signal, client);
     } catch (e) {
       if (!(e instanceof MeshError)) throw e;
       return await refuse(httpStatus(e), e.code, e.message);

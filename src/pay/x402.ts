@@ -27,6 +27,7 @@ import {
   X402_VERSION,
 } from "./x402_format.ts";
 import { CHANNEL_HUB_NAME, CHANNEL_HUB_VERSION } from "./voucher.ts";
+import { PayRateLimitedError } from "./pay_protocol.ts";
 
 /** Desk accounts of HTTP clients are named `http:<channel>`. */
 export const HTTP_PEER_PREFIX = "http:";
@@ -52,7 +53,14 @@ export interface HttpPaywallInit {
   minChallengePeriod?: number;
   /** `maxTimeoutSeconds` of the requirements. Default: 60. */
   maxTimeoutSeconds?: number;
+  /** Channels not bound yet that one client address may name (each costs a chain look-up): a burst, then
+   * so many a minute. Default: 8, then 30 a minute. */
+  newChannelBurst?: number;
+  newChannelsPerMinute?: number;
 }
+
+/** Client addresses whose budget of new channels is kept (the longest idle is forgotten first). */
+const MAX_CLIENTS = 4096;
 
 /** Prices HTTP responses and charges them to the channels of the vouchers that pay for them. */
 export class HttpPaywall {
@@ -60,12 +68,37 @@ export class HttpPaywall {
   readonly network: string;
   readonly #minChallenge: number;
   readonly #timeout: number;
+  readonly #burst: number;
+  readonly #perMs: number;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(init: HttpPaywallInit) {
     this.#desk = init.desk;
     this.network = caip2(init.chainId);
     this.#minChallenge = init.minChallengePeriod ?? 3600;
     this.#timeout = init.maxTimeoutSeconds ?? 60;
+    this.#burst = init.newChannelBurst ?? 8;
+    this.#perMs = (init.newChannelsPerMinute ?? 30) / 60_000;
+  }
+
+  /** Takes one new-channel look-up from `client`'s bucket. The desk budgets look-ups per account, but
+   * over HTTP every made-up channel id would be an account of its own: the address is what is left. */
+  #takeToken(client: string): boolean {
+    const now = Date.now();
+    let b = this.#buckets.get(client);
+    if (b) this.#buckets.delete(client);
+    else {
+      if (this.#buckets.size >= MAX_CLIENTS) {
+        this.#buckets.delete(this.#buckets.keys().next().value!);
+      }
+      b = { tokens: this.#burst, at: now };
+    }
+    b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) * this.#perMs);
+    b.at = now;
+    this.#buckets.set(client, b); // most recent last
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
   }
 
   /** Wei a response of `bytes` costs: the desk's price per byte times its bytes, exactly. */
@@ -118,8 +151,15 @@ export class HttpPaywall {
    * @throws {PaymentNetworkError} the payment is for another scheme or chain
    * @throws {VoucherError} the desk refused the voucher (another channel, signer, a replay, a lower amount…)
    * @throws {PaymentRequiredError} the channel owes more than its credit allows with this response
+   * @throws {PayRateLimitedError} `client` (its address) names new channels too often
    */
-  async charge(header: string, cid: CID, bytes: number, signal: AbortSignal): Promise<HttpCharge> {
+  async charge(
+    header: string,
+    cid: CID,
+    bytes: number,
+    signal: AbortSignal,
+    client = "unknown",
+  ): Promise<HttpCharge> {
     const { accepted, payload } = parsePaymentSignature(header);
     if (accepted.scheme !== X402_SCHEME) {
       throw new PaymentNetworkError(
@@ -137,6 +177,9 @@ export class HttpPaywall {
     }
     const channel = payload.channel as Hex;
     const peer = `${HTTP_PEER_PREFIX}${channel}`;
+    if (this.#desk.account(peer)?.channel === undefined && !this.#takeToken(client)) {
+      throw new PayRateLimitedError(client);
+    }
     await this.#desk.takeVoucher(peer, {
       voucher: {
         channel,

@@ -380,6 +380,36 @@ Deno.test({
         assert.equal(none.status, 402);
         await none.body?.cancel();
       });
+      await t.step(
+        "made-up channels cost the chain little: a client naming many is told 429",
+        async () => {
+          const codes: string[] = [];
+          for (let i = 0; i < 9 && !codes.includes("pay_rate_limited"); i++) {
+            const res = await fetch(`${gw.url}/mesh/${cid}`, {
+              headers: {
+                [PAYMENT_SIGNATURE]: header({
+                  channel: toHex(1000n + BigInt(i), { size: 32 }),
+                  key: generatePrivateKey(),
+                }),
+                Range: "bytes=0-9",
+              },
+            });
+            const body = await res.json();
+            codes.push(body.error);
+            if (body.error === "pay_rate_limited") {
+              assert.equal(res.status, 429);
+              assert.match(body.message, /"127\.0\.0\.1" asks for chain look-ups too often/);
+            } else assert.equal(body.error, "voucher_channel_unusable");
+          }
+          assert.equal(codes.at(-1), "pay_rate_limited", codes.join(" "));
+          // A bound channel costs no look-up: its payer goes on.
+          const ok = await client.fetch(`${gw.url}/mesh/${cid}`, {
+            headers: { Range: "bytes=0-9" },
+          });
+          assert.equal(ok.status, 206);
+          await ok.body?.cancel();
+        },
+      );
     } finally {
       await gw.stop();
     }
