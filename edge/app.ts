@@ -275,7 +275,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       c.header("ETag", undefined);
     }
   });
-  if (options.x402) app.use(x402Paywall(() => options.x402, (req) => app.fetch(req)));
+  if (options.x402) app.use(x402Paywall(() => options.x402, node));
   // A content origin answers only its content: no page, no API, no uploads.
   app.use(async (c, next) => {
     const label = SUBDOMAIN.exec(c.req.header("host") ?? new URL(c.req.url).host)?.[1];

@@ -15,6 +15,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { parseCid } from "../src/content/cid.ts";
 import { MeshError } from "../src/errors.ts";
+import type { MeshgateNode } from "../src/node.ts";
 import type { HttpCharge, HttpPaywall } from "../src/pay/x402.ts";
 import {
   encodeHeader,
@@ -23,6 +24,7 @@ import {
   PAYMENT_SIGNATURE,
 } from "../src/pay/x402_format.ts";
 import { httpStatus } from "./errors.ts";
+import { parseRange } from "./range.ts";
 
 /** Headers a page on another origin may read on paid answers. */
 export const X402_EXPOSED = [PAYMENT_REQUIRED, PAYMENT_RESPONSE];
@@ -49,7 +51,7 @@ function refusal(
   wall: HttpPaywall,
   url: string,
   bytes: number,
-  content: Response,
+  mimeType: string | null,
   r: { status: number; code: string; message: string; paid: boolean },
 ): Response {
   const headers = new Headers({
@@ -58,7 +60,7 @@ function refusal(
     "Access-Control-Expose-Headers": X402_EXPOSED.join(", "),
     [PAYMENT_REQUIRED]: encodeHeader(wall.required(url, bytes, {
       error: r.message,
-      mimeType: content.headers.get("content-type") ?? undefined,
+      mimeType: mimeType ?? undefined,
     })),
   });
   if (r.paid) headers.set(PAYMENT_RESPONSE, encodeHeader(wall.refusal(r.code)));
@@ -69,13 +71,13 @@ function refusal(
 }
 
 /**
- * Makes content answers paid through `paywall` (absent: the node charges nothing, all passes). `probe`
- * answers a request through the whole app: an unpaid GET is priced from its HEAD, so asking costs the
- * gateway a manifest, never a chunk it may have to buy from the mesh.
+ * Makes content answers paid through `paywall` (absent: the node charges nothing, all passes). With `node`,
+ * an unpaid GET of a file is priced from its manifest alone, so asking never makes the gateway read a chunk
+ * (one it may have to buy from the mesh); a manifest that cannot be had fails as the GET would.
  */
 export function x402Paywall(
   paywall: () => HttpPaywall | undefined,
-  probe?: (req: Request) => Response | Promise<Response>,
+  node?: Pick<MeshgateNode, "manifest">,
 ): MiddlewareHandler {
   return async (c, next) => {
     const wall = paywall();
@@ -89,22 +91,25 @@ export function x402Paywall(
         "Access-Control-Max-Age": "600",
       });
     }
-    const unpaid = c.req.method === "GET" && !c.req.header(PAYMENT_SIGNATURE);
-    // Raw blocks are not probed: their HEAD reads the block as their GET does.
-    const raw = c.req.query("format") === "raw" ||
-      (c.req.header("accept") ?? "").includes("application/vnd.ipld.raw");
-    if (unpaid && probe && !raw && /^\/(?:mesh|ipfs)\//.test(c.req.path)) {
-      const head = await probe(new Request(c.req.raw, { method: "HEAD" }));
-      const length = Number(head.headers.get("content-length") ?? NaN);
-      if (
-        (head.status === 200 || head.status === 206) && head.headers.has("x-ipfs-path") &&
-        Number.isSafeInteger(length) && length > 0
-      ) {
-        const message = unpaidMessage(wall, length);
-        return refusal(wall, c.req.url, length, head, {
+    // Files only: a raw block's size is known once it is read (as its GET does), a revalidation is free.
+    const file = /^\/(?:mesh|ipfs)\/([^/?#]+)$/.exec(c.req.path)?.[1];
+    if (
+      node && file && c.req.method === "GET" && !c.req.header(PAYMENT_SIGNATURE) &&
+      c.req.query("format") === undefined && !c.req.header("if-none-match") &&
+      !(c.req.header("accept") ?? "").includes("application/vnd.ipld.raw")
+    ) {
+      const manifest = await node.manifest(parseCid(file), c.req.raw.signal);
+      const range = parseRange(c.req.header("range"), manifest.size);
+      const bytes = range.kind === "partial"
+        ? range.end - range.start
+        : range.kind === "full"
+        ? manifest.size
+        : 0;
+      if (bytes > 0) {
+        return refusal(wall, c.req.url, bytes, manifest.type, {
           status: 402,
           code: "payment_required",
-          message,
+          message: unpaidMessage(wall, bytes),
           paid: false,
         });
       }
@@ -122,7 +127,12 @@ export function x402Paywall(
       await res.body?.cancel().catch(() => {});
       replace(
         c,
-        refusal(wall, url, bytes, res, { status, code, message, paid: header !== undefined }),
+        refusal(wall, url, bytes, res.headers.get("content-type"), {
+          status,
+          code,
+          message,
+          paid: header !== undefined,
+        }),
       );
     };
     if (header === undefined) {

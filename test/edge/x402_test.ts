@@ -100,13 +100,18 @@ Deno.test({
           await ranged.body?.cancel();
           const r = parsePaymentRequired(ranged.headers.get(PAYMENT_REQUIRED)).accepts[0]!;
           assert.equal(r.amount, PRICE * 1024n);
-          // Priced from its HEAD: asking read no chunk (one the gateway might have had to buy).
+          // Priced from its manifest: asking read no chunk (one the gateway might have had to buy).
           assert.equal(await sent(), before);
           const head = await fetch(`${gw.url}/mesh/${cid}`, { method: "HEAD" });
           assert.equal(head.status, 200);
           assert.equal(head.headers.get("content-length"), String(file.length));
           const missing = await fetch(`${gw.url}/mesh/${cidOf(bytesOf(100, 9))}`);
           assert.equal(missing.status, 404);
+          const outside = await fetch(`${gw.url}/mesh/${cid}`, {
+            headers: { Range: "bytes=99999999-" },
+          });
+          assert.equal(outside.status, 416);
+          await outside.body?.cancel();
           await missing.body?.cancel();
           const api = await fetch(`${gw.url}/api/pay`);
           assert.equal(api.status, 200);
