@@ -117,9 +117,7 @@ intent alone, so only this node can open them and no seller sees another's price
       <button type="submit">Add listing</button>
     </form>
     <h4>Listings</h4>
-    <div class="table-scroll"><table class="mk-table"><thead><tr><th>Topic</th><th>Item</th>
-      <th>Stock</th><th>Unit price</th><th>Answers</th><th></th></tr></thead>
-      <tbody id="mk-listings"></tbody></table></div>
+    <ul id="mk-listings" class="mk-list" aria-label="listings"></ul>
     <h4>Matching intents</h4>
     <ul id="mk-seen" class="mk-list" aria-label="intents seen under the listings' topics"></ul>
     <h4>Quotes sent</h4>
@@ -128,8 +126,7 @@ intent alone, so only this node can open them and no seller sees another's price
 </div>
 <h3>Deals</h3>
 <p id="mk-account" class="dim"></p>
-<div class="table-scroll"><table class="mk-table"><thead><tr><th>Deal</th><th>Role</th><th>Item</th>
-  <th>Amount</th><th>State</th><th></th></tr></thead><tbody id="mk-deals"></tbody></table></div>
+<ul id="mk-deals" class="mk-list" aria-label="deals"></ul>
 <p id="mk-msg" class="mk-msg" role="status" aria-live="polite"></p>`;
 
 let ready = false;
@@ -390,13 +387,15 @@ export async function refreshMarket(): Promise<void> {
   draw(
     "mk-listings",
     rows.length === 0
-      ? '<tr><td colspan="6" class="empty">No listings</td></tr>'
+      ? '<li class="empty">No listings</li>'
       : rows.map((l) =>
-        `<tr><td>${esc(l.topic)}</td><td>${esc(l.item)}</td><td>${l.stock}</td><td>${
+        `<li class="mk-listing">${esc(l.item)} <span class="dim">in ${esc(l.topic)}</span> · ${
           amount(l.price.unit, l.currency)
-        }</td><td>${l.auto ? "at once" : "by hand"}</td><td><button data-act="remove" data-id="${
-          esc(l.id)
-        }" aria-label="Remove the listing ${esc(l.item)}">Remove</button></td></tr>`
+        } each · stock ${l.stock} · ${
+          l.auto ? "quotes at once" : "quotes by hand"
+        } <button data-act="remove" data-id="${esc(l.id)}" aria-label="Remove the listing ${
+          esc(l.item)
+        }">Remove</button></li>`
       ).join(""),
   );
   const s = seen as { seen: Intent[]; held: { id: string; intent: Intent }[]; sent: Sent[] };
@@ -430,15 +429,16 @@ export async function refreshMarket(): Promise<void> {
   );
   draw(
     "mk-deals",
-    dealList.length === 0
-      ? '<tr><td colspan="6" class="empty">No deals</td></tr>'
-      : dealList.map((d) =>
-        `<tr class="mk-deal" data-deal="${esc(d.id)}"><td title="${esc(d.id)}"><code>${
-          esc(short(d.id))
-        }</code></td><td>${esc(d.role)}</td><td>${esc(d.quote.item)}</td><td>${
-          amount(d.amount, "wei")
-        }</td><td class="mk-status">${esc(d.status)}</td><td>${dealActions(d)}</td></tr>`
-      ).join(""),
+    dealList.length === 0 ? '<li class="empty">No deals</li>' : dealList.map((d) => {
+      const actions = dealActions(d);
+      return `<li class="mk-deal" data-deal="${esc(d.id)}"><code title="${esc(d.id)}">${
+        esc(short(d.id))
+      }</code> · ${esc(d.role)} · ${esc(d.quote.item)} · ${
+        amount(d.amount, "wei")
+      } · <span class="mk-status">${esc(d.status)}</span>${
+        actions ? ` <span class="mk-actions">${actions}</span>` : ""
+      }</li>`;
+    }).join(""),
   );
 }
 

@@ -47,7 +47,7 @@ Deno.test({
       await listForm.getByLabel("Unit price").fill(PRICE);
       await listForm.getByLabel("Terms").fill("done in the shop within a day");
       await listForm.getByRole("button", { name: "Add listing" }).click();
-      await sell.locator("#mk-listings tr", { hasText: "tune-up" }).waitFor();
+      await sell.locator("#mk-listings li", { hasText: "tune-up" }).waitFor();
       await new Promise((r) => setTimeout(r, 2000)); // the subscription reaches the buyer
 
       // The buyer posts, from the keyboard: Enter in the last field submits.
@@ -72,24 +72,24 @@ Deno.test({
       await shots(buy, "market-buyer-quote");
 
       await quote.getByRole("button", { name: /Accept and fund/ }).click();
-      const buyerDeal = buy.locator("tr.mk-deal");
+      const buyerDeal = buy.locator("li.mk-deal");
       await buyerDeal.waitFor({ timeout: 30_000 });
       // The seller's node confirms by itself; the buyer's page follows the chain.
-      await buy.locator("tr.mk-deal .mk-status", { hasText: "confirmed" }).waitFor({
+      await buy.locator("li.mk-deal .mk-status", { hasText: "confirmed" }).waitFor({
         timeout: 30_000,
       });
-      await sell.locator("tr.mk-deal", { hasText: "seller" }).locator(".mk-status", {
+      await sell.locator("li.mk-deal", { hasText: "seller" }).locator(".mk-status", {
         hasText: "confirmed",
       }).waitFor({ timeout: 30_000 });
       await buyerDeal.getByRole("button", { name: /Release/ }).click();
-      await buy.locator("tr.mk-deal .mk-status", { hasText: "released" }).waitFor({
+      await buy.locator("li.mk-deal .mk-status", { hasText: "released" }).waitFor({
         timeout: 30_000,
       });
       await buyerDeal.getByLabel("Rating").selectOption("0.75");
       await buyerDeal.getByRole("button", { name: /Rate/ }).click();
       await buyerDeal.getByText("rated 0.75").waitFor({ timeout: 30_000 });
       assert.match(await buy.locator("#mk-msg").innerText(), /Rating the deal: done/);
-      await sell.locator("tr.mk-deal .mk-status", { hasText: "released" }).waitFor({
+      await sell.locator("li.mk-deal .mk-status", { hasText: "released" }).waitFor({
         timeout: 30_000,
       });
       await shots(buy, "market-buyer");
