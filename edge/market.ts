@@ -9,7 +9,13 @@
  *   others' intents under the listings' topics, and the quotes sent.
  * - Deals (with a chain): `POST /api/market/quotes/<id>/accept` funds the escrow for the quote `id` (201);
  *   `POST /api/market/deals/<id>/release` pays the seller; `POST /api/market/deals/<id>/rate`
- *   (`{value: 0..1, comment?: 0x…32 bytes}`) signs, keeps and spreads the rating; `GET /api/market/deals`.
+ *   (`{value: 0..1, comment?: 0x…32 bytes}`) signs, keeps and spreads the rating; `GET /api/market/deals`;
+ *   `POST /api/market/deals/<id>/confirm` (the seller, for a deal its node did not confirm by itself).
+ * - `GET /api/market`: this node's peer and, with a chain, its deal account (the page asks it first).
+ * - `GET /api/market/inbox`: the sealed quotes as they arrived (sender, intent, ciphertext size: never a
+ *   price), so the page shows what came sealed beside what the node opened.
+ * - `POST /api/market/intents/<id>/answer`: the seller quotes an intent held for it (a listing with
+ *   `auto: false`).
  *
  * Quotes and listings are private: unlike the rest of the API, even reading them needs the API token when the
  * gateway has one (writes pass the write guard as every write does).
@@ -54,6 +60,35 @@ export function addMarketRoutes(
       return c.json({ error: "not_found", message: "This node runs no market (--market)" }, 404);
     }
     await next();
+  });
+  app.get("/api/market", (c) => {
+    const m = market()!;
+    const d = m.deals;
+    return c.json({
+      peer: m.peer,
+      deals: d ? { address: d.address, chainId: d.chainId, escrow: d.escrow } : null,
+    });
+  });
+  app.get("/api/market/inbox", (c) =>
+    c.json({
+      sealed: market()!.inbox().filter((e) => e.kind === "quote").map((e) => {
+        const s = e.body as { intent?: string; ct?: string };
+        return {
+          at: e.at,
+          from: e.from,
+          intent: s.intent,
+          bytes: Math.floor((s.ct?.length ?? 0) * 3 / 4),
+        };
+      }),
+    }));
+  app.post("/api/market/intents/:id/answer", async (c) => {
+    const sent = await market()!.answer(c.req.param("id")).catch((e) => e);
+    if (sent instanceof MeshError) return fail(c, sent);
+    if (sent instanceof Error) throw sent;
+    if (!sent) {
+      return c.json({ error: "not_found", message: "No such intent, or no listing fills it" }, 404);
+    }
+    return c.json({ ...sent, quote: { ...sent.quote } }, 201);
   });
   app.get("/api/market/intents", (c) => c.json({ intents: market()!.intents() }));
   app.post("/api/market/intents", async (c) => {
@@ -108,6 +143,15 @@ export function addMarketRoutes(
   app.post(
     "/api/market/deals/:id/release",
     (c) => attempt(c, async () => deal(await market()!.release(c.req.param("id")))),
+  );
+  app.post(
+    "/api/market/deals/:id/confirm",
+    (c) =>
+      attempt(c, async () => {
+        const desk = market()!.deals;
+        if (!desk) throw new MeshError("deal_unfundable", "This node has no escrow (no chain)");
+        return deal(await desk.confirm(c.req.param("id")));
+      }),
   );
   app.post("/api/market/deals/:id/rate", async (c) => {
     const b = await body(c);

@@ -385,6 +385,9 @@ export class MeshgateNode {
             (await loadDeals()).chainMarket({
               chain: config.chain,
               account: config.pay?.account,
+              // One nonce sequence per account: deals queue behind paid delivery's transactions.
+              wallet: delivery?.wallet,
+              transactions: delivery?.transactions,
               book: standing.book,
               dataDir: config.dataDir,
             });

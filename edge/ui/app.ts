@@ -5,6 +5,7 @@
  */
 import { refreshFiles } from "./files.ts";
 import { refreshHealth } from "./health.ts";
+import { setupMarket } from "./market.ts";
 import { refreshOperators, setupOperators } from "./operators.ts";
 import { refreshPay } from "./pay.ts";
 import { refreshStorage } from "./storage.ts";
@@ -20,6 +21,7 @@ refreshPay();
 setupOperators();
 refreshOperators();
 refreshStorage();
+setupMarket();
 setInterval(() => {
   refreshHealth();
   refreshPay();

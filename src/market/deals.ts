@@ -8,7 +8,12 @@
  *   {@link DealDesk.rateTerms} names what the buyer's rating signs (`rating.ts`).
  * - **Seller.** The desk follows the escrow's events; a `DealFunded` paying this account the exact price of a
  *   quote this node sent, under that quote's ID, is confirmed at once. Anything else (another amount, terms
- *   of no quote of ours) is left alone: the buyer gets its money back after `confirmBy`.
+ *   of no quote of ours) is left alone: the buyer gets its money back after `confirmBy`. A node that was
+ *   offline catches up at start: the escrow's events from the block after the last one it saw (kept in
+ *   `market/deals.json`) to the head are handled as if they had just arrived.
+ *
+ * Transactions go through {@link DealDeskInit.transactions}: the node passes paid delivery's queue, so the
+ * account has one nonce sequence however many of its parts send from it.
  *
  * What the seller received stays in the escrow until {@link DealDesk.withdraw} pulls it.
  *
@@ -25,9 +30,10 @@ import {
   isAddressEqual,
   type LocalAccount,
 } from "viem";
-import { getBlock } from "viem/actions";
+import { getBlock, getBlockNumber } from "viem/actions";
 import { MeshError } from "../errors.ts";
 import type { PayClient } from "../pay/_tx.ts";
+import { Serial } from "../pay/_serial.ts";
 import { type ChainConfig, meshChain } from "../pay/chain.ts";
 import type { ReputationBook } from "../reputation/book.ts";
 import {
@@ -36,6 +42,7 @@ import {
   type EscrowEvent,
   fundEscrow,
   getDeal,
+  getDealEvents,
   releaseDeal,
   watchDeals,
   withdrawEscrow,
@@ -68,6 +75,12 @@ export interface DealDeskInit {
   pollingMs?: number;
   /** Where `market/deals.json` keeps this node's deals across restarts (mode 0600). Default: memory only. */
   dataDir?: string;
+  /** Queues the account's transactions (one nonce sequence); pass the one every sender from the account
+   * shares (paid delivery's). Default: the desk's own. */
+  transactions?: Serial;
+  /** Where a first start (no `market/deals.json`) catches up from. Default: the head (nothing to catch up:
+   * a node that never quoted has no deal to find). */
+  fromBlock?: bigint;
   /** The quote this node sent whose ID is `terms`, if any (the seller side; the market service sets it). */
   sentQuote?: (terms: Hex) => Quote | undefined;
   log?: (entry: Record<string, unknown>) => void;
@@ -95,18 +108,32 @@ export class DealError extends MeshError {
   }
 }
 
+/** Order of a deal's states: settled ones last. */
+const RANK: Record<DealStatus, number> = {
+  none: 0,
+  funded: 1,
+  confirmed: 2,
+  disputed: 3,
+  released: 4,
+  refunded: 4,
+  resolved: 4,
+};
+
 export class DealDesk {
   #init: DealDeskInit;
   readonly #deals = new Map<string, Deal>();
   readonly address: Address;
   #unwatch?: () => void;
   /** The account's transactions, one at a time (one nonce sequence). */
-  #serial: Promise<unknown> = Promise.resolve();
+  readonly #txs: Serial;
   #saving: Promise<void> = Promise.resolve();
+  /** The last block whose events this desk handled (saved with the deals). */
+  #lastBlock?: bigint;
 
   constructor(init: DealDeskInit) {
     this.#init = init;
     this.address = init.wallet.account.address;
+    this.#txs = init.transactions ?? new Serial();
   }
 
   get chainId(): number {
@@ -136,7 +163,10 @@ export class DealDesk {
   #save(): void {
     const file = this.#file;
     if (!file) return;
-    const text = JSON.stringify(this.list().map((d) => ({ ...d, amount: String(d.amount) })));
+    const text = JSON.stringify({
+      lastBlock: this.#lastBlock === undefined ? undefined : String(this.#lastBlock),
+      deals: this.list().map((d) => ({ ...d, amount: String(d.amount) })),
+    });
     this.#saving = this.#saving.then(async () => {
       await Deno.mkdir(`${this.#init.dataDir}/market`, { recursive: true });
       await Deno.writeTextFile(`${file}.tmp`, text, { mode: 0o600 });
@@ -147,12 +177,18 @@ export class DealDesk {
   async #load(): Promise<void> {
     const file = this.#file;
     if (!file) return;
-    let rows: (Omit<Deal, "amount"> & { amount: string })[];
+    type Row = Omit<Deal, "amount"> & { amount: string };
+    let saved: Row[] | { lastBlock?: string; deals: Row[] };
     try {
-      rows = JSON.parse(await Deno.readTextFile(file));
+      saved = JSON.parse(await Deno.readTextFile(file));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return;
       throw e;
+    }
+    // An older file is the bare list of deals, with no block.
+    const rows = Array.isArray(saved) ? saved : saved.deals;
+    if (!Array.isArray(saved) && saved.lastBlock !== undefined) {
+      this.#lastBlock = BigInt(saved.lastBlock);
     }
     for (const r of rows) this.#deals.set(r.id.toLowerCase(), { ...r, amount: BigInt(r.amount) });
   }
@@ -164,20 +200,40 @@ export class DealDesk {
     this.#save();
   }
 
+  /**
+   * Loads the deals, starts following the escrow's events, then catches up on those it missed while
+   * stopped: from the block after the last one seen to the head. (The watch starts first, so nothing
+   * falls between the two; an event seen by both is handled once.)
+   */
   async start(): Promise<void> {
-    if (!this.#unwatch) await this.#load();
-    this.#unwatch ??= watchDeals(this.#init.wallet, {
+    if (this.#unwatch) return;
+    await this.#load();
+    const head = await getBlockNumber(this.#init.wallet, { cacheTime: 0 });
+    this.#unwatch = watchDeals(this.#init.wallet, {
       address: this.#init.escrow,
       pollingInterval: this.#init.pollingMs ?? 2_000,
       onEvents: (events) => void this.#events(events),
       onError: (e) => this.#log({ msg: "escrow watch failed", error: `${e}` }),
     });
+    const from = this.#lastBlock !== undefined
+      ? this.#lastBlock + 1n
+      : (this.#init.fromBlock ?? head + 1n);
+    if (from <= head) {
+      const missed = await getDealEvents(this.#init.wallet, {
+        address: this.#init.escrow,
+        fromBlock: from,
+      });
+      if (missed.length) this.#log({ msg: "escrow events caught up", events: missed.length, from });
+      await this.#events(missed);
+    }
+    if (this.#lastBlock === undefined || this.#lastBlock < head) this.#lastBlock = head;
+    this.#save();
   }
 
   async stop(): Promise<void> {
     this.#unwatch?.();
     this.#unwatch = undefined;
-    await this.#serial.catch(() => {});
+    await this.#txs.idle();
     await this.#saving;
   }
 
@@ -261,6 +317,25 @@ export class DealDesk {
     });
   }
 
+  /**
+   * The seller confirms deal `id` (the desk confirms a deal of its quote by itself; this is for one it
+   * could not, e.g. a transaction that failed).
+   */
+  confirm(id: string): Promise<Deal> {
+    const d = this.#mine(id, "seller");
+    return this.#tx(async () => {
+      const { hash } = await confirmDeal(this.#init.wallet, {
+        address: this.#init.escrow,
+        deal: d.id,
+      });
+      d.txs.push(hash);
+      if (RANK[d.status] < RANK.confirmed) d.status = "confirmed";
+      this.#save();
+      this.#log({ msg: "deal confirmed", deal: d.id });
+      return d;
+    });
+  }
+
   /** Pulls what the escrow credited this account. */
   withdraw(): Promise<{ amount: bigint; hash: Hash }> {
     return this.#tx(() => withdrawEscrow(this.#init.wallet, { address: this.#init.escrow }));
@@ -315,13 +390,15 @@ export class DealDesk {
   }
 
   #tx<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.#serial.then(fn, fn);
-    this.#serial = p.catch(() => {});
-    return p;
+    return this.#txs.run(fn);
   }
 
   async #events(events: EscrowEvent[]): Promise<void> {
     for (const e of events) {
+      const block = (e as { blockNumber?: bigint | null }).blockNumber;
+      if (typeof block === "bigint" && (this.#lastBlock === undefined || block > this.#lastBlock)) {
+        this.#lastBlock = block;
+      }
       const args = e.args as Record<string, unknown>;
       const id = (args.deal as Hex | undefined)?.toLowerCase();
       if (!id) continue;
@@ -362,7 +439,9 @@ export class DealDesk {
           DealRefunded: "refunded",
           DealResolved: "resolved",
         };
-        known.status = status[e.eventName] ?? known.status;
+        // Events may come twice (watch and catch-up) or late: a deal's status only moves forward.
+        const next = status[e.eventName];
+        if (next && RANK[next] > RANK[known.status]) known.status = next;
         this.#save();
       }
     }
@@ -381,6 +460,10 @@ export class DealDesk {
 export function chainMarket(init: {
   chain: ChainConfig;
   account?: LocalAccount;
+  /** The account's client and transaction queue when others send from it too (paid delivery's):
+   * one nonce sequence per account. Default: the desk's own. */
+  wallet?: PayClient;
+  transactions?: Serial;
   book: Pick<ReputationBook, "rated">;
   dataDir?: string;
 }): { deals?: DealDesk; ratings: RatingDesk } {
@@ -389,10 +472,18 @@ export function chainMarket(init: {
   const client = createPublicClient({ chain, transport: http(init.chain.rpc) });
   const ratings = new RatingDesk({ client, escrow, book: init.book, dataDir: init.dataDir });
   if (!init.account) return { ratings };
-  const wallet = createWalletClient({
+  const wallet = init.wallet ?? createWalletClient({
     account: init.account,
     chain,
     transport: http(init.chain.rpc),
   }) as PayClient;
-  return { deals: new DealDesk({ wallet, escrow, dataDir: init.dataDir }), ratings };
+  return {
+    deals: new DealDesk({
+      wallet,
+      escrow,
+      dataDir: init.dataDir,
+      transactions: init.transactions,
+    }),
+    ratings,
+  };
 }

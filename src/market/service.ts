@@ -203,6 +203,7 @@ export class MarketService {
     this.#libp2p = libp2p;
     this.#stopping = new AbortController();
     await this.#loadOwn();
+    await this.#loadSent(); // before the deal desk catches up: it finds its deals by these quotes
     if (this.deals) {
       this.#payout = await this.deals.payout(this.#key);
       await this.deals.start();
@@ -242,6 +243,11 @@ export class MarketService {
     await Promise.allSettled([...this.#tasks]);
     await this.deals?.stop();
     this.#libp2p = undefined;
+  }
+
+  /** This node's peer ID (the buyer and seller it trades as). */
+  get peer(): string {
+    return this.#self;
   }
 
   // --- buyer ------------------------------------------------------------------------------------------
@@ -623,6 +629,7 @@ export class MarketService {
     };
     this.#sent.push(entry);
     if (this.#sent.length > MAX_SEEN) this.#sent.shift();
+    await this.#saveSent();
     const libp2p = this.#net();
     try {
       const buyer = peerIdFromString(intent.buyer);
@@ -640,6 +647,7 @@ export class MarketService {
         throw new MarketProtocolError(`The buyer refused the quote: ${String(answer.error)}`);
       }
       entry.delivered = true;
+      await this.#saveSent();
       this.#log({ msg: "quote sent", intent: id, buyer: intent.buyer });
     } catch (e) {
       entry.error = `${(e as MeshError).code ?? "error"}`;
@@ -727,6 +735,44 @@ export class MarketService {
     })));
     await Deno.mkdir(`${this.#dataDir}/market`, { recursive: true });
     await Deno.writeTextFile(file, JSON.stringify(rows), { mode: 0o600 });
+  }
+
+  get #sentFile(): string | undefined {
+    return this.#dataDir === undefined ? undefined : `${this.#dataDir}/market/sent.json`;
+  }
+
+  /**
+   * The quotes sent that are still valid (mode 0600, the seller's own prices): a deal funded for one while
+   * this node was offline is recognised when it comes back (`deals.ts`).
+   */
+  async #saveSent(): Promise<void> {
+    const file = this.#sentFile;
+    if (!file) return;
+    const now = Date.now();
+    const rows = this.#sent.filter((s) => s.quote.validUntil > now);
+    const text = JSON.stringify(rows);
+    this.#sentSaving = this.#sentSaving.then(async () => {
+      await Deno.mkdir(`${this.#dataDir}/market`, { recursive: true });
+      await Deno.writeTextFile(`${file}.tmp`, text, { mode: 0o600 });
+      await Deno.rename(`${file}.tmp`, file);
+    }).catch((e) => this.#log({ msg: "sent quotes not saved", error: `${e}` }));
+    await this.#sentSaving;
+  }
+
+  #sentSaving: Promise<void> = Promise.resolve();
+
+  async #loadSent(): Promise<void> {
+    const file = this.#sentFile;
+    if (!file || this.#sent.length) return;
+    let rows: SentQuote[];
+    try {
+      rows = JSON.parse(await Deno.readTextFile(file));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      throw e;
+    }
+    const now = Date.now();
+    for (const r of rows) if (r.quote?.validUntil > now) this.#sent.push(r);
   }
 
   async #loadOwn(): Promise<void> {

@@ -135,6 +135,8 @@ export interface PaySummary {
 /** Both sides of paid delivery for one node. */
 export interface PaidDelivery {
   readonly wallet: PayClient;
+  /** The account's transaction queue: others sending from it (the market's deals) queue here too. */
+  readonly transactions: Serial;
   /** The operator side; absent when the node serves for free. */
   readonly desk: PaymentDesk | undefined;
   readonly payer: PayingClient;
@@ -206,6 +208,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
   });
   return {
     wallet,
+    transactions,
     desk,
     payer,
     exchange: desk ? { gate: desk, payer } : { payer },

@@ -4,10 +4,12 @@
  * reputation, funds the escrow; the seller confirms on its own when it sees the deal; the buyer releases and
  * the balances move by exactly the quoted price (the seller pulls it). The buyer's rating reaches every node,
  * each checks it against the chain, and the seller's trade factor changes everywhere. Over the wire, a
- * rating of a deal that never settled and a second rating of one deal are refused.
+ * rating of a deal that never settled and a second rating of one deal are refused. After the run no node
+ * but the buyer holds either quote's price or terms in memory (messages, logs), DHT records or data
+ * directory; each seller holds only its own.
  */
 import assert from "node:assert/strict";
-import { parseEther } from "viem";
+import { join } from "node:path";
 import { DealDesk } from "../../src/market/deals.ts";
 import { escrowBalance, getDeal } from "../../src/market/escrow.ts";
 import { gossipTopic, intentId, marketDht } from "../../src/market/intent.ts";
@@ -29,20 +31,45 @@ interface Peer {
   book: ReputationBook;
   desk: RatingDesk;
   wallet?: Wallet;
+  dir: string;
+  logs: Record<string, unknown>[];
 }
 
 const TOPIC = "lamps";
-const A_PRICE = parseEther("0.05");
-const B_PRICE = parseEther("0.06");
-const listing = (unit: bigint, stock = 5) => ({
+// Long, distinctive amounts and terms, so that a match in a file is never chance.
+const A_PRICE = 51234567890123457n;
+const B_PRICE = 61234567890123457n;
+const A_TERMS = "ships-in-a-box-from-A-r4Lq";
+const B_TERMS = "ships-in-a-box-from-B-w8Nz";
+const listing = (unit: bigint, stock = 5, terms = "none") => ({
   topic: TOPIC,
   item: "brass lamp",
   stock,
   currency: "wei",
   price: { unit: String(unit) },
-  terms: "ships in a box",
+  terms,
   deliveryTime: 0,
 });
+
+/** Every file under `dir`, as latin1 text (binary files too: a price in clear would show). */
+async function filesText(dir: string): Promise<string> {
+  let out = "";
+  for await (const e of Deno.readDir(dir)) {
+    const p = join(dir, e.name);
+    if (e.isDirectory) out += await filesText(p);
+    else if (e.isFile) out += new TextDecoder("latin1").decode(await Deno.readFile(p));
+  }
+  return out;
+}
+
+/** Every record in the node's libp2p datastore (DHT records, provider entries, peer store). */
+async function datastoreText(node: MeshNode): Promise<string> {
+  let out = "";
+  for await (const { key, value } of node.datastore.query({})) {
+    out += key.toString() + new TextDecoder("latin1").decode(value);
+  }
+  return out;
+}
 const wire = {
   maxBytes: 8192,
   what: "market",
@@ -67,18 +94,27 @@ Deno.test({
       const desk = new RatingDesk({ client: env.test, escrow: env.contracts.escrow, book });
       await desk.start();
       const wallet = trade ? await env.wallet() : undefined;
+      const logs: Record<string, unknown>[] = [];
       const market = new MarketService({
         privateKey: await loadOrCreatePrivateKey(dir),
         peerId: node.peerId,
+        dataDir: dir,
         trust: (p) => book.record(p) ? book.score(p).score : 0,
         ...(wallet
-          ? { deals: new DealDesk({ wallet, escrow: env.contracts.escrow, pollingMs: 200 }) }
+          ? {
+            deals: new DealDesk({
+              wallet,
+              escrow: env.contracts.escrow,
+              pollingMs: 200,
+              dataDir: dir,
+            }),
+          }
           : {}),
         ratings: desk,
-        log: () => {},
+        log: (e) => void logs.push(e),
       });
       await market.start(node.libp2p);
-      const p = { name, node, market, book, desk, wallet };
+      const p = { name, node, market, book, desk, wallet, dir, logs };
       peers.push(p);
       return p;
     };
@@ -88,8 +124,8 @@ Deno.test({
       const sellerA = await peer("sellerA", true);
       const sellerB = await peer("sellerB", true);
       const sellerC = await peer("sellerC", true);
-      sellerA.market.addListing(listing(A_PRICE));
-      sellerB.market.addListing(listing(B_PRICE));
+      sellerA.market.addListing(listing(A_PRICE, 5, A_TERMS));
+      sellerB.market.addListing(listing(B_PRICE, 5, B_TERMS));
       sellerC.market.addListing(listing(1n, 0)); // nothing in stock
       for (let i = 0; i < peers.length; i++) {
         for (let j = i + 1; j < peers.length; j++) {
@@ -107,7 +143,7 @@ Deno.test({
         item: "brass lamp",
         specs: {},
         quantity: 1,
-        maxPrice: String(parseEther("1")),
+        maxPrice: String(10n ** 18n),
         currency: "wei",
         expiry: Date.now() + 300_000,
       });
@@ -231,6 +267,29 @@ Deno.test({
       );
       assert.deepEqual(peers.map(trade), after, "no refused rating moved anything");
       assert.equal(bystander.desk.accepted(open.id), undefined);
+
+      // After the run: nobody but the buyer holds either quote in the clear; each seller only its own.
+      await Promise.all(peers.map((p) => p.market.settled()));
+      const secrets = {
+        sellerA: [String(A_PRICE), A_TERMS],
+        sellerB: [String(B_PRICE), B_TERMS],
+      } as Record<string, string[]>;
+      for (const p of [bystander, sellerA, sellerB, sellerC]) {
+        const memory = JSON.stringify({
+          inbox: p.market.inbox(),
+          logs: p.logs,
+          seen: p.market.seen(),
+          sent: p.market.sent(),
+          deals: p.market.deals?.list() ?? [],
+        }, (_k, v) => typeof v === "bigint" ? String(v) : v);
+        const text = memory + await filesText(p.dir) + await datastoreText(p.node);
+        for (const [owner, list] of Object.entries(secrets)) {
+          if (owner === p.name) continue;
+          for (const x of list) assert.ok(!text.includes(x), `${p.name} holds ${owner}'s ${x}`);
+        }
+      }
+      const mine = await filesText(sellerA.dir);
+      assert.ok(mine.includes(A_TERMS), "the seller keeps its own sent quote (market/sent.json)");
     } finally {
       for (const p of peers) {
         await p.market.stop();
