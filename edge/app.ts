@@ -27,6 +27,7 @@ import { addMarketRoutes } from "./market.ts";
 import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
 import { addLeaseRoutes, checkLeasing, leaseDuration, leaseUpload } from "./leases.ts";
 import { writeGuard } from "./auth.ts";
+import { addPeerRoutes } from "./peers.ts";
 import { DELIVERY_HEADER, formatDeliveryHeader } from "../src/mesh/delivery_format.ts";
 
 export const VERSION = "0.1.0";
@@ -338,6 +339,18 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   addPayRoutes(app, node);
   addMarketRoutes(app, () => node.market, { token: options.apiToken });
   addLeaseRoutes(app, node);
+  addPeerRoutes(app, node);
+
+  // Unpins a file: the node stops keeping it for itself (its chunks become evictable, as those kept for
+  // peers). A write: behind the guard like uploads.
+  app.delete("/api/files/:cid", async (c) => {
+    const cid = parseCid(c.req.param("cid"));
+    if (!node.store.isPinned(cid)) {
+      throw new MeshError("not_found", `${cid} is not pinned on this node`);
+    }
+    await node.store.unpin(cid);
+    return c.json({ cid: cid.toString(), pinned: false });
+  });
 
   app.get("/api/files", async (c) => {
     const files = [];
