@@ -250,6 +250,22 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       () => [...(node.mesh?.misbehaviour().values() ?? [])].reduce((n, r) => n + r.length, 0),
     ),
   );
+  const meshTraffic = (key: "sentBytes" | "receivedBytes") => () =>
+    node.mesh?.libp2p.services.exchange.trafficTotal()[key] ?? 0;
+  metrics.add(
+    new SampledCounter(
+      "mesh_peer_bytes_sent_total",
+      "Chunk bytes sent to peers (answers, chunks they took to keep) since start",
+      meshTraffic("sentBytes"),
+    ),
+  );
+  metrics.add(
+    new SampledCounter(
+      "mesh_peer_bytes_received_total",
+      "Verified chunk bytes received from peers since start",
+      meshTraffic("receivedBytes"),
+    ),
+  );
   addPayMetrics(metrics, node);
   addReputationMetrics(metrics, () => node.reputation?.book);
   metrics.add(new Gauge("mesh_build_info", "Build information", () => [[{ version: VERSION }, 1]]));

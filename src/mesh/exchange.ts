@@ -340,6 +340,8 @@ export class ChunkExchange implements Startable {
   #requested = 0;
   /** Chunk bytes sent to and received from each peer (verified ones only), since start; bounded. */
   readonly #traffic = new Map<string, PeerTraffic>();
+  /** The same over every peer, forgotten ones included. */
+  readonly #trafficTotal: PeerTraffic = { sentBytes: 0, receivedBytes: 0 };
   readonly #log: Logger;
 
   constructor(components: ChunkExchangeComponents, init: ChunkExchangeInit = {}) {
@@ -389,7 +391,13 @@ export class ChunkExchange implements Startable {
     return this.#traffic;
   }
 
+  /** {@link traffic} summed over every peer since start (a counter: it never falls). */
+  trafficTotal(): Readonly<PeerTraffic> {
+    return this.#trafficTotal;
+  }
+
   #count(peer: string, key: "sentBytes" | "receivedBytes", bytes: number): void {
+    this.#trafficTotal[key] += bytes;
     let t = this.#traffic.get(peer);
     if (t === undefined) {
       if (this.#traffic.size >= MAX_TRAFFIC_PEERS) {
