@@ -44,7 +44,13 @@ async function checkViews(page: Page, width: number, busy: () => Promise<void>) 
     const view = page.locator(`#${id}`);
     // Throughput needs two samples; the Node view refreshes every 5 s: traffic keeps flowing meanwhile.
     const deadline = Date.now() + 30_000;
-    while (!ready.test(await view.innerText().catch(() => ""))) {
+    // The chart is drawn once it has a few samples (one every 2 s), so its lines show.
+    const drawn = () =>
+      id !== "traffic" ||
+      page.evaluate(
+        `(document.querySelector("#traffic polyline")?.getAttribute("points") ?? "").split(" ").length >= 5`,
+      ) as Promise<boolean>;
+    while (!ready.test(await view.innerText().catch(() => "")) || !(await drawn())) {
       if (Date.now() > deadline) {
         assert.fail(`#${id} at ${width} px never showed ${ready}: ${await view.innerText()}`);
       }
