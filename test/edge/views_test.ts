@@ -3,7 +3,8 @@
  * `serve` processes on anvil, each uploading a file the other reads (so each has files, peers, traffic,
  * operators, earnings and spending). Each view must show its data, nothing may widen the page past the
  * screen, and inputs and buttons need names; one screenshot per view and width goes to test/out/views/
- * (not committed). Also: the open form shows a CID verified in the browser, and Unpin drops a file.
+ * (not committed). Also: the open form shows a CID verified in the browser, Unpin drops a file, and an
+ * HTML file opened through the service worker at /verified/<cid> runs no script (CSP sandbox).
  */
 import assert from "node:assert/strict";
 import type { Browser, Page } from "playwright-core";
@@ -144,6 +145,19 @@ Deno.test({
       const { files } = await (await fetch(`${a}/api/files`)).json();
       assert.ok(!files.some((f: { cid: string }) => f.cid === logo));
       assert.deepEqual(errors, []);
+
+      // A page from the mesh opened through the service worker runs no script on the node's origin.
+      const html = await put(
+        a,
+        "page.html",
+        "text/html",
+        new TextEncoder().encode("<title>page</title><script>document.title = 'ran'</script>"),
+      );
+      await page.waitForFunction("navigator.serviceWorker.controller !== null");
+      const opened = await page.goto(`${a}/verified/${html}`);
+      assert.equal(opened?.fromServiceWorker(), true);
+      assert.equal(opened?.headers()["content-security-policy"], "sandbox");
+      assert.equal(await page.title(), "page");
     } finally {
       await browser?.close();
       await devnet.stop();
