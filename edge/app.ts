@@ -27,6 +27,7 @@ import { addMarketRoutes } from "./market.ts";
 import { addReputationMetrics, addReputationRoutes } from "./reputation.ts";
 import { addLeaseRoutes, checkLeasing, leaseDuration, leaseUpload } from "./leases.ts";
 import { writeGuard } from "./auth.ts";
+import { addPeerRoutes } from "./peers.ts";
 import { DELIVERY_HEADER, formatDeliveryHeader } from "../src/mesh/delivery_format.ts";
 import type { HttpPaywall } from "../src/pay/x402.ts";
 import { x402Paywall } from "./x402.ts";
@@ -253,6 +254,22 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       () => [...(node.mesh?.misbehaviour().values() ?? [])].reduce((n, r) => n + r.length, 0),
     ),
   );
+  const meshTraffic = (key: "sentBytes" | "receivedBytes") => () =>
+    node.mesh?.libp2p.services.exchange.trafficTotal()[key] ?? 0;
+  metrics.add(
+    new SampledCounter(
+      "mesh_peer_bytes_sent_total",
+      "Chunk bytes sent to peers (answers, chunks they took to keep) since start",
+      meshTraffic("sentBytes"),
+    ),
+  );
+  metrics.add(
+    new SampledCounter(
+      "mesh_peer_bytes_received_total",
+      "Verified chunk bytes received from peers since start",
+      meshTraffic("receivedBytes"),
+    ),
+  );
   addPayMetrics(metrics, node);
   addReputationMetrics(metrics, () => node.reputation?.book);
   metrics.add(new Gauge("mesh_build_info", "Build information", () => [[{ version: VERSION }, 1]]));
@@ -343,6 +360,18 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   addPayRoutes(app, node);
   addMarketRoutes(app, () => node.market, { token: options.apiToken });
   addLeaseRoutes(app, node);
+  addPeerRoutes(app, node);
+
+  // Unpins a file: the node stops keeping it for itself (its chunks become evictable, as those kept for
+  // peers). A write: behind the guard like uploads.
+  app.delete("/api/files/:cid", async (c) => {
+    const cid = parseCid(c.req.param("cid"));
+    if (!node.store.isPinned(cid)) {
+      throw new MeshError("not_found", `${cid} is not pinned on this node`);
+    }
+    await node.store.unpin(cid);
+    return c.json({ cid: cid.toString(), pinned: false });
+  });
 
   app.get("/api/files", async (c) => {
     const files = [];

@@ -96,3 +96,43 @@ export function durabilityHtml(f: Pick<FileEntry, "k" | "m" | "durability">): st
       overhead ? ` · ${overhead}` : ""
     }</span>${warning}`;
 }
+
+/**
+ * Loads a panel's data from `path`: shows the panel (and its nav link) when the node answers, hides both
+ * when it has no such route (any refusal, e.g. 404 on a node without that service). Resolves undefined when
+ * hidden, or when the node is unreachable (then nothing changes: the health line says so).
+ */
+export async function loadPanel<T>(panelId: string, path: string): Promise<T | undefined> {
+  const panel = $(panelId);
+  let res: Response;
+  try {
+    res = await api(path);
+  } catch {
+    return undefined;
+  }
+  const link = document.querySelector<HTMLElement>(`nav a[href="#${panelId}"]`);
+  if (!res.ok) {
+    panel.hidden = true;
+    if (link) link.hidden = true;
+    await res.body?.cancel();
+    return undefined;
+  }
+  const body = (await res.json()) as T;
+  panel.hidden = false;
+  if (link) link.hidden = false;
+  return body;
+}
+
+/** `12D3KooW…abcdef`: a peer ID or address short enough for a table cell (the full one in a title). */
+export const short = (s: string, head = 8, tail = 6): string =>
+  s.length > head + tail + 2 ? `${s.slice(0, head)}…${s.slice(-tail)}` : s;
+
+/** "3 min" since an ISO time. */
+export function since(iso: string, now = Date.now()): string {
+  const s = Math.max(0, (now - Date.parse(iso)) / 1000);
+  if (!Number.isFinite(s)) return "?";
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}

@@ -84,7 +84,7 @@ const duration = (ms: number) =>
     : `${Math.round(ms / 60_000)} min`;
 
 const SKELETON = `
-<h2>Market</h2>
+<h2 id="market-h">Market</h2>
 <p class="dim">Say what you want to the whole mesh; sellers answer with quotes sealed to a key made for that
 intent alone, so only this node can open them and no seller sees another's price.</p>
 <div class="market-cols">
@@ -319,8 +319,10 @@ export async function refreshMarket(): Promise<void> {
   } catch {
     return;
   }
+  const link = document.querySelector<HTMLElement>('nav a[href="#market"]');
   if (!info.ok) {
     if (panel) panel.hidden = true;
+    if (link) link.hidden = true;
     await info.body?.cancel();
     return;
   }
@@ -338,6 +340,7 @@ export async function refreshMarket(): Promise<void> {
     ready = true;
   }
   panel.hidden = false;
+  if (link) link.hidden = false;
   hasDeals = me.deals !== null;
   draw(
     "mk-account",

@@ -3,7 +3,7 @@
  * The operators view: every operator this node has dealt with, its score and each factor, its state (new,
  * vetted, suspended, excluded) and, in words, why, from `GET /api/operators`. Click a column to sort by it.
  */
-import { $, api, esc, size } from "./lib.ts";
+import { $, esc, loadPanel, size } from "./lib.ts";
 
 interface Operator {
   peer: string;
@@ -122,19 +122,8 @@ export function setupOperators(): void {
 }
 
 export async function refreshOperators(): Promise<void> {
-  const panel = $("operators");
-  let res: Response;
-  try {
-    res = await api("/api/operators");
-  } catch {
-    return;
-  }
-  if (!res.ok) {
-    panel.hidden = true;
-    await res.body?.cancel();
-    return;
-  }
-  last = ((await res.json()) as { operators: Operator[] }).operators;
-  panel.hidden = false;
+  const got = await loadPanel<{ operators: Operator[] }>("operators", "/api/operators");
+  if (!got) return;
+  last = got.operators;
   render();
 }

@@ -4,7 +4,7 @@
  * keep for it, with each lease's audits (how healthy it is) and what its proven time is worth. Hidden on a
  * node without leases.
  */
-import { $, api, esc, size } from "./lib.ts";
+import { $, esc, loadPanel, size } from "./lib.ts";
 import { ether } from "./pay.ts";
 
 interface LeaseRow {
@@ -33,22 +33,12 @@ function health(l: LeaseRow): string {
 }
 
 export async function refreshStorage(): Promise<void> {
-  const panel = $("storage");
-  let res: Response;
-  try {
-    res = await api("/api/leases");
-  } catch {
-    return;
-  }
-  if (!res.ok) {
-    panel.hidden = true;
-    await res.body?.cancel();
-    return;
-  }
-  const { asClient = [], asHolder = [] } = (await res.json()) as {
-    asClient?: LeaseRow[];
-    asHolder?: LeaseRow[];
-  };
+  const got = await loadPanel<{ asClient?: LeaseRow[]; asHolder?: LeaseRow[] }>(
+    "storage",
+    "/api/leases",
+  );
+  if (!got) return;
+  const { asClient = [], asHolder = [] } = got;
   const rows = (list: LeaseRow[], who: (l: LeaseRow) => string, last: (l: LeaseRow) => string) =>
     list.length === 0
       ? '<tr><td colspan="4" class="empty">None</td></tr>'
@@ -63,5 +53,9 @@ export async function refreshStorage(): Promise<void> {
     (l) => l.holder,
     (l) => `${health(l)} · owed ${ether(l.owedWei)}`,
   );
-  panel.hidden = asClient.length + asHolder.length === 0;
+  // The storage view appears once this node has leases (storage-market nodes).
+  const empty = asClient.length + asHolder.length === 0;
+  $("storage").hidden = empty;
+  const link = document.querySelector<HTMLElement>('nav a[href="#storage"]');
+  if (link) link.hidden = empty;
 }

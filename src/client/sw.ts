@@ -19,6 +19,15 @@ import { verifiedFetch } from "./verified_fetch.ts";
 
 declare const self: ServiceWorkerGlobalScope;
 
+/** Types a browser renders without running script (the gateway's list, `edge/app.ts`); all others are
+ * answered under `Content-Security-Policy: sandbox`. */
+const INERT =
+  /^(?:image\/(?:png|jpeg|gif|webp|avif|apng|bmp|x-icon|vnd\.microsoft\.icon)|(?:audio|video|font)\/[a-z0-9.+-]+|text\/plain|application\/pdf)$/;
+
+function canRunScript(type: string): boolean {
+  return !INERT.test(type.split(";")[0]!.trim().toLowerCase());
+}
+
 /** A window is at least this many bytes of whole stripes. */
 const WINDOW_BYTES = 1 << 20;
 /** Windows fetched ahead of each reader. */
@@ -186,6 +195,9 @@ async function answer(cid: string, request: Request): Promise<Response> {
     "Accept-Ranges": "bytes",
     ETag: `"${cid}"`,
   });
+  // As on the path gateway: what could run script gets an opaque origin without it, never the node's.
+  if (canRunScript(f.manifest.type)) headers.set("Content-Security-Policy", "sandbox");
+  headers.set("X-Content-Type-Options", "nosniff");
   const ranged = request.headers.has("range");
   if (ranged) headers.set("Content-Range", `bytes ${start}-${end - 1}/${size}`);
   return new Response(request.method === "HEAD" ? null : body, {

@@ -96,8 +96,8 @@ const MAX_PREFETCH = 16;
 /** Manifests already verified (by CID, so safe to reuse from any gateway), for seeks and repeats. */
 const manifests = new Map<string, Manifest>();
 const MAX_MANIFESTS = 64;
-/** Bytes of data chunks asked in one ranged request on the fast path. */
-const RUN_BYTES = 4 * 1024 * 1024;
+/** Bytes of verified data chunks the fast path reads past the last chunk the reader asked for. */
+const AHEAD_BYTES = 8 * 1024 * 1024;
 /** Stripes of verified blocks kept for rebuilds (the one being read and the one before). */
 const KEEP_STRIPES = 2;
 
@@ -134,6 +134,14 @@ class VerifiedResponse extends Response {
   override async blob(): Promise<Blob> {
     return new Blob([await this.bytes()], { type: this.headers.get("content-type") ?? "" });
   }
+}
+
+/** Settles when `signal` aborts (never rejects). */
+function abortOf(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true })
+  );
 }
 
 /** The CID and the gateway a URL or path names. */
@@ -395,14 +403,17 @@ export async function verifiedFetch(
   const [start, end] = byteRange(options.range, manifest.size) ?? [0, manifest.size];
 
   /**
-   * The fast path: a run of data chunks in one ranged GET of the file (a request per block costs a
-   * browser more than the block), cut at the manifest's chunk boundaries, each piece checked against its
-   * CID as it completes. A piece that fails is asked again as a raw block from the same gateway: signed,
-   * so bad bytes there are provable; once missing or bad there too, the stripe is rebuilt. Each data chunk
-   * takes this path at most once; asked again (a rebuild, a retry) it is fetched as a raw block.
+   * The fast path: the data chunks of the read in one ranged GET of the file (a request per block costs a
+   * browser more than the block, and a request per run waits a round trip between runs), cut at the
+   * manifest's chunk boundaries, each piece checked against its CID as it completes. The body is read at
+   * most `aheadChunks` past the last chunk the reader asked for, so the bytes in flight stay bounded (TCP
+   * holds the rest back). A piece that fails is asked again as a raw block from the same gateway: signed,
+   * so bad bytes there are provable; once missing or bad there too, the stripe is rebuilt, and the chunks
+   * after it are streamed again from the gateway in use then. Each data chunk takes this path at most
+   * once; asked again (a rebuild, a retry) it is fetched as a raw block.
    */
   const chunks = chunkCount(manifest);
-  const run = Math.max(1, Math.floor(RUN_BYTES / manifest.chunkSize));
+  const aheadChunks = Math.max(2, Math.ceil(AHEAD_BYTES / manifest.chunkSize));
   const dataIndex = new Map<string, number>();
   manifest.stripes.forEach((cids, s) => {
     for (let j = 0; j < stripeDataCount(manifest, s); j++) {
@@ -414,13 +425,108 @@ export async function verifiedFetch(
   // Runs outlive a chunk's request; they stop when the caller cancels the body or aborts.
   const stopRuns = new AbortController();
   const runSignal = AbortSignal.any([signal, stopRuns.signal]);
+  const runStopped = abortOf(runSignal);
   const usedFast = new Set<number>();
   const dataCid = (i: number) => manifest.stripes[Math.floor(i / manifest.k)]![i % manifest.k]!;
   // Runs stop where the read does (a rebuild asking past it gets a run of one).
   const readEnd = Math.ceil(end / manifest.chunkSize);
+  /** One past the highest chunk the reader has asked for; a run waits while it is far ahead of it. */
+  let asked = 0;
+  let advanced = Promise.withResolvers<void>();
+  const ask = (index: number) => {
+    if (index + 1 <= asked) return;
+    asked = index + 1;
+    advanced.resolve();
+    advanced = Promise.withResolvers<void>();
+  };
+  /** Restarts after a bad piece, bounded so a gateway that sends only bad bytes ends in raw fetches. */
+  let restarts = pool.urls.length + 1;
+  const fallback = (i: number, gw: string) =>
+    fetchBlock(dataCid(i), MAX_CHUNK_SIZE, runSignal, gw).catch(() => null);
+  /** Streams chunks [first, last) from the gateway in use, resolving `waiting[i - base]`. */
+  const runOver = async (
+    first: number,
+    last: number,
+    base: number,
+    waiting: PromiseWithResolvers<Uint8Array | null>[],
+  ) => {
+    const gw = pool.current();
+    let i = first;
+    let restart = false;
+    try {
+      const from = first * manifest.chunkSize;
+      const to = Math.min(manifest.size, last * manifest.chunkSize);
+      const res = await doFetch(`${gw}/mesh/${cid}`, {
+        headers: { Range: `bytes=${from}-${to - 1}` },
+        signal: runSignal,
+      });
+      const whole = res.status === 200 && from === 0 && to === manifest.size;
+      if ((res.status !== 206 && !whole) || !res.body) {
+        await res.body?.cancel().catch(() => {});
+        problems.push(`${gw}: HTTP ${res.status} for bytes ${from}-${to - 1} of ${cid}`);
+        return;
+      }
+      const reader = res.body.getReader();
+      let piece: Uint8Array | undefined;
+      let have = 0;
+      try {
+        while (i < last) {
+          while (i >= asked + aheadChunks && !runSignal.aborted) {
+            await Promise.race([advanced.promise, runStopped]);
+          }
+          const { value, done } = await reader.read();
+          if (done) break;
+          let at = 0;
+          while (at < value.length && i < last) {
+            const length = chunkLength(manifest, i);
+            let bytes: Uint8Array;
+            if (have === 0 && value.length - at >= length) {
+              // A whole piece inside one read: checked in place, no copy.
+              bytes = value.subarray(at, at + length);
+              at += length;
+            } else {
+              piece ??= new Uint8Array(length);
+              const n = Math.min(length - have, value.length - at);
+              piece.set(value.subarray(at, at + n), have);
+              have += n;
+              at += n;
+              if (have < length) continue;
+              bytes = piece;
+              piece = undefined;
+              have = 0;
+            }
+            if (!matchesCid(dataCid(i), bytes)) {
+              // Asked again as a signed raw block; the chunks after it in a new run.
+              waiting[i - base]!.resolve(fallback(i, gw));
+              i++;
+              restart = restarts-- > 0;
+              return;
+            }
+            waiting[i - base]!.resolve(bytes);
+            i++;
+          }
+        }
+      } finally {
+        await reader.cancel().catch(() => {});
+      }
+    } catch (e) {
+      if (!runSignal.aborted) problems.push(`${gw}: ${(e as Error).message ?? e}`);
+    } finally {
+      if (restart && i < last && !runSignal.aborted) {
+        // After the raw retry, which may have left this gateway for another.
+        await waiting[i - 1 - base]!.promise.catch(() => null);
+        void runOver(i, last, base, waiting);
+      } else {
+        // Whatever the run did not deliver is asked block by block.
+        for (; i < last; i++) {
+          waiting[i - base]!.resolve(runSignal.aborted ? null : fallback(i, gw));
+        }
+      }
+    }
+  };
   const streamRun = (first: number) => {
     let last = first;
-    const cap = Math.min(chunks, first + run, first < readEnd ? readEnd : first + 1);
+    const cap = Math.min(chunks, first < readEnd ? readEnd : first + 1);
     const waiting: PromiseWithResolvers<Uint8Array | null>[] = [];
     while (last < cap && !usedFast.has(last)) {
       const d = Promise.withResolvers<Uint8Array | null>();
@@ -429,61 +535,11 @@ export async function verifiedFetch(
       waiting.push(d);
       last++;
     }
-    const gw = pool.current();
-    const fallback = (i: number) =>
-      fetchBlock(dataCid(i), MAX_CHUNK_SIZE, runSignal, gw).catch(() => null);
-    (async () => {
-      let i = first;
-      try {
-        const from = first * manifest.chunkSize;
-        const to = Math.min(manifest.size, last * manifest.chunkSize);
-        const res = await doFetch(`${gw}/mesh/${cid}`, {
-          headers: { Range: `bytes=${from}-${to - 1}` },
-          signal: runSignal,
-        });
-        const whole = res.status === 200 && from === 0 && to === manifest.size;
-        if ((res.status !== 206 && !whole) || !res.body) {
-          await res.body?.cancel().catch(() => {});
-          problems.push(`${gw}: HTTP ${res.status} for bytes ${from}-${to - 1} of ${cid}`);
-          return;
-        }
-        const reader = res.body.getReader();
-        let piece = new Uint8Array(chunkLength(manifest, i));
-        let have = 0;
-        try {
-          while (i < last) {
-            const { value, done } = await reader.read();
-            if (done) break;
-            let at = 0;
-            while (at < value.length && i < last) {
-              const n = Math.min(piece.length - have, value.length - at);
-              piece.set(value.subarray(at, at + n), have);
-              have += n;
-              at += n;
-              if (have < piece.length) continue;
-              if (!matchesCid(dataCid(i), piece)) {
-                // Asked again as a signed raw block; the rest of this run goes that way too.
-                waiting[i - first]!.resolve(fallback(i));
-                i++;
-                return;
-              }
-              waiting[i - first]!.resolve(piece);
-              if (++i < last) piece = new Uint8Array(chunkLength(manifest, i)), have = 0;
-            }
-          }
-        } finally {
-          await reader.cancel().catch(() => {});
-        }
-      } catch (e) {
-        if (!runSignal.aborted) problems.push(`${gw}: ${(e as Error).message ?? e}`);
-      } finally {
-        // Whatever the run did not deliver is asked block by block.
-        for (; i < last; i++) waiting[i - first]!.resolve(runSignal.aborted ? null : fallback(i));
-      }
-    })();
+    void runOver(first, last, first, waiting);
   };
   const fastChunk = (index: number) => {
     if (!streamed.has(index)) streamRun(index);
+    ask(index);
     const p = streamed.get(index)!;
     streamed.delete(index);
     return p;

@@ -215,6 +215,15 @@ export interface FetchedChunk {
 /** Why a peer refused to keep a chunk. */
 export type StoreRefusal = "store_full" | "quota_exceeded" | "bad_bytes" | "no_store" | "error";
 
+/** Chunk bytes exchanged with one peer (see {@link ChunkExchange.traffic}). */
+export interface PeerTraffic {
+  sentBytes: number;
+  receivedBytes: number;
+}
+
+/** Peers whose traffic is kept; the one seen longest ago is forgotten past it. */
+export const MAX_TRAFFIC_PEERS = 1024;
+
 /** One answer of {@link ChunkExchange.storeChunks}. */
 export interface StoreResult {
   cid: CID;
@@ -329,6 +338,10 @@ export class ChunkExchange implements Startable {
   readonly #payer: DeliveryPayer | undefined;
   readonly #signer: PrivateKey | undefined;
   #requested = 0;
+  /** Chunk bytes sent to and received from each peer (verified ones only), since start; bounded. */
+  readonly #traffic = new Map<string, PeerTraffic>();
+  /** The same over every peer, forgotten ones included. */
+  readonly #trafficTotal: PeerTraffic = { sentBytes: 0, receivedBytes: 0 };
   readonly #log: Logger;
 
   constructor(components: ChunkExchangeComponents, init: ChunkExchangeInit = {}) {
@@ -369,6 +382,31 @@ export class ChunkExchange implements Startable {
   /** Chunks peers have asked this node for (each CID of each `get`), since start: what a drill is asked. */
   get chunksRequested(): number {
     return this.#requested;
+  }
+
+  /** Chunk bytes this node sent each peer (answers to its `get`s, chunks it took to keep) and got from it (verified
+   * answers, chunks this node kept for it), since start:
+   * the peers seen last, at most {@link MAX_TRAFFIC_PEERS}. */
+  traffic(): ReadonlyMap<string, Readonly<PeerTraffic>> {
+    return this.#traffic;
+  }
+
+  /** {@link traffic} summed over every peer since start (a counter: it never falls). */
+  trafficTotal(): Readonly<PeerTraffic> {
+    return this.#trafficTotal;
+  }
+
+  #count(peer: string, key: "sentBytes" | "receivedBytes", bytes: number): void {
+    this.#trafficTotal[key] += bytes;
+    let t = this.#traffic.get(peer);
+    if (t === undefined) {
+      if (this.#traffic.size >= MAX_TRAFFIC_PEERS) {
+        this.#traffic.delete(this.#traffic.keys().next().value!);
+      }
+      t = { sentBytes: 0, receivedBytes: 0 };
+    } else this.#traffic.delete(peer); // re-inserted last: the map stays in order of last use
+    this.#traffic.set(peer, t);
+    t[key] += bytes;
   }
 
   inboundStats(): { streams: number; bufferedBytes: number } {
@@ -442,6 +480,7 @@ export class ChunkExchange implements Startable {
               throw new ChunkMismatchError(cid, `peer "${session.peer}"`);
             }
             if (header.found) {
+              this.#count(session.peer, "receivedBytes", frame.body.length);
               await this.#received(session.peer, cid, frame.body.length, options.budget);
             }
             // Complete before the last yield: a consumer that stops there has not abandoned anything.
@@ -578,6 +617,7 @@ export class ChunkExchange implements Startable {
         })();
         const reading = (async () => {
           const results: StoreResult[] = [];
+          const sizes = new Map(batch.map((c) => [c.cid.toString(), c.bytes.length]));
           for (const { cid } of batch) {
             const h = (await session.expect()).header as Record<string, unknown>;
             if (h.cid !== cid.toString() || typeof h.accepted !== "boolean") {
@@ -586,6 +626,7 @@ export class ChunkExchange implements Startable {
               );
             }
             if (h.accepted) {
+              this.#count(session.peer, "sentBytes", sizes.get(cid.toString()) ?? 0);
               results.push({ cid, accepted: true });
             } else {
               const reason = typeof h.reason === "string" && STORE_REFUSALS.has(h.reason)
@@ -763,6 +804,7 @@ export class ChunkExchange implements Startable {
             found ? await this.#answer(cid, bytes!) : { cid: cid.toString(), found },
             found ? bytes! : undefined,
           );
+          if (found) this.#count(session.peer, "sentBytes", bytes!.length);
           continue;
         }
         await this.#serveGated(session, cid, bytes!);
@@ -828,6 +870,7 @@ export class ChunkExchange implements Startable {
     try {
       await session.send(await this.#answer(cid, bytes), bytes);
       delivered = true;
+      this.#count(session.peer, "sentBytes", bytes.length);
     } finally {
       try {
         gate.served?.(session.peer, cid, bytes.length, delivered);
@@ -873,6 +916,7 @@ export class ChunkExchange implements Startable {
     }
     try {
       await this.#store.put(cid, bytes, peer);
+      this.#count(peer, "receivedBytes", bytes.length);
       return { accepted: true };
     } catch (e) {
       // A full store and a spent quota are answers the uploader acts on (it keeps the chunk itself).

@@ -266,3 +266,50 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  ...options,
+  name:
+    "verifiedFetch: a whole file is one ranged GET, read no further than a bound ahead of a reader that waits",
+  async fn() {
+    const a = await startGateway();
+    try {
+      const chunk = 1024 * 1024;
+      // 64 MiB: well past the 8 MiB read ahead and what Deno's fetch and the sockets buffer (~14 MiB here).
+      const size = 64 * chunk;
+      const bytes = content(3, size);
+      const { cid } = await upload([a.url], bytes, { k: 8, m: 2, chunkSize: chunk });
+      const ranges: string[] = [];
+      let sent = 0;
+      const proxy = await startProxy(a.url, () => undefined, (_c, res, req) => {
+        ranges.push(req.headers.get("range") ?? "");
+        const counted = res.body!.pipeThrough(
+          new TransformStream({ transform: (b, ctl) => (sent += b.length, ctl.enqueue(b)) }),
+          // No buffering of our own: what passes is what the reader pulled (plus the sockets' buffers).
+        );
+        return new Response(counted, { status: res.status, headers: res.headers });
+      });
+      const res = await verifiedFetch(cid, { gateway: proxy.url, prefetch: 1 });
+      const reader = res.body!.getReader();
+      try {
+        await reader.read();
+        await new Promise((r) => setTimeout(r, 500));
+        // 8 MiB ahead of the reader, plus socket buffers; far from all 32 MiB.
+        assert.ok(sent < size / 2, `sent ${sent} of ${size} to a reader that waits`);
+        let got = (await reader.read()).value!.length + chunk;
+        while (true) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          got += value.length;
+        }
+        assert.equal(got, size);
+        assert.deepEqual(ranges, [`bytes=0-${size - 1}`]);
+      } finally {
+        await reader.cancel().catch(() => {}); // the proxy's shutdown waits for its answers to end
+        await proxy.stop();
+      }
+    } finally {
+      await a.stop();
+    }
+  },
+});
