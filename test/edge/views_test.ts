@@ -23,7 +23,7 @@ const VIEWS: [id: string, ready: RegExp][] = [
   ["traffic", /gateway out (?!0 B)\d/],
   ["operators", /vetted|new/],
   ["pay", /^(?![\s\S]*\n0 ETH\s+earned serving)[\s\S]*ETH\s+earned serving[\s\S]*earning/],
-  ["market", /market view/],
+  ["market", /Say what you want[\s\S]*Listings/],
   ["node", /files pinned/],
 ];
 
@@ -80,6 +80,7 @@ Deno.test({
         nodes: 3,
         dir,
         paid: { chainFile: `${dir}/chain.json` },
+        args: ["--market"],
         stderr: "null",
       });
       const [a, , c] = cluster.nodes.map((n) => n.url) as [string, string, string];
