@@ -95,7 +95,9 @@ export function chainBeacon(client: RpcClient, options: ChainBeaconOptions = {})
       if (known !== block.hash) {
         throw new AuditError(
           "audit_beacon",
-          `The challenge names block ${block.number} with hash ${block.hash.slice(0, 18)}…, but this node's chain has ${
+          `The challenge names block ${block.number} with hash ${
+            block.hash.slice(0, 18)
+          }…, but this node's chain has ${
             known ? `${known.slice(0, 18)}…` : "no such block"
           } (not a real block)`,
         );

@@ -458,7 +458,8 @@ export class LeaseService {
     );
     // An ended lease gets no more rounds: what its last round could not pay is paid here.
     const unpaid = this.book.list("client").filter((e) =>
-      e.lease.end <= now && !due.includes(e) && e.owedWei > e.paidWei && !this.#auditing.has(e.lease.id)
+      e.lease.end <= now && !due.includes(e) && e.owedWei > e.paidWei &&
+      !this.#auditing.has(e.lease.id)
     );
     await Promise.all([
       ...due.map((e) => this.audit(e.lease.id)),

@@ -224,17 +224,18 @@ Deno.test({
       // On chain: what the hub paid each holder on the client's channels is what the client's book paid for
       // storage, plus whole bytes of delivery (the repair's and the read's fetches). First every voucher the
       // client sent must be acknowledged (its /api/pay), then the holders stop, redeeming on the way out.
-      const outgoing = async () =>
-        ((await (await fetch(`${client!.url}/api/pay`)).json()) as {
-          spentWei: string;
-          channels: { direction: string; peer: string; spentWei?: string; acceptedWei?: string }[];
-        });
+      const outgoing = async () => ((await (await fetch(`${client!.url}/api/pay`)).json()) as {
+        spentWei: string;
+        channels: { direction: string; peer: string; spentWei?: string; acceptedWei?: string }[];
+      });
       deadline = Date.now() + 30_000;
       let pay = await outgoing();
       while (pay.channels.some((c) => c.direction === "out" && c.acceptedWei !== c.spentWei)) {
         assert.ok(
           Date.now() < deadline,
-          `vouchers not acknowledged: ${JSON.stringify(pay.channels.filter((c) => c.direction === "out"))}`,
+          `vouchers not acknowledged: ${
+            JSON.stringify(pay.channels.filter((c) => c.direction === "out"))
+          }`,
         );
         await new Promise((r) => setTimeout(r, 250));
         pay = await outgoing();
