@@ -17,6 +17,8 @@ import { getChannel, redeemVoucher } from "../../src/pay/channel.ts";
 import { PayLedger } from "../../src/pay/ledger.ts";
 import { MONTH_MS } from "../../src/market/lease.ts";
 import { decodeManifest } from "../../src/content/manifest.ts";
+import { LEASES_FILE } from "../../src/market/lease_book.ts";
+import { DatabaseSync } from "node:sqlite";
 
 const MiB = 1024 * 1024;
 const FILE_MIB = Number(Deno.env.get("LEASE_MARKET_MIB") ?? 64);
@@ -114,15 +116,20 @@ Deno.test({
         assert.ok(Date.now() < deadline, "the cheater's first round never ran");
         await new Promise((r) => setTimeout(r, 200));
       }
-      const chunkDir = `${dir}/node-${cheaterIndex + 1}/chunks`;
-      const onDisk: string[] = [];
-      for await (const shard of Deno.readDir(chunkDir)) {
-        for await (const f of Deno.readDir(`${chunkDir}/${shard.name}`)) {
-          if (f.name !== put.cid) onDisk.push(`${chunkDir}/${shard.name}/${f.name}`);
-        }
-      }
+      // Its lease's chunks, from its own lease book (a holder may keep other chunks too: ones a placement
+      // under load left there unleased, which no audit asks for).
+      const book = new DatabaseSync(`${dir}/node-${cheaterIndex + 1}/${LEASES_FILE}`, {
+        readOnly: true,
+      });
+      const leased = (book.prepare(`SELECT cid FROM lease_chunks WHERE id = ? AND role = 'holder'`)
+        .all(cheat.id) as { cid: string }[]).map((r) => r.cid);
+      book.close();
+      assert.equal(leased.length, cheat.chunks);
+      leased.sort((a, b) => (a === put.cid ? 1 : b === put.cid ? -1 : 0)); // the manifest last
       const lost = Math.ceil(cheat.chunks / 10);
-      for (const path of onDisk.slice(0, lost)) await Deno.remove(path);
+      for (const cid of leased.slice(0, lost)) {
+        await Deno.remove(`${dir}/node-${cheaterIndex + 1}/chunks/${cid.slice(-2)}/${cid}`);
+      }
       const tDeleted = Date.now();
 
       // Within the next period: a failed round, and the lost chunks leased elsewhere.
