@@ -199,6 +199,19 @@ function refusal(reply: Record<string, unknown>): LeaseError {
   );
 }
 
+/** Runs `fn` over `items`, at most `n` at a time. */
+async function inPool<T>(
+  items: readonly T[],
+  n: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+}
+
 export class LeaseService {
   readonly book: LeaseBook;
   readonly #init: LeasingInit;
@@ -618,17 +631,19 @@ export class LeaseService {
     const { lease, secret } = entry;
     const gone = this.book.replacedOf(id);
     const lost: string[] = [];
-    for (const [cid, length] of lease.chunks) {
-      if (gone.has(cid)) continue;
-      if (options.offline) { // silent past the grace time: everything it keeps is taken as lost
-        lost.push(cid);
-        continue;
-      }
-      try {
-        await this.#challenge(lease, secret, cid, length);
-      } catch (e) {
-        if (e instanceof AuditError && e.code !== "audit_protocol") lost.push(cid);
-      }
+    const kept = lease.chunks.filter(([cid]) => !gone.has(cid));
+    if (options.offline) lost.push(...kept.map(([cid]) => cid)); // silent past the grace: all taken as lost
+    else {
+      // The sweep, a few challenges in flight (one by one, a lease of 60 chunks took most of a period).
+      const failed = new Set<string>();
+      await inPool(kept, AUDIT_PARALLEL, async ([cid, length]) => {
+        try {
+          await this.#challenge(lease, secret, cid, length);
+        } catch (e) {
+          if (e instanceof AuditError && e.code !== "audit_protocol") failed.add(cid);
+        }
+      });
+      lost.push(...kept.map(([cid]) => cid).filter((cid) => failed.has(cid)));
     }
     const out: Replacement = { lost, leases: [], unplaced: [] };
     if (lost.length === 0) return out;
@@ -636,10 +651,12 @@ export class LeaseService {
     const deps = { get: (c: CID) => this.#init.store.get(c), fetch: fetchChunk };
     const recovered = new Map<string, Uint8Array>();
     const lengths = new Map(lease.chunks);
-    for (const cid of lost) {
+    const rebuilt = new Map<string, Uint8Array>();
+    await inPool(lost, AUDIT_PARALLEL, async (cid) => {
       const bytes = await recoverChunk(deps, root, CID.parse(cid)).catch(() => null);
-      if (bytes && bytes.length === lengths.get(cid)) recovered.set(cid, bytes);
-    }
+      if (bytes && bytes.length === lengths.get(cid)) rebuilt.set(cid, bytes);
+    });
+    for (const cid of lost) if (rebuilt.has(cid)) recovered.set(cid, rebuilt.get(cid)!); // in lease order
     const near = await this.#stripeHolders(lease);
     const placed = await placeLost(
       {

@@ -24,7 +24,7 @@ const MiB = 1024 * 1024;
 const FILE_MIB = Number(Deno.env.get("LEASE_MARKET_MIB") ?? 64);
 const HOLDERS = 7;
 /** One period: the audit interval. The lease lasts 3. */
-const PERIOD_MS = Number(Deno.env.get("LEASE_MARKET_PERIOD_MS") ?? 12_000);
+const PERIOD_MS = Number(Deno.env.get("LEASE_MARKET_PERIOD_MS") ?? 20_000);
 const LEASE_MS = 3 * PERIOD_MS;
 /** Wei per chunk per ms: the price per chunk-month is a whole multiple of the month, so no round loses a wei. */
 const Q = 1_000_000_007n;
