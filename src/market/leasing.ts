@@ -58,7 +58,8 @@ import {
 import type { Beacon } from "./beacon.ts";
 
 export const LEASE_PROTOCOL = "/meshgate/lease/1.0.0";
-/** Challenges of one round in flight at once. */
+/** Challenges of one round in flight at once (times the leases a holder keeps for one client, audited
+ * together: within its 32 inbound audit streams for up to 8 leases). */
 const AUDIT_PARALLEL = 4;
 
 export interface LeasingSettings {
@@ -257,7 +258,7 @@ export class LeaseService {
   async start(): Promise<void> {
     const net = this.#init.libp2p;
     await net.handle(LEASE_PROTOCOL, this.#handleLease, { maxInboundStreams: 8 });
-    await net.handle(AUDIT_PROTOCOL, this.#handleAudit, { maxInboundStreams: 16 });
+    await net.handle(AUDIT_PROTOCOL, this.#handleAudit, { maxInboundStreams: 32 });
     this.#started = true;
     const every = (ms: number, run: () => Promise<unknown>) => {
       const t = setInterval(() => {
@@ -499,7 +500,7 @@ export class LeaseService {
     const reasons: string[] = [];
     try {
       // A few challenges in flight at once: a round of 32 on a loaded machine took most of a period one by
-      // one. The holder takes 16 audit streams at a time.
+      // one.
       let started = 0;
       const worker = async () => {
         while (!silent && started < this.#challenges) {
