@@ -89,6 +89,7 @@ const STATUS: Record<string, number> = {
   audit_malformed: 400,
   audit_failed: 422,
   audit_replay: 422,
+  audit_beacon: 422,
   audit_protocol: 502,
   reputation_protocol: 502,
   store_failed: 500,

@@ -59,6 +59,7 @@ import type { ReputationBook } from "./reputation/book.ts";
 import { type Candidate, order, type Prefer, Selection } from "./reputation/select.ts";
 import { MeshError } from "./errors.ts";
 import { LeaseService, type LeasingSettings } from "./market/leasing.ts";
+import { chainBeacon } from "./market/beacon.ts";
 import { type Service, ServiceList } from "./service.ts";
 
 export interface NodeConfig {
@@ -440,6 +441,8 @@ export class MeshgateNode {
             mesh: meshNode, // re-places what a holder lost, recovered through the node's reads
             fetchChunk: (cid) => node ? node.chunk(cid, false) : Promise.resolve(null),
             ...(payer ? { pay: (peer, wei) => payer.payStorage(peer, wei) } : {}), // proven periods
+            // Paid leases are audited from the chain's block hashes, checked by the holder on its own.
+            ...(delivery ? { beacon: chainBeacon(delivery.wallet) } : {}),
           }),
         );
         const paid = delivery;

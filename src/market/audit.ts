@@ -4,11 +4,19 @@
  * checks against the chunk's CID (`blake3VerifyProof`) with the chunk's length from its own lease, never
  * from the holder.
  *
- * Which block: `BLAKE3(secret ‖ nonce ‖ cid)` mod the chunk's block count, where `secret` is the client's
- * audit secret, committed in the lease (`commit` = BLAKE3(secret)) before any challenge, and `nonce` is 16
- * fresh random bytes per challenge. The holder knows neither the secret nor the next nonce, so it cannot
- * tell which blocks it may drop; the client cannot swap the secret after signing. The nonce is echoed in
- * the answer and each challenge is answered once: an answer to an old challenge (a replay) is refused.
+ * Which block, for a volunteer (free) lease: `BLAKE3(secret ‖ nonce ‖ cid)` mod the chunk's block count,
+ * where `secret` is the client's audit secret, committed in the lease (`commit` = BLAKE3(secret)) before any
+ * challenge, and `nonce` is 16 fresh random bytes per challenge. The holder knows neither the secret nor the
+ * next nonce, so it cannot tell which blocks it may drop; the client cannot swap the secret after signing.
+ *
+ * For a paid lease, when both sides have the chain (beacon.ts): the challenge names a recent block, and the
+ * index is `BLAKE3(tag ‖ block hash ‖ lease id ‖ nonce ‖ cid)` mod the block count ({@link beaconIndex}).
+ * No one can predict the hash of a block not mined yet; the holder checks on its own chain connection that
+ * the block is real and recent, and that the index is the one it gives, and refuses (`audit_beacon`) a
+ * challenge that is not.
+ *
+ * The nonce is echoed in the answer and each challenge is answered once: an answer to an old challenge (a
+ * replay) is refused.
  *
  * Detection: a holder that lost a fraction f of a lease's blocks passes one challenge with probability
  * 1 − f, so c challenges catch it with P(detect) = 1 − (1 − f)^c (see README, "Storage leases").
@@ -23,7 +31,12 @@ export const AUDIT_PROTOCOL = "/meshgate/audit/1.0.0";
 /** Largest audit message: a 1 KiB block and a proof of a few hundred bytes, in base64 and JSON. */
 export const MAX_AUDIT_BYTES = 4096;
 
-export type AuditErrorCode = "audit_malformed" | "audit_failed" | "audit_replay" | "audit_protocol";
+export type AuditErrorCode =
+  | "audit_malformed"
+  | "audit_failed"
+  | "audit_replay"
+  | "audit_protocol"
+  | "audit_beacon";
 
 export class AuditError extends MeshError {
   override name = "AuditError";
@@ -39,6 +52,9 @@ export interface Challenge {
   cid: string;
   index: number;
   nonce: string;
+  /** Paid leases: the block whose hash seeds `index` (beacon.ts), its number and hash (0x-hex). */
+  block?: number;
+  blockHash?: string;
 }
 
 /** What the holder answers: the block and its proof (base64), or that it does not have the chunk. */
@@ -47,6 +63,8 @@ export type Answer =
   | { nonce: string; missing: true };
 
 const HEX16 = /^[0-9a-f]{32}$/;
+const BLOCK_HASH = /^0x[0-9a-f]{64}$/;
+const BEACON_TAG = new TextEncoder().encode("meshgate/audit-beacon/1");
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function toHex(bytes: Uint8Array): string {
@@ -106,6 +124,30 @@ export function challengeIndex(
   return word % blake3BlockCount(length);
 }
 
+/**
+ * The block a challenge of a paid lease names in `cid` (of `length` bytes): from the hash of chain block
+ * `blockHash` (0x-hex), the lease id and the challenge's nonce (hex), which anyone can recompute.
+ */
+export function beaconIndex(
+  blockHash: string,
+  lease: string,
+  nonce: string,
+  cid: string,
+  length: number,
+): number {
+  const parts = [BEACON_TAG, fromHex(blockHash.slice(2)), fromHex(lease), fromHex(nonce)];
+  const cidBytes = parseCid(cid).bytes;
+  const input = new Uint8Array(parts.reduce((n, p) => n + p.length, 0) + cidBytes.length);
+  let o = 0;
+  for (const p of [...parts, cidBytes]) {
+    input.set(p, o);
+    o += p.length;
+  }
+  const h = blake3(input);
+  const word = (h[0]! | h[1]! << 8 | h[2]! << 16 | h[3]! << 24) >>> 0;
+  return word % blake3BlockCount(length);
+}
+
 /** The holder's answer to `challenge` from its copy `chunk` (null: it has none). */
 export function answer(challenge: Challenge, chunk: Uint8Array | null): Answer {
   if (chunk === null) return { nonce: challenge.nonce, missing: true };
@@ -123,7 +165,7 @@ export function decodeChallenge(input: Record<string, unknown>): Challenge {
     throw new AuditError("audit_malformed", `Malformed challenge: ${why}`);
   };
   const extra = Object.keys(input).find((k) =>
-    !["op", "lease", "cid", "index", "nonce"].includes(k)
+    !["op", "lease", "cid", "index", "nonce", "block", "blockHash"].includes(k)
   );
   if (extra !== undefined) bad(`unknown field ${JSON.stringify(extra.slice(0, 40))}`);
   if (input.op !== "challenge") bad("op must be challenge");
@@ -140,6 +182,17 @@ export function decodeChallenge(input: Record<string, unknown>): Challenge {
   if (typeof input.nonce !== "string" || !HEX16.test(input.nonce)) {
     bad("nonce must be 16 bytes of hex");
   }
+  if ((input.block === undefined) !== (input.blockHash === undefined)) {
+    bad("block and blockHash come together");
+  }
+  if (input.block !== undefined) {
+    if (!Number.isSafeInteger(input.block) || (input.block as number) < 0) {
+      bad("block must be a block number");
+    }
+    if (typeof input.blockHash !== "string" || !BLOCK_HASH.test(input.blockHash)) {
+      bad("blockHash must be 0x and 32 bytes of lower-case hex");
+    }
+  }
   return input as unknown as Challenge;
 }
 
@@ -153,11 +206,35 @@ export class Auditor {
     { challenge: Challenge; length: number; root: Uint8Array }
   >();
 
-  /** A challenge of chunk `cid` (`length` bytes, from the client's lease) under `secret` (hex). */
-  challenge(lease: string, cid: string, length: number, secret: string): Challenge {
+  /**
+   * A challenge of chunk `cid` (`length` bytes, from the client's lease) under `secret` (hex), or, for a
+   * paid lease, seeded by chain block `block` (beacon.ts).
+   */
+  challenge(
+    lease: string,
+    cid: string,
+    length: number,
+    secret: string,
+    block?: { number: number; hash: string },
+  ): Challenge {
     const nonce = crypto.getRandomValues(new Uint8Array(16));
-    const index = challengeIndex(fromHex(secret), nonce, cid, length);
-    const challenge: Challenge = { op: "challenge", lease, cid, index, nonce: toHex(nonce) };
+    const challenge: Challenge = block
+      ? {
+        op: "challenge",
+        lease,
+        cid,
+        index: beaconIndex(block.hash, lease, toHex(nonce), cid, length),
+        nonce: toHex(nonce),
+        block: block.number,
+        blockHash: block.hash,
+      }
+      : {
+        op: "challenge",
+        lease,
+        cid,
+        index: challengeIndex(fromHex(secret), nonce, cid, length),
+        nonce: toHex(nonce),
+      };
     const root = parseCid(cid).multihash.digest; // parsed once here, not per answer
     this.#pending.set(challenge.nonce, { challenge, length, root });
     return challenge;

@@ -49,12 +49,18 @@ import {
   AuditError,
   Auditor,
   auditSecret,
+  beaconIndex,
+  type Challenge,
   decodeChallenge,
   MAX_AUDIT_BYTES,
   toHex,
 } from "./audit.ts";
+import type { Beacon } from "./beacon.ts";
 
 export const LEASE_PROTOCOL = "/meshgate/lease/1.0.0";
+/** Challenges of one round in flight at once (times the leases a holder keeps for one client, audited
+ * together: within its 32 inbound audit streams for up to 8 leases). */
+const AUDIT_PARALLEL = 4;
 
 export interface LeasingSettings {
   /** How often a client audits each lease (the lease's schedule), ms. Default 3 600 000 (an hour). */
@@ -104,6 +110,10 @@ export interface LeasingInit extends LeasingSettings {
   fetchChunk?: (cid: CID) => Promise<Uint8Array | null>;
   /** Pays `holder` `wei` for proven periods (a voucher on its channel). Default: none (owed is recorded). */
   pay?: (holder: string, wei: bigint) => Promise<void>;
+  /** The chain (paid mode): challenges of paid leases are seeded by a recent block's hash, and a holder
+   * refuses those of its paid leases that do not name a real, recent block (beacon.ts). Default: none
+   * (every lease audited with the client's committed secret). */
+  beacon?: Beacon;
 }
 
 /** What {@link LeaseService.replaceLost} did. */
@@ -190,6 +200,19 @@ function refusal(reply: Record<string, unknown>): LeaseError {
   );
 }
 
+/** Runs `fn` over `items`, at most `n` at a time. */
+async function inPool<T>(
+  items: readonly T[],
+  n: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+}
+
 export class LeaseService {
   readonly book: LeaseBook;
   readonly #init: LeasingInit;
@@ -206,8 +229,9 @@ export class LeaseService {
   readonly #auditor = new Auditor();
   /** Challenges answered per lease in its current audit interval (holder side). */
   readonly #answered = new Map<string, { since: number; n: number }>();
-  /** Leases being audited now (a slow holder never gets two rounds at once). */
+  /** Leases being audited now (a slow holder never gets two rounds at once), and being paid. */
   readonly #auditing = new Set<string>();
+  readonly #paying = new Set<string>();
   /** Proposals are taken one at a time, so two cannot overshoot the capacity together. */
   #proposals: Promise<unknown> = Promise.resolve();
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -234,7 +258,7 @@ export class LeaseService {
   async start(): Promise<void> {
     const net = this.#init.libp2p;
     await net.handle(LEASE_PROTOCOL, this.#handleLease, { maxInboundStreams: 8 });
-    await net.handle(AUDIT_PROTOCOL, this.#handleAudit, { maxInboundStreams: 16 });
+    await net.handle(AUDIT_PROTOCOL, this.#handleAudit, { maxInboundStreams: 32 });
     this.#started = true;
     const every = (ms: number, run: () => Promise<unknown>) => {
       const t = setInterval(() => {
@@ -446,7 +470,15 @@ export class LeaseService {
         ? e.lastAudit === undefined || now - e.lastAudit >= e.lease.auditEveryMs
         : (e.lastAudit ?? e.lease.start) < e.lease.end && now - e.lease.end < e.lease.auditEveryMs)
     );
-    await Promise.all(due.map((e) => this.audit(e.lease.id)));
+    // An ended lease gets no more rounds: what its last round could not pay is paid here.
+    const unpaid = this.book.list("client").filter((e) =>
+      e.lease.end <= now && !due.includes(e) && e.owedWei > e.paidWei &&
+      !this.#auditing.has(e.lease.id)
+    );
+    await Promise.all([
+      ...due.map((e) => this.audit(e.lease.id)),
+      ...unpaid.map((e) => this.#payOwed(e.lease.id)),
+    ]);
   }
 
   /**
@@ -467,24 +499,31 @@ export class LeaseService {
     let silent = false;
     const reasons: string[] = [];
     try {
-      for (let i = 0; i < this.#challenges; i++) {
-        const [cid, length] = chunks[Math.floor(Math.random() * chunks.length)]!;
-        try {
-          await this.#challenge(lease, secret!, cid, length);
-          passed++;
-          this.#init.reputation?.audited(lease.holder, true);
-        } catch (e) {
-          failed++;
-          reasons.push(e instanceof Error ? e.message : String(e));
-          if (e instanceof AuditError && e.code !== "audit_protocol") {
-            this.#init.reputation?.audited(lease.holder, false);
-          } else {
-            silent = true;
-            this.#init.reputation?.unreachable(lease.holder);
-            break; // one dial that fails is enough for this round
+      // A few challenges in flight at once: a round of 32 on a loaded machine took most of a period one by
+      // one.
+      let started = 0;
+      const worker = async () => {
+        while (!silent && started < this.#challenges) {
+          started++;
+          const [cid, length] = chunks[Math.floor(Math.random() * chunks.length)]!;
+          try {
+            await this.#challenge(lease, secret!, cid, length);
+            passed++;
+            this.#init.reputation?.audited(lease.holder, true);
+          } catch (e) {
+            if (silent) return; // the round already ended on a dial that failed
+            failed++;
+            reasons.push(e instanceof Error ? e.message : String(e));
+            if (e instanceof AuditError && e.code !== "audit_protocol") {
+              this.#init.reputation?.audited(lease.holder, false);
+            } else {
+              silent = true; // one dial that fails is enough for this round
+              this.#init.reputation?.unreachable(lease.holder);
+            }
           }
         }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(AUDIT_PARALLEL, this.#challenges) }, worker));
     } finally {
       this.#auditing.delete(id);
     }
@@ -506,14 +545,7 @@ export class LeaseService {
       owedWei: owed,
     });
     // Paid only for what was proven; a payment that fails is owed still, and tried again next round.
-    if (this.#init.pay && owed > entry.paidWei) {
-      try {
-        await this.#init.pay(lease.holder, owed - entry.paidWei);
-        this.book.paid(id, owed);
-      } catch (e) {
-        this.#warn("storage payment failed", { lease: id, holder: lease.holder, error: `${e}` });
-      }
-    }
+    await this.#payOwed(id);
     let offline = false;
     if (silent && passed === 0) {
       const since = this.#silentSince.get(id) ?? now;
@@ -535,9 +567,32 @@ export class LeaseService {
     return { passed, failed, reasons };
   }
 
+  /** Pays lease `id`'s holder what is owed beyond what was paid; a failure is one log line (tried again). */
+  async #payOwed(id: string): Promise<void> {
+    const entry = this.book.get(id, "client");
+    if (!this.#init.pay || !entry || entry.owedWei <= entry.paidWei || this.#paying.has(id)) return;
+    const { owedWei: owed, paidWei: paid, lease: { holder } } = entry;
+    this.#paying.add(id); // one payment of a lease at a time: two could pay the same wei twice
+    try {
+      await this.#init.pay(holder, owed - paid);
+      this.book.paid(id, owed);
+    } catch (e) {
+      this.#warn("storage payment failed", { lease: id, holder, error: `${e}` });
+    } finally {
+      this.#paying.delete(id);
+    }
+  }
+
   /** One challenge of `cid` in `lease`; throws the {@link AuditError} (or the wire's error) of a failure. */
   async #challenge(lease: Lease, secret: string, cid: string, length: number): Promise<void> {
-    const ch = this.#auditor.challenge(lease.id, cid, length, secret);
+    const beacon = this.#init.beacon;
+    // Paid: a block the holder can check; a chain that does not answer fails the round as unreachable does.
+    const block = beacon && lease.pricePerChunkMonth !== "0"
+      ? await beacon.latest().catch((e) => {
+        throw new AuditError("audit_protocol", `No chain block to seed the challenge: ${e}`);
+      })
+      : undefined;
+    const ch = this.#auditor.challenge(lease.id, cid, length, secret, block);
     try {
       const reply = await callPeer(
         this.#init.libp2p,
@@ -577,17 +632,19 @@ export class LeaseService {
     const { lease, secret } = entry;
     const gone = this.book.replacedOf(id);
     const lost: string[] = [];
-    for (const [cid, length] of lease.chunks) {
-      if (gone.has(cid)) continue;
-      if (options.offline) { // silent past the grace time: everything it keeps is taken as lost
-        lost.push(cid);
-        continue;
-      }
-      try {
-        await this.#challenge(lease, secret, cid, length);
-      } catch (e) {
-        if (e instanceof AuditError && e.code !== "audit_protocol") lost.push(cid);
-      }
+    const kept = lease.chunks.filter(([cid]) => !gone.has(cid));
+    if (options.offline) lost.push(...kept.map(([cid]) => cid)); // silent past the grace: all taken as lost
+    else {
+      // The sweep, a few challenges in flight (one by one, a lease of 60 chunks took most of a period).
+      const failed = new Set<string>();
+      await inPool(kept, AUDIT_PARALLEL, async ([cid, length]) => {
+        try {
+          await this.#challenge(lease, secret, cid, length);
+        } catch (e) {
+          if (e instanceof AuditError && e.code !== "audit_protocol") failed.add(cid);
+        }
+      });
+      lost.push(...kept.map(([cid]) => cid).filter((cid) => failed.has(cid)));
     }
     const out: Replacement = { lost, leases: [], unplaced: [] };
     if (lost.length === 0) return out;
@@ -595,10 +652,12 @@ export class LeaseService {
     const deps = { get: (c: CID) => this.#init.store.get(c), fetch: fetchChunk };
     const recovered = new Map<string, Uint8Array>();
     const lengths = new Map(lease.chunks);
-    for (const cid of lost) {
+    const rebuilt = new Map<string, Uint8Array>();
+    await inPool(lost, AUDIT_PARALLEL, async (cid) => {
       const bytes = await recoverChunk(deps, root, CID.parse(cid)).catch(() => null);
-      if (bytes && bytes.length === lengths.get(cid)) recovered.set(cid, bytes);
-    }
+      if (bytes && bytes.length === lengths.get(cid)) rebuilt.set(cid, bytes);
+    });
+    for (const cid of lost) if (rebuilt.has(cid)) recovered.set(cid, rebuilt.get(cid)!); // in lease order
     const near = await this.#stripeHolders(lease);
     const placed = await placeLost(
       {
@@ -806,6 +865,7 @@ export class LeaseService {
       if (!chunk) {
         throw new LeaseError("lease_not_found", `Lease ${ch.lease} does not cover ${ch.cid}`);
       }
+      await this.#checkSeed(ch, entry.lease, chunk[1]);
       const bytes = await this.#init.store.get(CID.parse(ch.cid));
       reply = answer(ch, bytes);
     } catch (e) {
@@ -813,6 +873,38 @@ export class LeaseService {
     }
     await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
   };
+
+  /**
+   * A holder with the chain takes challenges of its paid leases only when seeded by a real, recent block and
+   * at the index that block gives (so the client cannot aim them, nor reuse an old block); otherwise throws
+   * {@link AuditError} `audit_beacon`, saying why.
+   */
+  async #checkSeed(ch: Challenge, lease: Lease, length: number): Promise<void> {
+    const beacon = this.#init.beacon;
+    if (ch.block === undefined || ch.blockHash === undefined) {
+      if (beacon && lease.pricePerChunkMonth !== "0") {
+        throw new AuditError(
+          "audit_beacon",
+          `Lease ${lease.id} is paid: its challenges must name a recent chain block, whose hash seeds them`,
+        );
+      }
+      return;
+    }
+    if (!beacon) {
+      throw new AuditError(
+        "audit_beacon",
+        `The challenge names block ${ch.block}, but this node has no chain to check it on`,
+      );
+    }
+    const index = beaconIndex(ch.blockHash, lease.id, ch.nonce, ch.cid, length);
+    if (ch.index !== index) {
+      throw new AuditError(
+        "audit_beacon",
+        `The challenge asks for block ${ch.index} of the chunk, but block ${ch.block}'s hash gives ${index}`,
+      );
+    }
+    await beacon.check({ number: ch.block, hash: ch.blockHash });
+  }
 
   /**
    * Deletes the chunks of holder leases that ended (past the grace time), unless pinned here (this node's

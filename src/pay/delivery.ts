@@ -79,6 +79,8 @@ export type PayChannel =
     /** Wei accepted in vouchers, and redeemed, since this node started. */
     earnedWei: bigint;
     redeemedWei: bigint;
+    /** Of `earnedWei`, what paid for storage (leases), not for bytes served. */
+    storageWei: bigint;
     vouchers: number;
     banned?: string;
   }
@@ -117,8 +119,10 @@ export interface PaySummary {
   account: Address;
   /** Wei per byte this node charges (0n: it serves for free). */
   price: bigint;
-  /** Wei accepted in vouchers from the peers it served. */
+  /** Wei accepted in vouchers from the peers it served (or kept chunks for). */
   earnedWei: bigint;
+  /** Of it, wei paid for storage (proven lease periods). */
+  storageEarnedWei: bigint;
   /** Wei the hub paid it for those vouchers so far. */
   redeemedWei: bigint;
   /** Wei it promised in vouchers to the operators it fetched from. */
@@ -256,6 +260,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
           servedBytes: a.servedBytes,
           earnedWei: a.accepted - a.base,
           redeemedWei: max0(a.redeemed - a.base), // a voucher from before a restart counts below base
+          storageWei: a.storageWei,
           vouchers: a.vouchers,
           ...(a.banned !== undefined ? { banned: a.banned } : {}),
         });
@@ -278,6 +283,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
         account: wallet.account.address,
         price,
         earnedWei: d?.acceptedWei ?? 0n,
+        storageEarnedWei: d?.storageWei ?? 0n,
         redeemedWei: d?.redeemedWei ?? 0n,
         spentWei: p.spentWei,
         vouchersReceived: d?.vouchers ?? 0,

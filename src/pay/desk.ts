@@ -19,6 +19,11 @@
  * `eth_estimateGas`, at the current max fee per gas), and on {@link PaymentDesk.stop} whatever is worth more
  * than that cost: never at a loss.
  *
+ * Storage is paid on the same channels (proven lease periods, `market/leasing.ts`): each voucher message says
+ * how much of its cumulative amount paid for storage (`storage`), and that part is never credit for
+ * deliveries. A client that calls delivery pay storage only loses delivery credit; the storage part may grow
+ * only by what the voucher grows, and never shrinks. `storageWei` shows what each peer paid for storage.
+ *
  * With a `dataDir`, every voucher accepted and every redeem is written to `<dataDir>/pay.sqlite`
  * ({@link PayLedger}) before the credit it buys is granted: a restarted desk redeems what it was owed, and a
  * client's last voucher is no new credit. The file is locked: a second desk on it is refused at start.
@@ -145,6 +150,8 @@ export interface PeerAccount {
   redeemed: bigint;
   /** The channel's redeemed amount when this desk bound it: `accepted - base` was earned here. */
   base: bigint;
+  /** Of `accepted - base`, the wei paid for storage: no credit for deliveries. */
+  storageWei: bigint;
   vouchers: number;
   /** Why the peer is refused, when it is. */
   banned?: string;
@@ -157,6 +164,8 @@ export interface DeskStats {
   vouchers: number;
   /** Wei accepted in vouchers, over every channel (beyond what was redeemed before this desk started). */
   acceptedWei: bigint;
+  /** Of it, wei paid for storage (no credit for deliveries). */
+  storageWei: bigint;
   redeems: number;
   /** Wei collected by redeems. */
   redeemedWei: bigint;
@@ -184,6 +193,9 @@ interface Account {
   accepted: bigint;
   /** Redeemed amount when the channel was bound: what was paid before is not credit now. */
   base: bigint;
+  /** The storage part of the latest voucher's amount (cumulative), and what it was when bound. */
+  storage: bigint;
+  storageBase: bigint;
   channel?: { id: Hex; payer: Address; deposit: bigint };
   latest?: Latest;
   redeemed: bigint;
@@ -374,6 +386,7 @@ export class PaymentDesk implements DeliveryGate {
       if (a.channel !== undefined) continue;
       a.channel = { id: c.channel, payer: c.payer, deposit: c.deposit };
       a.accepted = a.base = c.accepted;
+      a.storage = a.storageBase = c.storage ?? 0n;
       a.redeemed = c.redeemed;
       a.latest = c.latest;
       this.#channels.set(c.channel, c.peer);
@@ -411,8 +424,7 @@ export class PaymentDesk implements DeliveryGate {
       this.admit(peer);
       if (account.channel !== undefined) this.#refuseClosing(account.channel.id);
       account.active = Date.now();
-      const unpaid = (account.served + BigInt(bytes)) * this.#price -
-        (account.accepted - account.base);
+      const unpaid = (account.served + BigInt(bytes)) * this.#price - deliveryPaid(account);
       if (this.#fits(account, unpaid)) break;
       const left = deadline - Date.now();
       if (left <= 0) {
@@ -453,7 +465,7 @@ export class PaymentDesk implements DeliveryGate {
   }
 
   #owedOf(a: Account): bigint {
-    return max0(a.served * this.#price - (a.accepted - a.base));
+    return max0(a.served * this.#price - deliveryPaid(a));
   }
 
   /** Applies `mutate` to `a`, keeping the desk's totals of what is owed. */
@@ -500,6 +512,7 @@ export class PaymentDesk implements DeliveryGate {
       accepted: a.accepted,
       redeemed: a.redeemed,
       base: a.base,
+      storageWei: a.storage - a.storageBase,
       vouchers: a.vouchers,
       ...(this.#bans.has(a.peer) ? { banned: this.#bans.get(a.peer) } : {}),
     };
@@ -507,11 +520,12 @@ export class PaymentDesk implements DeliveryGate {
 
   /** Totals over every peer. */
   stats(): DeskStats {
-    let servedBytes = 0n, vouchers = 0, acceptedWei = 0n;
+    let servedBytes = 0n, vouchers = 0, acceptedWei = 0n, storageWei = 0n;
     for (const a of this.#accounts.values()) {
       servedBytes += a.served;
       vouchers += a.vouchers;
       acceptedWei += a.accepted - a.base;
+      storageWei += a.storage - a.storageBase;
     }
     const s = this.#stats;
     return {
@@ -519,6 +533,7 @@ export class PaymentDesk implements DeliveryGate {
       servedBytes,
       vouchers,
       acceptedWei,
+      storageWei,
       redeems: s.redeems,
       redeemedWei: s.redeemedWei,
       redeemGas: s.redeemGas,
@@ -547,6 +562,8 @@ export class PaymentDesk implements DeliveryGate {
         served: 0n,
         accepted: 0n,
         base: 0n,
+        storage: 0n,
+        storageBase: 0n,
         redeemed: 0n,
         vouchers: 0,
         active: now,
@@ -717,6 +734,22 @@ export class PaymentDesk implements DeliveryGate {
     }
     if (bound !== undefined) await this.#verify(account, message, channel, accepted, false);
     const receipts = this.#checkReceipts(voucher, message.receipts, channel.payer);
+    // The storage part: as before when not said; on a channel new here, what it says was paid before
+    // binding is taken as storage first (never as delivery credit).
+    const knownStorage = bound === undefined
+      ? this.#ledger?.get(voucher.channel)?.storage
+      : account.storage;
+    const storage = message.storage ?? knownStorage ?? 0n;
+    const storageBase = bound === undefined
+      ? knownStorage ?? max0(storage - (voucher.cumulativeAmount - accepted))
+      : account.storageBase;
+    const before = bound === undefined ? storageBase : account.storage;
+    if (storage < before || storage - before > voucher.cumulativeAmount - accepted) {
+      throw new PayProtocolError(
+        `The voucher's storage part (${storage} wei) must grow from ${before} by at most what the voucher ` +
+          `adds (${voucher.cumulativeAmount - accepted})`,
+      );
+    }
     if (bound === undefined) {
       const owner = this.#channels.get(channel.id);
       if (owner !== undefined && owner !== peer) {
@@ -732,14 +765,17 @@ export class PaymentDesk implements DeliveryGate {
       accepted: voucher.cumulativeAmount,
       redeemed: bound === undefined ? accepted : account.redeemed,
       latest: { voucher, signature: message.signature, receipts },
+      storage,
     });
     this.#change(account, () => {
       if (bound === undefined) {
         this.#channels.set(channel.id, peer);
         account.channel = channel;
         account.base = account.redeemed = accepted;
+        account.storageBase = storageBase;
       }
       account.accepted = voucher.cumulativeAmount;
+      account.storage = storage;
     });
     account.latest = { voucher, signature: message.signature, receipts };
     account.vouchers++;
@@ -1002,6 +1038,11 @@ function nonNegativeInt(n: number, name: string): number {
     throw new RangeError(`"${name}" must be a non-negative integer, got "${n}"`);
   }
   return n;
+}
+
+/** Wei an account paid for deliveries here: what its vouchers added since binding, less the storage part. */
+function deliveryPaid(a: Account): bigint {
+  return a.accepted - a.base - (a.storage - a.storageBase);
 }
 
 function max0(n: bigint): bigint {

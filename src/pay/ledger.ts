@@ -47,6 +47,8 @@ export interface LedgerChannel {
   accepted: bigint;
   redeemed: bigint;
   latest?: { voucher: Voucher; signature: Hex; receipts: readonly Receipt[] };
+  /** Of `accepted`, the wei the payer said paid for storage (desk.ts). */
+  storage?: bigint;
 }
 
 interface Row {
@@ -59,6 +61,7 @@ interface Row {
   voucher: string | null;
   signature: string | null;
   receipts: string | null;
+  storage: string | null;
 }
 
 /** The desk's vouchers and redeems, one row per channel. */
@@ -73,11 +76,13 @@ export class PayLedger {
   private constructor(db: DatabaseSync) {
     this.#db = db;
     this.#put = db.prepare(
-      `INSERT INTO channels (channel, peer, payer, deposit, accepted, redeemed, voucher, signature, receipts)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO channels
+         (channel, peer, payer, deposit, accepted, redeemed, voucher, signature, receipts, storage)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (channel) DO UPDATE SET peer = excluded.peer, payer = excluded.payer,
          deposit = excluded.deposit, accepted = excluded.accepted, redeemed = excluded.redeemed,
-         voucher = excluded.voucher, signature = excluded.signature, receipts = excluded.receipts`,
+         voucher = excluded.voucher, signature = excluded.signature, receipts = excluded.receipts,
+         storage = excluded.storage`,
     );
     this.#redeem = db.prepare(`UPDATE channels SET redeemed = ? WHERE channel = ?`);
     this.#get = db.prepare(`SELECT * FROM channels WHERE channel = ?`);
@@ -114,6 +119,7 @@ export class PayLedger {
       c.latest ? JSON.stringify(c.latest.voucher, bigints) : null,
       c.latest?.signature ?? null,
       c.latest ? JSON.stringify(c.latest.receipts, bigints) : null,
+      c.storage?.toString() ?? null,
     );
   }
 
@@ -153,7 +159,13 @@ function lockedDb(path: string, keyFile?: string): DatabaseSync {
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec(`CREATE TABLE IF NOT EXISTS channels (
       channel TEXT PRIMARY KEY, peer TEXT NOT NULL, payer TEXT NOT NULL, deposit TEXT NOT NULL,
-      accepted TEXT NOT NULL, redeemed TEXT NOT NULL, voucher TEXT, signature TEXT, receipts TEXT)`);
+      accepted TEXT NOT NULL, redeemed TEXT NOT NULL, voucher TEXT, signature TEXT, receipts TEXT,
+      storage TEXT)`);
+    // A ledger from before storage pay: the column added (no storage said is none).
+    const columns = db.prepare(`PRAGMA table_info(channels)`).all() as { name: string }[];
+    if (!columns.some((c) => c.name === "storage")) {
+      db.exec(`ALTER TABLE channels ADD COLUMN storage TEXT`);
+    }
     db.exec(`CREATE TABLE IF NOT EXISTS holder (id INTEGER PRIMARY KEY, pid INTEGER, at INTEGER)`);
     db.prepare(`INSERT OR REPLACE INTO holder (id, pid, at) VALUES (1, ?, ?)`).run(
       Deno.pid,
@@ -191,6 +203,7 @@ function fromRow(row: Row): LedgerChannel {
     deposit: BigInt(row.deposit),
     accepted: BigInt(row.accepted),
     redeemed: BigInt(row.redeemed),
+    ...(row.storage !== null ? { storage: BigInt(row.storage) } : {}),
     ...(row.voucher !== null
       ? {
         latest: {

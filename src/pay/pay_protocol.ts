@@ -54,6 +54,9 @@ export interface VoucherMessage {
   voucher: Voucher;
   signature: Hex;
   receipts: readonly Pick<Receipt, "cid" | "size" | "time">[];
+  /** Of the cumulative amount, the wei that paid for storage (proven lease periods) on this channel so far,
+   * cumulative too: never credit for deliveries. Absent: as in the voucher before (0 on a new channel). */
+  storage?: bigint;
 }
 
 // -------------------------------------------------------------------------------------------------------------
@@ -255,6 +258,7 @@ function encodeVoucherMessage(m: VoucherMessage): Record<string, unknown> {
       size: r.size.toString(),
       time: r.time.toString(),
     })),
+    ...(m.storage ? { storage: m.storage.toString() } : {}),
   };
 }
 
@@ -295,6 +299,7 @@ export function parseVoucherMessage(m: Record<string, unknown>): VoucherMessage 
     },
     signature: m.signature as Hex,
     receipts,
+    ...(m.storage !== undefined ? { storage: parseAmount(m.storage, "storage") } : {}),
   };
 }
 

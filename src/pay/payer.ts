@@ -148,6 +148,9 @@ interface Operator {
   accepted: bigint;
   /** Wei paid ahead of service (a binding voucher's 1 wei): taken off the next voucher that covers it. */
   ahead: bigint;
+  /** Wei of the cumulative amount paid for storage: every voucher tells the operator, so that it is no
+   * credit for deliveries there. */
+  storage: bigint;
   last?: VoucherMessage;
   lastError?: unknown;
   queue: Serial;
@@ -288,6 +291,7 @@ export class PayingClient implements DeliveryPayer {
             deposit: 0n,
             cumulative: 0n,
             accepted: 0n,
+            storage: 0n,
             last: undefined,
           });
         } catch (e) {
@@ -492,6 +496,7 @@ export class PayingClient implements DeliveryPayer {
         cumulative: 0n,
         accepted: 0n,
         ahead: 0n,
+        storage: 0n,
         batch: new ReceiptBatch(),
         paidBytes: 0n,
         vouchers: 0,
@@ -584,7 +589,13 @@ export class PayingClient implements DeliveryPayer {
     op.lastUsed = Date.now();
     op.paidBytes += batch.bytes;
     op.vouchers++;
-    op.last = { voucher, signature, receipts: batch.receipts };
+    op.storage += other;
+    op.last = {
+      voucher,
+      signature,
+      receipts: batch.receipts,
+      ...(op.storage > 0n ? { storage: op.storage } : {}),
+    };
     await this.#submit(op, op.last);
   }
 

@@ -405,3 +405,47 @@ Deno.test("fuzz: verifying arbitrary answers gives false or a TypeError/RangeErr
     { numRuns: 500, seed: SEED },
   );
 });
+
+/** Seconds per call of each of `fns`, in alternating ~1 ms batches, at the 10th percentile of the batches: the
+ * speed of a core left alone, which other tests on a shared machine disturb far less than a mean. */
+function secondsPerCall(fns: (() => void)[], batches: number): number[] {
+  const sizes = fns.map((fn) => {
+    for (let i = 0; i < 10; i++) fn();
+    const t0 = performance.now();
+    for (let i = 0; i < 10; i++) fn();
+    return Math.max(1, Math.round(10 / (performance.now() - t0)));
+  });
+  const times = fns.map(() => [] as number[]);
+  for (let b = 0; b < batches; b++) {
+    fns.forEach((fn, f) => {
+      const t0 = performance.now();
+      for (let i = 0; i < sizes[f]!; i++) fn();
+      times[f]!.push((performance.now() - t0) / sizes[f]! / 1000);
+    });
+  }
+  return times.map((t) => t.sort((x, y) => x - y)[Math.floor(t.length / 10)]!);
+}
+
+Deno.test("a 256 KiB chunk: >= 50,000 proofs checked a second; a proof built at >= 0.8x hashing it", () => {
+  const len = 256 * 1024;
+  const chunk = seededBytes(seeded(7), len);
+  const root = blake3(chunk);
+  const picks = Array.from({ length: 64 }, (_, i) => (i * 37) % blake3BlockCount(len));
+  const answers = picks.map((i) => ({ i, ...blake3Proof(chunk, i) }));
+  let n = 0;
+  const [verify] = secondsPerCall([() => {
+    const a = answers[n++ % 64]!;
+    if (!blake3VerifyProof(root, len, a.i, a.block, a.proof)) {
+      throw new Error("a good proof failed");
+    }
+  }], 200);
+  const [build, hash] = secondsPerCall([
+    () => void blake3Proof(chunk, picks[n++ % 64]!),
+    () => void blake3(chunk),
+  ], 100);
+  const perSecond = 1 / verify!;
+  const ratio = hash! / build!;
+  console.log(JSON.stringify({ verify_per_s: Math.round(perSecond), build_vs_hash: ratio }));
+  assert.ok(perSecond >= 50_000, `${Math.round(perSecond)} proofs checked a second`);
+  assert.ok(ratio >= 0.8, `a proof builds at ${ratio.toFixed(2)}x the rate of hashing the chunk`);
+});

@@ -6,6 +6,7 @@ import {
   AuditError,
   Auditor,
   auditSecret,
+  beaconIndex,
   challengeIndex,
   decodeChallenge,
   fromHex,
@@ -163,4 +164,39 @@ Deno.test("answers check for every block of inputs whose last block is short, an
     }
     assert.equal(seen.size, blake3BlockCount(len), `every block of a ${len}-byte chunk was asked`);
   }
+});
+
+Deno.test("a challenge seeded by a chain block: anyone recomputes its index; the answer stays under 2 KiB", () => {
+  const chunk = bytes(256 * 1024, 3);
+  const cid = cidOf(chunk).toString();
+  const auditor = new Auditor();
+  const hash = `0x${toHex(crypto.getRandomValues(new Uint8Array(32)))}`;
+  const seen = new Set<number>();
+  for (let i = 0; i < 200; i++) {
+    const ch = auditor.challenge(LEASE, cid, chunk.length, "", { number: 123, hash });
+    assert.equal(ch.block, 123);
+    assert.equal(ch.index, beaconIndex(hash, LEASE, ch.nonce, cid, chunk.length));
+    seen.add(ch.index);
+    const a = answer(decodeChallenge({ ...ch }), chunk);
+    assert.ok(encodeMessage(ch).length < 400);
+    assert.ok(encodeMessage(a).length <= 2048, `answer is ${encodeMessage(a).length} bytes`);
+    auditor.check(ch, a as unknown as Record<string, unknown>);
+  }
+  assert.ok(seen.size > 100, `only ${seen.size} blocks named`);
+  // Another block hash, another index (mostly).
+  const other = `0x${toHex(crypto.getRandomValues(new Uint8Array(32)))}`;
+  let same = 0;
+  for (let i = 0; i < 200; i++) {
+    const nonce = toHex(crypto.getRandomValues(new Uint8Array(16)));
+    if (
+      beaconIndex(hash, LEASE, nonce, cid, 262144) === beaconIndex(other, LEASE, nonce, cid, 262144)
+    ) {
+      same++;
+    }
+  }
+  assert.ok(same < 10);
+  const good = { op: "challenge", lease: LEASE, cid, index: 0, nonce: "00".repeat(16) };
+  assert.throws(() => decodeChallenge({ ...good, block: 1 }), /come together/);
+  assert.throws(() => decodeChallenge({ ...good, block: -1, blockHash: hash }), /block number/);
+  assert.throws(() => decodeChallenge({ ...good, block: 1, blockHash: "0x12" }), /blockHash/);
 });

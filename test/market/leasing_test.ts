@@ -625,8 +625,16 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "meshgate-lease-last-" });
+    // The closing round's payment fails once: the lease gets no more rounds, and is paid on the next tick.
+    const paid: bigint[] = [];
+    let down = false;
     const { clock, holder, client, stop } = await pair(dir, { storedPerGiBMonth: "1073741824" }, {
       challenges: 4,
+      pay: (_peer: string, wei: bigint) => {
+        if (down) return Promise.reject(new Error("the holder's pay protocol did not answer"));
+        paid.push(wei);
+        return Promise.resolve();
+      },
     });
     try {
       const a = await chunkOn(holder.store, 65_536);
@@ -647,12 +655,19 @@ Deno.test({
       await client.service.auditDue();
       assert.equal(view().passed, 4);
       clock.now += every / 2; // ended: the closing round, up to the end
+      down = true;
       await client.service.auditDue();
       assert.equal(view().passed, 8);
       assert.deepEqual([view().provenMs, view().owedWei], [month, "65536"]);
+      assert.notEqual(view().paidWei, view().owedWei, "the closing round's payment failed");
+      down = false;
       clock.now += every;
-      await client.service.auditDue(); // closed: nothing more
+      await client.service.auditDue(); // closed: no round, but what it owes is paid
       assert.equal(view().passed, 8);
+      assert.equal(view().paidWei, "65536");
+      assert.equal(paid.reduce((n, w) => n + w, 0n), 65_536n);
+      await client.service.auditDue(); // once
+      assert.equal(paid.reduce((n, w) => n + w, 0n), 65_536n);
     } finally {
       await stop();
       await Deno.remove(dir, { recursive: true });

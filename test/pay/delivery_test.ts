@@ -465,3 +465,45 @@ withChain(
     assert.ok((await checkPrice(chain, PRICE)).worthIt, "the tests' 1 gwei per byte is worth it");
   },
 );
+
+withChain(
+  "storage pay is no credit for deliveries, nor delivery pay storage; a storage part that shrinks or outgrows the voucher is refused",
+  async ({ env, operator, client }) => {
+    const held = chunks(32); // 512 KiB, against a credit of 2 batches (128 KiB)
+    const op = await operator(held);
+    // A real paying client that pays for deliveries only when the desk asks (its batch outsizes the file).
+    const cl = await client({ batchBytes: 1 << 30, depositBytes: 64 << 20 });
+    await cl.node.connect(op.node.multiaddrs()[0]!);
+    const storage = PRICE * 10n * 1024n * 1024n; // worth 10 MiB of delivery, were it credit
+    await cl.payer!.payStorage(op.node.peerId, storage);
+    assert.equal(op.desk.accounts()[0]!.storageWei, storage);
+    assert.equal((await fetchAll(cl.node, op.node, held.map((c) => c.cid))).length, 32);
+    const account = op.desk.accounts().find((a) => a.peer === cl.node.peerId)!;
+    assert.equal(account.servedBytes, 512n * BigInt(KiB));
+    // The client had to pay for what it was served, beyond the credit, apart from its storage pay.
+    const paidBytes = cl.payer!.operators()[0]!.paidBytes;
+    assert.ok(paidBytes >= (512n - 128n) * BigInt(KiB), `paid for ${paidBytes} bytes of 512 KiB`);
+    const delivery = account.accepted - account.base - account.storageWei;
+    assert.equal(delivery, paidBytes * PRICE);
+    assert.equal(account.storageWei, storage, "delivery vouchers are no storage pay");
+    assert.equal(op.desk.stats().storageWei, storage);
+
+    // By hand: a storage part that shrinks, or grows by more than the voucher does, is refused.
+    const raw = await rawClient(env, client, op);
+    const send = async (amount: bigint, part: bigint) => {
+      const v = voucherOf(raw.channel, amount);
+      return await submitVoucher(raw.node.libp2p, op.node.peerId, {
+        voucher: v,
+        signature: await signVoucher(raw.wallet.account, raw.domain, v),
+        receipts: [],
+        storage: part,
+      });
+    };
+    await send(1000n, 600n);
+    await assert.rejects(send(2000n, 500n), /storage part \(500 wei\) must grow from 600/);
+    await assert.rejects(send(2000n, 1700n), /by at most what the voucher adds \(1000\)/);
+    await send(2000n, 1600n);
+    const r = op.desk.accounts().find((a) => a.peer === raw.node.peerId)!;
+    assert.deepEqual([r.accepted - r.base, r.storageWei], [2000n, 1600n]);
+  },
+);
