@@ -353,6 +353,8 @@ export class ChunkExchange implements Startable {
     await this.#components.registrar.handle(CHUNK_PROTOCOL, this.#handle, {
       maxInboundStreams: this.#maxInbound,
       maxOutboundStreams: Math.max(64, this.#maxInbound),
+      // Chunks flow over relayed connections too: the relay's own limits and meter bound them.
+      runOnLimitedConnection: true,
     });
   }
 
@@ -630,7 +632,7 @@ export class ChunkExchange implements Startable {
     );
     let stream: Stream;
     try {
-      stream = await connection.newStream(CHUNK_PROTOCOL, { signal });
+      stream = await connection.newStream(CHUNK_PROTOCOL, { signal, runOnLimitedConnection: true });
     } catch (first) {
       // A peer that restarted leaves a connection that looks open until the first stream on it fails:
       // drop it and dial once more, so churn costs one round trip, not a failed request.
@@ -641,7 +643,7 @@ export class ChunkExchange implements Startable {
           signal,
           force: true,
         });
-        stream = await fresh.newStream(CHUNK_PROTOCOL, { signal });
+        stream = await fresh.newStream(CHUNK_PROTOCOL, { signal, runOnLimitedConnection: true });
       } catch (e) {
         release();
         if (signal?.aborted) throw signal.reason;

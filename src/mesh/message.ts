@@ -83,7 +83,8 @@ export async function callPeer(
   options: { maxBytes: number; what: string; error: WireError },
 ): Promise<Record<string, unknown>> {
   const id = typeof peer === "string" ? peerIdFromString(peer) : peer;
-  const stream = await libp2p.dialProtocol(id, protocol, { signal });
+  // Request and answer protocols (pay, offers, reputation) also run over relayed connections.
+  const stream = await libp2p.dialProtocol(id, protocol, { signal, runOnLimitedConnection: true });
   try {
     await writeMessage(stream, request, signal);
     return await readMessage(stream, signal, options);

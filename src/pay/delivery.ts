@@ -66,6 +66,8 @@ export interface PaidDeliveryInit {
   dataDir?: string;
   /** The pay key's file, when outside `dataDir`: locked too (one desk per key; see `PaymentDeskInit`). */
   keyFile?: string;
+  /** Channels the desk must not take (those of this node's relay desk; see `PaymentDeskInit`). */
+  refuseChannel?: (channel: Hex) => string | undefined;
 }
 
 /** One channel this node is paid through (`in`) or pays through (`out`). */
@@ -135,6 +137,8 @@ export interface PaySummary {
 /** Both sides of paid delivery for one node. */
 export interface PaidDelivery {
   readonly wallet: PayClient;
+  /** The account's transaction queue (paid relaying sends from it too). */
+  readonly transactions: Serial;
   /** The operator side; absent when the node serves for free. */
   readonly desk: PaymentDesk | undefined;
   readonly payer: PayingClient;
@@ -186,6 +190,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
         "maxUnpaidBytes",
         "dataDir",
         "keyFile",
+        "refuseChannel",
       ),
     })
     : undefined;
@@ -206,6 +211,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
   });
   return {
     wallet,
+    transactions,
     desk,
     payer,
     exchange: desk ? { gate: desk, payer } : { payer },

@@ -89,6 +89,7 @@ export {
   PeerBannedError,
   type Quote,
   QuoteRefusedError,
+  RELAY_PAY_PROTOCOL,
   requestQuote,
   submitVoucher,
   type VoucherAccepted,
@@ -143,3 +144,10 @@ export {
   type Voucher,
   voucherTypes,
 } from "./voucher.ts";
+export {
+  type PaidRelaying,
+  paidRelaying,
+  type PaidRelayingInit,
+  type RelayPaySummary,
+  relayPricePerByte,
+} from "./relay_pay.ts";
