@@ -142,11 +142,6 @@ function relayFlags(values: {
     return Number(v);
   };
   const relayVia = values["relay-via"] ?? [];
-  if (values["no-listen"] && relayVia.length === 0) {
-    throw new UsageError(
-      "--no-listen needs --relay-via: a node that listens nowhere is reached through a relay",
-    );
-  }
   const limits = {
     maxReservations: count(values["relay-reservations"], "--relay-reservations"),
     reservationTtlMs: count(values["relay-reservation-ttl"], "--relay-reservation-ttl"),
@@ -252,8 +247,8 @@ Options (flag, then environment variable, then default):
   --relay-circuit-data SIZE             most bytes one circuit carries, both ways       [1 GiB]
   --relay-circuit-time MS               longest life of one circuit                     [600000]
   --relay-pay-wait MS                   wait for a voucher before cutting a circuit past its credit  [10000]
-  --no-listen                           listen on no address (a node behind NAT): reachable through
-                                        --relay-via only
+  --no-listen                           listen on no address (a node behind NAT): it dials out, and
+                                        is reachable through --relay-via only
   --relay-via ADDR                      relay to reserve a slot on (/ip4/…/p2p/<id>), announcing
                                         <relay>/p2p-circuit/p2p/<self>; repeat for more; with --chain
                                         this node pays the relay for the bytes it carries   [none]

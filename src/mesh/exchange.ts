@@ -52,7 +52,12 @@ import { decodeFrame, encodeFrame, type Frame, FrameReader, writeFrame } from ".
 import { KeyedLimiter } from "./_limiter.ts";
 import { type DeliverySignature, signDelivery, verifyDelivery } from "./signed_delivery.ts";
 import { fromHex, toHex } from "../units.ts";
-import { type PeerTarget, peerTargetLabel, resolvePeerTarget } from "./_target.ts";
+import {
+  limitedConnection,
+  type PeerTarget,
+  peerTargetLabel,
+  resolvePeerTarget,
+} from "./_target.ts";
 import {
   ExchangeProtocolError,
   MessageTooLargeError,
@@ -195,6 +200,8 @@ export interface ChunkExchangeComponents {
     unhandle(protocol: string): Promise<void>;
   };
   connectionManager: {
+    /** The connections to a peer (libp2p's): a relayed one is reused (see `limitedConnection`). */
+    getConnections?(peer: PeerId): Connection[];
     openConnection(
       peer: PeerId | Multiaddr | Multiaddr[],
       options?: AbortOptions & { force?: boolean },
@@ -618,7 +625,10 @@ export class ChunkExchange implements Startable {
     let dial: Awaited<ReturnType<typeof resolvePeerTarget>>;
     try {
       dial = await resolvePeerTarget(this.#components.peerStore, target);
-      connection = await this.#components.connectionManager.openConnection(dial, { signal });
+      const manager = this.#components.connectionManager;
+      connection = (manager.getConnections &&
+        limitedConnection((p) => manager.getConnections!(p), dial)) ??
+        await manager.openConnection(dial, { signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw new PeerUnreachableError(label, e);

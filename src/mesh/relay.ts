@@ -260,8 +260,8 @@ export class RelayMeter {
 }
 
 /**
- * The reserving node's side: reports the bytes each relay carried for it (its inbound stop streams), in
- * reports of at least `reportBytes` and at each circuit's end, so that a payer writes few receipts.
+ * The reserving node's side: reports the bytes each relay carried for it (its inbound stop streams), as they
+ * pass (or in reports of at least `reportBytes`, and at each circuit's end).
  */
 export class RelayedBytes {
   readonly #libp2p: Libp2p;
@@ -272,7 +272,7 @@ export class RelayedBytes {
   constructor(
     libp2p: Libp2p,
     onBytes: (relay: string, bytes: number) => void,
-    reportBytes = RELAY_BLOCK_BYTES,
+    reportBytes = 0,
   ) {
     this.#libp2p = libp2p;
     this.#onBytes = onBytes;

@@ -28,6 +28,7 @@ import type { PayClient } from "./_tx.ts";
 import { errorText, payLog } from "./_log.ts";
 
 const GIB = 1n << 30n;
+const RECEIPT_BYTES = 256 * 1024;
 
 /** The per-byte price of `perGiB` wei per GiB relayed (rounded down); a RangeError when under 1 wei a byte. */
 export function relayPricePerByte(perGiB: bigint): bigint {
@@ -138,6 +139,15 @@ export function paidRelaying(init: PaidRelayingInit): PaidRelaying {
   let started = false;
   let paidBytes = 0n, unpaidBytes = 0n, capped = false;
   const spent = () => payer.stats().spentWei;
+  // Bytes are handed to the payer in receipts of RECEIPT_BYTES (a voucher carries at most 1,024), the rest
+  // as the node stops.
+  const pending = new Map<string, number>();
+  const hand = (relay: string, bytes: number) => {
+    paidBytes += BigInt(bytes);
+    payer.received(relay, RELAYED_CID, bytes).catch((e) => {
+      if (log) payLog("warn", "relay payment failed", { peer: relay, error: errorText(e) });
+    });
+  };
   return {
     desk,
     payer,
@@ -154,17 +164,24 @@ export function paidRelaying(init: PaidRelayingInit): PaidRelaying {
         capped = true;
         return;
       }
-      paidBytes += BigInt(bytes);
-      payer.received(relay, RELAYED_CID, bytes).catch((e) => {
-        if (log) payLog("warn", "relay payment failed", { peer: relay, error: errorText(e) });
-      });
+      const due = (pending.get(relay) ?? 0) + bytes;
+      if (due < RECEIPT_BYTES) pending.set(relay, due);
+      else {
+        pending.delete(relay);
+        hand(relay, due);
+      }
     },
     async start(libp2p) {
+      if (desk && init.dataDir) {
+        await Deno.mkdir(join(init.dataDir, "relay"), { recursive: true, mode: 0o700 });
+      }
       await payer.start(libp2p);
       await desk?.start(libp2p);
       started = true;
     },
     async stop() {
+      for (const [relay, due] of pending) hand(relay, due);
+      pending.clear();
       started = false;
       await Promise.all([payer.stop(), desk?.stop()]);
     },

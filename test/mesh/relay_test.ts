@@ -51,6 +51,9 @@ Deno.test({
         c.remotePeer.toString() === hidden.peerId
       );
       assert.ok(conns.length > 0 && conns.every((c) => c.limits !== undefined));
+      // A second request rides the same circuit: libp2p alone would open a new one per request.
+      assert.deepEqual(await reader.fetchChunk(addr, cid), bytes);
+      assert.equal(relay.relayStats()!.circuits, 1);
     } finally {
       await stopNodes(reader, hidden, relay);
     }
