@@ -24,6 +24,7 @@ import type { ChainConfig } from "./pay/mod.ts";
 import type { PaidDelivery, PaidDeliveryInit, PaidRelaying } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
+import { relayLimits, relayTerms } from "./mesh/relay.ts";
 import { type PlacementReport, startPlacement, type StripePlacement } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
@@ -812,6 +813,7 @@ function offerTerms(config: NodeConfig, store: ChunkStore): Omit<OfferTerms, "va
     },
     capacityBytes: Math.max(0, maxBytes - usedBytes),
     payout: paid ? { chainId: config.chain!.chainId, address: paid.account.address } : null,
+    ...(config.mesh?.relay ? { relay: relayTerms(relayLimits(config.mesh.relay.limits)) } : {}),
   };
 }
 

@@ -62,6 +62,21 @@ export function relayLimits(limits: Partial<RelayLimits> = {}): RelayLimits {
   return out;
 }
 
+/** `limits` as a relay's offer states them (seconds rounded up). */
+export function relayTerms(limits: RelayLimits): {
+  maxReservations: number;
+  reservationSeconds: number;
+  circuitBytes: number;
+  circuitSeconds: number;
+} {
+  return {
+    maxReservations: limits.maxReservations,
+    reservationSeconds: Math.ceil(limits.reservationTtlMs / 1000),
+    circuitBytes: limits.dataBytes,
+    circuitSeconds: Math.ceil(limits.durationMs / 1000),
+  };
+}
+
 /** The libp2p relay service for `limits` (its `maxOutboundStopStreams` follows `maxReservations`). */
 export function relayServer(limits: RelayLimits): ReturnType<typeof circuitRelayServer> {
   return circuitRelayServer({

@@ -119,6 +119,17 @@ Deno.test({
       ], { stderr: "piped" });
       nodes.push(reader);
 
+      await t.step("R's signed offer states its price and limits", async () => {
+        const offer = await (await fetch(`${relay.url}/api/offer`)).json();
+        assert.equal(offer.prices.relayedPerGiB, String(PRICE << 30n));
+        assert.deepEqual(offer.relay, {
+          maxReservations: 2,
+          reservationSeconds: 3600,
+          circuitBytes: 1024 * MiB,
+          circuitSeconds: 600,
+        });
+      });
+
       await t.step(
         "B is reachable only through R; C reads B's file through R, byte-identical",
         async () => {
