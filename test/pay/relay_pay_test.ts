@@ -34,15 +34,16 @@ Deno.test({
     const operatorWallet = await env.wallet();
     const transactions = new Serial();
     const chain = { chainId: env.chain.id, contracts: env.contracts };
-    let relaying: ReturnType<typeof paidRelaying> | undefined;
+    // The two desks refer to each other: the relay's is made second.
+    const later: { relaying?: ReturnType<typeof paidRelaying> } = {};
     const delivery = new PaymentDesk({
       chain,
       wallet: operatorWallet,
       price: PRICE,
       transactions,
-      refuseChannel: (id) => relaying?.desk?.holds(id) ? "pays for relaying here" : undefined,
+      refuseChannel: (id) => later.relaying?.desk?.holds(id) ? "pays for relaying here" : undefined,
     });
-    relaying = paidRelaying({
+    const relaying = later.relaying = paidRelaying({
       chain,
       wallet: operatorWallet,
       transactions,
