@@ -127,7 +127,11 @@ export function reservationRefusal(error: unknown): string {
     NO_RESERVATION: "it has no reservation for the target (NO_RESERVATION)",
   };
   for (const [status, reason] of Object.entries(reasons)) if (text.includes(status)) return reason;
-  return text.slice(0, 300);
+  if (/ECONNREFUSED/.test(text)) return "it cannot be reached (connection refused)";
+  if (/abort|timed? ?out/i.test(text)) return "it did not answer in time";
+  // libp2p's listen failure names each address, then its error: keep the error.
+  const i = text.lastIndexOf("Error: ");
+  return (i >= 0 ? text.slice(i + 7) : text).slice(0, 300);
 }
 
 /** What a relay's meter asks of a pay desk (a {@link DeliveryGate} fits; `cid` is {@link RELAYED_CID}). */

@@ -104,6 +104,14 @@ Deno.test({
         () => startNode({ listen: [], relayVia: ["/ip4/127.0.0.1/tcp/1"] }),
         /must end in "\/p2p\/<peer id>"/,
       );
+      const nobody =
+        "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWPQabaGHX2HmoBHrr5op3vS78ZM9GbH5G24xuoMKvJXkv";
+      await assert.rejects(
+        () => startNode({ listen: [], relayVia: [nobody] }),
+        (e: unknown) =>
+          e instanceof MeshError && e.code === "relay_refused" &&
+          /gave no reservation: it cannot be reached \(connection refused\)/.test(e.message),
+      );
     } finally {
       await stopNodes(reader, hidden, relay);
     }
