@@ -82,7 +82,7 @@ Deno.test({
         "--price-relayed",
         String(PRICE << 30n),
         "--relay-pay-wait",
-        "2000",
+        "1000",
         "--volunteer-quota",
         "0", // keeps nothing for others: every byte read comes from B, through the circuit
       ], { stderr: "piped" });
@@ -205,7 +205,7 @@ Deno.test({
       });
 
       await t.step("a node that stops paying loses its circuits within the credit", async () => {
-        const body = randomFile(24 * MiB);
+        const body = randomFile(16 * MiB);
         const cid = await put(stingy!, body);
         const paidBefore = await metric(relay, "mesh_pay_relay_earned_wei_total");
         const chargedBefore = await metric(relay, "mesh_pay_relay_charged_bytes_total");
