@@ -146,6 +146,11 @@ Deno.test({
           assert.ok(got.every((b, i) => b === body[i]), "byte-identical");
           const carried = await metric(relay, "mesh_pay_relay_carried_bytes_total");
           assert.ok(carried > body.length, `R carried ${carried}`);
+          // C paid B for delivery over the relayed connection (8 MiB is past B's credit to a newcomer).
+          await waitFor(
+            async () => await metric(hidden, "mesh_pay_vouchers_received_total") >= 1,
+            "B paid by C through R",
+          );
           assert.equal(await metric(relay, "mesh_pay_relay_circuits_total") >= 1, true);
         },
       );
