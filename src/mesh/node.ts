@@ -57,7 +57,8 @@ import { loadOrCreatePrivateKey } from "./identity.ts";
 import { resolvePeerTarget } from "./_target.ts";
 import {
   type CircuitGate,
-  RelayedBytes,
+  type RelayedBytes,
+  relayedBytes,
   type RelayLimits,
   relayLimits,
   RelayMeter,
@@ -156,6 +157,8 @@ export interface MeshServices extends Record<string, unknown> {
   pubsub?: GossipSub;
   /** With `relay` only. */
   relay?: CircuitRelayService;
+  /** With `relayVia` only. */
+  relayed?: RelayedBytes;
 }
 
 /** A running (or stopped) mesh node. */
@@ -221,6 +224,10 @@ export interface MeshNode {
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
   for (const addr of init.bootstrap ?? []) checkBootstrapAddress(addr);
   for (const addr of init.relayVia ?? []) checkBootstrapAddress(addr, "Relay");
+  // A relay is dialable by definition; and one node metering both ends of circuits would count them twice.
+  if (init.relay && init.relayVia?.length) {
+    throw new TypeError("A relay needs no relay: give either relay or relayVia");
+  }
   const limitsOfRelay = init.relay ? relayLimits(init.relay.limits) : undefined;
   // Custom transports (the simulation's in-memory links) relay nothing; the default ones dial circuits.
   const relaying = init.transports === undefined;
@@ -298,21 +305,13 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       // DCUtR upgrades a relayed connection to a direct one where both ends have a dialable address.
       ...(relaying ? { dcutr: dcutr() } : {}),
       ...(limitsOfRelay ? { relay: relayServer(limitsOfRelay) } : {}),
+      ...(init.relayVia?.length ? { relayed: relayedBytes(init.onRelayed ?? (() => {})) } : {}),
     },
   });
   connections = (peer) => libp2p.getConnections(peer);
   const meter = limitsOfRelay ? new RelayMeter(libp2p, init.relay?.gate) : undefined;
   meter?.start();
-  const relayed = new RelayedBytes(libp2p, init.onRelayed ?? (() => {}));
-  if (init.relayVia?.length) relayed.start();
-  const node = new Libp2pMeshNode(
-    libp2p,
-    datastore,
-    init,
-    init.datastore === undefined,
-    meter,
-    relayed,
-  );
+  const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined, meter);
   if (init.start !== false) {
     try {
       await node.start();
@@ -348,7 +347,6 @@ class Libp2pMeshNode implements MeshNode {
   #stopping: AbortController | undefined;
   readonly #relayVia: string[];
   readonly #meter: RelayMeter | undefined;
-  readonly #relayed: RelayedBytes;
 
   constructor(
     libp2p: Libp2p<MeshServices>,
@@ -356,11 +354,9 @@ class Libp2pMeshNode implements MeshNode {
     init: MeshNodeInit,
     ownsDatastore: boolean,
     meter: RelayMeter | undefined,
-    relayed: RelayedBytes,
   ) {
     this.#relayVia = init.relayVia ?? [];
     this.#meter = meter;
-    this.#relayed = relayed;
     this.libp2p = libp2p;
     this.datastore = datastore;
     this.#ownsDatastore = ownsDatastore;
@@ -493,6 +489,6 @@ class Libp2pMeshNode implements MeshNode {
   }
 
   relayedBytes(): ReadonlyMap<string, number> {
-    return this.#relayed.totals();
+    return this.libp2p.services.relayed?.totals() ?? new Map();
   }
 }

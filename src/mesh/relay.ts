@@ -19,7 +19,14 @@
  * @module
  */
 import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2";
-import type { Connection, Libp2p, Stream } from "@libp2p/interface";
+import type {
+  Connection,
+  Libp2p,
+  Stream,
+  StreamHandler,
+  StreamHandlerOptions,
+  StreamMiddleware,
+} from "@libp2p/interface";
 import { cidOf } from "../content/cid.ts";
 import type { CID } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
@@ -187,10 +194,17 @@ export class RelayMeter {
   }
 
   start(): void {
-    this.#libp2p.use(RELAY_STOP_PROTOCOL, (stream, connection, next) => {
-      if (stream.direction === "outbound") this.#circuit(stream, connection);
+    // libp2p 3.3 keeps this very array and appends the handler of every inbound stream to it (see
+    // RelayedBytes): trimmed back on each stream, so that a stop stream a peer opens towards this relay cannot
+    // make later circuits run stale handlers. Outbound streams (the circuits) have no handler appended.
+    const chain: StreamMiddleware[] = [(stream, connection, next) => {
+      if (stream.direction === "outbound") {
+        chain.splice(1);
+        this.#circuit(stream, connection);
+      } else chain.splice(1, chain.length - 2); // keeps this stream's own handler, the last
       next(stream, connection);
-    });
+    }];
+    this.#libp2p.use(RELAY_STOP_PROTOCOL, chain);
   }
 
   stop(): void {
@@ -278,35 +292,44 @@ export class RelayMeter {
   }
 }
 
+/** What {@link RelayedBytes} needs of libp2p's registrar. */
+interface StopRegistrar {
+  getHandler(protocol: string): { handler: StreamHandler; options: StreamHandlerOptions };
+  handle(protocol: string, handler: StreamHandler, options?: StreamHandlerOptions): Promise<void>;
+}
+
 /**
- * The reserving node's side: reports the bytes each relay carried for it (its inbound stop streams), as they
- * pass (or in reports of at least `reportBytes`, and at each circuit's end).
+ * The reserving node's side, a libp2p service: reports the bytes each relay carried for it (its inbound stop
+ * streams) as they pass. It wraps the relay transport's stop handler rather than adding a stream middleware:
+ * libp2p 3.3 appends each inbound stream's handler to the middleware list it keeps, so with one registered
+ * every later circuit ran the handlers of the earlier ones and broke (seen: the second circuit failed).
  */
 export class RelayedBytes {
-  readonly #libp2p: Libp2p;
+  readonly #registrar: StopRegistrar;
   readonly #onBytes: (relay: string, bytes: number) => void;
-  readonly #reportBytes: number;
   readonly #total = new Map<string, number>();
 
   constructor(
-    libp2p: Libp2p,
+    components: { registrar: StopRegistrar },
     onBytes: (relay: string, bytes: number) => void,
-    reportBytes = 0,
   ) {
-    this.#libp2p = libp2p;
+    this.#registrar = components.registrar;
     this.#onBytes = onBytes;
-    this.#reportBytes = reportBytes;
   }
 
-  start(): void {
-    this.#libp2p.use(RELAY_STOP_PROTOCOL, (stream, connection, next) => {
-      if (stream.direction === "inbound") this.#circuit(stream, connection);
-      next(stream, connection);
-    });
-  }
+  readonly [Symbol.toStringTag] = "@meshgate/relayed-bytes";
 
-  stop(): void {
-    this.#libp2p.unuse(RELAY_STOP_PROTOCOL);
+  // Startable (libp2p calls afterStart only on objects with both).
+  start(): void {}
+  stop(): void {}
+
+  /** After every service started: the relay transport has registered its stop handler by then. */
+  async afterStart(): Promise<void> {
+    const { handler, options } = this.#registrar.getHandler(RELAY_STOP_PROTOCOL);
+    await this.#registrar.handle(RELAY_STOP_PROTOCOL, (stream, connection) => {
+      this.#circuit(stream, connection);
+      return handler(stream, connection);
+    }, { ...options, force: true });
   }
 
   /** Bytes relays carried for this node, by relay. */
@@ -316,22 +339,20 @@ export class RelayedBytes {
 
   #circuit(stream: Stream, connection: Connection): void {
     const relay = connection.remotePeer.toString();
-    let unreported = 0;
-    const report = () => {
-      if (unreported === 0) return;
-      const n = unreported;
-      unreported = 0;
+    tap(stream, (n) => {
+      this.#total.set(relay, (this.#total.get(relay) ?? 0) + n);
       try {
         this.#onBytes(relay, n);
       } catch {
         // The listener's failure is not the circuit's.
       }
-    };
-    tap(stream, (n) => {
-      this.#total.set(relay, (this.#total.get(relay) ?? 0) + n);
-      unreported += n;
-      if (unreported >= this.#reportBytes) report();
     });
-    stream.addEventListener("close", report, { once: true });
   }
+}
+
+/** The {@link RelayedBytes} service, for `createLibp2p`'s services. */
+export function relayedBytes(
+  onBytes: (relay: string, bytes: number) => void,
+): (components: { registrar: StopRegistrar }) => RelayedBytes {
+  return (components) => new RelayedBytes(components, onBytes);
 }

@@ -167,3 +167,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "relay: circuits from several readers each reach the hidden node (a second one used to fail)",
+  ...SANITIZE,
+  async fn() {
+    const relay = await startNode({ relay: { limits: LIMITS } });
+    const store = new MemorySource();
+    const bytes = randomBytes(256 * 1024);
+    const cid = cidOf(bytes);
+    await store.put(cid, bytes);
+    const hidden = await relayed(relay, store);
+    const readers: MeshNode[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const reader = await startNode();
+        readers.push(reader);
+        assert.deepEqual(await reader.fetchChunk(circuitAddr(hidden), cid), bytes, `reader ${i}`);
+      }
+      assert.equal(relay.relayStats()!.circuits, 3);
+      await waitFor(
+        () => hidden.relayedBytes().get(relay.peerId) === relay.relayStats()!.relayedBytes,
+        `equal counts over three circuits: ${hidden.relayedBytes().get(relay.peerId)} vs ${
+          relay.relayStats()!.relayedBytes
+        }`,
+      );
+      await assert.rejects(
+        () => startNode({ relay: {}, relayVia: [relay.multiaddrs()[0]!] }),
+        /A relay needs no relay/,
+      );
+    } finally {
+      await stopNodes(...readers, hidden, relay);
+    }
+  },
+});
