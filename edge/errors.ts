@@ -39,6 +39,8 @@ const STATUS: Record<string, number> = {
   desk_locked: 503,
   delivery_refused: 503,
   peer_timeout: 504,
+  relay_refused: 503,
+  relay_unpaid: 402,
   evidence_malformed: 400,
   evidence_signature: 422,
   evidence_not_fraud: 422,

@@ -7,7 +7,8 @@
  */
 import type { Hono } from "hono";
 import type { MeshgateNode } from "../src/node.ts";
-import type { PaySummary } from "../src/pay/mod.ts";
+import type { PaySummary, RelayPaySummary } from "../src/pay/mod.ts";
+import type { RelayStats } from "../src/mesh/relay.ts";
 import { Gauge, type Registry, SampledCounter } from "./metrics.ts";
 
 function summary(node: MeshgateNode): PaySummary | undefined {
@@ -70,7 +71,75 @@ export function addPayMetrics(metrics: Registry, node: MeshgateNode): void {
       return [[{ direction: "in" }, count("in")], [{ direction: "out" }, count("out")]];
     }),
   );
+  addRelayMetrics(metrics, node);
 }
+
+/** The `mesh_pay_relay_*` series: a relay's circuits and what it was paid, a relayed node's payments. */
+function addRelayMetrics(metrics: Registry, node: MeshgateNode): void {
+  const relay = (
+    name: string,
+    help: string,
+    pick: (s: RelayPaySummary, circuits: RelayStats | undefined) => bigint | number | undefined,
+  ) => {
+    const read = () => {
+      const s = node.relaying?.summary();
+      const circuits = node.mesh?.relayStats();
+      return Number((s ? pick(s, circuits) : pick(EMPTY_RELAY, circuits)) ?? 0);
+    };
+    metrics.add(
+      name.endsWith("_total") ? new SampledCounter(name, help, read) : new Gauge(name, help, read),
+    );
+  };
+  relay(
+    "mesh_pay_relay_carried_bytes_total",
+    "Bytes this relay carried in circuits, both directions",
+    (_, c) => c?.relayedBytes,
+  );
+  relay(
+    "mesh_pay_relay_charged_bytes_total",
+    "Bytes this relay charged the nodes it relays for",
+    (s) => s.relayedBytes,
+  );
+  relay(
+    "mesh_pay_relay_earned_wei_total",
+    "Wei accepted in vouchers for relaying",
+    (s) => s.acceptedWei,
+  );
+  relay(
+    "mesh_pay_relay_vouchers_received_total",
+    "Vouchers accepted for relaying",
+    (s) => s.vouchers,
+  );
+  relay("mesh_pay_relay_redeemed_wei_total", "Wei redeemed for relaying", (s) => s.redeemedWei);
+  relay("mesh_pay_relay_owed_wei", "Wei of relaying not paid for yet", (s) => s.owedWei);
+  relay(
+    "mesh_pay_relay_circuits_total",
+    "Circuits this relay opened",
+    (_, c) => c?.circuits,
+  );
+  relay(
+    "mesh_pay_relay_unpaid_cuts_total",
+    "Circuits this relay cut because their bytes were not paid for",
+    (_, c) => c?.unpaidCuts,
+  );
+  relay("mesh_pay_relay_reservations", "Reservations this relay holds", (_, c) => c?.reservations);
+  relay(
+    "mesh_pay_relay_spent_wei_total",
+    "Wei this node promised relays for carrying its circuits",
+    (s) => s.spentWei,
+  );
+}
+
+const EMPTY_RELAY: RelayPaySummary = {
+  relayedBytes: 0n,
+  vouchers: 0,
+  acceptedWei: 0n,
+  redeemedWei: 0n,
+  owedWei: 0n,
+  paidBytes: 0n,
+  spentWei: 0n,
+  unpaidBytes: 0n,
+};
 
 /** `GET /api/pay`: this node's earnings, spending and channels. */
 export function addPayRoutes(app: Hono, node: MeshgateNode): void {

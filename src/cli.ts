@@ -122,6 +122,52 @@ function weiFlag(
   return v === undefined ? undefined : BigInt(v);
 }
 
+/** The relay flags of `serve`: a relay's limits, the relays to reserve on, paid relaying's settings. */
+function relayFlags(values: {
+  relay?: boolean;
+  "relay-reservations"?: string;
+  "relay-reservation-ttl"?: string;
+  "relay-circuit-data"?: string;
+  "relay-circuit-time"?: string;
+  "relay-pay-wait"?: string;
+  "no-listen"?: boolean;
+  "relay-via"?: string[];
+  "relay-max-spend"?: string;
+}) {
+  const count = (v: string | undefined, what: string) => {
+    if (v === undefined) return undefined;
+    if (!/^[1-9]\d{0,9}$/.test(v)) {
+      throw new UsageError(`${what} "${v}" must be a positive whole number`);
+    }
+    return Number(v);
+  };
+  const relayVia = values["relay-via"] ?? [];
+  const limits = {
+    maxReservations: count(values["relay-reservations"], "--relay-reservations"),
+    reservationTtlMs: count(values["relay-reservation-ttl"], "--relay-reservation-ttl"),
+    dataBytes: values["relay-circuit-data"] === undefined
+      ? undefined
+      : parseSize(values["relay-circuit-data"], "--relay-circuit-data"),
+    durationMs: count(values["relay-circuit-time"], "--relay-circuit-time"),
+  };
+  const set = Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined));
+  if (!values.relay && Object.keys(set).length > 0) {
+    throw new UsageError("The --relay-* limits need --relay");
+  }
+  const wait = count(values["relay-pay-wait"], "--relay-pay-wait");
+  const maxSpend = weiFlag(values["relay-max-spend"], "MESH_RELAY_MAX_SPEND", "--relay-max-spend");
+  return {
+    mesh: {
+      ...(values.relay ? { relay: { limits: set } } : {}),
+      ...(relayVia.length ? { relayVia } : {}),
+    },
+    pay: {
+      ...(wait ? { paymentWaitMs: wait } : {}),
+      ...(maxSpend !== undefined ? { maxSpend } : {}),
+    },
+  };
+}
+
 /** Paid delivery settings from --price-served and the pay key (see `src/pay/account.ts` for where it is looked for). */
 async function payConfig(
   { resolvePayAccount, fundDevAccount }: Pay,
@@ -194,6 +240,19 @@ Options (flag, then environment variable, then default):
                                         [/ip4/0.0.0.0/tcp/4001 and /ip4/0.0.0.0/tcp/4002/ws]
   --bootstrap ADDR    MESH_BOOTSTRAP    peer to join through (/ip4/…/p2p/<id>); repeat for more  [none]
   --no-mesh                             serve only this node's store, join no mesh
+  --relay                               relay circuits for nodes that cannot be dialled, charging the
+                                        --price-relayed (with --chain) to the node that reserved   [off]
+  --relay-reservations N                most reservations held at once                  [64]
+  --relay-reservation-ttl MS            life of a reservation before its holder renews it  [3600000]
+  --relay-circuit-data SIZE             most bytes one circuit carries, both ways       [1 GiB]
+  --relay-circuit-time MS               longest life of one circuit                     [600000]
+  --relay-pay-wait MS                   wait for a voucher before cutting a circuit past its credit  [10000]
+  --no-listen                           listen on no address (a node behind NAT): it dials out, and
+                                        is reachable through --relay-via only
+  --relay-via ADDR                      relay to reserve a slot on (/ip4/…/p2p/<id>), announcing
+                                        <relay>/p2p-circuit/p2p/<self>; repeat for more; with --chain
+                                        this node pays the relay for the bytes it carries   [none]
+  --relay-max-spend WEI                 most wei paid to relays in all; past it, no more  [no cap]
   --local             MESH_LOCAL=1      local mesh (one host or a LAN, as deno task cluster runs): keep and dial
                                         loopback and private addresses, exempt loopback peers from connection
                                         limits   [off: public mode, for a node reachable from the internet]
@@ -293,6 +352,15 @@ async function serve(args: string[]): Promise<number> {
       listen: { type: "string", multiple: true },
       bootstrap: { type: "string", multiple: true },
       "no-mesh": { type: "boolean" },
+      relay: { type: "boolean" },
+      "relay-reservations": { type: "string" },
+      "relay-reservation-ttl": { type: "string" },
+      "relay-circuit-data": { type: "string" },
+      "relay-circuit-time": { type: "string" },
+      "relay-pay-wait": { type: "string" },
+      "no-listen": { type: "boolean" },
+      "relay-via": { type: "string", multiple: true },
+      "relay-max-spend": { type: "string" },
       local: { type: "boolean" },
       "find-timeout": { type: "string" },
       "audit-every": { type: "string" },
@@ -383,10 +451,12 @@ async function serve(args: string[]): Promise<number> {
       );
     }
   }
+  const relaying = relayFlags(values);
   const mesh = values["no-mesh"] ? undefined : {
-    listen: list(values.listen, "MESH_LISTEN") ?? [...DEFAULT_LISTEN],
+    listen: values["no-listen"] ? [] : list(values.listen, "MESH_LISTEN") ?? [...DEFAULT_LISTEN],
     bootstrap,
     allowLoopback: local,
+    ...relaying.mesh,
   };
 
   const node = await MeshgateNode.create({
@@ -411,6 +481,7 @@ async function serve(args: string[]): Promise<number> {
       relayedPerGiB: weiSetting(values["price-relayed"], "MESH_PRICE_RELAYED", "--price-relayed"),
     },
     ...(values.market ? { market: true } : {}),
+    relayPay: relaying.pay,
   });
   const x402 = payHttp
     ? new payModule!.HttpPaywall({ desk: node.delivery!.desk!, chainId: chain!.chainId })

@@ -21,9 +21,10 @@ import { ByteCache } from "./store/cache.ts";
 import { UploadClaims, type UploadWrites } from "./store/claims.ts";
 import { pinnedChunks } from "./store/own.ts";
 import type { ChainConfig } from "./pay/mod.ts";
-import type { PaidDelivery, PaidDeliveryInit } from "./pay/mod.ts";
+import type { PaidDelivery, PaidDeliveryInit, PaidRelaying } from "./pay/mod.ts";
 import { loadPay } from "./pay/load.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "./mesh/node.ts";
+import { relayLimits, relayTerms } from "./mesh/relay.ts";
 import { type PlacementReport, startPlacement, type StripePlacement } from "./mesh/place.ts";
 import { type Durability, localDurability } from "./mesh/placement.ts";
 import { DurabilityRecords } from "./mesh/durability.ts";
@@ -97,6 +98,14 @@ export interface NodeConfig {
   /** The prices of this node's signed offer besides delivery's (which is `pay.price`), wei: per GiB-month
    * stored, per 1,000 lookups, per GiB relayed (`market/offers.ts`). Default: 0 each (a volunteer's). */
   offer?: { storedPerGiBMonth?: bigint; per1000Lookups?: bigint; relayedPerGiB?: bigint };
+  /** Paid relaying (with `chain`, `pay` and a mesh with `relay` or `relayVia`): the relay's desk charges
+   * `offer.relayedPerGiB`; `maxSpend` caps what this node pays its relays (`pay/relay_pay.ts`). */
+  relayPay?: {
+    paymentWaitMs?: number;
+    creditBytes?: number;
+    batchBytes?: number;
+    maxSpend?: bigint;
+  };
   /** Storage leases (with a mesh only): audit schedule, capacity (`market/leasing.ts`); the price is the
    * offer's `storedPerGiBMonth`. */
   leases?: Omit<LeasingSettings, "storedPerGiBMonth">;
@@ -114,6 +123,8 @@ export interface NodeComponents {
   readonly chain?: ChainConfig;
   readonly mesh?: MeshNode;
   readonly delivery?: PaidDelivery;
+  /** Paid relaying, when configured (`pay/relay_pay.ts`). */
+  readonly relaying?: PaidRelaying;
   /** What this node saw of each operator, and how it shares it (with a mesh only). */
   readonly reputation?: ReputationService;
   /** This node's signed offer and those of others (with a mesh only): `market/offer_service.ts`. */
@@ -187,6 +198,8 @@ export class MeshgateNode {
   readonly mesh?: MeshNode;
   /** Paid delivery (desk and paying client), when `chain` and `pay` are configured. */
   readonly delivery?: PaidDelivery;
+  /** Paid relaying (desk of a relay, payer of a relayed node), when configured. */
+  readonly relaying?: PaidRelaying;
   /** Operators' standing as this node sees it (with a mesh only): `reputation/`. */
   readonly reputation?: ReputationService;
   /** This node's signed offer and those of others (with a mesh only). */
@@ -216,6 +229,7 @@ export class MeshgateNode {
     this.chain = components.chain;
     this.mesh = components.mesh;
     this.delivery = components.delivery;
+    this.relaying = components.relaying;
     this.reputation = components.reputation;
     this.offers = components.offers;
     this.market = components.market;
@@ -265,6 +279,7 @@ export class MeshgateNode {
     let node: MeshgateNode | undefined;
     let mesh: MeshNode | undefined;
     let delivery: PaidDelivery | undefined;
+    let relaying: PaidRelaying | undefined;
     let provide: ProvideQueue | undefined;
     let locator: ChunkLocator | undefined;
     let quota: VolunteerQuota | undefined;
@@ -306,6 +321,25 @@ export class MeshgateNode {
             dataDir: config.dataDir,
             ...config.pay,
             chain: config.chain,
+            refuseChannel: (id) =>
+              relaying?.desk?.holds(id)
+                ? "pays for relaying at this operator; delivery takes a channel of its own"
+                : undefined,
+          })
+          : undefined;
+        const paying = delivery;
+        relaying = paying && (config.mesh.relay || config.mesh.relayVia?.length)
+          ? (await loadPay()).paidRelaying({
+            chain: config.chain!,
+            wallet: paying.wallet,
+            transactions: paying.transactions,
+            pricePerGiB: config.mesh.relay ? config.offer?.relayedPerGiB : undefined,
+            dataDir: config.dataDir,
+            ...config.relayPay,
+            refuseChannel: (id) =>
+              paying.desk?.holds(id)
+                ? "pays for delivery at this operator; relaying takes a channel of its own"
+                : undefined,
           })
           : undefined;
         const marketRecords = config.market ? marketDht() : undefined;
@@ -332,6 +366,8 @@ export class MeshgateNode {
             config.mesh?.onMisbehaviour?.(peer, report);
           },
           exchange: { ...config.mesh.exchange, ...delivery?.exchange },
+          ...(config.mesh.relay ? { relay: { ...config.mesh.relay, gate: relaying?.desk } } : {}),
+          ...(relaying ? { onRelayed: relaying.onRelayed } : {}),
           // Offers (and, with the market, intents) are DHT records under their own prefixes: checked
           // (signature, expiry) before they are kept.
           dht: {
@@ -453,6 +489,13 @@ export class MeshgateNode {
             stop: () => paid.stop(),
           });
         }
+        const relayPaid = relaying;
+        if (relayPaid) {
+          services.add("relaying", {
+            start: () => relayPaid.start(meshNode.libp2p),
+            stop: () => relayPaid.stop(),
+          });
+        }
       }
       const components: NodeComponents = {
         dataDir: config.dataDir,
@@ -460,6 +503,7 @@ export class MeshgateNode {
         chain: config.chain,
         mesh,
         delivery,
+        relaying,
         reputation,
         offers,
         market,
@@ -766,10 +810,16 @@ function offerTerms(config: NodeConfig, store: ChunkStore): Omit<OfferTerms, "va
       servedPerGiB: String((paid?.price ?? 0n) << 30n),
       storedPerGiBMonth: String(config.offer?.storedPerGiBMonth ?? 0n),
       per1000Lookups: String(config.offer?.per1000Lookups ?? 0n),
-      relayedPerGiB: String(config.offer?.relayedPerGiB ?? 0n),
+      // A paid relay charges whole wei per byte: the price it states is that, per GiB.
+      relayedPerGiB: String(
+        config.mesh?.relay && paid
+          ? (config.offer?.relayedPerGiB ?? 0n) >> 30n << 30n
+          : config.offer?.relayedPerGiB ?? 0n,
+      ),
     },
     capacityBytes: Math.max(0, maxBytes - usedBytes),
     payout: paid ? { chainId: config.chain!.chainId, address: paid.account.address } : null,
+    ...(config.mesh?.relay ? { relay: relayTerms(relayLimits(config.mesh.relay.limits)) } : {}),
   };
 }
 

@@ -28,9 +28,22 @@ export interface OfferPrices {
   relayedPerGiB: string;
 }
 
+/** A relay's limits, as its offer states them (`mesh/relay.ts`): what one reservation buys at `relayedPerGiB`. */
+export interface RelayTerms {
+  /** Most reservations it holds at once. */
+  maxReservations: number;
+  /** Life of a reservation before its holder renews it, in seconds. */
+  reservationSeconds: number;
+  /** Most bytes, and longest life in seconds, of one circuit. */
+  circuitBytes: number;
+  circuitSeconds: number;
+}
+
 /** An offer as its operator states it (before signing). */
 export interface OfferTerms {
   prices: OfferPrices;
+  /** With a relay only: its limits. */
+  relay?: RelayTerms;
   /** Bytes of storage free for new leases. */
   capacityBytes: number;
   /** Where payment goes, or null for a volunteer. */
@@ -128,8 +141,17 @@ function checkShape(input: unknown): Offer {
   if (typeof o!.sig !== "string" || o!.sig.length > 200 || !/^[A-Za-z0-9+/]+={0,2}$/.test(o!.sig)) {
     bad("sig must be base64");
   }
+  if (o!.relay !== undefined) {
+    const r = o!.relay as unknown as Record<string, unknown> | null;
+    const fields = ["maxReservations", "reservationSeconds", "circuitBytes", "circuitSeconds"];
+    if (
+      typeof r !== "object" || r === null || Object.keys(r).some((k) => !fields.includes(k)) ||
+      fields.some((k) => !Number.isSafeInteger(r[k]) || (r[k] as number) <= 0)
+    ) bad("relay must be {maxReservations, reservationSeconds, circuitBytes, circuitSeconds} > 0");
+  }
   const extra = Object.keys(o!).filter((k) =>
-    !["v", "peer", "seq", "validUntil", "capacityBytes", "prices", "payout", "sig"].includes(k)
+    !["v", "peer", "seq", "validUntil", "capacityBytes", "prices", "payout", "relay", "sig"]
+      .includes(k)
   );
   if (extra.length) bad(`unknown field ${extra[0]}`);
   return o as Offer;

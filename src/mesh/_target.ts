@@ -1,5 +1,5 @@
 /** Turns the ways callers name a peer into something libp2p can dial. */
-import { isPeerId, type PeerId, type PeerStore } from "@libp2p/interface";
+import { type Connection, isPeerId, type PeerId, type PeerStore } from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { isMultiaddr, type Multiaddr, multiaddr } from "@multiformats/multiaddr";
 
@@ -24,6 +24,27 @@ export async function resolvePeerTarget(
     await peerStore.merge(id, { multiaddrs: target.multiaddrs.map((a) => multiaddr(a)) });
   }
   return id;
+}
+
+/**
+ * The open relayed (limited) connection to `dial`'s peer, when it has only such: libp2p's `openConnection` never
+ * reuses a limited connection, so each request to a node reachable only through a relay would open (and pay
+ * for) a new circuit.
+ */
+export function limitedConnection(
+  connections: (peer: PeerId) => Connection[],
+  dial: PeerId | Multiaddr,
+): Connection | undefined {
+  let id: PeerId;
+  if (isPeerId(dial)) id = dial;
+  else {
+    const s = dial.getComponents().findLast((c) => c.name === "p2p")?.value;
+    if (s === undefined) return undefined;
+    id = peerIdFromString(s);
+  }
+  const open = connections(id).filter((c) => c.status === "open");
+  if (open.some((c) => c.limits === undefined)) return undefined;
+  return open.find((c) => c.limits !== undefined);
 }
 
 /** A short name of `target` for error messages. */

@@ -52,7 +52,12 @@ import { decodeFrame, encodeFrame, type Frame, FrameReader, writeFrame } from ".
 import { KeyedLimiter } from "./_limiter.ts";
 import { type DeliverySignature, signDelivery, verifyDelivery } from "./signed_delivery.ts";
 import { fromHex, toHex } from "../units.ts";
-import { type PeerTarget, peerTargetLabel, resolvePeerTarget } from "./_target.ts";
+import {
+  limitedConnection,
+  type PeerTarget,
+  peerTargetLabel,
+  resolvePeerTarget,
+} from "./_target.ts";
 import {
   ExchangeProtocolError,
   MessageTooLargeError,
@@ -195,6 +200,8 @@ export interface ChunkExchangeComponents {
     unhandle(protocol: string): Promise<void>;
   };
   connectionManager: {
+    /** The connections to a peer (libp2p's): a relayed one is reused (see `limitedConnection`). */
+    getConnections?(peer: PeerId): Connection[];
     openConnection(
       peer: PeerId | Multiaddr | Multiaddr[],
       options?: AbortOptions & { force?: boolean },
@@ -366,6 +373,8 @@ export class ChunkExchange implements Startable {
     await this.#components.registrar.handle(CHUNK_PROTOCOL, this.#handle, {
       maxInboundStreams: this.#maxInbound,
       maxOutboundStreams: Math.max(64, this.#maxInbound),
+      // Chunks flow over relayed connections too: the relay's own limits and meter bound them.
+      runOnLimitedConnection: true,
     });
   }
 
@@ -657,7 +666,10 @@ export class ChunkExchange implements Startable {
     let dial: Awaited<ReturnType<typeof resolvePeerTarget>>;
     try {
       dial = await resolvePeerTarget(this.#components.peerStore, target);
-      connection = await this.#components.connectionManager.openConnection(dial, { signal });
+      const manager = this.#components.connectionManager;
+      connection = (manager.getConnections &&
+        limitedConnection((p) => manager.getConnections!(p), dial)) ??
+        await manager.openConnection(dial, { signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;
       throw new PeerUnreachableError(label, e);
@@ -671,7 +683,7 @@ export class ChunkExchange implements Startable {
     );
     let stream: Stream;
     try {
-      stream = await connection.newStream(CHUNK_PROTOCOL, { signal });
+      stream = await connection.newStream(CHUNK_PROTOCOL, { signal, runOnLimitedConnection: true });
     } catch (first) {
       // A peer that restarted leaves a connection that looks open until the first stream on it fails:
       // drop it and dial once more, so churn costs one round trip, not a failed request.
@@ -682,7 +694,7 @@ export class ChunkExchange implements Startable {
           signal,
           force: true,
         });
-        stream = await fresh.newStream(CHUNK_PROTOCOL, { signal });
+        stream = await fresh.newStream(CHUNK_PROTOCOL, { signal, runOnLimitedConnection: true });
       } catch (e) {
         release();
         if (signal?.aborted) throw signal.reason;

@@ -68,3 +68,16 @@ export { DATASTORE_FILE, SqliteDatastore } from "./datastore.ts";
 export { ChunkLocator, fetchFromMesh } from "./fetch.ts";
 export { defaultStanding, PeerHealth, type PeerHealthInit, type PeerStanding } from "./health.ts";
 export { DEFAULT_VOLUNTEER_QUOTA, QuotaExceededError, VolunteerQuota } from "./quota.ts";
+export {
+  type CircuitGate,
+  DEFAULT_RELAY_LIMITS,
+  RELAY_HOP_PROTOCOL,
+  RELAY_STOP_PROTOCOL,
+  RELAYED_CID,
+  RelayedBytes,
+  type RelayLimits,
+  RelayMeter,
+  RelayRefusedError,
+  type RelayStats,
+  RelayUnpaidError,
+} from "./relay.ts";

@@ -6,6 +6,8 @@
  */
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
+import type { CircuitRelayService } from "@libp2p/circuit-relay-v2";
+import { dcutr } from "@libp2p/dcutr";
 import { generateKeyPair } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { type GossipSub, gossipsub } from "@libp2p/gossipsub";
@@ -53,6 +55,19 @@ import {
 } from "./exchange.ts";
 import { loadOrCreatePrivateKey } from "./identity.ts";
 import { resolvePeerTarget } from "./_target.ts";
+import {
+  type CircuitGate,
+  type RelayedBytes,
+  relayedBytes,
+  type RelayLimits,
+  relayLimits,
+  RelayMeter,
+  RelayRefusedError,
+  relayServer,
+  type RelayStats,
+  relayTransport,
+  reservationRefusal,
+} from "./relay.ts";
 
 /** Listen addresses when none are given: TCP on 4001 and WebSockets on 4002, all interfaces. */
 export const DEFAULT_LISTEN: readonly string[] = [
@@ -120,6 +135,14 @@ export interface MeshNodeInit {
   dht?: Omit<MeshDhtInit, "allowLoopback">;
   /** Run gossipsub as the `pubsub` service (the market's intents travel on it). Default: false. */
   pubsub?: boolean;
+  /** Relay circuits for nodes that cannot be dialled (`./relay.ts`), within `limits`, charging the reserving
+   * peers through `gate` (a pay desk). Default: not a relay. */
+  relay?: { limits?: Partial<RelayLimits>; gate?: CircuitGate };
+  /** Relays (multiaddrs ending in `/p2p/<id>`) to reserve a slot on and be reachable through; start fails
+   * with {@link RelayRefusedError} when none gives one. Default: none. */
+  relayVia?: string[];
+  /** Told of the bytes each relay carried for this node (for paying it). Default: none. */
+  onRelayed?: (relay: string, bytes: number) => void;
   /** Start at once. Default: true. */
   start?: boolean;
 }
@@ -132,6 +155,10 @@ export interface MeshServices extends Record<string, unknown> {
   exchange: ChunkExchange;
   /** With `pubsub: true` only. */
   pubsub?: GossipSub;
+  /** With `relay` only. */
+  relay?: CircuitRelayService;
+  /** With `relayVia` only. */
+  relayed?: RelayedBytes;
 }
 
 /** A running (or stopped) mesh node. */
@@ -187,11 +214,23 @@ export interface MeshNode {
   ): Promise<(Uint8Array | null)[]>;
   /** Misbehaviour seen so far, by peer ID (in memory). */
   misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]>;
+  /** A relay's circuits (with `relay` only). */
+  relayStats(): RelayStats | undefined;
+  /** Bytes relays carried for this node, by relay peer ID. */
+  relayedBytes(): ReadonlyMap<string, number>;
 }
 
 /** Builds a mesh node from `init` and (unless `start: false`) starts it. */
 export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode> {
   for (const addr of init.bootstrap ?? []) checkBootstrapAddress(addr);
+  for (const addr of init.relayVia ?? []) checkBootstrapAddress(addr, "Relay");
+  // A relay is dialable by definition; and one node metering both ends of circuits would count them twice.
+  if (init.relay && init.relayVia?.length) {
+    throw new TypeError("A relay needs no relay: give either relay or relayVia");
+  }
+  const limitsOfRelay = init.relay ? relayLimits(init.relay.limits) : undefined;
+  // Custom transports (the simulation's in-memory links) relay nothing; the default ones dial circuits.
+  const relaying = init.transports === undefined;
   const privateKey = init.dataDir === undefined
     ? await generateKeyPair("Ed25519")
     : await loadOrCreatePrivateKey(init.dataDir);
@@ -216,10 +255,13 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
     peerStore: { maxAddressAge: init.dht?.providerValidityMs ?? PROVIDER_VALIDITY_MS },
     start: false,
     addresses: {
-      listen: [...(init.listen ?? DEFAULT_LISTEN)],
+      listen: [
+        ...(init.listen ?? DEFAULT_LISTEN),
+        ...(init.relayVia ?? []).map((r) => `${r}/p2p-circuit`),
+      ],
       ...(init.announce ? { announce: init.announce } : {}),
     },
-    transports: init.transports ?? [tcp(), webSockets()],
+    transports: init.transports ?? [tcp(), webSockets(), relayTransport()],
     // libp2p refuses a host opening over 5 connections a second; a local cluster comes from one host, so in
     // local mode loopback is allow-listed (exempt from that, the pending limit and maxConnections).
     connectionManager: {
@@ -260,10 +302,16 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
       }),
       // Publishing with nobody subscribed yet is not an error: a buyer's intent also goes to the DHT.
       ...(init.pubsub ? { pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) } : {}),
+      // DCUtR upgrades a relayed connection to a direct one where both ends have a dialable address.
+      ...(relaying ? { dcutr: dcutr() } : {}),
+      ...(limitsOfRelay ? { relay: relayServer(limitsOfRelay) } : {}),
+      ...(init.relayVia?.length ? { relayed: relayedBytes(init.onRelayed ?? (() => {})) } : {}),
     },
   });
   connections = (peer) => libp2p.getConnections(peer);
-  const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined);
+  const meter = limitsOfRelay ? new RelayMeter(libp2p, init.relay?.gate) : undefined;
+  meter?.start();
+  const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined, meter);
   if (init.start !== false) {
     try {
       await node.start();
@@ -277,14 +325,14 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
 
 const BOOTSTRAP_DIAL_TIMEOUT_MS = 10_000;
 
-function checkBootstrapAddress(addr: string): void {
+function checkBootstrapAddress(addr: string, what = "Bootstrap"): void {
   let ok = false;
   try {
     ok = multiaddr(addr).getComponents().some((c) => c.name === "p2p");
   } catch (e) {
-    throw new TypeError(`Bootstrap address "${addr}" is not a multiaddr`, { cause: e });
+    throw new TypeError(`${what} address "${addr}" is not a multiaddr`, { cause: e });
   }
-  if (!ok) throw new TypeError(`Bootstrap address "${addr}" must end in "/p2p/<peer id>"`);
+  if (!ok) throw new TypeError(`${what} address "${addr}" must end in "/p2p/<peer id>"`);
 }
 
 class Libp2pMeshNode implements MeshNode {
@@ -297,13 +345,18 @@ class Libp2pMeshNode implements MeshNode {
   readonly #ownsDatastore: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: AbortController | undefined;
+  readonly #relayVia: string[];
+  readonly #meter: RelayMeter | undefined;
 
   constructor(
     libp2p: Libp2p<MeshServices>,
     datastore: ProviderLimitedDatastore,
     init: MeshNodeInit,
     ownsDatastore: boolean,
+    meter: RelayMeter | undefined,
   ) {
+    this.#relayVia = init.relayVia ?? [];
+    this.#meter = meter;
     this.libp2p = libp2p;
     this.datastore = datastore;
     this.#ownsDatastore = ownsDatastore;
@@ -321,7 +374,15 @@ class Libp2pMeshNode implements MeshNode {
     if (this.#ownsDatastore && this.datastore.inner instanceof SqliteDatastore) {
       this.datastore.inner.open();
     }
-    await this.libp2p.start();
+    try {
+      await this.libp2p.start();
+    } catch (e) {
+      if (this.#relayVia.length === 0) throw e;
+      throw new RelayRefusedError(this.#relayVia.join(", "), reservationRefusal(e), { cause: e });
+    }
+    if (this.#relayVia.length > 0 && !this.multiaddrs().some((a) => a.includes("/p2p-circuit"))) {
+      throw new RelayRefusedError(this.#relayVia.join(", "), "no circuit address came of it");
+    }
     this.#stopping = new AbortController();
     if (this.#bootstrap.length > 0) {
       await this.#dialBootstrap();
@@ -421,5 +482,13 @@ class Libp2pMeshNode implements MeshNode {
 
   misbehaviour(): ReadonlyMap<string, readonly MisbehaviourReport[]> {
     return this.libp2p.services.exchange.misbehaviour();
+  }
+
+  relayStats(): RelayStats | undefined {
+    return this.#meter?.stats(this.libp2p.services.relay?.reservations.size ?? 0);
+  }
+
+  relayedBytes(): ReadonlyMap<string, number> {
+    return this.libp2p.services.relayed?.totals() ?? new Map();
   }
 }

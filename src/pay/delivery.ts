@@ -66,6 +66,8 @@ export interface PaidDeliveryInit {
   dataDir?: string;
   /** The pay key's file, when outside `dataDir`: locked too (one desk per key; see `PaymentDeskInit`). */
   keyFile?: string;
+  /** Channels the desk must not take (those of this node's relay desk; see `PaymentDeskInit`). */
+  refuseChannel?: (channel: Hex) => string | undefined;
 }
 
 /** One channel this node is paid through (`in`) or pays through (`out`). */
@@ -139,7 +141,8 @@ export interface PaySummary {
 /** Both sides of paid delivery for one node. */
 export interface PaidDelivery {
   readonly wallet: PayClient;
-  /** The account's transaction queue: others sending from it (the market's deals) queue here too. */
+  /** The account's transaction queue: all that sends from the account (the market's deals, paid
+   * relaying) queues here too, so nonces never clash. */
   readonly transactions: Serial;
   /** The operator side; absent when the node serves for free. */
   readonly desk: PaymentDesk | undefined;
@@ -192,6 +195,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
         "maxUnpaidBytes",
         "dataDir",
         "keyFile",
+        "refuseChannel",
       ),
     })
     : undefined;

@@ -127,6 +127,13 @@ export interface PaymentDeskInit {
   /** The pay key's file, when it lies outside `dataDir`: `<keyFile>.lock` is held too, so that two data
    * directories sharing one key cannot both run a desk. Default: none. */
   keyFile?: string;
+  /** The protocol this desk answers: a relay's desk takes its vouchers on `RELAY_PAY_PROTOCOL`. Default:
+   * `PAY_PROTOCOL`. */
+  protocol?: string;
+  /** Why a channel may not be bound here, if it may not: two desks of one operator share its payee address,
+   * so each refuses the channels the other holds (one channel's cumulative vouchers pay for one service).
+   * Default: none refused. */
+  refuseChannel?: (channel: Hex) => string | undefined;
 }
 
 /** What a desk did, for logs and metrics. */
@@ -279,6 +286,8 @@ export class PaymentDesk implements DeliveryGate {
   readonly #stats = { redeems: 0, redeemedWei: 0n, redeemGas: 0n, redeemGasCost: 0n, lastGas: 0n };
   readonly #dataDir: string | undefined;
   readonly #keyFile: string | undefined;
+  readonly #protocol: string;
+  readonly #refuseChannel: ((channel: Hex) => string | undefined) | undefined;
   #ledger: PayLedger | undefined;
 
   constructor(init: PaymentDeskInit) {
@@ -324,6 +333,8 @@ export class PaymentDesk implements DeliveryGate {
     });
     this.#dataDir = init.dataDir;
     this.#keyFile = init.keyFile;
+    this.#protocol = init.protocol ?? PAY_PROTOCOL;
+    this.#refuseChannel = init.refuseChannel;
     this.#quote = {
       chainId: init.chain.chainId,
       hub: this.#hub,
@@ -346,7 +357,11 @@ export class PaymentDesk implements DeliveryGate {
     await this.#recover();
     this.#libp2p = libp2p;
     await this.#watcher.start();
-    await libp2p.handle(PAY_PROTOCOL, this.#handle, { maxInboundStreams: 32 });
+    // A reader pays a relayed node over the relay; a relayed node pays its relay on either connection.
+    await libp2p.handle(this.#protocol, this.#handle, {
+      maxInboundStreams: 32,
+      runOnLimitedConnection: true,
+    });
   }
 
   /**
@@ -356,7 +371,7 @@ export class PaymentDesk implements DeliveryGate {
   async stop(): Promise<void> {
     if (!this.#stopped) {
       this.#stopped = true;
-      await this.#libp2p?.unhandle(PAY_PROTOCOL).catch(() => {});
+      await this.#libp2p?.unhandle(this.#protocol).catch(() => {});
       for (const account of this.#accounts.values()) this.#wake(account);
       await this.#watcher.stop();
       for (const wake of [...this.#sleepers]) wake();
@@ -516,6 +531,11 @@ export class PaymentDesk implements DeliveryGate {
       vouchers: a.vouchers,
       ...(this.#bans.has(a.peer) ? { banned: this.#bans.get(a.peer) } : {}),
     };
+  }
+
+  /** Whether this desk holds `channel` (bound to a peer now, or in its ledger). */
+  holds(channel: Hex): boolean {
+    return this.#channels.has(channel) || this.#ledger?.get(channel) !== undefined;
   }
 
   /** Totals over every peer. */
@@ -717,6 +737,8 @@ export class PaymentDesk implements DeliveryGate {
       accepted = known > state.redeemed ? known : state.redeemed;
       await this.#verify(account, message, channel, accepted, true);
       // Signed by the channel's payer: whatever else is wrong is not a forgery.
+      const refused = this.#refuseChannel?.(channel.id);
+      if (refused !== undefined) throw new ChannelUnusableError(channel.id, refused, false);
       const owner = this.#channels.get(channel.id);
       if (owner !== undefined && owner !== peer) {
         throw new ChannelUnusableError(channel.id, "pays for another peer", false);

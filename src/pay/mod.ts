@@ -89,6 +89,7 @@ export {
   PeerBannedError,
   type Quote,
   QuoteRefusedError,
+  RELAY_PAY_PROTOCOL,
   requestQuote,
   submitVoucher,
   type VoucherAccepted,
@@ -143,5 +144,12 @@ export {
   type Voucher,
   voucherTypes,
 } from "./voucher.ts";
+export {
+  type PaidRelaying,
+  paidRelaying,
+  type PaidRelayingInit,
+  type RelayPaySummary,
+  relayPricePerByte,
+} from "./relay_pay.ts";
 export { HTTP_PEER_PREFIX, type HttpCharge, HttpPaywall, type HttpPaywallInit } from "./x402.ts";
 export * from "./x402_format.ts";

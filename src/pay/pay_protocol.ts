@@ -27,6 +27,9 @@ export { PayProtocolError };
 /** Protocol ID of the payment protocol. */
 export const PAY_PROTOCOL = "/meshgate/pay/1.0.0";
 
+/** Where a relay takes the vouchers for the bytes it carried (a desk of its own, on channels of their own). */
+export const RELAY_PAY_PROTOCOL = "/meshgate/relay-pay/1.0.0";
+
 /** What an operator charges, as it answers `quote`. */
 export interface Quote {
   chainId: number;
@@ -157,6 +160,9 @@ export type PayDialer = Pick<Libp2p, "dialProtocol">;
 export interface PayCallOptions {
   /** Bounds the whole call. Default: a 10 s timeout. */
   signal?: AbortSignal;
+  /** The protocol of the desk called: relaying is paid on its own ({@link RELAY_PAY_PROTOCOL}). Default:
+   * {@link PAY_PROTOCOL}. */
+  protocol?: string;
 }
 
 function call(
@@ -168,7 +174,7 @@ function call(
   return callPay(
     libp2p,
     peer,
-    PAY_PROTOCOL,
+    options.protocol ?? PAY_PROTOCOL,
     request,
     options.signal ?? AbortSignal.timeout(10_000),
   );

@@ -76,6 +76,9 @@ export interface PayingClientInit {
   timeoutMs?: number;
   /** Serializes the transactions of `wallet`'s account, when others send from it too. Default: its own. */
   transactions?: Serial;
+  /** The protocol of the desks paid: `RELAY_PAY_PROTOCOL` for a node paying its relay. Default:
+   * `PAY_PROTOCOL`. */
+  protocol?: string;
   /** Told of channels opened and of operators whose quote or vouchers are refused (once per operator and
    * reason, so a log stays readable). Default: none. */
   onEvent?: (event: PayerEvent) => void;
@@ -179,6 +182,7 @@ export class PayingClient implements DeliveryPayer {
   readonly #timeoutMs: number;
   readonly #txs: Serial;
   readonly #onEvent: ((event: PayerEvent) => void) | undefined;
+  readonly #protocol: string | undefined;
   readonly #operators = new Map<string, Operator>();
   /** "peer reason" of refusals already reported. */
   readonly #told = new Set<string>();
@@ -215,6 +219,7 @@ export class PayingClient implements DeliveryPayer {
     this.#timeoutMs = positiveInt(init.timeoutMs ?? 10_000, "timeoutMs");
     this.#txs = init.transactions ?? new Serial();
     this.#onEvent = init.onEvent;
+    this.#protocol = init.protocol;
   }
 
   /** The payer's address: `client` of its receipts. */
@@ -523,6 +528,7 @@ export class PayingClient implements DeliveryPayer {
     let quote: Quote;
     try {
       quote = await requestQuote(this.#dialer(), peer, {
+        protocol: this.#protocol,
         signal: AbortSignal.timeout(this.#timeoutMs),
       });
     } catch (e) {
@@ -610,6 +616,7 @@ export class PayingClient implements DeliveryPayer {
 
   async #submit(op: Operator, message: VoucherMessage): Promise<void> {
     const { cumulativeAmount } = await submitVoucher(this.#dialer(), op.peer, message, {
+      protocol: this.#protocol,
       signal: AbortSignal.timeout(this.#timeoutMs),
     });
     if (cumulativeAmount > op.accepted) op.accepted = cumulativeAmount;

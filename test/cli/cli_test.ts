@@ -67,6 +67,18 @@ Deno.test("the CLI explains usage errors with exit code 2 and unreachable gatewa
     [["serve", "--bogus"], 2, /bogus/],
     [["serve", "--pay-http"], 2, /--pay-http needs --chain, a --price-served above 0/],
     [
+      ["serve", "--relay", "--relay-reservations", "0"],
+      2,
+      /--relay-reservations "0" must be a positive whole number/,
+    ],
+    [["serve", "--relay", "--relay-circuit-data", "lots"], 2, /--relay-circuit-data "lots"/],
+    [["serve", "--relay-circuit-time", "1000"], 2, /The --relay-\* limits need --relay/],
+    [
+      ["serve", "--relay-max-spend", "1.5"],
+      2,
+      /--relay-max-spend "1.5" must be a whole number of wei/,
+    ],
+    [
       [
         "serve",
         "--bootstrap",

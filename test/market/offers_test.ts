@@ -149,3 +149,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test("a relay's offer states its limits, signed; limits that are not positive whole numbers are refused", async () => {
+  const relay = {
+    maxReservations: 64,
+    reservationSeconds: 3600,
+    circuitBytes: 2 ** 30,
+    circuitSeconds: 600,
+  };
+  const o = await signOffer(key, peer, { ...terms(), relay });
+  assert.deepEqual((await verifyOffer(decodeOffer(encodeOffer(o)))).relay, relay);
+  await assert.rejects(
+    verifyOffer({ ...o, relay: { ...relay, maxReservations: 65 } }),
+    code("offer_signature"),
+  );
+  for (
+    const bad of [{ ...relay, circuitBytes: 0 }, { ...relay, extra: 1 }, { maxReservations: 1 }]
+  ) {
+    await assert.rejects(
+      signOffer(key, peer, { ...terms(), relay: bad as typeof relay }),
+      (e: unknown) => code("offer_malformed")(e) && /relay must be/.test((e as Error).message),
+    );
+  }
+});
