@@ -687,6 +687,7 @@ export class MeshgateNode {
         locate,
         requests,
         budget,
+        chunkBytes: manifest.chunkSize,
       })
       : undefined;
     return readFile(
