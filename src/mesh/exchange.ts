@@ -234,6 +234,8 @@ export interface ExchangeCallOptions {
 }
 
 const MAX_REPORTS_PER_PEER = 100;
+/** The server's answer to one chunk of a `put`. */
+type StoreAnswer = { accepted: boolean; reason?: StoreRefusal; message?: string };
 /** Chunks of one `put` request being stored at once, and the most bytes they may hold here (one chunk
  * always): with the frame reader's buffer, a put stream holds at most about 5 MiB. */
 const PUT_KEEPING = 4;
@@ -816,12 +818,21 @@ export class ChunkExchange implements Startable {
       }
       // Chunks are kept a few at once (a store write waits on the disk: one at a time, the uploader's
       // stream would wait on every fsync), answered in order, with at most PUT_KEEPING_BYTES held here.
-      const keeping: { raw: unknown; bytes: number; kept: Promise<Record<string, unknown>> }[] = [];
+      type Keeping = { raw: unknown; cid: CID; body: Uint8Array; kept: Promise<StoreAnswer> };
+      const keeping: Keeping[] = [];
       let held = 0;
       const answer = async () => {
-        const { raw, bytes, kept } = keeping.shift()!;
-        held -= bytes;
-        await session.send({ cid: raw, ...(await kept) });
+        const { raw, cid, body, kept } = keeping[0]!;
+        let result = await kept;
+        // Full while others were being stored beside it: once they are done, it is stored alone, as it
+        // would have been one at a time (a full store evicts for one write at a time).
+        if (result.reason === "store_full" && keeping.length > 1) {
+          await Promise.all(keeping.map((k) => k.kept));
+          result = await this.#keep(session.peer, cid, body);
+        }
+        keeping.shift();
+        held -= body.length;
+        await session.send({ cid: raw, ...result });
       };
       for (let i = 0; i < count; i++) {
         const frame = await session.expect();
@@ -837,7 +848,12 @@ export class ChunkExchange implements Startable {
         while (
           keeping.length >= PUT_KEEPING || (keeping.length > 0 && held + bytes > PUT_KEEPING_BYTES)
         ) await answer();
-        keeping.push({ raw, bytes, kept: this.#keep(session.peer, cid, frame.body) });
+        keeping.push({
+          raw,
+          cid,
+          body: frame.body,
+          kept: this.#keep(session.peer, cid, frame.body),
+        });
         held += bytes;
       }
       while (keeping.length) await answer();
@@ -893,11 +909,7 @@ export class ChunkExchange implements Startable {
     };
   }
 
-  async #keep(
-    peer: string,
-    cid: CID,
-    bytes: Uint8Array,
-  ): Promise<{ accepted: boolean; reason?: StoreRefusal; message?: string }> {
+  async #keep(peer: string, cid: CID, bytes: Uint8Array): Promise<StoreAnswer> {
     if (this.#store === undefined) return { accepted: false, reason: "no_store" };
     if (bytes.length > MAX_CHUNK_BYTES || !matchesCid(cid, bytes)) {
       this.#report(peer, { kind: "bad_bytes", cid, at: Date.now() });
