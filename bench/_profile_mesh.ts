@@ -132,13 +132,33 @@ try {
       };
     };
     wrap("fetchChunk", fetches);
+    // Batched reads (mesh/batch.ts) go through fetchChunks: a span per request, and when its first chunk came.
+    const batches: (Span & { first: number; chunks: number })[] = [];
+    {
+      const real = mesh.fetchChunks.bind(mesh);
+      (mesh as unknown as Record<string, unknown>).fetchChunks = async function* (
+        ...a: Parameters<typeof real>
+      ) {
+        const s = { t0: performance.now(), t1: 0, first: 0, chunks: 0 };
+        try {
+          for await (const got of real(...a)) {
+            s.first ||= performance.now();
+            s.chunks++;
+            yield got;
+          }
+        } finally {
+          s.t1 = performance.now();
+          batches.push(s);
+        }
+      };
+    }
     wrap("hasChunks", has);
     wrap("storeChunks", stores);
     wrap("proveChunks", proves);
 
     const manifest = await node.manifest(CID.parse(cid));
     for (const label of ["read 1 (cold locator)", "read 2"]) {
-      fetches.length = has.length = 0;
+      fetches.length = has.length = batches.length = 0;
       const cpu0 = [process.cpuUsage(), cpuOf(holder.pid)] as const;
       const t0 = performance.now();
       let first = 0;
@@ -163,6 +183,15 @@ try {
       );
       if (label === "read 2") await profileStop();
       console.log(`  fetchChunk: ${spans(fetches, wall)}`);
+      console.log(`  fetchChunks (batches): ${spans(batches, wall)}`);
+      const firsts = batches.map((b) => b.first - b.t0).sort((x, y) => x - y);
+      console.log(
+        `    first chunk after p50 ${
+          (firsts[firsts.length >> 1] ?? 0).toFixed(1)
+        } ms, chunks per batch ${
+          (batches.reduce((n, b) => n + b.chunks, 0) / batches.length).toFixed(1)
+        }`,
+      );
       console.log(`  hasChunks (locate): ${spans(has, wall)}`);
       console.log(
         `  CPU: reader ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s, holder ${

@@ -591,12 +591,13 @@ export class MeshgateNode {
     const report = await placing.finish(cid, manifest);
     this.#stats.placed += report.placed;
     for (const r of report.refused) this.#stats.refused += r.chunks;
-    for (const chunk of report.drop) {
-      // Only what this upload wrote itself: a chunk that was here before belongs to another file or peer.
-      if (writes.wrote(chunk) && !this.#claims.has(chunk)) {
-        await this.store.delete(chunk);
-        await this.#provide?.withdraw([chunk]); // every path that deletes a chunk withdraws it
-      }
+    // Only what this upload wrote itself: a chunk that was here before belongs to another file or peer.
+    // A few at once: the upload's answer waits for these (a whole file's chunks on a large mesh).
+    const drop = report.drop.filter((chunk) => writes.wrote(chunk) && !this.#claims.has(chunk));
+    for (let i = 0; i < drop.length; i += 16) {
+      const some = drop.slice(i, i + 16);
+      await Promise.all(some.map((chunk) => this.store.delete(chunk)));
+      await this.#provide?.withdraw(some); // every path that deletes a chunk withdraws it
     }
     return report;
   }
@@ -718,11 +719,22 @@ export class MeshgateNode {
     const located = new Map<number, Promise<void>>();
     const budget: SpendBudget = { spentWei: 0n };
     const requests = new RequestBudget();
+    // The stripes of a prefetch window are located in one round (one `has` per peer), not one each.
+    const group = Math.max(1, Math.ceil(prefetch / manifest.k));
+    const lastStripe = Math.floor(
+      Math.max(0, Math.ceil((options.end ?? manifest.size) / manifest.chunkSize) - 1) / manifest.k,
+    );
     const locate = (cid: CID, signal: AbortSignal, stripe: number) => {
       const locator = this.#locator;
       if (!locator || locator.holder(cid)) return Promise.resolve();
       if (!located.has(stripe)) {
-        located.set(stripe, locator.locate(manifest.stripes[stripe]!, signal));
+        const stripes: number[] = [];
+        for (let s = stripe; s < stripe + group && s <= lastStripe; s++) {
+          if (!located.has(s)) stripes.push(s);
+        }
+        if (!stripes.length) stripes.push(stripe);
+        const round = locator.locate(stripes.flatMap((s) => manifest.stripes[s]!), signal);
+        for (const s of stripes) located.set(s, round);
       }
       return located.get(stripe)!;
     };
@@ -737,6 +749,7 @@ export class MeshgateNode {
         locate,
         requests,
         budget,
+        chunkBytes: manifest.chunkSize,
       })
       : undefined;
     return readFile(

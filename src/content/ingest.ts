@@ -31,7 +31,7 @@ export interface IngestOptions {
   /** Chunks handed to the sink at once. Default 16. */
   concurrency?: number;
   /** Computes stripe parity on worker threads. Default: on the calling thread, one stripe at a time. */
-  parityPool?: Pick<ParityPool, "encode" | "size">;
+  parityPool?: Pick<ParityPool, "encode" | "size"> & Partial<Pick<ParityPool, "ready" | "warm">>;
   /** Stripes whose parity may be in the works at once with a pool. Default: the pool's size + 1. */
   stripesInFlight?: number;
   signal?: AbortSignal;
@@ -121,14 +121,20 @@ export async function ingest(
   // Memory stays bounded: at most this many stripes (data + parity) wait for their parity at once.
   const inFlight = pool ? Math.max(1, options.stripesInFlight ?? pool.size + 1) : 1;
   const closing: Promise<void>[] = [];
-  const closeStripe = async () => {
+  const closeStripe = async (last: boolean) => {
     const stripeData = data;
     const stripeCids = cids;
     // Its place in the manifest is taken now; its parity CIDs are appended when they arrive.
     const index = stripes.push(stripeCids) - 1;
     data = [];
     cids = [];
-    const parity = pool ? pool.encode(stripeData, m) : Promise.resolve(encodeParity(stripeData, m));
+    // Until a worker has started (the first stripes of an upload to a cold pool), the parity is computed
+    // here, a few ms a stripe, while the workers start for the stripes to come: one takes hundreds of ms.
+    const cold = pool !== undefined && pool.ready !== undefined && pool.ready === 0;
+    if (cold && !last) pool.warm?.();
+    const parity = pool && !cold
+      ? pool.encode(stripeData, m)
+      : Promise.resolve(encodeParity(stripeData, m));
     const done = parity.then(async (chunks) => {
       for (const chunk of chunks) {
         const cid = cidOf(chunk);
@@ -153,9 +159,9 @@ export async function ingest(
       data.push(chunk);
       cids.push(cid);
       await emit(cid, chunk);
-      if (data.length === k) await closeStripe();
+      if (data.length === k) await closeStripe(false);
     }
-    if (data.length) await closeStripe();
+    if (data.length) await closeStripe(true);
     while (closing.length) await closing.shift();
   } finally {
     // Settle every stripe and write before returning or throwing, so a caller cleaning up sees them all.

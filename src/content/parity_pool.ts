@@ -144,6 +144,22 @@ export class ParityPool {
     return this.#slots.length;
   }
 
+  /** Workers started and ready to take a job now. */
+  get ready(): number {
+    return this.#slots.filter((s) => s.ready).length;
+  }
+
+  /**
+   * Starts the workers the pool may run, without a job: a worker takes a while to start (hundreds of ms on
+   * a loaded machine), which an upload spends on its first stripes (`ingest` computes parity on the calling
+   * thread until one is {@link ready}). They stop again after `idleTimeout` if no job comes. No-op once closed.
+   */
+  warm(): void {
+    if (this.#closed) return;
+    while (this.#slots.length < this.size) this.#spawn();
+    if (this.#jobs.size === 0) this.#armIdle();
+  }
+
   /** Jobs handed to workers and not answered yet. */
   get pending(): number {
     return this.#jobs.size;
@@ -274,14 +290,18 @@ export class ParityPool {
     this.#jobs.delete(id);
     job.slot.jobs.delete(id);
     job.slot.load -= job.bytes;
-    if (this.#jobs.size === 0 && !this.#closed && Number.isFinite(this.idleTimeout)) {
-      clearTimeout(this.#idle);
-      this.#idle = setTimeout(() => {
-        this.#idle = undefined;
-        if (this.#jobs.size === 0) this.#stopAll(new Error("unreachable: no jobs"));
-      }, this.idleTimeout);
-    }
+    if (this.#jobs.size === 0) this.#armIdle();
     return job;
+  }
+
+  /** Stops the workers after `idleTimeout` unless a job comes first. */
+  #armIdle(): void {
+    if (this.#closed || !Number.isFinite(this.idleTimeout)) return;
+    clearTimeout(this.#idle);
+    this.#idle = setTimeout(() => {
+      this.#idle = undefined;
+      if (this.#jobs.size === 0) this.#stopAll(new Error("unreachable: no jobs"));
+    }, this.idleTimeout);
   }
 
   /** A worker died: its jobs reject with its message; the next job starts a fresh worker. */

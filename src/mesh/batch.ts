@@ -5,8 +5,9 @@
  * A 64 MiB read is 256 chunks; one request per chunk cost a stream, a protocol negotiation and a window
  * ramp-up each, and each request waited for the one before it on its holder's slots. Here the chunks asked
  * in one tick (a reader fills its lookahead window synchronously) are grouped by their first located
- * holder, at most {@link MAX_PER_REQUEST} per request in file order, so the head of a range comes first and
- * several requests run per holder. A chunk the batch cannot give (not located, the holder lacks it or
+ * holder, {@link REQUEST_BYTES} of chunks per request in file order, so that several requests run per
+ * holder. The head of a read goes first and alone: the rest wait for it (at most {@link HEAD_START_MS}),
+ * so that its first byte does not share the link with the whole window. A chunk the batch cannot give (not located, the holder lacks it or
  * fails, or it is late) resolves null, and the caller fetches it the usual way (`fetch.ts`: hedged, every
  * candidate): the batch is a fast path, never the only path.
  */
@@ -17,8 +18,14 @@ import { HEDGE_CEILING_MS, PAYER_REFUSALS } from "./fetch.ts";
 import type { PeerStanding } from "./health.ts";
 import type { MeshNode } from "./node.ts";
 
-/** Chunks per request: enough to amortize a stream, few enough that a holder serves several at once. */
+/** Bytes asked per request: enough to amortize a stream and its window's ramp-up, few enough that a
+ * holder serves several at once and that a late holder delays little. */
+export const REQUEST_BYTES = 2 * 1024 * 1024;
+/** Chunks per request when the chunk size is not known. */
 export const MAX_PER_REQUEST = 5;
+/** Longest wait (ms) of a read's first batch for its head chunk before the rest is asked too: sent at
+ * once, the rest would share the holder's link with the head and delay the first byte by their share. */
+export const HEAD_START_MS = 20;
 
 export interface BatchReaderInit {
   mesh: MeshNode;
@@ -32,6 +39,8 @@ export interface BatchReaderInit {
   requests?: RequestBudget;
   /** What the file has cost (paid delivery). */
   budget?: SpendBudget;
+  /** The file's chunk size, when known: requests are then sized by {@link REQUEST_BYTES}. */
+  chunkBytes?: number;
   /** A chunk not delivered within this (ms) resolves null, and the caller asks elsewhere. Default:
    * {@link HEDGE_CEILING_MS}. */
   lateMs?: number;
@@ -49,9 +58,13 @@ export class BatchReader {
   #pending: Ask[] = [];
   #head = true;
   readonly #lateMs: number;
+  readonly #perRequest: number;
 
   constructor(readonly init: BatchReaderInit) {
     this.#lateMs = init.lateMs ?? HEDGE_CEILING_MS;
+    this.#perRequest = init.chunkBytes
+      ? Math.max(1, Math.floor(REQUEST_BYTES / init.chunkBytes))
+      : MAX_PER_REQUEST;
   }
 
   /** The verified bytes of `cid` from a batched request, or null: the caller then fetches it itself. */
@@ -102,15 +115,26 @@ export class BatchReader {
       if (!byPeer.has(peer)) byPeer.set(peer, []);
       byPeer.get(peer)!.push(a);
     }
-    // The head of the read goes alone: its first byte waits for one chunk, not a request's worth.
+    // The head of the read goes alone, and first: its first byte waits for one chunk, not for a share of
+    // the link with the rest of the window.
     const head = this.#head ? wanted[0] : undefined;
     this.#head = false;
-    for (const [peer, list] of byPeer) {
-      let i = 0;
-      if (list[0] === head) void this.#request(peer, list.slice(0, i = 1));
-      for (; i < list.length; i += MAX_PER_REQUEST) {
-        void this.#request(peer, list.slice(i, i + MAX_PER_REQUEST));
+    let headDone: Promise<void> | undefined;
+    if (head) {
+      const peer = [...byPeer].find(([, list]) => list[0] === head)?.[0];
+      if (peer) {
+        byPeer.get(peer)!.shift();
+        headDone = this.#request(peer, [head]);
       }
+    }
+    if (headDone) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const wait = new Promise((r) => timer = setTimeout(r, HEAD_START_MS));
+      await Promise.race([headDone, wait]).finally(() => clearTimeout(timer));
+    }
+    const per = this.#perRequest;
+    for (const [peer, list] of byPeer) {
+      for (let i = 0; i < list.length; i += per) void this.#request(peer, list.slice(i, i + per));
     }
   }
 

@@ -124,7 +124,7 @@ export interface ChunkExchangeInit {
   /** The serving side's idle timeout, in ms, after which an inbound request is reset. Default: 60 000. */
   serverTimeoutMs?: number;
   /** Inbound streams of this protocol allowed at once from one peer, over all its connections (more are reset).
-   * Keep it above peers' `maxInFlightPerPeer`. With at most ~3 MiB buffered per stream (`_framing.ts`), this
+   * Keep it above peers' `maxInFlightPerPeer`. With at most ~3 MiB buffered per stream (`_framing.ts`; 2 MiB more of a `put` being stored), this
    * bounds what one peer's requests can hold here. Default: 32. */
   maxInboundStreams?: number;
   /** Once an exchange is done, how long, in ms, the remote may take to close its end before the stream is reset.
@@ -250,6 +250,12 @@ export interface ExchangeCallOptions {
 }
 
 const MAX_REPORTS_PER_PEER = 100;
+/** The server's answer to one chunk of a `put`. */
+type StoreAnswer = { accepted: boolean; reason?: StoreRefusal; message?: string };
+/** Chunks of one `put` request being stored at once, and the most bytes they may hold here (one chunk
+ * always): with the frame reader's buffer, a put stream holds at most about 5 MiB. */
+const PUT_KEEPING = 4;
+const PUT_KEEPING_BYTES = 2 * 1024 * 1024;
 const NONCE_HEX = /^(?:[0-9a-f]{2}){16,64}$/;
 
 /** Slices a proof samples, and their length: 2 KiB of a chunk, so proving costs far less than sending. */
@@ -802,10 +808,22 @@ export class ChunkExchange implements Startable {
         }
         return await session.send({ have });
       }
-      for (const cid of cids) {
+      // The next chunk is read from the store while this one is sent, so the disk does not stall the
+      // stream; one ahead at most, so a request holds at most two chunks here.
+      const read = (i: number) => {
+        const p = this.#store && i < cids.length
+          ? this.#store.get(cids[i]!)
+          : Promise.resolve(null);
+        p.catch(() => {}); // surfaced when its turn comes
+        return p;
+      };
+      let ahead = read(0);
+      for (const [i, cid] of cids.entries()) {
         let bytes: Uint8Array | null = null;
+        const reading = ahead;
+        ahead = read(i + 1);
         try {
-          bytes = this.#store ? await this.#store.get(cid) : null;
+          bytes = await reading;
         } catch (e) {
           this.#log.error("store.get(%s) failed - %e", cid, e);
           return await session.refuse("store_error", "The store failed to read a chunk");
@@ -852,6 +870,24 @@ export class ChunkExchange implements Startable {
       ) {
         return await session.refuse("bad_request", '"count" must be an integer from 0 to 512');
       }
+      // Chunks are kept a few at once (a store write waits on the disk: one at a time, the uploader's
+      // stream would wait on every fsync), answered in order, with at most PUT_KEEPING_BYTES held here.
+      type Keeping = { raw: unknown; cid: CID; body: Uint8Array; kept: Promise<StoreAnswer> };
+      const keeping: Keeping[] = [];
+      let held = 0;
+      const answer = async () => {
+        const { raw, cid, body, kept } = keeping[0]!;
+        let result = await kept;
+        // Full while others were being stored beside it: once they are done, it is stored alone, as it
+        // would have been one at a time (a full store evicts for one write at a time).
+        if (result.reason === "store_full" && keeping.length > 1) {
+          await Promise.all(keeping.map((k) => k.kept));
+          result = await this.#keep(session.peer, cid, body);
+        }
+        keeping.shift();
+        held -= body.length;
+        await session.send({ cid: raw, ...result });
+      };
       for (let i = 0; i < count; i++) {
         const frame = await session.expect();
         const raw = (frame.header as { cid?: unknown }).cid;
@@ -859,10 +895,22 @@ export class ChunkExchange implements Startable {
         try {
           cid = parseCid(typeof raw === "string" ? raw : "");
         } catch (e) {
+          while (keeping.length) await answer();
           return await session.refuse("invalid_cid", (e as Error).message);
         }
-        await session.send({ cid: raw, ...(await this.#keep(session.peer, cid, frame.body)) });
+        const bytes = frame.body.length;
+        while (
+          keeping.length >= PUT_KEEPING || (keeping.length > 0 && held + bytes > PUT_KEEPING_BYTES)
+        ) await answer();
+        keeping.push({
+          raw,
+          cid,
+          body: frame.body,
+          kept: this.#keep(session.peer, cid, frame.body),
+        });
+        held += bytes;
       }
+      while (keeping.length) await answer();
       return;
     }
     return await session.refuse("bad_request", `Unknown op "${String(req.op).slice(0, 20)}"`);
@@ -916,11 +964,7 @@ export class ChunkExchange implements Startable {
     };
   }
 
-  async #keep(
-    peer: string,
-    cid: CID,
-    bytes: Uint8Array,
-  ): Promise<{ accepted: boolean; reason?: StoreRefusal; message?: string }> {
+  async #keep(peer: string, cid: CID, bytes: Uint8Array): Promise<StoreAnswer> {
     if (this.#store === undefined) return { accepted: false, reason: "no_store" };
     if (bytes.length > MAX_CHUNK_BYTES || !matchesCid(cid, bytes)) {
       this.#report(peer, { kind: "bad_bytes", cid, at: Date.now() });

@@ -125,14 +125,20 @@ export class ProvideQueue {
    */
   async withdraw(cids: Iterable<CID>): Promise<void> {
     const dht = this.mesh.libp2p.services.dht;
-    for (const cid of cids) {
-      const key = cid.toString();
-      this.#queue.delete(key);
-      if (this.#running.has(key)) this.#running.set(key, true);
-      await cancelProvide(dht, cid).catch((e) =>
-        log("withdraw failed", { cid: key, error: String(e) })
+    const list = [...cids];
+    // A few at once: an upload's answer waits for the withdrawal of the chunks it placed elsewhere.
+    for (let i = 0; i < list.length; i += 16) {
+      await Promise.all(
+        list.slice(i, i + 16).map(async (cid) => {
+          const key = cid.toString();
+          this.#queue.delete(key);
+          if (this.#running.has(key)) this.#running.set(key, true);
+          await cancelProvide(dht, cid).catch((e) =>
+            log("withdraw failed", { cid: key, error: String(e) })
+          );
+          this.#stats.withdrawn++;
+        }),
       );
-      this.#stats.withdrawn++;
     }
   }
 

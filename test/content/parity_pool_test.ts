@@ -163,3 +163,32 @@ Deno.test("new ParityPool() checks its size and timeout", () => {
   assert.equal(pool.size, navigator.hardwareConcurrency);
   pool.close();
 });
+
+Deno.test("ingest with a cold pool: the first stripe's parity does not wait for a worker to start", () =>
+  withPool(async (pool) => {
+    const { ingest } = await import("../../src/content/ingest.ts");
+    const file = randomBytes(4 * 8 * 1024);
+    const readyAtStripe: number[] = [];
+    const sealed = new Map<string, Uint8Array>();
+    const withPoolResult = await ingest(
+      ReadableStream.from([file]),
+      (cid, bytes) => Promise.resolve(void sealed.set(cid.toString(), bytes)),
+      {
+        chunkSize: 1024,
+        k: 8,
+        m: 2,
+        parityPool: pool,
+        onStripe: (i) => Promise.resolve(void (readyAtStripe[i] = pool.ready)),
+      },
+    );
+    // Computed here while the workers started: none was ready when the first stripe was sealed.
+    assert.equal(readyAtStripe[0], 0, `${readyAtStripe[0]} workers ready at the first stripe`);
+    assert.equal(pool.workers, 2, "the workers were started for the stripes to come");
+    // The same file, parity and all, as without a pool.
+    const plain = await ingest(ReadableStream.from([file]), () => Promise.resolve(), {
+      chunkSize: 1024,
+      k: 8,
+      m: 2,
+    });
+    assert.equal(withPoolResult.cid.toString(), plain.cid.toString());
+  }));

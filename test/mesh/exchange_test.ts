@@ -414,3 +414,75 @@ Deno.test({
     }
   },
 });
+
+/** A store whose reads (or writes) of one chunk wait until the store is asked for the next one: a server
+ * that reads (or stores) one chunk at a time never asks for the next, and the request stalls. */
+class WaitsForNext extends MemorySource {
+  readonly asked: string[] = [];
+  #next = Promise.withResolvers<void>();
+  #touch(cid: CID): Promise<void> {
+    this.asked.push(cid.toString());
+    this.#next.resolve();
+    this.#next = Promise.withResolvers<void>();
+    const last = this.asked.length === this.total;
+    return last ? Promise.resolve() : this.#next.promise;
+  }
+  constructor(readonly total: number, readonly on: "get" | "put") {
+    super();
+  }
+  override async get(cid: CID) {
+    if (this.on === "get") await this.#touch(cid);
+    return super.get(cid);
+  }
+  override async put(cid: CID, bytes: Uint8Array) {
+    if (this.on === "put") await this.#touch(cid);
+    return super.put(cid, bytes);
+  }
+}
+
+Deno.test({
+  ...SANITIZE,
+  name: "exchange get: the server reads the next chunk from its store while it sends one",
+  fn: async () => {
+    const chunks = Array.from({ length: 6 }, () => chunk(64 * 1024));
+    const store = new WaitsForNext(chunks.length, "get");
+    for (const c of chunks) store.chunks.set(c.cid.toString(), c.bytes);
+    const server = await startNode({ store });
+    const client = await startNode();
+    try {
+      const got = [];
+      const signal = AbortSignal.timeout(10_000);
+      for await (
+        const c of client.fetchChunks(server.multiaddrs()[0]!, chunks.map((c) => c.cid), { signal })
+      ) {
+        got.push(c.bytes);
+      }
+      assert.deepEqual(got, chunks.map((c) => c.bytes), "every chunk, in order");
+      assert.deepEqual(store.asked, chunks.map((c) => c.cid.toString()));
+    } finally {
+      await stopNodes(server, client);
+    }
+  },
+});
+
+Deno.test({
+  ...SANITIZE,
+  name: "exchange put: the server stores several chunks at once and answers in order",
+  fn: async () => {
+    const chunks = Array.from({ length: 8 }, () => chunk(64 * 1024));
+    // Each write waits for the next: only a server with several writes under way gets through.
+    const store = new WaitsForNext(chunks.length, "put");
+    const server = await startNode({ store });
+    const client = await startNode();
+    try {
+      const results = await client.storeChunks(server.multiaddrs()[0]!, chunks, {
+        signal: AbortSignal.timeout(10_000),
+      });
+      assert.deepEqual(results.map((r) => r.cid.toString()), chunks.map((c) => c.cid.toString()));
+      assert.ok(results.every((r) => r.accepted), JSON.stringify(results));
+      assert.equal(store.chunks.size, chunks.length);
+    } finally {
+      await stopNodes(server, client);
+    }
+  },
+});

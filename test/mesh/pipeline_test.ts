@@ -50,18 +50,26 @@ Deno.test({
       };
       const mesh = node.mesh!;
       let requests = 0;
+      const sizes: number[] = [];
       for (const name of ["fetchChunk", "fetchChunks"] as const) {
         const real = mesh[name].bind(mesh) as (...a: unknown[]) => unknown;
         (mesh as unknown as Record<string, unknown>)[name] = (...a: unknown[]) => {
           requests++;
+          sizes.push(Array.isArray(a[1]) ? a[1].length : 1);
           return real(...a);
         };
       }
       const got = new Uint8Array(await new Response(node.read(manifest)).arrayBuffer());
       assert.equal(got.length, 20 * CHUNK);
       chunks.forEach((c, i) => assert.deepEqual(got.subarray(i * CHUNK, (i + 1) * CHUNK), c));
-      // The head alone, then the other 19 five at a time: 5 (one per chunk before: 20).
-      assert.ok(requests <= 6, `${requests} requests for 20 chunks`);
+      // The head alone and first, then the other 19 in requests of up to 2 MiB (32 of these chunks): 2
+      // (five at a time before: 5; one per chunk before that: 20).
+      assert.equal(
+        sizes[0],
+        1,
+        `the first request asks for ${sizes[0]} chunks, not the head alone`,
+      );
+      assert.ok(requests <= 3, `${requests} requests for 20 chunks (${sizes})`);
     } finally {
       await node.stop();
       await stopNodes(holder);

@@ -1,0 +1,294 @@
+/**
+ * CPU profiles of real `serve` processes during a mesh transfer, taken through each one's inspector (Deno has
+ * no `--cpu-prof`): node A holds a file, node B (holding none) serves it over HTTP, as in `bench/mesh.ts`.
+ * Prints, per process, the CPU used and the top functions by self and inclusive time, for a get through B
+ * and for a put through A (placed on B). `--nodes 8` reads through an 8th node of a 7-holder mesh instead.
+ * `deno run -A bench/_profile_serve.ts [--size MiB] [--top N] [--nodes 2|8] [--only get|put]`
+ */
+import { parseArgs } from "node:util";
+import { LOOPBACK_MESH, type NodeProcess, startCluster, waitForPeers } from "../src/cluster.ts";
+import { postStream } from "../test/_util.ts";
+
+const MiB = 1024 * 1024;
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    size: { type: "string", default: "64" },
+    top: { type: "string", default: "22" },
+    nodes: { type: "string", default: "2" },
+    only: { type: "string" },
+    interval: { type: "string", default: "1000" },
+    "no-prof": { type: "boolean", default: false },
+    /** Print the stacks (callers) through a function whose name contains this. */
+    callers: { type: "string" },
+  },
+});
+const SIZE = Number(flags.size) * MiB;
+const TOP = Number(flags.top);
+const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
+
+function randomFile(size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  for (let at = 0; at < size; at += 65536) {
+    crypto.getRandomValues(out.subarray(at, Math.min(size, at + 65536)));
+  }
+  return out;
+}
+function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream({
+    pull(c) {
+      if (at >= bytes.length) return c.close();
+      c.enqueue(bytes.subarray(at, at += MiB));
+    },
+  });
+}
+
+/** A serve process with its inspector open on a free port (spawnNode's way, with `--inspect`). */
+async function inspected(args: string[], dir: string): Promise<NodeProcess & { ws: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--inspect=127.0.0.1:0",
+      CLI,
+      "serve",
+      "--port",
+      "0",
+      ...LOOPBACK_MESH,
+      "--data",
+      dir,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let err = "";
+  (async () => {
+    for await (const t of child.stderr.pipeThrough(new TextDecoderStream())) {
+      err = (err + t).slice(-65536);
+    }
+  })().catch(() => {});
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while (!/^data: .*\n/m.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`serve exited: ${seen}${err}`);
+    seen += value;
+  }
+  (async () => {
+    while (!(await reader.read()).done);
+  })().catch(() => {});
+  const pid = child.pid;
+  return {
+    url: /gateway: (http:\/\/\S+?)\/?\n/.exec(seen)![1]!,
+    multiaddrs: [...seen.matchAll(/^mesh: +(\/\S+)$/gm)].map((m) => m[1]!),
+    pid,
+    child,
+    ws: "",
+    logs: () => err,
+    rss: () => 0,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      return (await child.status).code;
+    },
+  };
+}
+
+/** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
+class Inspector {
+  #ws: WebSocket;
+  #id = 0;
+  #waiting = new Map<number, (v: unknown) => void>();
+  private constructor(ws: WebSocket) {
+    this.#ws = ws;
+    ws.onmessage = (e) => {
+      const msg = JSON.parse(e.data as string);
+      if (msg.id !== undefined) this.#waiting.get(msg.id)?.(msg.result);
+    };
+  }
+  static async of(node: NodeProcess): Promise<Inspector> {
+    for (let i = 0; i < 100; i++) {
+      const url = /ws:\/\/127\.0\.0\.1:\d+\/[0-9a-f-]+/.exec(node.logs())?.[0];
+      if (url) {
+        const ws = new WebSocket(url);
+        await new Promise((r, j) => (ws.onopen = r, ws.onerror = j));
+        return new Inspector(ws);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`no inspector address in: ${node.logs()}`);
+  }
+  post(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
+    const id = ++this.#id;
+    this.#ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((r) => this.#waiting.set(id, r));
+  }
+  close() {
+    this.#ws.close();
+  }
+}
+
+type ProfileNode = {
+  id: number;
+  children?: number[];
+  callFrame: { functionName: string; url: string; lineNumber: number };
+};
+type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+
+const cpuOf = (pid: number) => {
+  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
+function report(name: string, profile: Profile, cpuS: number) {
+  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
+  const parent = new Map<number, number>();
+  for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
+  const keyOf = (x: ProfileNode) =>
+    `${x.callFrame.functionName || "(anon)"} ${
+      x.callFrame.url.replace(/.*node_modules\/\.deno\//, "").replace(/.*\/wt\/[^/]+\//, "")
+    }:${x.callFrame.lineNumber + 1}`;
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  let total = 0;
+  // Each sample counts as one interval: a time delta also holds the time the process was not scheduled (a
+  // loaded machine), which would be charged to whatever function it was preempted in.
+  const interval = Number(flags.interval) / 1000;
+  profile.samples.forEach((id) => {
+    const ms = interval;
+    const k = keyOf(byId.get(id)!);
+    if (!k.startsWith("(idle)")) total += ms;
+    self.set(k, (self.get(k) ?? 0) + ms);
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const key = keyOf(byId.get(at)!);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + ms);
+    }
+  });
+  if (flags.callers) {
+    const stacks = new Map<string, number>();
+    profile.samples.forEach((id) => {
+      const chain: string[] = [];
+      for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+        chain.push(keyOf(byId.get(at)!));
+      }
+      const hit = chain.findIndex((k) => k.includes(flags.callers!));
+      if (hit < 0) return;
+      const key = chain.slice(hit, hit + 14).join("\n        <- ");
+      stacks.set(key, (stacks.get(key) ?? 0) + Number(flags.interval) / 1000);
+    });
+    for (const [k, ms] of [...stacks].sort((a, b) => b[1] - a[1]).slice(0, 4)) {
+      console.log(`    ${ms.toFixed(0)} ms in\n        ${k}`);
+    }
+  }
+  const line = ([k, ms]: [string, number]) =>
+    `      ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`;
+  console.log(`  ${name}: CPU ${cpuS.toFixed(2)} s; busy samples ${total.toFixed(0)} ms`);
+  console.log(`    self:`);
+  for (const e of [...self].sort((a, b) => b[1] - a[1]).slice(0, TOP)) console.log(line(e));
+  console.log(`    inclusive:`);
+  for (
+    const e of [...inclusive].filter(([k]) =>
+      !/^\(root\)|^\(idle\)|^\(anon\) :|^run :|drainTicks|__drainNext|processTicks/.test(k)
+    ).sort((a, b) => b[1] - a[1]).slice(0, TOP)
+  ) console.log(line(e));
+}
+
+async function profiled<T>(
+  nodes: [string, NodeProcess][],
+  what: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const inspectors = flags["no-prof"]
+    ? []
+    : await Promise.all(nodes.map(([, n]) => Inspector.of(n)));
+  for (const i of inspectors) {
+    await i.post("Profiler.enable");
+    await i.post("Profiler.setSamplingInterval", { interval: Number(flags.interval) });
+    await i.post("Profiler.start");
+  }
+  const cpu0 = nodes.map(([, n]) => cpuOf(n.pid));
+  const t = performance.now();
+  const out = await fn();
+  const wall = performance.now() - t;
+  const cpu = nodes.map(([, n], i) => cpuOf(n.pid) - cpu0[i]!);
+  console.log(
+    `\n${what}: ${SIZE / MiB} MiB in ${wall.toFixed(0)} ms = ${
+      (SIZE / MiB / wall * 1000).toFixed(0)
+    } MiB/s`,
+  );
+  if (flags["no-prof"]) {
+    nodes.forEach(([name], i) => console.log(`  ${name}: CPU ${cpu[i]!.toFixed(2)} s`));
+  }
+  for (const [i, ins] of inspectors.entries()) {
+    const { profile } = await ins.post("Profiler.stop") as { profile: Profile };
+    report(nodes[i]![0], profile, cpu[i]!);
+    ins.close();
+  }
+  return out;
+}
+
+async function get(reader: NodeProcess, cid: string) {
+  const res = await fetch(`${reader.url}/mesh/${cid}`);
+  let n = 0;
+  for await (const piece of res.body!) n += piece.length;
+  if (n !== SIZE) throw new Error(`got ${n} of ${SIZE}`);
+}
+
+async function put(node: NodeProcess, bytes: Uint8Array): Promise<string> {
+  const res = await postStream(`${node.url}/mesh?name=f.bin`, streamOf(bytes), bytes.length);
+  if (!res.ok) throw new Error(`put failed: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { cid: string }).cid;
+}
+
+const dir = await Deno.makeTempDir({ prefix: "meshgate-profile-serve-" });
+const all: NodeProcess[] = [];
+try {
+  if (flags.nodes === "8") {
+    const cluster = await startCluster({ nodes: 7, dir, stderr: "null" });
+    try {
+      const a = cluster.nodes[0]!;
+      const cid = await put(a, randomFile(SIZE));
+      const h = await inspected(["--bootstrap", a.multiaddrs[0]!], `${dir}/h`);
+      all.push(h);
+      await waitForPeers(h.url, 6);
+      await new Promise((r) => setTimeout(r, 15_000));
+      await get(h, cid); // warm: locator, connections
+      await profiled(
+        [["reader (holds nothing)", h]],
+        "8-node get through the reader",
+        () => get(h, cid),
+      );
+    } finally {
+      await cluster.stop();
+    }
+  } else {
+    const a = await inspected([], `${dir}/a`);
+    all.push(a);
+    const cid = await put(a, randomFile(SIZE));
+    const b = await inspected(["--bootstrap", a.multiaddrs[0]!], `${dir}/b`);
+    all.push(b);
+    await waitForPeers(a.url, 1);
+    await waitForPeers(b.url, 1);
+    if (flags.only !== "put") {
+      await get(b, (await put(a, randomFile(4 * MiB))) && cid); // warm the connection
+      await profiled([["B (reader)", b], ["A (holder)", a]], "get through B", () => get(b, cid));
+    }
+    if (flags.only !== "get") {
+      await profiled(
+        [["A (uploader)", a], ["B (holder)", b]],
+        "put through A",
+        () => put(a, randomFile(SIZE)),
+      );
+    }
+  }
+} finally {
+  await Promise.all(all.map((n) => n.stop()));
+  await Deno.remove(dir, { recursive: true });
+}
+Deno.exit(0);
