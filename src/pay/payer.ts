@@ -43,6 +43,7 @@ import {
   QuoteRefusedError,
   requestQuote,
   submitVoucher,
+  type VoucherAccepted,
   type VoucherMessage,
 } from "./pay_protocol.ts";
 import { PayProtocolError } from "./_wire.ts";
@@ -434,6 +435,24 @@ export class PayingClient implements DeliveryPayer {
     }
   }
 
+  /**
+   * Pays `peer` `wei` for something besides deliveries (paid lookups, `market/lookups.ts`) on its channel,
+   * like {@link payStorage}, but the voucher goes out through `send` (the lookup protocol, which names what it
+   * pays for) and a channel opened or topped up for it holds at least `deposit`. Resolves once `send` did.
+   */
+  async payFor(
+    peer: string,
+    wei: bigint,
+    options: { send: (message: VoucherMessage) => Promise<VoucherAccepted>; deposit?: bigint },
+  ): Promise<void> {
+    if (wei <= 0n) return;
+    const quote = await this.quote(peer);
+    const op = this.#operator(peer);
+    await op.queue.run(() =>
+      this.#voucher(op, quote, new ReceiptBatch(), 0n, wei, options.send, options.deposit ?? 0n)
+    );
+  }
+
   // -----------------------------------------------------------------------------------------------------------
   // Payments
 
@@ -564,13 +583,15 @@ export class PayingClient implements DeliveryPayer {
     extra = 0n,
     /** Paid for something else than deliveries (storage): never credit for them. */
     other = 0n,
+    send?: (message: VoucherMessage) => Promise<VoucherAccepted>,
+    minDeposit = 0n,
   ): Promise<void> {
     const due = quote.price * batch.bytes;
     // Paid ahead counts toward what is due, as long as the voucher still grows (the desk takes no other).
     const credit = due > op.ahead ? op.ahead : 0n;
     op.ahead += extra - credit;
     const amount = op.cumulative + due + extra - credit + other;
-    await this.#fund(op, quote, amount);
+    await this.#fund(op, quote, amount, minDeposit);
     const voucher = {
       channel: op.channel!,
       cumulativeAmount: amount,
@@ -585,7 +606,7 @@ export class PayingClient implements DeliveryPayer {
     op.paidBytes += batch.bytes;
     op.vouchers++;
     op.last = { voucher, signature, receipts: batch.receipts };
-    await this.#submit(op, op.last);
+    await this.#submit(op, op.last, send);
   }
 
   /** Sends the last voucher again, unless the operator acknowledged it meanwhile. */
@@ -597,17 +618,24 @@ export class PayingClient implements DeliveryPayer {
     });
   }
 
-  async #submit(op: Operator, message: VoucherMessage): Promise<void> {
-    const { cumulativeAmount } = await submitVoucher(this.#dialer(), op.peer, message, {
-      signal: AbortSignal.timeout(this.#timeoutMs),
-    });
+  async #submit(
+    op: Operator,
+    message: VoucherMessage,
+    send?: (message: VoucherMessage) => Promise<VoucherAccepted>,
+  ): Promise<void> {
+    const { cumulativeAmount } = send
+      ? await send(message)
+      : await submitVoucher(this.#dialer(), op.peer, message, {
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
     if (cumulativeAmount > op.accepted) op.accepted = cumulativeAmount;
   }
 
   /** Opens the channel, or tops it up, so that its deposit covers `amount`. */
-  async #fund(op: Operator, quote: Quote, amount: bigint): Promise<void> {
+  async #fund(op: Operator, quote: Quote, amount: bigint, minDeposit = 0n): Promise<void> {
     if (op.channel !== undefined && amount <= op.deposit) return;
-    const chunk = quote.price * this.#depositBytes;
+    const bytesWorth = quote.price * this.#depositBytes;
+    const chunk = bytesWorth > minDeposit ? bytesWorth : minDeposit;
     await this.#txs.run(async () => {
       if (op.channel === undefined) {
         const deposit = amount > chunk ? amount : chunk;
