@@ -265,6 +265,9 @@ export interface LookupServerInit {
   want?: number;
   /** Longest DHT walk for one `find`, in ms. Default: 2 000. */
   findMs?: number;
+  /** Once a provider is found, how much longer the walk may look for more, in ms: a client waits for the
+   * first that delivers, not for the walk's end. Default: 50. */
+  graceMs?: number;
   /** Longest wait for providers' statements, in ms (the record goes out without those late). Default: 400. */
   statementMs?: number;
   /** Found providers reused for this long, in ms. Default: 30 000. */
@@ -286,6 +289,7 @@ export class LookupServer {
   readonly #findMs: number;
   readonly #statementMs: number;
   readonly #cacheMs: number;
+  readonly #graceMs: number;
   /** CID -> providers found, and when. */
   readonly #found = new Map<
     string,
@@ -302,6 +306,7 @@ export class LookupServer {
     this.#findMs = init.findMs ?? 2000;
     this.#statementMs = init.statementMs ?? 400;
     this.#cacheMs = init.cacheMs ?? 30_000;
+    this.#graceMs = init.graceMs ?? 50;
   }
 
   get serving(): boolean {
@@ -426,15 +431,18 @@ export class LookupServer {
       AbortSignal.timeout(this.#findMs),
       ...(signal ? [signal] : []),
     ]);
+    let grace: ReturnType<typeof setTimeout> | undefined;
     try {
       for await (const p of mesh.findProviders(cid, { signal: deadline })) {
         if (out.some((o) => o.peerId === p.peerId)) continue;
         out.push(p);
         if (out.length >= this.#want) break;
+        grace ??= setTimeout(() => walk.abort(), this.#graceMs);
       }
     } catch {
-      // The deadline: what was found so far is the answer.
+      // The deadline or the grace: what was found so far is the answer.
     } finally {
+      clearTimeout(grace);
       walk.abort();
     }
     if (out.length > 0) bounded(this.#found, key, { at: Date.now(), providers: out });
