@@ -606,7 +606,7 @@ export class MeshgateNode {
     let bytes = await this.store.get(cid);
     const missing = this.#missing.get(key);
     if (!bytes && missing !== undefined && missing > Date.now()) return null;
-    if (!bytes && lookup && this.lookups) bytes = await this.#paidLookup(cid, lookup.via, signal);
+    if (!bytes && lookup && this.lookups) bytes = await this.lookups.read(cid, lookup.via, signal);
     // With no peer to ask, nothing is worth waiting for.
     if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
@@ -627,25 +627,6 @@ export class MeshgateNode {
     }
     if (bytes && cache) this.#cache.set(key, bytes);
     return bytes;
-  }
-
-  /** The chunk through a paid lookup by `via` (or the best known operator); null when it failed (the lookup
-   * is then unpaid and counted against the operator, and the node's own search goes on). */
-  async #paidLookup(cid: CID, via: string | undefined, signal?: AbortSignal) {
-    const operator = via ?? this.lookups!.chooseOperator();
-    if (operator === undefined) {
-      throw new MeshError(
-        "lookup_refused",
-        "No lookup operator is known: name one (?via=<peer>, get --lookup-via <peer>)",
-      );
-    }
-    try {
-      return (await this.lookups!.fetch(operator, cid, signal)).bytes;
-    } catch (e) {
-      if (signal?.aborted || (e as MeshError).code === "lookup_refused") throw e;
-      warn("lookups", "a paid lookup failed", { cid: cid.toString(), operator, error: String(e) });
-      return null;
-    }
   }
 
   /** Nobody had `key`: asking the whole mesh again within {@link MISSING_TTL_MS} would find nobody again. */

@@ -411,6 +411,28 @@ export class LookupService {
     );
   }
 
+  /**
+   * A node's paid read of one chunk (`?lookup=paid`): through `via`, or the best known operator
+   * ({@link chooseOperator}); null when the lookup failed (unpaid, counted against the operator), so the
+   * node's own search goes on. Throws `lookup_refused` when no operator is known or it refuses.
+   */
+  async read(cid: CID, via?: string, signal?: AbortSignal): Promise<Uint8Array | null> {
+    const operator = via ?? this.chooseOperator();
+    if (operator === undefined) {
+      throw new LookupError(
+        "lookup_refused",
+        "No lookup operator is known: name one (?via=<peer>, get --lookup-via <peer>)",
+      );
+    }
+    try {
+      return (await this.fetch(operator, cid, signal)).bytes;
+    } catch (e) {
+      if (signal?.aborted || (e as MeshError).code === "lookup_refused") throw e;
+      log("a paid lookup failed", { cid: cid.toString(), operator, error: String(e) });
+      return null;
+    }
+  }
+
   /** Pays one delivered lookup, in the background. */
   #payFor(operator: string, nonce: string): void {
     const done = this.#quote(operator).then(async (per1000) => {

@@ -4,9 +4,12 @@
  *
  * A light client is a fresh client-mode node that knows one peer. The walk: it joins through a random peer
  * and looks a record up itself (`sim.ts`'s `lookup`, until the record's provider is named). The paid lookup:
- * it joins through a lookup operator (a server node of the mesh, up as long as the others) and asks it
- * ({@link requestLookup}: one request, the operator's provider records and its own walk from a warm routing
- * table, the record signed and checked). Each client looks up a record nobody asked the operator for, so its
+ * it joins through a lookup operator and asks it ({@link requestLookup}: one request; the operator answers
+ * from its provider records or its own walk, the record signed and checked). The operator is a server node
+ * of the mesh, up as long as the others, run as a lookup operator would be: k-buckets of 100 and open
+ * connections to the peers it knows (up to `operatorConnections`), warmed by walks for `warmWalks` random
+ * keys (as answering lookups all day does), so its walks seldom dial. That is what the client pays for; the
+ * mesh's other nodes keep libp2p's defaults. Each client looks up a record nobody asked the operator for, so its
  * cache never answers. Both are timed from the moment the client is up to the provider being named. The
  * payment is not in the path: the voucher goes out after the named peer delivered (`market/lookups.ts`), so
  * lookups are free here and no chain runs.
@@ -28,6 +31,10 @@ export interface LookupSimInit {
   latencyMs?: [number, number];
   /** Share of messages a retransmission late, and of dials that fail. Default 0.01 each. */
   loss?: number;
+  /** Connections the operator keeps open to peers it knows. Default 250 (under libp2p's 300). */
+  operatorConnections?: number;
+  /** Walks the operator makes before the measurement. Default 20. */
+  warmWalks?: number;
   /** Deadline of one lookup, ms. Default 10 000. */
   timeoutMs?: number;
   log?: (line: string) => void;
@@ -56,7 +63,12 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
   const live: { mesh: MeshNode; addr: string }[] = [];
   const extra: MeshNode[] = [];
   let seq = 0;
-  const spawn = async (bootstrap: string[], clientMode = false, dataDir?: string) => {
+  const spawn = async (
+    bootstrap: string[],
+    clientMode = false,
+    dataDir?: string,
+    kBucketSize?: number,
+  ) => {
     const name = `lk-${seq++}`;
     const mesh = await createMeshNode({
       listen: clientMode ? [] : [`/memory/${name}`],
@@ -65,7 +77,7 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
       allowLoopback: false,
       connections: { pingIntervalMs: 0 },
       store: new SimStore(),
-      dht: { clientMode },
+      dht: { clientMode, ...(kBucketSize ? { kBucketSize } : {}) },
       ...(dataDir ? { dataDir } : {}),
     });
     return { mesh, addr: mesh.multiaddrs()[0] ?? "" };
@@ -75,7 +87,7 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
   let server: LookupServer | undefined;
   try {
     // The operator first (so it is as old as the mesh), then the rest joining through 3 peers each.
-    const op = await spawn([], false, dir);
+    const op = await spawn([], false, dir, 100);
     live.push(op);
     while (live.length < n) {
       const batch = Math.min(n - live.length, Math.max(1, Math.min(10, live.length)));
@@ -88,7 +100,31 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
     }
     for (const x of live) void x.mesh.libp2p.services.dht.refreshRoutingTable();
     await new Promise((r) => setTimeout(r, 3000));
-    log(`${n} nodes up; the operator has ${op.mesh.routingTableSize()} routing-table peers`);
+    // The operator keeps connections to the peers it knows (8 dials at a time).
+    const known = (await op.mesh.libp2p.peerStore.all()).map((p) => p.id)
+      .slice(0, init.operatorConnections ?? 250);
+    for (let i = 0; i < known.length; i += 8) {
+      await Promise.all(
+        known.slice(i, i + 8).map((id) =>
+          op.mesh.libp2p.dial(id, { signal: AbortSignal.timeout(5000) }).catch(() => {})
+        ),
+      );
+    }
+    await op.mesh.libp2p.services.dht.refreshRoutingTable();
+    for (let i = 0; i < (init.warmWalks ?? 20); i++) {
+      const key = cidOf(crypto.getRandomValues(new Uint8Array(32)));
+      try {
+        for await (const _ of op.mesh.findProviders(key, { signal: AbortSignal.timeout(3000) })) {
+          // nobody provides a random key: the walk is the point
+        }
+      } catch {
+        // its deadline
+      }
+    }
+    log(
+      `${n} nodes up; the operator has ${op.mesh.routingTableSize()} routing-table peers and ` +
+        `${op.mesh.libp2p.getConnections().length} connections`,
+    );
     server = new LookupServer({
       mesh: op.mesh,
       privateKey: await loadOrCreatePrivateKey(dir),

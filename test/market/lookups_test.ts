@@ -349,6 +349,41 @@ Deno.test({
         assert.equal(honest.lookups.stats().paid, 3);
       });
 
+      await t.step("what a lookup voucher pays is no credit for deliveries", async () => {
+        const operatorWallet = await chain.wallet();
+        const desk = new PaymentDesk({
+          chain: { chainId: chain.chain.id, contracts: chain.contracts },
+          wallet: operatorWallet,
+          price: 1n, // a wei a byte
+          creditBytes: 1000,
+          paymentWaitMs: 50,
+        });
+        const { channel } = await openChannel(clientWallet, {
+          address: chain.contracts.channelHub,
+          payee: operatorWallet.account.address,
+          deposit: 10_000n,
+          challengePeriod: 86_400n,
+        });
+        const voucher = {
+          channel,
+          cumulativeAmount: 5000n,
+          receiptsRoot: EMPTY_RECEIPTS_ROOT,
+          receiptCount: 0n,
+        };
+        const domain = channelHubDomain(chain.chain.id, chain.contracts.channelHub);
+        const signature = await signVoucher(clientWallet.account, domain, voucher);
+        const peer = c.mesh.peerId;
+        assert.equal(await desk.takeVoucher(peer, { voucher, signature, receipts: [] }), 5000n);
+        const signal = AbortSignal.timeout(5000);
+        // 3000 bytes are within the 5000 wei paid, but those paid for lookups: past the 1000-byte credit.
+        await assert.rejects(
+          desk.authorize(peer, cids[0]!, 3000, { signal }),
+          (e: { code?: string }) => e.code === "payment_required",
+        );
+        await desk.authorize(peer, cids[0]!, 900, { signal });
+        await desk.stop();
+      });
+
       await payer.stop();
       await book.stop();
     } finally {
