@@ -24,6 +24,7 @@ import { MeshError } from "../errors.ts";
 import { toHex } from "../units.ts";
 import { callPeer, readMessage, writeMessage } from "./message.ts";
 import type { MeshNode } from "./node.ts";
+import { PeerTable } from "./placement.ts";
 import { signTagged, verifyTagged } from "./signature.ts";
 
 /** Protocol ID of lookups. */
@@ -265,6 +266,10 @@ export interface LookupServerInit {
   want?: number;
   /** Longest DHT walk for one `find`, in ms. Default: 2 000. */
   findMs?: number;
+  /** Connected peers asked at once whether they hold the block (the XOR-nearest to it, where placement puts
+   * chunks), beside the DHT walk: an operator with many open connections answers in one round trip what a
+   * light client needs a walk for. 0: the walk alone. Default: 32. */
+  probe?: number;
   /** Once a provider is found, how much longer the walk may look for more, in ms: a client waits for the
    * first that delivers, not for the walk's end. Default: 50. */
   graceMs?: number;
@@ -290,6 +295,7 @@ export class LookupServer {
   readonly #statementMs: number;
   readonly #cacheMs: number;
   readonly #graceMs: number;
+  readonly #probe: number;
   /** CID -> providers found, and when. */
   readonly #found = new Map<
     string,
@@ -307,6 +313,7 @@ export class LookupServer {
     this.#statementMs = init.statementMs ?? 400;
     this.#cacheMs = init.cacheMs ?? 30_000;
     this.#graceMs = init.graceMs ?? 50;
+    this.#probe = init.probe ?? 32;
   }
 
   get serving(): boolean {
@@ -410,7 +417,11 @@ export class LookupServer {
     });
   }
 
-  /** This node if it holds `cid`, then its provider records and DHT walk: the first `want`, within `findMs`. */
+  /**
+   * This node if it holds `cid`, then what its provider records and DHT walk name and what its nearest
+   * connected peers say they hold, together: the first `want`, or what is found within `graceMs` of the first,
+   * or by `findMs`.
+   */
   async #providers(
     cid: CID,
     signal?: AbortSignal,
@@ -425,28 +436,53 @@ export class LookupServer {
     if (await this.#init.has?.(cid)) {
       out.push({ peerId: mesh.peerId, multiaddrs: mesh.multiaddrs() });
     }
-    const walk = new AbortController();
+    const done = new AbortController();
     const deadline = AbortSignal.any([
-      walk.signal,
+      done.signal,
       AbortSignal.timeout(this.#findMs),
       ...(signal ? [signal] : []),
     ]);
     let grace: ReturnType<typeof setTimeout> | undefined;
+    const add = (p: { peerId: string; multiaddrs: string[] }) => {
+      if (done.signal.aborted || out.some((o) => o.peerId === p.peerId)) return;
+      out.push(p);
+      if (out.length >= this.#want) done.abort();
+      else grace ??= setTimeout(() => done.abort(), this.#graceMs);
+    };
+    const walk = (async () => {
+      for await (const p of mesh.findProviders(cid, { signal: deadline })) add(p);
+    })().catch(() => {}); // the deadline or the grace: what was found so far is the answer
     try {
-      for await (const p of mesh.findProviders(cid, { signal: deadline })) {
-        if (out.some((o) => o.peerId === p.peerId)) continue;
-        out.push(p);
-        if (out.length >= this.#want) break;
-        grace ??= setTimeout(() => walk.abort(), this.#graceMs);
-      }
-    } catch {
-      // The deadline or the grace: what was found so far is the answer.
+      await Promise.all([walk, this.#ask(cid, deadline, add)]);
     } finally {
       clearTimeout(grace);
-      walk.abort();
+      done.abort();
     }
     if (out.length > 0) bounded(this.#found, key, { at: Date.now(), providers: out });
     return out;
+  }
+
+  /** Asks the `probe` connected peers XOR-nearest to `cid` whether they hold it (one round, no dials). */
+  async #ask(
+    cid: CID,
+    signal: AbortSignal,
+    add: (p: { peerId: string; multiaddrs: string[] }) => void,
+  ): Promise<void> {
+    const mesh = this.#init.mesh;
+    const connected = mesh.connectedPeers();
+    if (this.#probe === 0 || connected.length === 0) return;
+    const nearest = new PeerTable(connected).closest(cid.multihash.digest, this.#probe);
+    await Promise.all(nearest.map(async (peerId) => {
+      try {
+        const [held] = await mesh.hasChunks(peerId, [cid], { signal });
+        if (!held) return;
+        // The addresses it listens on (an inbound connection's remote address is no dialable one).
+        const known = await mesh.libp2p.peerStore.get(peerIdFromString(peerId));
+        add({ peerId, multiaddrs: known.addresses.map((a) => a.multiaddr.toString()) });
+      } catch {
+        // Away, slow or without the exchange: the walk may still find it.
+      }
+    }));
   }
 
   /** Each provider's statement: kept ones, else asked now (at most `statementMs`). */

@@ -5,7 +5,8 @@
  * A light client is a fresh client-mode node that knows one peer. The walk: it joins through a random peer
  * and looks a record up itself (`sim.ts`'s `lookup`, until the record's provider is named). The paid lookup:
  * it joins through a lookup operator and asks it ({@link requestLookup}: one request; the operator answers
- * from its provider records or its own walk, the record signed and checked). The operator is a server node
+ * from its provider records, its own walk and its nearest connected peers' word, the record signed and
+ * checked). Each record is a chunk (1 KiB) held, as placement would put it, by the node XOR-nearest to it. The operator is a server node
  * of the mesh, up as long as the others, run as a lookup operator would be: k-buckets of 100 and open
  * connections to the peers it knows (up to `operatorConnections`), warmed by walks for `warmWalks` random
  * keys (as answering lookups all day does), so its walks seldom dial. That is what the client pays for; the
@@ -20,6 +21,7 @@ import { cidOf } from "../content/cid.ts";
 import { loadOrCreatePrivateKey } from "./identity.ts";
 import { LookupServer, requestLookup } from "./lookup.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
+import { PeerTable } from "./placement.ts";
 import { lookup, type LookupResult, type LookupStats, SimStore, simTransport } from "./sim.ts";
 
 export interface LookupSimInit {
@@ -60,7 +62,7 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
   const net = { loss: init.loss ?? 0.01, rtoMs: 200, dialLoss: init.loss ?? 0.01 };
   const timeoutMs = init.timeoutMs ?? 10_000;
   const log = init.log ?? (() => {});
-  const live: { mesh: MeshNode; addr: string }[] = [];
+  const live: { mesh: MeshNode; addr: string; store: SimStore }[] = [];
   const extra: MeshNode[] = [];
   let seq = 0;
   const spawn = async (
@@ -70,17 +72,18 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
     kBucketSize?: number,
   ) => {
     const name = `lk-${seq++}`;
+    const store = new SimStore();
     const mesh = await createMeshNode({
       listen: clientMode ? [] : [`/memory/${name}`],
       transports: [simTransport(net, latMin + Math.random() * (latMax - latMin))],
       bootstrap,
       allowLoopback: false,
       connections: { pingIntervalMs: 0 },
-      store: new SimStore(),
+      store,
       dht: { clientMode, ...(kBucketSize ? { kBucketSize } : {}) },
       ...(dataDir ? { dataDir } : {}),
     });
-    return { mesh, addr: mesh.multiaddrs()[0] ?? "" };
+    return { mesh, store, addr: mesh.multiaddrs()[0] ?? "" };
   };
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(Math.random() * xs.length)]!;
   const dir = await Deno.makeTempDir({ prefix: "sim-lookup-" });
@@ -133,10 +136,16 @@ export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupS
     });
     await server.start(op.mesh.libp2p);
 
-    // Records: two per client (one for each kind), each provided by a random node other than the operator.
+    // Records: two per client (one for each kind), each a chunk a random node other than the operator holds
+    // and announces.
     const records = await Promise.all(Array.from({ length: 2 * clients }, async () => {
-      const cid = cidOf(crypto.getRandomValues(new Uint8Array(32)));
-      const by = pick(live.slice(1));
+      const bytes = crypto.getRandomValues(new Uint8Array(1024));
+      const cid = cidOf(bytes);
+      // Where placement puts a chunk: the XOR-nearest node (the operator aside).
+      const nearest = new PeerTable(live.slice(1).map((x) => x.mesh.peerId))
+        .closest(cid.multihash.digest, 1)[0];
+      const by = live.find((x) => x.mesh.peerId === nearest)!;
+      by.store.chunks.set(cid.toString(), bytes);
       await by.mesh.provide(cid, { signal: AbortSignal.timeout(30_000) }).catch(() => {});
       return { cid, by };
     }));
