@@ -531,7 +531,7 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
         "Content-Disposition": contentDisposition("attachment", `${cid}.bin`),
       });
     }
-    const manifest = await node.manifest(cid, signal);
+    const manifest = await node.manifest(cid, signal, lookupOf(c));
     if (sandbox && canRunScript(manifest.type)) headers["Content-Security-Policy"] = "sandbox";
     return await serveFile(c, cid, manifest, headers);
   };
@@ -562,7 +562,13 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     if (c.req.method === "HEAD" || end === start) return c.body(null, status, headers);
 
     const signal = c.req.raw.signal;
-    const stream = node.read(manifest, { start, end, signal, prefer: preferOf(c) });
+    const stream = node.read(manifest, {
+      start,
+      end,
+      signal,
+      prefer: preferOf(c),
+      lookup: lookupOf(c),
+    });
     const reader = stream.getReader();
     // The first chunk is read before answering, so a missing file gets a status code, not a cut body.
     const first = await reader.read();
@@ -613,6 +619,31 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
   const serve = (c: Context) => serveCid(c, parseCid(c.req.param("cid")!), c.req.path, true);
   for (const prefix of ["/mesh", "/ipfs"]) app.get(`${prefix}/:cid`, serve);
   return gateway;
+}
+
+/** The request's `?lookup=paid` (and `?via=<peer>`): missing chunks found through a paid lookup. */
+function lookupOf(c: Context): { via?: string } | undefined {
+  const v = c.req.query("lookup");
+  const via = c.req.query("via");
+  if (v === undefined || v === "free") {
+    if (via !== undefined) {
+      throw new MeshError("bad_request", 'Query parameter "via" goes with "lookup=paid"');
+    }
+    return undefined;
+  }
+  if (v !== "paid") {
+    throw new MeshError(
+      "bad_request",
+      `Query parameter "lookup" is "paid" or "free", got "${v.slice(0, 40)}"`,
+    );
+  }
+  if (via !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{40,64}$/.test(via)) {
+    throw new MeshError(
+      "bad_request",
+      `Query parameter "via" is a peer ID, got "${via.slice(0, 80)}"`,
+    );
+  }
+  return via === undefined ? {} : { via };
 }
 
 /** The request's `?prefer=`: whom the mesh asks first, or who keeps the chunks (`reputation/select.ts`). */

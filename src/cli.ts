@@ -278,6 +278,8 @@ Options (flag, then environment variable, then default):
   --price-stored WEI  MESH_PRICE_STORED wei per GiB-month stored, in the offer            [0]
   --price-lookups WEI MESH_PRICE_LOOKUPS wei per 1,000 lookups answered, in the offer     [0]
   --price-relayed WEI MESH_PRICE_RELAYED wei per GiB relayed, in the offer                [0]
+  --lookup            MESH_LOOKUP       offer lookups (/meshgate/lookup/1.0.0) at --price-lookups; priced
+                                        ones are paid per delivered lookup, with --chain    [off]
   --max-price WEI     MESH_MAX_PRICE    highest price paid per GiB; dearer holders are not asked
                                         [1073741824000000000: 1 gwei a byte, the --paid cluster's price]
   --max-spend-file WEI MESH_MAX_SPEND_FILE  most wei paid for one file   [1e17: 0.1 ETH]
@@ -369,6 +371,7 @@ async function serve(args: string[]): Promise<number> {
       "api-token": { type: "string" },
       drill: { type: "string" },
       market: { type: "boolean" },
+      lookup: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -482,6 +485,7 @@ async function serve(args: string[]): Promise<number> {
     },
     ...(values.market ? { market: true } : {}),
     relayPay: relaying.pay,
+    ...(values.lookup || Deno.env.get("MESH_LOOKUP") === "1" ? { serveLookups: true } : {}),
   });
   const x402 = payHttp
     ? new payModule!.HttpPaywall({ desk: node.delivery!.desk!, chainId: chain!.chainId })
@@ -800,6 +804,8 @@ Options:
   --gateway URL   MESH_GATEWAY   gateway to download from   [the running node of --data, else http://127.0.0.1:8080]
   --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json)  [.meshgate]
   --prefer P                     whom the mesh asks first: balanced, reliable, fast or cheap  [balanced]
+  --lookup-via PEER              find missing chunks through PEER's paid lookups (?lookup=paid&via=),
+                                 paid per lookup that delivered; "any" picks the best known offer
   -h, --help
 `;
 
@@ -850,6 +856,7 @@ async function get(args: string[]): Promise<number> {
       gateway: { type: "string" },
       data: { type: "string" },
       prefer: { type: "string" },
+      "lookup-via": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -865,6 +872,14 @@ async function get(args: string[]): Promise<number> {
     : await chooseGateway(values.gateway, values.data);
   const url = target.url ?? new URL(`/mesh/${encodeURIComponent(target.cid)}`, gateway.url);
   if (values.prefer) url.searchParams.set("prefer", preferArg(values.prefer));
+  const via = values["lookup-via"];
+  if (via !== undefined) {
+    if (via !== "any" && !/^[1-9A-HJ-NP-Za-km-z]{40,64}$/.test(via)) {
+      throw new UsageError(`--lookup-via is a peer ID or "any", not "${via}"`);
+    }
+    url.searchParams.set("lookup", "paid");
+    if (via !== "any") url.searchParams.set("via", via);
+  }
   const res = await fetch(url).catch((e) => {
     throw unreachable(gateway, e);
   });

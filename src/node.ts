@@ -61,6 +61,7 @@ import { type Candidate, order, type Prefer, Selection } from "./reputation/sele
 import { MeshError } from "./errors.ts";
 import { LeaseService, type LeasingSettings } from "./market/leasing.ts";
 import { chainBeacon } from "./market/beacon.ts";
+import { LookupService } from "./market/lookups.ts";
 import { type Service, ServiceList } from "./service.ts";
 
 export interface NodeConfig {
@@ -106,6 +107,9 @@ export interface NodeConfig {
     batchBytes?: number;
     maxSpend?: bigint;
   };
+  /** Offer lookups to others (`market/lookups.ts`; with a mesh only), at the offer's `per1000Lookups` (paid
+   * ones need `chain` and `pay`). Default: false (the node still signs statements of what it holds). */
+  serveLookups?: boolean;
   /** Storage leases (with a mesh only): audit schedule, capacity (`market/leasing.ts`); the price is the
    * offer's `storedPerGiBMonth`. */
   leases?: Omit<LeasingSettings, "storedPerGiBMonth">;
@@ -159,6 +163,9 @@ export interface ChunkFetchOptions {
   requests?: RequestBudget;
   /** Whom to ask first: `reputation/select.ts` (default balanced). */
   prefer?: Prefer;
+  /** Find the chunk through a paid lookup (`market/lookups.ts`) by operator `via` (default: the best known
+   * offer of lookups), before the node's own search. */
+  lookup?: { via?: string };
 }
 
 export interface NodeStats {
@@ -181,6 +188,7 @@ interface NodeParts {
   provide?: ProvideQueue;
   locator?: ChunkLocator;
   quota?: VolunteerQuota;
+  lookups?: LookupService;
 }
 
 /** An upload's result and what its placement is worth. */
@@ -218,6 +226,8 @@ export class MeshgateNode {
   readonly #health: PeerHealth;
   readonly #provide?: ProvideQueue;
   readonly #locator?: ChunkLocator;
+  /** Lookups on behalf of others, and paid lookups through them (with a mesh only). */
+  readonly lookups?: LookupService;
   #stats: NodeStats = { repaired: 0, uploads: 0, fetched: 0, placed: 0, refused: 0 };
   /** Whom reads avoid and ask last (the in-memory health), told also to the reputation book. */
   readonly #standing: PeerStanding;
@@ -243,6 +253,7 @@ export class MeshgateNode {
     this.#standing = scoredStanding(parts.health, components.reputation?.book);
     this.#provide = parts.provide;
     this.#locator = parts.locator;
+    this.lookups = parts.lookups;
     // A full store evicts the oldest chunks kept for peers; never its own (pinned files, uploads going on).
     const quota = parts.quota;
     if (quota) {
@@ -283,6 +294,7 @@ export class MeshgateNode {
     let provide: ProvideQueue | undefined;
     let locator: ChunkLocator | undefined;
     let quota: VolunteerQuota | undefined;
+    let lookups: LookupService | undefined;
     let reputation: ReputationService | undefined;
     let offers: OfferService | undefined;
     let market: MarketService | undefined;
@@ -319,6 +331,8 @@ export class MeshgateNode {
         delivery = config.chain && config.pay
           ? (await loadPay()).paidDelivery({
             dataDir: config.dataDir,
+            // Paid lookups are paid at the desk, also when deliveries are free.
+            desk: config.serveLookups === true && (config.offer?.per1000Lookups ?? 0n) > 0n,
             ...config.pay,
             chain: config.chain,
             refuseChannel: (id) =>
@@ -496,6 +510,23 @@ export class MeshgateNode {
             stop: () => relayPaid.stop(),
           });
         }
+        // Stopped before delivery: the lookup payments under way are sent first.
+        const looking = lookups = new LookupService({
+          mesh: meshNode,
+          privateKey: identity,
+          has: (cid) => store.has(cid),
+          serve: config.serveLookups,
+          per1000Lookups: config.offer?.per1000Lookups,
+          desk: paid?.desk,
+          payer: paid?.payer,
+          pay: paid ? await loadPay() : undefined,
+          book: standing.book,
+          offers: selling,
+        });
+        services.add("lookups", {
+          start: () => looking.start(meshNode.libp2p),
+          stop: () => looking.stop(),
+        });
       }
       const components: NodeComponents = {
         dataDir: config.dataDir,
@@ -520,6 +551,7 @@ export class MeshgateNode {
         provide,
         locator,
         quota,
+        lookups,
       });
     } catch (e) {
       await services.stop().catch(() => {});
@@ -617,7 +649,7 @@ export class MeshgateNode {
     cid: CID,
     cache = true,
     signal?: AbortSignal,
-    { beforeMesh, budget, requests, prefer }: ChunkFetchOptions = {},
+    { beforeMesh, budget, requests, prefer, lookup }: ChunkFetchOptions = {},
   ): Promise<Uint8Array | null> {
     const key = cid.toString();
     const hit = this.#cache.get(key);
@@ -625,6 +657,7 @@ export class MeshgateNode {
     let bytes = await this.store.get(cid);
     const missing = this.#missing.get(key);
     if (!bytes && missing !== undefined && missing > Date.now()) return null;
+    if (!bytes && lookup && this.lookups) bytes = await this.lookups.read(cid, lookup.via, signal);
     // With no peer to ask, nothing is worth waiting for.
     if (!bytes && this.mesh && (await meshPeers(this.mesh)).length > 0) {
       await beforeMesh?.();
@@ -659,11 +692,20 @@ export class MeshgateNode {
    * The raw block of `cid`: a chunk or a manifest's encoded bytes. The mesh is searched for at most the find
    * timeout; then it is not found (a caller aborting through `signal` gets its own abort instead).
    */
-  async block(cid: CID, signal?: AbortSignal): Promise<Uint8Array> {
+  async block(
+    cid: CID,
+    signal?: AbortSignal,
+    lookup?: ChunkFetchOptions["lookup"],
+  ): Promise<Uint8Array> {
     const deadline = AbortSignal.timeout(this.#findTimeoutMs);
     let bytes: Uint8Array | null;
     try {
-      bytes = await this.chunk(cid, true, signal ? AbortSignal.any([signal, deadline]) : deadline);
+      bytes = await this.chunk(
+        cid,
+        true,
+        signal ? AbortSignal.any([signal, deadline]) : deadline,
+        lookup ? { lookup } : {},
+      );
     } catch (e) {
       // A holder too dear to pay is an answer, not a miss.
       if (signal?.aborted || !deadline.aborted || PAYER_REFUSALS.has((e as MeshError).code)) {
@@ -681,11 +723,15 @@ export class MeshgateNode {
    * What `cid` names as a file: the decoded manifest of a dag-json CID, or, for a raw CID, a one-chunk
    * manifest of that chunk, so both are served by the same code.
    */
-  async manifest(cid: CID, signal?: AbortSignal): Promise<Manifest> {
+  async manifest(
+    cid: CID,
+    signal?: AbortSignal,
+    lookup?: ChunkFetchOptions["lookup"],
+  ): Promise<Manifest> {
     const key = cid.toString();
     const hit = this.#manifests.get(key);
     if (hit) return hit;
-    const bytes = await this.block(cid, signal);
+    const bytes = await this.block(cid, signal, lookup);
     let manifest: Manifest;
     if (cid.code === DAG_JSON_CODE) manifest = decodeManifest(bytes);
     else if (cid.code === RAW_CODE) {
@@ -709,7 +755,10 @@ export class MeshgateNode {
    */
   read(
     manifest: Manifest,
-    options: Omit<ReadOptions, "onRepaired"> & { prefer?: Prefer } = {},
+    options: Omit<ReadOptions, "onRepaired"> & {
+      prefer?: Prefer;
+      lookup?: ChunkFetchOptions["lookup"];
+    } = {},
   ): ReadableStream<Uint8Array> {
     const cache = manifest.size <= this.#cache.maxBytes / 16;
     // Over the network one stripe ahead does not hide the round trips: keep two in flight.
@@ -755,7 +804,8 @@ export class MeshgateNode {
     return readFile(
       manifest,
       async (cid, signal, stripe) => {
-        const early = await batch?.get(cid, stripe, signal);
+        // A paid read finds each missing chunk through its lookup operator (not the batch's own search).
+        const early = options.lookup ? undefined : await batch?.get(cid, stripe, signal);
         if (early) {
           this.#stats.fetched++;
           if (cache) this.#cache.set(cid.toString(), early);
@@ -766,6 +816,7 @@ export class MeshgateNode {
           budget,
           requests,
           prefer: options.prefer,
+          ...(options.lookup ? { lookup: options.lookup } : {}),
         });
       },
       {

@@ -35,6 +35,9 @@ export interface PaidDeliveryInit {
   account: LocalAccount;
   /** Wei per byte this node charges. Default: 0n, it serves for free (and runs no desk) but still pays. */
   price?: bigint;
+  /** Run the desk even when serving for free, to take payments for lookups (`market/lookups.ts`). Default:
+   * false. */
+  desk?: boolean;
   /** Bytes per voucher, both ways. Default: `DEFAULT_BATCH_BYTES` (4 MiB). */
   batchBytes?: number;
   /** Bytes served ahead of payment. Default: 2 x `batchBytes`. */
@@ -179,7 +182,7 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
     if (log) logPayerEvent(event);
     init.onPayerEvent?.(event);
   };
-  const desk = price > 0n
+  const desk = price > 0n || init.desk
     ? new PaymentDesk({
       chain: init.chain,
       wallet,
@@ -219,7 +222,8 @@ export function paidDelivery(init: PaidDeliveryInit): PaidDelivery {
     transactions,
     desk,
     payer,
-    exchange: desk ? { gate: desk, payer } : { payer },
+    // A desk for lookups alone does not meter the free deliveries.
+    exchange: desk && price > 0n ? { gate: desk, payer } : { payer },
     async start(libp2p) {
       await payer.start(libp2p);
       await desk?.start(libp2p);

@@ -75,7 +75,7 @@ export interface PaymentDeskInit {
   chain: Pick<ChainConfig, "chainId" | "contracts">;
   /** The operator's account: the payee of every channel, and the sender of the redeems. */
   wallet: PayClient;
-  /** Wei per byte served; positive (a free node needs no desk). */
+  /** Wei per byte served; 0 for a desk that only takes payments for other things (paid lookups). */
   price: bigint;
   /** Bytes each voucher should pay for, as the quote announces. Default: {@link DEFAULT_BATCH_BYTES}. */
   batchBytes?: number;
@@ -203,6 +203,9 @@ interface Account {
   /** The storage part of the latest voucher's amount (cumulative), and what it was when bound. */
   storage: bigint;
   storageBase: bigint;
+  /** Wei accepted for other things than deliveries ({@link PaymentDesk.takeOtherVoucher}): no delivery
+   * credit. */
+  other: bigint;
   channel?: { id: Hex; payer: Address; deposit: bigint };
   latest?: Latest;
   redeemed: bigint;
@@ -291,7 +294,7 @@ export class PaymentDesk implements DeliveryGate {
   #ledger: PayLedger | undefined;
 
   constructor(init: PaymentDeskInit) {
-    if (init.price <= 0n) throw new RangeError(`Price must be positive, got "${init.price}"`);
+    if (init.price < 0n) throw new RangeError(`Price must not be negative, got "${init.price}"`);
     const batchBytes = positiveInt(init.batchBytes ?? DEFAULT_BATCH_BYTES, "batchBytes");
     const creditBytes = positiveInt(init.creditBytes ?? 2 * batchBytes, "creditBytes");
     this.#wallet = init.wallet;
@@ -584,6 +587,7 @@ export class PaymentDesk implements DeliveryGate {
         base: 0n,
         storage: 0n,
         storageBase: 0n,
+        other: 0n,
         redeemed: 0n,
         vouchers: 0,
         active: now,
@@ -678,6 +682,41 @@ export class PaymentDesk implements DeliveryGate {
     // A forger is cut off; its answer went out first so that it knows why.
     if (forged) await this.#libp2p?.hangUp(connection.remotePeer).catch(() => {});
   };
+
+  /**
+   * Takes a voucher that came on another protocol (paid lookups, `market/lookups.ts`), checked and recorded as
+   * one on the pay protocol is (a forger is banned: {@link bannedFor}; the caller answers, then hangs up),
+   * except that what it adds pays for something else: it is no credit for deliveries. Resolves with the
+   * growth of the accepted amount.
+   */
+  async takeOtherVoucher(peer: string, message: VoucherMessage): Promise<bigint> {
+    if (this.#stopped) throw new DeskStoppedError();
+    this.admit(peer);
+    checkSignature(message.signature);
+    const account = this.#account(peer);
+    account.busy++;
+    try {
+      return await account.lock.run(async () => {
+        const before = account.channel === undefined ? undefined : account.accepted;
+        await this.#take(account, message);
+        // A first voucher binds its channel: what was accepted before it on that channel is the base.
+        const growth = account.accepted - (before ?? account.base);
+        this.#change(account, () => account.other += growth);
+        return growth;
+      });
+    } catch (e) {
+      if (isForgery(e)) this.#ban(peer, (e as Error).message);
+      throw e;
+    } finally {
+      account.busy--;
+      account.active = Date.now();
+    }
+  }
+
+  /** Why `peer` is refused, when it is (a forged voucher). */
+  bannedFor(peer: string): string | undefined {
+    return this.#bans.get(peer);
+  }
 
   async #answer(peer: string, req: Record<string, unknown>): Promise<Record<string, unknown>> {
     if (this.#stopped) throw new DeskStoppedError();
@@ -1064,7 +1103,7 @@ function nonNegativeInt(n: number, name: string): number {
 
 /** Wei an account paid for deliveries here: what its vouchers added since binding, less the storage part. */
 function deliveryPaid(a: Account): bigint {
-  return a.accepted - a.base - (a.storage - a.storageBase);
+  return a.accepted - a.base - (a.storage - a.storageBase) - a.other;
 }
 
 function max0(n: bigint): bigint {

@@ -81,6 +81,8 @@ export {
   ChannelUnusableError,
   DeskBusyError,
   DeskStoppedError,
+  encodeVoucherMessage,
+  parseVoucherMessage,
   PAY_PROTOCOL,
   type PayCallOptions,
   PaymentRequiredError,

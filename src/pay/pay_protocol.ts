@@ -254,7 +254,8 @@ function isCount(n: unknown): n is number {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 0;
 }
 
-function encodeVoucherMessage(m: VoucherMessage): Record<string, unknown> {
+/** A voucher message as sent (also inside other protocols' requests: paid lookups). */
+export function encodeVoucherMessage(m: VoucherMessage): Record<string, unknown> {
   return {
     voucher: m.voucher,
     signature: m.signature,

@@ -43,6 +43,7 @@ import {
   QuoteRefusedError,
   requestQuote,
   submitVoucher,
+  type VoucherAccepted,
   type VoucherMessage,
 } from "./pay_protocol.ts";
 import { PayProtocolError } from "./_wire.ts";
@@ -418,7 +419,7 @@ export class PayingClient implements DeliveryPayer {
     if (op.channel === undefined && op.cumulative === 0n && op.batch.count === 0n) {
       // Refused before it owes anything: the operator gives strangers no more credit. A 1-wei voucher on a
       // new channel binds it, and a bound channel gets the operator's full credit.
-      await op.queue.run(() => this.#voucher(op, quote, new ReceiptBatch(), 1n));
+      await op.queue.run(() => this.#voucher(op, quote, new ReceiptBatch(), { extra: 1n }));
       return op.accepted === op.cumulative;
     }
     await this.#pay(op, quote);
@@ -435,12 +436,34 @@ export class PayingClient implements DeliveryPayer {
     if (wei <= 0n) return;
     const quote = await this.quote(peer);
     const op = this.#operator(peer);
-    await op.queue.run(() => this.#voucher(op, quote, new ReceiptBatch(), 0n, wei));
+    await op.queue.run(() => this.#voucher(op, quote, new ReceiptBatch(), { storage: wei }));
     if (op.accepted < op.cumulative) {
       throw new PayProtocolError(
         `Peer "${peer}" did not acknowledge a storage voucher for ${wei} wei`,
       );
     }
+  }
+
+  /**
+   * Pays `peer` `wei` for something besides deliveries (paid lookups, `market/lookups.ts`) on its channel,
+   * like {@link payStorage}, but the voucher goes out through `send` (the lookup protocol, which names what it
+   * pays for) and a channel opened or topped up for it holds at least `deposit`. Resolves once `send` did.
+   */
+  async payFor(
+    peer: string,
+    wei: bigint,
+    options: { send: (message: VoucherMessage) => Promise<VoucherAccepted>; deposit?: bigint },
+  ): Promise<void> {
+    if (wei <= 0n) return;
+    const quote = await this.quote(peer);
+    const op = this.#operator(peer);
+    await op.queue.run(() =>
+      this.#voucher(op, quote, new ReceiptBatch(), {
+        other: wei,
+        send: options.send,
+        minDeposit: options.deposit,
+      })
+    );
   }
 
   // -----------------------------------------------------------------------------------------------------------
@@ -572,16 +595,23 @@ export class PayingClient implements DeliveryPayer {
     op: Operator,
     quote: Quote,
     batch: ReceiptBatch,
-    extra = 0n,
-    /** Paid for something else than deliveries (storage): never credit for them. */
-    other = 0n,
+    { extra = 0n, storage = 0n, other = 0n, send, minDeposit = 0n }: {
+      /** Paid ahead: credit for later deliveries. */
+      extra?: bigint;
+      /** Paid for storage: labelled in the voucher (cumulative), never credit for deliveries. */
+      storage?: bigint;
+      /** Paid for something else (lookups, told by `send`'s protocol): never credit for deliveries. */
+      other?: bigint;
+      send?: (message: VoucherMessage) => Promise<VoucherAccepted>;
+      minDeposit?: bigint;
+    } = {},
   ): Promise<void> {
     const due = quote.price * batch.bytes;
     // Paid ahead counts toward what is due, as long as the voucher still grows (the desk takes no other).
     const credit = due > op.ahead ? op.ahead : 0n;
     op.ahead += extra - credit;
-    const amount = op.cumulative + due + extra - credit + other;
-    await this.#fund(op, quote, amount);
+    const amount = op.cumulative + due + extra - credit + storage + other;
+    await this.#fund(op, quote, amount, minDeposit);
     const voucher = {
       channel: op.channel!,
       cumulativeAmount: amount,
@@ -595,14 +625,14 @@ export class PayingClient implements DeliveryPayer {
     op.lastUsed = Date.now();
     op.paidBytes += batch.bytes;
     op.vouchers++;
-    op.storage += other;
+    op.storage += storage;
     op.last = {
       voucher,
       signature,
       receipts: batch.receipts,
       ...(op.storage > 0n ? { storage: op.storage } : {}),
     };
-    await this.#submit(op, op.last);
+    await this.#submit(op, op.last, send);
   }
 
   /** Sends the last voucher again, unless the operator acknowledged it meanwhile. */
@@ -614,18 +644,25 @@ export class PayingClient implements DeliveryPayer {
     });
   }
 
-  async #submit(op: Operator, message: VoucherMessage): Promise<void> {
-    const { cumulativeAmount } = await submitVoucher(this.#dialer(), op.peer, message, {
-      protocol: this.#protocol,
-      signal: AbortSignal.timeout(this.#timeoutMs),
-    });
+  async #submit(
+    op: Operator,
+    message: VoucherMessage,
+    send?: (message: VoucherMessage) => Promise<VoucherAccepted>,
+  ): Promise<void> {
+    const { cumulativeAmount } = send
+      ? await send(message)
+      : await submitVoucher(this.#dialer(), op.peer, message, {
+        protocol: this.#protocol,
+        signal: AbortSignal.timeout(this.#timeoutMs),
+      });
     if (cumulativeAmount > op.accepted) op.accepted = cumulativeAmount;
   }
 
   /** Opens the channel, or tops it up, so that its deposit covers `amount`. */
-  async #fund(op: Operator, quote: Quote, amount: bigint): Promise<void> {
+  async #fund(op: Operator, quote: Quote, amount: bigint, minDeposit = 0n): Promise<void> {
     if (op.channel !== undefined && amount <= op.deposit) return;
-    const chunk = quote.price * this.#depositBytes;
+    const bytesWorth = quote.price * this.#depositBytes;
+    const chunk = bytesWorth > minDeposit ? bytesWorth : minDeposit;
     await this.#txs.run(async () => {
       if (op.channel === undefined) {
         const deposit = amount > chunk ? amount : chunk;

@@ -17,6 +17,7 @@ import {
   delivered,
   failedDelivery,
   type Fraud,
+  lookedUp,
   newRecord,
   type PeerRecord,
   type PeerState,
@@ -171,6 +172,11 @@ export class ReputationBook {
   /** A storage audit of `peer` (`src/market` leases): passed or failed. */
   audited(peer: string, passed: boolean): void {
     audited(this.#record(peer), passed, this.#now(), this.#params);
+  }
+
+  /** A paid lookup answered by `peer`: good when a peer it named delivered (`market/lookups.ts`). */
+  lookedUp(peer: string, good: boolean): void {
+    lookedUp(this.#record(peer), good, this.#now(), this.#params);
   }
 
   /** A rating of a settled deal with `peer`, `value` in [0, 1] weighed by `weight` (see score.ts `rated`). */

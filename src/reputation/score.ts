@@ -47,6 +47,8 @@ export interface ScoreParams {
   lambdaAudit: number;
   /** Forgetting of the trade score (ratings of settled deals, weighed by value). */
   lambdaTrade: number;
+  /** Forgetting of the lookup score (paid lookups whose named peer delivered, against those that failed). */
+  lambdaLookup: number;
 }
 
 /**
@@ -66,6 +68,9 @@ export interface ScoreParams {
  *   so a holder failing 4% of audits weighs 0.66 and one failing a third of them sits at the floor.
  * - λ trade 0.99: ~100 rated deals; a rating weighs by the deal's value (see `rated`), so many small deals
  *   between friends cannot outweigh one large honest one.
+ * - λ lookup 0.98: ~50 lookups, as the short reliability; a lookup operator answers many small requests, so
+ *   one that starts naming peers that do not deliver loses its share within a few dozen (sharpened the same
+ *   way: a third of them failed puts it at the floor).
  */
 export const DEFAULT_SCORE_PARAMS: Readonly<ScoreParams> = Object.freeze({
   lambdaLong: 0.999,
@@ -79,11 +84,12 @@ export const DEFAULT_SCORE_PARAMS: Readonly<ScoreParams> = Object.freeze({
   speedSmoothing: 0.1,
   lambdaAudit: 0.999,
   lambdaTrade: 0.99,
+  lambdaLookup: 0.98,
 });
 
 /** Provable wrongdoing, portable: anyone can check `evidence` without trusting the reporter. */
 export interface Fraud {
-  kind: "bad_bytes" | "forged_voucher" | "forged_evidence";
+  kind: "bad_bytes" | "forged_voucher" | "forged_evidence" | "forged_lookup";
   /** When it was seen (ms since epoch). */
   at: number;
   /** The proof, as its checker reads it (a signed delivery, a voucher). */
@@ -115,6 +121,9 @@ export interface PeerRecord {
   /** Trade ratings in [0, 1], each weighed by its deal's value (absent until the first rating). */
   trade?: Beta;
   ratings?: number;
+  /** Paid lookups answered by this operator: the named peer delivered, against not (absent until one). */
+  lookup?: Beta;
+  lookups?: { good: number; bad: number };
 }
 
 export type PeerState = "new" | "vetted" | "suspended" | "excluded";
@@ -125,7 +134,14 @@ export interface Score {
   state: PeerState;
   /** Product of the factors; 0 when excluded or suspended. */
   score: number;
-  factors: { reliability: number; speed: number; uptime: number; audit: number; trade: number };
+  factors: {
+    reliability: number;
+    speed: number;
+    uptime: number;
+    audit: number;
+    trade: number;
+    lookup: number;
+  };
   /** The long reliability, the number that decides suspension. */
   reliabilityLong: number;
   /** Why the score is what it is, in words. */
@@ -215,6 +231,23 @@ export function audited(
   r.lastSeen = now;
 }
 
+/** A paid lookup `r` answered: good when a peer it named delivered a verified chunk. */
+export function lookedUp(
+  r: PeerRecord,
+  good: boolean,
+  now: number,
+  p: ScoreParams = DEFAULT_SCORE_PARAMS,
+): void {
+  // A prior of ten good lookups: one peer gone away since its record was made costs an honest operator
+  // a share (0.38), not everything; a few in a row put a liar at the floor.
+  r.lookup ??= { alpha: 10, beta: 0 };
+  update(r.lookup, good, p.lambdaLookup ?? DEFAULT_SCORE_PARAMS.lambdaLookup);
+  r.lookups ??= { good: 0, bad: 0 };
+  if (good) r.lookups.good++;
+  else r.lookups.bad++;
+  r.lastSeen = now;
+}
+
 /**
  * A rating of a settled deal with `r`: `value` in [0, 1] (1 = fully satisfied), `weight` ≥ 0 the rating's
  * weight (the caller's: the deal's value, discounted for small deals and raters with no history).
@@ -265,7 +298,10 @@ export function scoreOf(
     ? 1
     : clamp(betaValue(r.audit) ** p.reliabilitySharpness, p.floor);
   const trade = r.trade === undefined ? 1 : clamp(betaValue(r.trade) ** 2, p.floor);
-  const factors = { reliability, speed, uptime, audit, trade };
+  const lookup = r.lookup === undefined
+    ? 1
+    : clamp(betaValue(r.lookup) ** p.reliabilitySharpness, p.floor);
+  const factors = { reliability, speed, uptime, audit, trade, lookup };
   const reasons: string[] = [];
   if (r.fraud !== undefined) {
     reasons.push(`excluded: ${r.fraud.kind.replace("_", " ")} (proof kept)`);
@@ -295,6 +331,13 @@ export function scoreOf(
   if (trade < 1) {
     reasons.push(`trade ratings below full (${trade.toFixed(2)} over ${r.ratings ?? 0} deals)`);
   }
+  if (lookup < 1) {
+    reasons.push(
+      `paid lookups that did not deliver: ${r.lookups?.bad ?? 0} of ${
+        (r.lookups?.bad ?? 0) + (r.lookups?.good ?? 0)
+      }`,
+    );
+  }
   const seen = r.deliveries + vouched;
   const state: PeerState = seen >= p.vetDeliveries ? "vetted" : "new";
   if (state === "new") {
@@ -303,7 +346,7 @@ export function scoreOf(
   return {
     peer: r.peer,
     state,
-    score: reliability * speed * uptime * audit * trade,
+    score: reliability * speed * uptime * audit * trade * lookup,
     factors,
     reliabilityLong,
     reasons,

@@ -5,6 +5,7 @@ import {
   defrauded,
   delivered,
   failedDelivery,
+  lookedUp,
   newRecord,
   type PeerRecord,
   rated,
@@ -118,4 +119,24 @@ Deno.test("audits and trade ratings are factors: unseen they weigh 1, failures a
   );
   assert.throws(() => rated(t, 2, 1), RangeError);
   assert.throws(() => rated(t, 1, Number.POSITIVE_INFINITY), RangeError);
+});
+
+Deno.test("lookups: a failed paid lookup costs a share, a run of them the floor; good ones restore it", () => {
+  const r = newRecord("op", 0);
+  assert.equal(scoreOf(r, undefined).factors.lookup, 1);
+  lookedUp(r, false, 0);
+  const one = scoreOf(r, undefined);
+  assert.ok(
+    one.factors.lookup > 0.3 && one.factors.lookup < 0.5,
+    `one failure: ${one.factors.lookup}`,
+  );
+  assert.ok(
+    one.reasons.some((x) => x === "paid lookups that did not deliver: 1 of 1"),
+    one.reasons.join(),
+  );
+  for (let i = 0; i < 4; i++) lookedUp(r, false, 0);
+  assert.equal(scoreOf(r, undefined).factors.lookup, DEFAULT_SCORE_PARAMS.floor);
+  for (let i = 0; i < 200; i++) lookedUp(r, true, 0);
+  assert.ok(scoreOf(r, undefined).factors.lookup > 0.9);
+  assert.deepEqual(r.lookups, { good: 200, bad: 5 });
 });

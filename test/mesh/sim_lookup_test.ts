@@ -1,0 +1,30 @@
+/**
+ * Paid lookups against a light client's cold DHT walk in the in-process mesh (src/mesh/sim_lookup.ts). The
+ * suite runs a small mesh and checks that the operator's records name the providers; the ratio of the
+ * medians (target <= 1/3) is asserted only with MESHGATE_SIM=1 (100 nodes), since on this shared machine a
+ * timing is the machine's as much as the mesh's.
+ */
+import assert from "node:assert/strict";
+import { formatLookupReport, simulateLookups } from "../../src/mesh/sim_lookup.ts";
+import "./_helpers.ts"; // libp2p's process-wide channel, opened outside the test
+
+const full = Deno.env.get("MESHGATE_SIM") === "1";
+
+Deno.test({
+  name: `paid lookups answer a light client ${
+    full ? "in <= 1/3 of its cold walk (100 nodes)" : "(16 nodes)"
+  }`,
+  sanitizeOps: false, // kad-dht's and the sim links' timers run out after the nodes stop
+  sanitizeResources: false,
+  async fn() {
+    const report = await simulateLookups(
+      full ? { nodes: 100, clients: 20 } : { nodes: 16, clients: 3, warmWalks: 2 },
+    );
+    console.log(formatLookupReport(report));
+    assert.ok(
+      report.paid.success >= 0.75,
+      `paid lookups found ${report.paid.ok} of ${report.paid.count}`,
+    );
+    if (full) assert.ok(report.ratio <= 1 / 3, `paid/walk median ${report.ratio.toFixed(2)}`);
+  },
+});
