@@ -1,5 +1,5 @@
 /**
- * The mesh simulation at 200 nodes (src/mesh/sim.ts; `deno task simulate-mesh --nodes 1000` is the full run):
+ * The mesh simulation at 200 nodes (src/mesh/sim.ts; `deno task simulate --nodes 1000` is the full run):
  * real mesh nodes over in-memory links with latency, loss and 20% churn per hour, compressed.
  */
 import assert from "node:assert/strict";
