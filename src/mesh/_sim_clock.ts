@@ -202,7 +202,9 @@ export class DilatedClock {
     if (this.#armed !== undefined && next.due >= this.#armedFor) return;
     if (this.#armed !== undefined) this.#realClearTimeout.call(globalThis, this.#armed);
     this.#armedFor = next.due;
-    const wait = Math.max(0, (next.due - this.now()) * this.#factor);
+    // Capped: a far timer (a 48 h record expiry, dilated) would overflow setTimeout's 32-bit delay and fire
+    // at once; waking every minute just re-arms.
+    const wait = Math.min(60_000, Math.max(0, (next.due - this.now()) * this.#factor));
     this.#armed = this.#realSetTimeout.call(globalThis, () => this.#fire(), wait);
   }
 

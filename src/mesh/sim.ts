@@ -89,8 +89,9 @@ export interface MeshSimInit {
   /** Deadline of one file read, ms. Default 60 000. */
   readTimeoutMs?: number;
   /** Dilated time (see `./_sim_clock.ts`): the simulation's clocks and timers slow down while the one thread
-   * cannot keep up, so that measured times are the mesh's, not the thread's. `false` runs on the wall clock.
-   * Default: on, dilation 1 to 100. */
+   * cannot keep up, so that measured times are the mesh's, not the thread's (`{}`: dilation 1 to 100).
+   * Default: off (the wall clock): with it on, a 100-node run kept most provider records on their provider
+   * alone, which is not understood yet (see README, "A thousand nodes"). */
   dilation?: false | DilatedClockInit;
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
@@ -179,7 +180,7 @@ export interface MeshSimReport {
 
 /** Runs the simulation (see the module doc) and stops every node it started. */
 export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimReport> {
-  const clock = init.dilation === false ? undefined : new DilatedClock(init.dilation);
+  const clock = init.dilation ? new DilatedClock(init.dilation) : undefined;
   clock?.install();
   try {
     return await run(init, clock);
@@ -310,7 +311,9 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
       const by = pick(live, 1)[0]!;
       // A provide that does not finish in time may still have stored its record on some peers: it is
       // looked up like the others.
-      await by.mesh.provide(cid, timeout(60_000)).catch(() => void publishFailed++);
+      await by.mesh.provide(cid, timeout(60_000)).catch((e) => {
+        if (publishFailed++ < 5) log(`  provide failed: ${(e as Error).message}`);
+      });
       records.push({ cid, by });
     }));
     log(`${records.length} records published (${publishFailed} provides failed or timed out)`);
