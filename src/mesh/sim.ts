@@ -380,7 +380,12 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
     const churn: LookupResult[] = [];
     let churning = true;
     const lookers = Array.from({ length: init.churnLookupConcurrency ?? 4 }, async () => {
-      while (churning) churn.push(await randomLookup());
+      while (churning) {
+        churn.push(await randomLookup());
+        // A lookup the asker answers itself runs on microtasks alone: without a turn of the event loop
+        // between them these loops would starve every timer, the churn's own included (a 20-node run hung).
+        await sleep(1);
+      }
     });
     let owed = 0;
     let left = 0;
