@@ -20,13 +20,13 @@ const { values } = parseArgs({
     loss: { type: "string", default: "0.01" },
     json: { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
-    dilate: { type: "boolean", default: false },
+    "wall-clock": { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
 if (values.help) {
   console.log(
-    "deno task simulate [--nodes 1000] [--hour-ms 60000] [--churn 0.2] [--records 100] [--files 8] [--lookups 200] [--light 20] [--latency 5,40] [--loss 0.01] [--dilate] [--profile] [--json]",
+    "deno task simulate [--nodes 1000] [--hour-ms 60000] [--churn 0.2] [--records 100] [--files 8] [--lookups 200] [--light 20] [--latency 5,40] [--loss 0.01] [--wall-clock] [--profile] [--json]",
   );
   Deno.exit(0);
 }
@@ -48,7 +48,7 @@ const report = await simulateMesh({
   files: num("files", values.files),
   lookups: num("lookups", values.lookups),
   lightClients: num("light", values.light),
-  dilation: values.dilate ? {} : false,
+  dilation: values["wall-clock"] ? false : {},
   latencyMs: values.latency.split(",").map((v) => num("latency", v)) as [number, number],
   loss: num("loss", values.loss),
   dialLoss: num("loss", values.loss),

@@ -89,9 +89,8 @@ export interface MeshSimInit {
   /** Deadline of one file read, ms. Default 60 000. */
   readTimeoutMs?: number;
   /** Dilated time (see `./_sim_clock.ts`): the simulation's clocks and timers slow down while the one thread
-   * cannot keep up, so that measured times are the mesh's, not the thread's (`{}`: dilation 1 to 100).
-   * Default: off (the wall clock): with it on, a 100-node run kept most provider records on their provider
-   * alone, which is not understood yet (see README, "A thousand nodes"). */
+   * cannot keep up, so that measured times are the mesh's, not the thread's. `false` runs on the wall clock.
+   * Default: on, dilation 1 to 100. */
   dilation?: false | DilatedClockInit;
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
@@ -180,7 +179,7 @@ export interface MeshSimReport {
 
 /** Runs the simulation (see the module doc) and stops every node it started. */
 export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimReport> {
-  const clock = init.dilation ? new DilatedClock(init.dilation) : undefined;
+  const clock = init.dilation === false ? undefined : new DilatedClock(init.dilation);
   clock?.install();
   try {
     return await run(init, clock);
