@@ -31,6 +31,7 @@ const STATUS: Record<string, number> = {
   message_too_large: 502,
   peer_protocol: 502,
   peer_unreachable: 502,
+  provide_unreached: 503,
   pay_protocol: 502,
   node_stopping: 503,
   chain_config: 503,

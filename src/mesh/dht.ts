@@ -8,12 +8,14 @@ import {
   type KadDHT,
   kadDHT,
   type KadDHTComponents,
+  MessageType,
   passthroughMapper,
   removePrivateAddressesMapper,
   type Selectors,
   type Validators,
 } from "@libp2p/kad-dht";
 import type { AbortOptions, ContentRouting } from "@libp2p/interface";
+import { MeshError } from "../errors.ts";
 import { type Datastore, Key } from "interface-datastore";
 import { base32 } from "multiformats/bases/base32";
 import { sha256 } from "multiformats/hashes/sha2";
@@ -114,15 +116,35 @@ export interface ProviderInfo {
 
 /**
  * Announces in the DHT that this node provides `cid`: a provider record under {@link providerKey} on the k
- * closest peers to that key.
+ * closest peers to that key. Resolves to how many peers were sent the record.
  * Waits until the routing table has a peer: a lone node needs `signal` to give up.
+ *
+ * kad-dht's own `provide` (and libp2p's content routing over it) succeeds when the walk reached no peer or
+ * every ADD_PROVIDER failed: the record then lives only here, and no one finds it until the next republish
+ * (within 24 h). Such an announcement fails here instead ("provide_unreached"), with the reasons.
  */
 export async function provide(
-  routing: ContentRouting,
+  dht: KadDHT,
   cid: CID,
   options: AbortOptions = {},
-): Promise<void> {
-  await routing.provide(await providerKey(cid), options);
+): Promise<number> {
+  let sent = 0;
+  const errors = new Map<string, number>();
+  for await (const ev of dht.provide(await providerKey(cid), options)) {
+    if (ev.name === "PEER_RESPONSE" && ev.messageType === MessageType.ADD_PROVIDER) sent++;
+    if (ev.name === "QUERY_ERROR") {
+      const why = (ev.error as Error | undefined)?.name ?? "Error";
+      errors.set(why, (errors.get(why) ?? 0) + 1);
+    }
+  }
+  if (sent === 0) {
+    const why = [...errors].map(([k, v]) => `${v} ${k}`).join(", ") || "no peer found";
+    throw new MeshError(
+      "provide_unreached",
+      `No peer was sent the provider record of ${cid} (${why})`,
+    );
+  }
+  return sent;
 }
 
 /**

@@ -181,7 +181,8 @@ export interface MeshNode {
   connectedPeers(): string[];
   /** Peers in the DHT routing table. */
   routingTableSize(): number;
-  /** Announces in the DHT that this node holds `cid`. */
+  /** Announces in the DHT that this node holds `cid`; fails ("provide_unreached") when no peer was sent the
+   * record. */
   provide(cid: CID, options?: AbortOptions): Promise<void>;
   /** Finds who holds `cid` through the DHT, each provider once. */
   findProviders(cid: CID, options?: AbortOptions): AsyncIterable<ProviderInfo>;
@@ -432,7 +433,7 @@ class Libp2pMeshNode implements MeshNode {
   }
 
   provide(cid: CID, options?: AbortOptions): Promise<void> {
-    return provide(this.libp2p.contentRouting, cid, options);
+    return provide(this.libp2p.services.dht, cid, options).then(() => {});
   }
 
   findProviders(cid: CID, options?: AbortOptions): AsyncIterable<ProviderInfo> {

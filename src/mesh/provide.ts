@@ -5,6 +5,7 @@ import type { CID } from "../content/cid.ts";
 import type { MeshNode } from "./node.ts";
 import { cancelProvide, ownProviderEntries, providerEntryName } from "./dht.ts";
 import { warn } from "./_log.ts";
+import type { MeshError } from "../errors.ts";
 
 const log = (msg: string, fields: Record<string, unknown>) => warn("mesh:provide", msg, fields);
 
@@ -24,6 +25,9 @@ export interface ProvideQueueInit {
   /** Announcements waiting at most; past it new ones are dropped (and logged) until the next start, which
    * finds every held chunk that has no record. Default 65 536. */
   maxPending?: number;
+  /** An announcement that reached no peer ("provide_unreached": a walk that found nobody, every ADD_PROVIDER
+   * failed) is queued again this long later, twice at most, the wait doubling. Default 30 000. */
+  retryMs?: number;
   /** Every CID this node holds (its store), read by {@link ProvideQueue.start}. Default: none. */
   held?: () => AsyncIterable<CID>;
 }
@@ -55,6 +59,9 @@ export class ProvideQueue {
   readonly maxPending: number;
   readonly settleMs: number;
   readonly maxDeferMs: number;
+  readonly retryMs: number;
+  /** Retries so far of announcements that reached no peer, by CID. */
+  #retries = new Map<string, number>();
   #lastActivity = 0;
   #held?: () => AsyncIterable<CID>;
   #queue = new Map<string, CID>();
@@ -72,6 +79,7 @@ export class ProvideQueue {
     this.maxPending = init.maxPending ?? 65_536;
     this.settleMs = init.settleMs ?? 1000;
     this.maxDeferMs = init.maxDeferMs ?? 10_000;
+    this.retryMs = init.retryMs ?? 30_000;
     this.#held = init.held;
     this.#idle.resolve();
   }
@@ -132,6 +140,7 @@ export class ProvideQueue {
         list.slice(i, i + 16).map(async (cid) => {
           const key = cid.toString();
           this.#queue.delete(key);
+          this.#retries.delete(key);
           if (this.#running.has(key)) this.#running.set(key, true);
           await cancelProvide(dht, cid).catch((e) =>
             log("withdraw failed", { cid: key, error: String(e) })
@@ -140,6 +149,20 @@ export class ProvideQueue {
         }),
       );
     }
+  }
+
+  /** Queues an announcement that reached no peer again, later (see {@link ProvideQueueInit.retryMs}). */
+  #retry(key: string, cid: CID): void {
+    const n = this.#retries.get(key) ?? 0;
+    if (n >= 2 || this.#running.get(key)) return void this.#retries.delete(key);
+    this.#retries.set(key, n + 1);
+    const timer = setTimeout(() => {
+      this.#stopping.signal.removeEventListener("abort", cancel);
+      // Withdrawn meanwhile: the retry count is gone with it.
+      if (this.#retries.has(key)) this.add([cid]);
+    }, this.retryMs * 2 ** n);
+    const cancel = () => clearTimeout(timer);
+    this.#stopping.signal.addEventListener("abort", cancel, { once: true });
   }
 
   /** Marks the node busy (it just served or received a chunk): announcements wait for `settleMs` of quiet. */
@@ -210,9 +233,11 @@ export class ProvideQueue {
         try {
           await this.mesh.provide(cid, { signal });
           this.#stats.provided++;
+          this.#retries.delete(key);
         } catch (e) {
           this.#stats.failed++;
           if (!this.#stopping.signal.aborted) log("provide failed", { cid: key, error: String(e) });
+          if ((e as MeshError).code === "provide_unreached") this.#retry(key, cid);
         }
         this.#stats.ms += performance.now() - t0;
         if (this.#running.get(key)) {

@@ -1,7 +1,7 @@
 /**
  * The mesh at scale, in one process: real mesh nodes ({@link createMeshNode}: kad-dht, the chunk exchange,
  * noise, yamux, identify, ping, a real node's connection limits) over `@libp2p/memory`, with latency and loss
- * injected on every link, and churn. Used by `deno task simulate-mesh` (bench/simulate_mesh.ts) and by
+ * injected on every link, and churn. Used by `deno task simulate` (bench/simulate_mesh.ts) and by
  * test/mesh/sim_test.ts.
  *
  * What is measured, and how:
@@ -44,6 +44,7 @@ import type { ChunkSource } from "./exchange.ts";
 import { fetchFromMesh } from "./fetch.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { placeFile } from "./place.ts";
+import { DilatedClock, type DilatedClockInit } from "./_sim_clock.ts";
 
 /** Options of {@link simulateMesh}. Every field documents its default. */
 export interface MeshSimInit {
@@ -87,6 +88,10 @@ export interface MeshSimInit {
   lookupTimeoutMs?: number;
   /** Deadline of one file read, ms. Default 60 000. */
   readTimeoutMs?: number;
+  /** Dilated time (see `./_sim_clock.ts`): the simulation's clocks and timers slow down while the one thread
+   * cannot keep up, so that measured times are the mesh's, not the thread's. `false` runs on the wall clock.
+   * Default: on, dilation 1 to 100. */
+  dilation?: false | DilatedClockInit;
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
 }
@@ -97,6 +102,19 @@ export interface LookupResult {
   /** Hops to the peer that named the provider (see the module doc); undefined when it failed. */
   hops?: number;
   ms: number;
+  /** How a failed lookup ended: its deadline, the query running out of peers, or an error. */
+  why?: "timeout" | "exhausted" | "error";
+  /** Peers that answered, and requests that failed (QUERY_ERROR), by error name. */
+  answered: number;
+  errors: Record<string, number>;
+  /** The event loop's worst lag while the lookup ran, ms. */
+  lagMs: number;
+}
+
+/** A failed lookup, with where its record was at the time (see {@link recordHolders}). */
+export interface LookupFailure extends LookupResult {
+  holders: number;
+  closestHolders: number;
 }
 
 /** Count, successes, hops and times of a set of lookups. */
@@ -126,6 +144,8 @@ export interface MeshSimReport {
   after: LookupStats;
   /** Every lookup for an existing record (the three above together). */
   all: LookupStats;
+  /** Every failed lookup (light clients' too), with its diagnosis. */
+  failures: LookupFailure[];
   /** Records whose provider was still alive at the end, of those published. */
   recordsLive: number;
   records: number;
@@ -148,14 +168,29 @@ export interface MeshSimReport {
   /** Median connections and routing-table size per node after start-up. */
   connectionsMedian: number;
   routingTableMedian: number;
-  /** Wall-clock seconds of the phases. */
+  /** Seconds of the phases (virtual, when time is dilated), and of the whole run on the wall clock. */
   startSeconds: number;
   totalSeconds: number;
+  wallSeconds: number;
+  /** Wall ms per virtual ms: on average over the run, and at worst (1 without dilation). */
+  dilationMean: number;
+  dilationPeak: number;
 }
 
 /** Runs the simulation (see the module doc) and stops every node it started. */
 export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimReport> {
+  const clock = init.dilation === false ? undefined : new DilatedClock(init.dilation);
+  clock?.install();
+  try {
+    return await run(init, clock);
+  } finally {
+    clock?.uninstall();
+  }
+}
+
+async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<MeshSimReport> {
   const t0 = performance.now();
+  const wall0 = clock?.wallNow() ?? t0;
   const n = init.nodes ?? 1000;
   if (!Number.isInteger(n) || n < 10) throw new RangeError(`Nodes "${n}" must be an integer >= 10`);
   const hourMs = init.hourMs ?? 60_000;
@@ -166,7 +201,9 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
   const chunkSize = init.chunkSize ?? 4096;
   const fileSize = init.fileSize ?? 2 * k * chunkSize - 7;
   const lookupTimeoutMs = init.lookupTimeoutMs ?? 10_000;
-  const log = init.log ?? (() => {});
+  const log = init.log
+    ? (line: string) => init.log!(clock ? `${line} [time x${clock.factor.toFixed(1)}]` : line)
+    : () => {};
   const net: LinkModel = {
     loss: init.loss ?? 0.01,
     rtoMs: init.rtoMs ?? 200,
@@ -175,6 +212,8 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
   const provides = new Limiter(16);
 
   const live: SimNode[] = [];
+  const failures: LookupFailure[] = [];
+  lagMeter.start();
   /** Connections opened, and closed by reason (not counting nodes leaving). */
   const counters = { opened: 0, closed: new Map<string, number>() };
   const stopping = new Set<string>();
@@ -225,7 +264,10 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
         log(
           `  ${live.length} up, ${median(live.map((x) => x.mesh.routingTableSize()))} in routing ` +
             `tables (median); ${counters.opened} connections opened, closed: ` +
-            JSON.stringify(Object.fromEntries(counters.closed)),
+            JSON.stringify(Object.fromEntries(counters.closed)) +
+            `; ${
+              ((Deno.memoryUsage().rss - base.rss) / live.length / MiB).toFixed(1)
+            } MiB RSS per node`,
         );
       }
     }
@@ -268,7 +310,9 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
       const by = pick(live, 1)[0]!;
       // A provide that does not finish in time may still have stored its record on some peers: it is
       // looked up like the others.
-      await by.mesh.provide(cid, timeout(60_000)).catch(() => void publishFailed++);
+      await by.mesh.provide(cid, timeout(60_000)).catch((e) => {
+        if (publishFailed++ < 5) log(`  provide failed: ${(e as Error).message}`);
+      });
       records.push({ cid, by });
     }));
     log(`${records.length} records published (${publishFailed} provides failed or timed out)`);
@@ -304,10 +348,21 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
       const ok = records.filter((r) => alive.has(r.by));
       return ok[Math.floor(Math.random() * ok.length)]!;
     };
-    const randomLookup = () => {
-      const r = liveRecord();
-      return lookup(pick(live, 1)[0]!, r.cid, r.by.mesh.peerId, lookupTimeoutMs);
+    const look = async (from: SimNode, r: { cid: CID; by: SimNode }): Promise<LookupResult> => {
+      const res = await lookup(from, r.cid, r.by.mesh.peerId, lookupTimeoutMs);
+      if (!res.ok) {
+        const h = await recordHolders(live, r.cid, r.by.mesh.peerId);
+        failures.push({ ...res, ...h });
+        log(
+          `  lookup failed (${res.why}) after ${res.ms.toFixed(0)} ms: ${res.answered} answered, ` +
+            `errors ${JSON.stringify(res.errors)}, worst loop lag ${res.lagMs.toFixed(0)} ms; ` +
+            `record on ${h.holders} live nodes, ${h.closestHolders} of the ${h.k} closest; ` +
+            `asker's table ${from.mesh.routingTableSize()}`,
+        );
+      }
+      return res;
     };
+    const randomLookup = () => look(pick(live, 1)[0]!, liveRecord());
 
     // Lookups before churn.
     const steady: LookupResult[] = [];
@@ -324,7 +379,12 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
     const churn: LookupResult[] = [];
     let churning = true;
     const lookers = Array.from({ length: init.churnLookupConcurrency ?? 4 }, async () => {
-      while (churning) churn.push(await randomLookup());
+      while (churning) {
+        churn.push(await randomLookup());
+        // A lookup the asker answers itself runs on microtasks alone: without a turn of the event loop
+        // between them these loops would starve every timer, the churn's own included (a 20-node run hung).
+        await sleep(1);
+      }
     });
     let owed = 0;
     let left = 0;
@@ -357,11 +417,7 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
     const after: LookupResult[] = [];
     const kept = records.filter((r) => alive.has(r.by));
     await Promise.all(
-      kept.map((r) =>
-        lookupLimiter.run(async () =>
-          after.push(await lookup(pick(live, 1)[0]!, r.cid, r.by.mesh.peerId, lookupTimeoutMs))
-        )
-      ),
+      kept.map((r) => lookupLimiter.run(async () => after.push(await look(pick(live, 1)[0]!, r)))),
     );
     log(`records after churn: ${fmtStats(stats(after))}`);
 
@@ -398,7 +454,7 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
           const client = await spawn(1, true);
           try {
             const r = liveRecord();
-            light.push(await lookup(client, r.cid, r.by.mesh.peerId, lookupTimeoutMs));
+            light.push(await look(client, r));
           } finally {
             await client.mesh.stop();
           }
@@ -416,6 +472,7 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
       churn: stats(churn),
       after: stats(after),
       all: stats([...steady, ...churn, ...after]),
+      failures,
       recordsLive: kept.length,
       records: records.length,
       files: files.length,
@@ -433,8 +490,12 @@ export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimRepor
       routingTableMedian,
       startSeconds,
       totalSeconds: (performance.now() - t0) / 1000,
+      wallSeconds: ((clock?.wallNow() ?? performance.now()) - wall0) / 1000,
+      dilationMean: clock?.meanFactor ?? 1,
+      dilationPeak: clock?.peak ?? 1,
     };
   } finally {
+    lagMeter.stop();
     await Promise.all(live.map((x) => x.mesh.stop().catch(() => {})));
   }
 }
@@ -482,7 +543,14 @@ export function formatReport(r: MeshSimReport): string {
         r.rssTotalMiB.toFixed(0)
       } MiB RSS in all)`,
     ],
-    ["wall time", `${r.startSeconds.toFixed(0)} s to start, ${r.totalSeconds.toFixed(0)} s in all`],
+    [
+      "time",
+      `${r.startSeconds.toFixed(0)} s to start, ${r.totalSeconds.toFixed(0)} s in all; ${
+        r.wallSeconds.toFixed(0)
+      } s of wall time (time dilated ${r.dilationMean.toFixed(1)}x on average, ${
+        r.dilationPeak.toFixed(1)
+      }x at worst)`,
+    ],
   ];
   const w = Math.max(...rows.map(([a]) => a.length));
   return [
@@ -519,9 +587,20 @@ export async function lookup(
     hop.set(p.toString(), 1);
   }
   const signal = AbortSignal.timeout(timeoutMs);
+  const errors: Record<string, number> = {};
+  let answered = 0;
+  const done = (r: Pick<LookupResult, "ok" | "hops" | "why">): LookupResult => {
+    const t1 = performance.now();
+    return { ...r, ms: t1 - t0, answered, errors, lagMs: lagMeter.max(t0, t1) };
+  };
   try {
     for await (const ev of dht.findProviders(key, { signal })) {
+      if (ev.name === "QUERY_ERROR") {
+        const name = (ev.error as Error)?.name ?? "Error";
+        errors[name] = (errors[name] ?? 0) + 1;
+      }
       if (ev.name !== "PEER_RESPONSE") continue;
+      answered++;
       const from = ev.from.toString();
       const h = from === node.mesh.peerId ? 0 : hop.get(from) ?? 1;
       for (const c of ev.closer) {
@@ -529,14 +608,94 @@ export async function lookup(
         if (!hop.has(id)) hop.set(id, h + 1);
       }
       if (ev.providers.some((p) => p.id.toString() === provider)) {
-        return { ok: true, hops: h, ms: performance.now() - t0 };
+        return done({ ok: true, hops: h });
       }
     }
   } catch {
-    // a timeout or a failed query: not found
+    return done({ ok: false, why: signal.aborted ? "timeout" : "error" });
   }
-  return { ok: false, ms: performance.now() - t0 };
+  return done({ ok: false, why: signal.aborted ? "timeout" : "exhausted" });
 }
+
+/**
+ * Why a record was not found: how many live nodes keep it, and how many of the K live nodes closest to its
+ * key (by XOR of kad IDs, the nodes a provide should reach) keep it.
+ */
+export async function recordHolders(
+  nodes: readonly SimNode[],
+  cid: CID,
+  provider: string,
+): Promise<{ holders: number; closestHolders: number; k: number }> {
+  const key = await providerKey(cid);
+  const kadId = (await sha256.digest(key.multihash.bytes)).digest;
+  const ranked: { node: SimNode; d: Uint8Array }[] = [];
+  for (const x of nodes) {
+    const id = (await sha256.digest(x.mesh.libp2p.peerId.toMultihash().bytes)).digest;
+    ranked.push({ node: x, d: id.map((b, i) => b ^ kadId[i]!) });
+  }
+  ranked.sort((a, b) => compareBytes(a.d, b.d));
+  const keeps = async (x: SimNode) => {
+    // kad-dht's provider store; its public type does not show it.
+    const providers = (x.mesh.libp2p.services.dht as unknown as {
+      providers: { getProviders(k: CID): Promise<{ toString(): string }[]> };
+    }).providers;
+    return (await providers.getProviders(key)).some((p) => p.toString() === provider);
+  };
+  const k = 20;
+  let holders = 0;
+  let closestHolders = 0;
+  for (const [i, r] of ranked.entries()) {
+    if (await keeps(r.node)) {
+      holders++;
+      if (i < k) closestHolders++;
+    }
+  }
+  return { holders, closestHolders, k };
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}
+
+/** Samples the event loop's lag every 50 ms, so a lookup can say how starved the thread was meanwhile. */
+class LagMeter {
+  #samples: { at: number; lag: number }[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #users = 0;
+
+  start(): void {
+    if (this.#users++ > 0) return;
+    let expected = performance.now() + 50;
+    const tick = () => {
+      const now = performance.now();
+      this.#samples.push({ at: now, lag: Math.max(0, now - expected) });
+      if (this.#samples.length > 20_000) this.#samples.splice(0, 10_000);
+      expected = now + 50;
+      this.#timer = setTimeout(tick, 50);
+    };
+    this.#timer = setTimeout(tick, 50);
+  }
+
+  stop(): void {
+    if (--this.#users > 0) return;
+    clearTimeout(this.#timer);
+    this.#samples = [];
+  }
+
+  /** Worst lag sampled between `t0` and `t1` (and the sample just after, which covers the end). */
+  max(t0: number, t1: number): number {
+    let m = 0;
+    for (let i = this.#samples.length - 1; i >= 0; i--) {
+      const s = this.#samples[i]!;
+      if (s.at < t0) break;
+      if (s.at <= t1 + 100) m = Math.max(m, s.lag);
+    }
+    return m;
+  }
+}
+
+const lagMeter = new LagMeter();
 
 /** Reads a whole file from the mesh the way a node does: manifest, then stripes over {@link fetchFromMesh}. */
 async function readOver(

@@ -1,7 +1,7 @@
 /**
  * The reputation layer at scale, in one process: the real scoring (`score.ts`), selection (`select.ts`) and
  * trust (`trust.ts`) code over a thousand or more simulated operators with behaviour models instead of
- * processes. `deno task simulate` prints, per round, the share of requests that went to bad operators, honest
+ * processes. `deno task simulate:reputation` prints, per round, the share of requests that went to bad operators, honest
  * operators wrongly suspended or excluded, and how long newcomers take to be vetted.
  *
  * The world: `operators` operators, a share of them malicious (half liars that send bytes failing their CID,
@@ -304,7 +304,7 @@ export function simulate(options: SimOptions = {}, onRound?: (s: RoundStats) => 
   };
 }
 
-/** What `deno task simulate` checks, over the rounds after `warmup`. */
+/** What `deno task simulate:reputation` checks, over the rounds after `warmup`. */
 export interface SimSummary {
   /** Mean share of reads whose first request went to a malicious operator. */
   badShare: number;
@@ -341,7 +341,7 @@ if (import.meta.main) {
   });
   if (values.help) {
     console.log(
-      `deno task simulate [--operators 1000] [--malicious 0.7] [--rounds 12] [--sybils 10] [--seed 1]
+      `deno task simulate:reputation [--operators 1000] [--malicious 0.7] [--rounds 12] [--sybils 10] [--seed 1]
 
 Runs the real reputation, selection and trust code over simulated operators (see src/reputation/sim.ts),
 twice: without Sybils, then with --sybils attester identities per honest operator praising the malicious.

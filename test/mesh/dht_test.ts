@@ -91,3 +91,32 @@ Deno.test({
     assert.ok(!key.multihash.digest.every((b, i) => b === raw.multihash.digest[i]));
   },
 });
+
+Deno.test({
+  ...SANITIZE,
+  name:
+    "provide() fails (provide_unreached) when no peer was sent the record, instead of succeeding",
+  fn: async () => {
+    const nodes: MeshNode[] = [];
+    try {
+      const peer = await startNode();
+      nodes.push(peer);
+      const node = await startNode({ bootstrap: peer.multiaddrs() });
+      nodes.push(node);
+      await waitFor(() => node.routingTableSize() >= 1, "the routing table");
+      // The only peer it knows goes away: the walk reaches no one, and no ADD_PROVIDER is sent.
+      await peer.stop();
+      const cid = cidOf(randomBytes(64));
+      await assert.rejects(
+        node.provide(cid, { signal: AbortSignal.timeout(20_000) }),
+        (e: Error & { code?: string }) => {
+          assert.equal(e.code, "provide_unreached", e.message);
+          assert.match(e.message, /No peer was sent the provider record/);
+          return true;
+        },
+      );
+    } finally {
+      await stopNodes(...nodes);
+    }
+  },
+});

@@ -1,5 +1,5 @@
 /**
- * The simulation at a small size (the real one, `deno task simulate`, runs 1,000 operators): the same claims,
+ * The simulation at a small size (the real one, `deno task simulate:reputation`, runs 1,000 operators): the same claims,
  * and one that shows the newcomers' share is the mechanism (widened, the unvetted malicious get the reads).
  */
 import assert from "node:assert/strict";
