@@ -35,8 +35,12 @@ import { MeshError } from "../errors.ts";
 export const RELAY_HOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/hop";
 export const RELAY_STOP_PROTOCOL = "/libp2p/circuit/relay/0.2.0/stop";
 
-/** The CID that stands for relayed bytes in a gate's accounts and a payer's receipts (not content). */
-export const RELAYED_CID: CID = cidOf(new TextEncoder().encode("meshgate relayed bytes"));
+let relayed: CID | undefined;
+/** The CID that stands for relayed bytes in a gate's accounts and a payer's receipts (not content); made
+ * on first use, so importing the library reads no kernel. */
+export function relayedCid(): CID {
+  return relayed ??= cidOf(new TextEncoder().encode("meshgate relayed bytes"));
+}
 
 /** A relay's limits, announced in its offer. */
 export interface RelayLimits {
@@ -141,7 +145,7 @@ export function reservationRefusal(error: unknown): string {
   return (i >= 0 ? text.slice(i + 7) : text).slice(0, 300);
 }
 
-/** What a relay's meter asks of a pay desk (a {@link DeliveryGate} fits; `cid` is {@link RELAYED_CID}). */
+/** What a relay's meter asks of a pay desk (a {@link DeliveryGate} fits; `cid` is {@link relayedCid}). */
 export interface CircuitGate {
   admit?(peer: string): void;
   authorize(peer: string, cid: CID, bytes: number, options: { signal: AbortSignal }): Promise<void>;
@@ -228,7 +232,7 @@ export class RelayMeter {
     };
     const more = () => {
       if (gate === undefined || pending !== undefined || ended) return;
-      pending = gate.authorize(peer, RELAYED_CID, RELAY_BLOCK_BYTES, { signal: done.signal }).then(
+      pending = gate.authorize(peer, relayedCid(), RELAY_BLOCK_BYTES, { signal: done.signal }).then(
         () => {
           pending = undefined;
           granted += RELAY_BLOCK_BYTES;
@@ -268,7 +272,7 @@ export class RelayMeter {
       done.abort(new Error("The circuit closed"));
       // What was authorized and not carried is not owed.
       const refund = () => {
-        if (granted > 0) gate?.served?.(peer, RELAYED_CID, granted, false);
+        if (granted > 0) gate?.served?.(peer, relayedCid(), granted, false);
         granted = 0;
       };
       if (pending) void pending.finally(refund);

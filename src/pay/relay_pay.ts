@@ -6,7 +6,7 @@
  * Who pays: the relayed node (the one holding the reservation), for every byte of every circuit to it, both
  * directions. It is the party made reachable, it keeps a connection to the relay anyway, and it can price the
  * relay into what it charges readers; readers need no channel with relays. The relay counts the bytes of each
- * circuit's stop stream (`mesh/relay.ts`) and charges them through its desk (the {@link RELAYED_CID} stands
+ * circuit's stop stream (`mesh/relay.ts`) and charges them through its desk (the {@link relayedCid} stands
  * for them in receipts); the relayed node counts the same bytes on its side and pays for them per `batchBytes`.
  * Past its credit with no voucher in the desk's wait, the relay cuts the circuit.
  *
@@ -18,7 +18,7 @@
 import type { Libp2p } from "@libp2p/interface";
 import type { Hex } from "viem";
 import { join } from "node:path";
-import { RELAYED_CID } from "../mesh/relay.ts";
+import { relayedCid } from "../mesh/relay.ts";
 import type { ChainConfig } from "./chain.ts";
 import { type DeskEvent, PaymentDesk } from "./desk.ts";
 import { type PayerEvent, PayingClient } from "./payer.ts";
@@ -144,7 +144,7 @@ export function paidRelaying(init: PaidRelayingInit): PaidRelaying {
   const pending = new Map<string, number>();
   const hand = (relay: string, bytes: number) => {
     paidBytes += BigInt(bytes);
-    payer.received(relay, RELAYED_CID, bytes).catch((e) => {
+    payer.received(relay, relayedCid(), bytes).catch((e) => {
       if (log) payLog("warn", "relay payment failed", { peer: relay, error: errorText(e) });
     });
   };
