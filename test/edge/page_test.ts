@@ -31,6 +31,8 @@ async function withPage(
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(String(e)));
     await fn(page, server, errors);
+    // The page keeps polling: a route handler still fetching when the browser closes must not throw.
+    await page.unrouteAll({ behavior: "ignoreErrors" });
     assert.deepEqual(errors, []);
   } finally {
     await browser?.close();
