@@ -69,6 +69,12 @@ export interface VerifiedFetchOptions {
   onEvent?: (event: VerifiedFetchEvent) => void;
   /** The fetch to use. Default: the global one. */
   fetch?: typeof fetch;
+  /**
+   * The most bytes one ranged GET of the data asks for. Default: the whole read, which is fastest. A fetch
+   * that pays per request (`X402Client.fetch`) pays each one up front, so a bound here is what is paid
+   * ahead of the bytes: the next run is asked for as the reader's prefetch reaches it.
+   */
+  runBytes?: number;
 }
 
 /** verifiedFetch could not deliver: every problem it met is listed, most recent last. */
@@ -414,6 +420,12 @@ export async function verifiedFetch(
    */
   const chunks = chunkCount(manifest);
   const aheadChunks = Math.max(2, Math.ceil(AHEAD_BYTES / manifest.chunkSize));
+  if (options.runBytes !== undefined && !(options.runBytes >= 1)) {
+    throw new RangeError(`runBytes must be a positive number of bytes, not ${options.runBytes}`);
+  }
+  const runChunks = options.runBytes === undefined
+    ? Infinity
+    : Math.max(1, Math.floor(options.runBytes / manifest.chunkSize));
   const dataIndex = new Map<string, number>();
   manifest.stripes.forEach((cids, s) => {
     for (let j = 0; j < stripeDataCount(manifest, s); j++) {
@@ -526,7 +538,7 @@ export async function verifiedFetch(
   };
   const streamRun = (first: number) => {
     let last = first;
-    const cap = Math.min(chunks, first < readEnd ? readEnd : first + 1);
+    const cap = Math.min(chunks, first < readEnd ? readEnd : first + 1, first + runChunks);
     const waiting: PromiseWithResolvers<Uint8Array | null>[] = [];
     while (last < cap && !usedFast.has(last)) {
       const d = Promise.withResolvers<Uint8Array | null>();

@@ -58,6 +58,7 @@ Deno.test({
             const res: Response = await w.m.verifiedFetch(cid, {
               gateway: url,
               fetch: w.pay.fetch,
+              runBytes: 4 * 1024 * 1024,
             });
             const reader = res.body!.getReader();
             let length = 0;
