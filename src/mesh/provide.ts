@@ -154,7 +154,10 @@ export class ProvideQueue {
   /** Queues an announcement that reached no peer again, later (see {@link ProvideQueueInit.retryMs}). */
   #retry(key: string, cid: CID): void {
     const n = this.#retries.get(key) ?? 0;
-    if (n >= 2 || this.#running.get(key)) return void this.#retries.delete(key);
+    // Stopped (a provide cut short by stop fails unreached too): a timer now would outlive the node.
+    if (n >= 2 || this.#running.get(key) || this.#stopping.signal.aborted) {
+      return void this.#retries.delete(key);
+    }
     this.#retries.set(key, n + 1);
     const timer = setTimeout(() => {
       this.#stopping.signal.removeEventListener("abort", cancel);
