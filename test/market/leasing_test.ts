@@ -563,7 +563,11 @@ Deno.test({
       const more = await mesh.storeChunks(hp, chunks.slice(4));
       assert.ok(more.every((r) => r.accepted), JSON.stringify(more));
       assert.equal(await holder.store.has(chunks[0]!.cid), true, "the leased chunk stays");
-      assert.equal(await holder.store.has(chunks[1]!.cid), false, "the next oldest went");
+      // Two of the unleased ones went (a holder stores a put's chunks 4 at once, so which of those three
+      // counts as oldest is not fixed).
+      const left = [];
+      for (const c of chunks.slice(1, 4)) if (await holder.store.has(c.cid)) left.push(c);
+      assert.equal(left.length, 1, "two unleased chunks were evicted");
     } finally {
       await client.stop();
       await store.close();
