@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { LOOPBACK_MESH, type NodeProcess, startCluster, waitForPeers } from "../src/cluster.ts";
 import { postStream } from "../test/_util.ts";
+import { randomFile, streamOf } from "./_bytes.ts";
 
 const MiB = 1024 * 1024;
 const { values: flags } = parseArgs({
@@ -26,23 +27,6 @@ const { values: flags } = parseArgs({
 const SIZE = Number(flags.size) * MiB;
 const TOP = Number(flags.top);
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
-
-function randomFile(size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  for (let at = 0; at < size; at += 65536) {
-    crypto.getRandomValues(out.subarray(at, Math.min(size, at + 65536)));
-  }
-  return out;
-}
-function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  let at = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (at >= bytes.length) return c.close();
-      c.enqueue(bytes.subarray(at, at += MiB));
-    },
-  });
-}
 
 /** A serve process with its inspector open on a free port (spawnNode's way, with `--inspect`). */
 async function inspected(args: string[], dir: string): Promise<NodeProcess & { ws: string }> {

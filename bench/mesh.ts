@@ -20,6 +20,7 @@ import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/
 import { createMeshNode } from "../src/mesh/node.ts";
 import { postStream } from "../test/_util.ts";
 import { BLAST_PROTOCOL } from "./_stream_peer.ts";
+import { randomFile, streamOf } from "./_bytes.ts";
 
 const MiB = 1024 * 1024;
 const { values: flags } = parseArgs({
@@ -41,24 +42,6 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const rate = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 
 /** `size` bytes no two files share (distinct seeds), so nothing dedups across rounds. */
-function randomFile(size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  for (let at = 0; at < size; at += 65536) {
-    crypto.getRandomValues(out.subarray(at, Math.min(size, at + 65536)));
-  }
-  return out;
-}
-
-function streamOf(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  let at = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (at >= bytes.length) return c.close();
-      c.enqueue(bytes.subarray(at, at += MiB));
-    },
-  });
-}
-
 /** The ceiling: MiB/s of one stream of SIZE bytes from a child process, median of ROUNDS. */
 async function ceiling(): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
