@@ -690,26 +690,11 @@ export class PaymentDesk implements DeliveryGate {
    * growth of the accepted amount.
    */
   async takeOtherVoucher(peer: string, message: VoucherMessage): Promise<bigint> {
-    if (this.#stopped) throw new DeskStoppedError();
-    this.admit(peer);
-    checkSignature(message.signature);
-    const account = this.#account(peer);
-    account.busy++;
     try {
-      return await account.lock.run(async () => {
-        const before = account.channel === undefined ? undefined : account.accepted;
-        await this.#take(account, message);
-        // A first voucher binds its channel: what was accepted before it on that channel is the base.
-        const growth = account.accepted - (before ?? account.base);
-        this.#change(account, () => account.other += growth);
-        return growth;
-      });
+      return (await this.#intake(peer, message, true)).growth;
     } catch (e) {
       if (isForgery(e)) this.#ban(peer, (e as Error).message);
       throw e;
-    } finally {
-      account.busy--;
-      account.active = Date.now();
     }
   }
 
@@ -734,6 +719,16 @@ export class PaymentDesk implements DeliveryGate {
    * `peer` is an identity (a libp2p peer) or only a name the voucher gave (`http:<channel>`, see `x402.ts`).
    */
   async takeVoucher(peer: string, message: VoucherMessage): Promise<Record<string, unknown>> {
+    return (await this.#intake(peer, message, false)).answer;
+  }
+
+  /** Both intakes: checks and records `message` under `peer`'s lock; `other` marks its growth as paying for
+   * something besides deliveries. */
+  async #intake(
+    peer: string,
+    message: VoucherMessage,
+    other: boolean,
+  ): Promise<{ answer: Record<string, unknown>; growth: bigint }> {
     if (this.#stopped) throw new DeskStoppedError();
     this.admit(peer);
     // The hub's signature rule first: a signature it would refuse costs no chain look-up.
@@ -741,7 +736,14 @@ export class PaymentDesk implements DeliveryGate {
     const account = this.#account(peer);
     account.busy++;
     try {
-      return await account.lock.run(() => this.#take(account, message));
+      return await account.lock.run(async () => {
+        const before = account.channel === undefined ? undefined : account.accepted;
+        const answer = await this.#take(account, message);
+        // A first voucher binds its channel: what was accepted before it on that channel is the base.
+        const growth = account.accepted - (before ?? account.base);
+        if (other) this.#change(account, () => account.other += growth);
+        return { answer, growth };
+      });
     } finally {
       account.busy--;
       account.active = Date.now();
