@@ -188,9 +188,8 @@ export function fundEscrow(
       throw new RangeError(`A deal window is a uint32 of seconds, got ${w}`);
     }
   }
-  return escrowCall(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
+  return transact(client, params, () =>
+    writeContract(client, {
       address: params.address,
       abi: escrowAbi,
       functionName: "fund",
@@ -203,11 +202,35 @@ export function fundEscrow(
         Number(params.disputeWindow),
       ],
       value: params.amount,
-    });
+    })).then((tx) => ({ deal: eventArgs(tx, "DealFunded").deal, hash: tx.hash }));
+}
+
+/** A mined escrow transaction: its hash and the contract's events in its receipt. */
+interface Mined {
+  hash: Hash;
+  logs: EscrowEvent[];
+}
+
+/** Checks `signal`, `send`s one transaction and waits for it to be mined; a revert is an {@link EscrowError}. */
+function transact(
+  client: PayClient,
+  params: ActionOptions,
+  send: () => Promise<Hash>,
+): Promise<Mined> {
+  return escrowCall(async () => {
+    params.signal?.throwIfAborted();
+    const hash = await send();
     const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({ abi: escrowAbi, eventName: "DealFunded", logs: receipt.logs });
-    return { deal: log!.args.deal, hash };
+    return { hash, logs: parseEventLogs({ abi: escrowAbi, logs: receipt.logs }) };
   });
+}
+
+/** Each escrow event's arguments, by its name. */
+type EventArgs = { [E in EscrowEvent as E["eventName"]]: E["args"] };
+
+/** The arguments of the first event of `tx` with one of `names`. */
+function eventArgs<N extends keyof EventArgs>(tx: Mined, ...names: N[]): EventArgs[N] {
+  return tx.logs.find((l) => (names as string[]).includes(l.eventName))!.args as EventArgs[N];
 }
 
 /** Parameters of the calls that name one deal. */
@@ -218,29 +241,28 @@ export interface DealParameters extends ActionOptions {
 
 type DealCall = "confirm" | "release" | "claim" | "refund" | "dispute" | "settle";
 
-/** Sends a one-deal call and returns the receipt's logs of the contract. */
-async function dealCall(client: PayClient, params: DealParameters, functionName: DealCall) {
-  params.signal?.throwIfAborted();
-  const hash = await writeContract(client, {
-    address: params.address,
-    abi: escrowAbi,
-    functionName,
-    args: [params.deal],
-  });
-  const receipt = await confirm(client, hash);
-  return { hash, logs: parseEventLogs({ abi: escrowAbi, logs: receipt.logs }) };
+/** Sends a one-deal call. */
+function dealCall(
+  client: PayClient,
+  params: DealParameters,
+  functionName: DealCall,
+): Promise<Mined> {
+  return transact(client, params, () =>
+    writeContract(client, {
+      address: params.address,
+      abi: escrowAbi,
+      functionName,
+      args: [params.deal],
+    }));
 }
 
 /** The seller takes the deal; returns the time from which it may claim. */
-export function confirmDeal(
+export async function confirmDeal(
   client: PayClient,
   params: DealParameters,
 ): Promise<{ releaseAt: bigint; hash: Hash }> {
-  return escrowCall(async () => {
-    const { hash, logs } = await dealCall(client, params, "confirm");
-    const log = logs.find((l) => l.eventName === "DealConfirmed")!;
-    return { releaseAt: (log.args as { releaseAt: bigint }).releaseAt, hash };
-  });
+  const tx = await dealCall(client, params, "confirm");
+  return { releaseAt: eventArgs(tx, "DealConfirmed").releaseAt, hash: tx.hash };
 }
 
 /** Amount credited by a release or a refund. */
@@ -254,36 +276,32 @@ async function settled(
   params: DealParameters,
   functionName: "release" | "claim" | "refund",
 ): Promise<SettledReturnType> {
-  const { hash, logs } = await dealCall(client, params, functionName);
-  const log = logs.find((l) => l.eventName === "DealReleased" || l.eventName === "DealRefunded")!;
-  return { amount: (log.args as { amount: bigint }).amount, hash };
+  const tx = await dealCall(client, params, functionName);
+  return { amount: eventArgs(tx, "DealReleased", "DealRefunded").amount, hash: tx.hash };
 }
 
 /** The buyer pays the seller in full (from any open state). */
 export function releaseDeal(client: PayClient, params: DealParameters): Promise<SettledReturnType> {
-  return escrowCall(() => settled(client, params, "release"));
+  return settled(client, params, "release");
 }
 
 /** The seller takes the payment after the delivery window, if the buyer did not dispute. */
 export function claimDeal(client: PayClient, params: DealParameters): Promise<SettledReturnType> {
-  return escrowCall(() => settled(client, params, "claim"));
+  return settled(client, params, "claim");
 }
 
 /** Back to the buyer: by the seller at any time, by the buyer once the seller missed `confirmBy`. */
 export function refundDeal(client: PayClient, params: DealParameters): Promise<SettledReturnType> {
-  return escrowCall(() => settled(client, params, "refund"));
+  return settled(client, params, "refund");
 }
 
 /** The buyer contests a confirmed deal within the delivery window; returns when the default applies. */
-export function disputeDeal(
+export async function disputeDeal(
   client: PayClient,
   params: DealParameters,
 ): Promise<{ resolveBy: bigint; hash: Hash }> {
-  return escrowCall(async () => {
-    const { hash, logs } = await dealCall(client, params, "dispute");
-    const log = logs.find((l) => l.eventName === "DealDisputed")!;
-    return { resolveBy: (log.args as { resolveBy: bigint }).resolveBy, hash };
-  });
+  const tx = await dealCall(client, params, "dispute");
+  return { resolveBy: eventArgs(tx, "DealDisputed").resolveBy, hash: tx.hash };
 }
 
 /** The split of a resolved dispute. */
@@ -293,59 +311,47 @@ export interface ResolvedReturnType {
   hash: Hash;
 }
 
-function resolved(hash: Hash, logs: { eventName: string; args: unknown }[]): ResolvedReturnType {
-  const args = logs.find((l) => l.eventName === "DealResolved")!.args as {
-    toBuyer: bigint;
-    toSeller: bigint;
-  };
-  return { toBuyer: args.toBuyer, toSeller: args.toSeller, hash };
+function resolved(tx: Mined): ResolvedReturnType {
+  const { toBuyer, toSeller } = eventArgs(tx, "DealResolved");
+  return { toBuyer, toSeller, hash: tx.hash };
 }
 
 /** The arbiter rules: `toBuyer` wei back to the buyer, the rest to the seller. */
-export function resolveDeal(
+export async function resolveDeal(
   client: PayClient,
   params: DealParameters & { toBuyer: bigint },
 ): Promise<ResolvedReturnType> {
-  return escrowCall(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
-      address: params.address,
-      abi: escrowAbi,
-      functionName: "resolve",
-      args: [params.deal, params.toBuyer],
-    });
-    const receipt = await confirm(client, hash);
-    return resolved(hash, parseEventLogs({ abi: escrowAbi, logs: receipt.logs }));
-  });
+  return resolved(
+    await transact(client, params, () =>
+      writeContract(client, {
+        address: params.address,
+        abi: escrowAbi,
+        functionName: "resolve",
+        args: [params.deal, params.toBuyer],
+      })),
+  );
 }
 
 /** The buyer or the seller takes the default ruling of an unresolved dispute (half each). */
-export function settleDispute(
+export async function settleDispute(
   client: PayClient,
   params: DealParameters,
 ): Promise<ResolvedReturnType> {
-  return escrowCall(async () => {
-    const { hash, logs } = await dealCall(client, params, "settle");
-    return resolved(hash, logs);
-  });
+  return resolved(await dealCall(client, params, "settle"));
 }
 
 /** Sends the client's account everything credited to it; returns how much. */
-export function withdrawEscrow(
+export async function withdrawEscrow(
   client: PayClient,
   params: { address: Address } & ActionOptions,
 ): Promise<{ amount: bigint; hash: Hash }> {
-  return escrowCall(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
-      address: params.address,
-      abi: escrowAbi,
-      functionName: "withdraw",
-    });
-    const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({ abi: escrowAbi, eventName: "Withdrawn", logs: receipt.logs });
-    return { amount: log!.args.amount, hash };
-  });
+  const tx = await transact(
+    client,
+    params,
+    () =>
+      writeContract(client, { address: params.address, abi: escrowAbi, functionName: "withdraw" }),
+  );
+  return { amount: eventArgs(tx, "Withdrawn").amount, hash: tx.hash };
 }
 
 /** Reads a deal; `status` is `"none"` for an id that was never funded. */
