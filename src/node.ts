@@ -42,7 +42,6 @@ import { meshPeers } from "./mesh/peers.ts";
 import { PeerHealth, type PeerStanding } from "./mesh/health.ts";
 import { VolunteerQuota } from "./mesh/quota.ts";
 import { type Drill, drillSource } from "./mesh/drill.ts";
-import { loadOrCreatePrivateKey } from "./mesh/identity.ts";
 import { ReputationService } from "./reputation/service.ts";
 import { fraudProof } from "./reputation/evidence.ts";
 import { OfferService } from "./market/offer_service.ts";
@@ -411,7 +410,7 @@ export class MeshgateNode {
           start: () => void health.attach(meshNode.libp2p),
           stop: () => health.detach(),
         });
-        const identity = await loadOrCreatePrivateKey(config.dataDir); // the mesh's
+        const identity = meshNode.privateKey;
         const standing = reputation = new ReputationService({
           dataDir: config.dataDir,
           privateKey: identity,

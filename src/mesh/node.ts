@@ -14,7 +14,7 @@ import { type GossipSub, gossipsub } from "@libp2p/gossipsub";
 import { identify } from "@libp2p/identify";
 import type { Identify } from "@libp2p/identify";
 import type { KadDHT, SingleKadDHT } from "@libp2p/kad-dht";
-import type { AbortOptions, Connection, Libp2p, PeerId } from "@libp2p/interface";
+import type { AbortOptions, Connection, Libp2p, PeerId, PrivateKey } from "@libp2p/interface";
 import { ping } from "@libp2p/ping";
 import type { Ping } from "@libp2p/ping";
 import { tcp } from "@libp2p/tcp";
@@ -165,6 +165,8 @@ export interface MeshServices extends Record<string, unknown> {
 export interface MeshNode {
   /** The node's peer ID, base58btc (`12D3KooW…`). */
   readonly peerId: string;
+  /** The node's identity key (from `<dataDir>/peer.key`): what it signs as its peer ID with. */
+  readonly privateKey: PrivateKey;
   /** The libp2p node underneath, for advanced use. */
   readonly libp2p: Libp2p<MeshServices>;
   /** libp2p's datastore: the peer store and the DHT's records (provider records capped). */
@@ -312,7 +314,14 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   connections = (peer) => libp2p.getConnections(peer);
   const meter = limitsOfRelay ? new RelayMeter(libp2p, init.relay?.gate) : undefined;
   meter?.start();
-  const node = new Libp2pMeshNode(libp2p, datastore, init, init.datastore === undefined, meter);
+  const node = new Libp2pMeshNode(
+    privateKey,
+    libp2p,
+    datastore,
+    init,
+    init.datastore === undefined,
+    meter,
+  );
   if (init.start !== false) {
     try {
       await node.start();
@@ -337,6 +346,7 @@ function checkBootstrapAddress(addr: string, what = "Bootstrap"): void {
 }
 
 class Libp2pMeshNode implements MeshNode {
+  readonly privateKey: PrivateKey;
   readonly libp2p: Libp2p<MeshServices>;
   readonly datastore: ProviderLimitedDatastore;
   readonly peerId: string;
@@ -350,6 +360,7 @@ class Libp2pMeshNode implements MeshNode {
   readonly #meter: RelayMeter | undefined;
 
   constructor(
+    privateKey: PrivateKey,
     libp2p: Libp2p<MeshServices>,
     datastore: ProviderLimitedDatastore,
     init: MeshNodeInit,
@@ -358,6 +369,7 @@ class Libp2pMeshNode implements MeshNode {
   ) {
     this.#relayVia = init.relayVia ?? [];
     this.#meter = meter;
+    this.privateKey = privateKey;
     this.libp2p = libp2p;
     this.datastore = datastore;
     this.#ownsDatastore = ownsDatastore;

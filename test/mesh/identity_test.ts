@@ -19,6 +19,8 @@ Deno.test({
       assert.equal(again.peerId, first.peerId);
       assert.ok(firstAddr.endsWith(`/p2p/${first.peerId}`));
       assert.notEqual(other.peerId, first.peerId);
+      // The key the node signs with (offers, statements) is the one of the file, behind its peer ID.
+      assert.ok(again.privateKey.equals(await loadOrCreatePrivateKey(`${dataDir}/node`)));
       const info = await Deno.stat(`${dataDir}/node/${KEY_FILE}`);
       assert.equal(info.mode! & 0o777, 0o600);
       assert.equal((await Deno.stat(`${dataDir}/node`)).mode! & 0o777, 0o700);
