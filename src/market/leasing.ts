@@ -17,7 +17,7 @@
 import type { Connection, Libp2p, PrivateKey, Stream } from "@libp2p/interface";
 import { MeshError } from "../errors.ts";
 import { CID, DAG_JSON_CODE } from "../content/cid.ts";
-import { callPeer, readMessage, writeMessage } from "../mesh/message.ts";
+import { answerMessage, callPeer } from "../mesh/message.ts";
 import type { ChunkStore } from "../store/store.ts";
 import type { MeshNode } from "../mesh/node.ts";
 import { placeLost, recoverChunk } from "./replace.ts";
@@ -183,12 +183,6 @@ const LEASE_CODES = new Set<string>([
   "lease_price",
   "lease_missing",
 ]);
-
-function wireError(e: unknown): Record<string, unknown> {
-  return e instanceof MeshError
-    ? { error: e.code, message: e.message }
-    : { error: "error", message: "The request could not be handled" };
-}
 
 /** A refusal from the peer as the error it names (or lease_protocol for anything else). */
 function refusal(reply: Record<string, unknown>): LeaseError {
@@ -734,26 +728,20 @@ export class LeaseService {
 
   #handleLease = async (stream: Stream, connection: Connection): Promise<void> => {
     const peer = connection.remotePeer.toString();
-    const signal = this.#signal();
-    let reply: Record<string, unknown>;
-    try {
-      const m = await readMessage(stream, signal, LEASE_WIRE);
+    await answerMessage(stream, this.#signal(), LEASE_WIRE, async (m) => {
       if (m.op === "terms") {
-        reply = {
+        return {
           storedPerGiBMonth: this.#init.storedPerGiBMonth ?? "0",
           freeBytes: Math.max(0, this.#capacity() - this.book.heldBytes(this.#now())),
         };
-      } else if (m.op === "propose") {
+      }
+      if (m.op === "propose") {
         const run = this.#proposals.then(() => this.accept(m.lease, peer));
         this.#proposals = run.catch(() => {});
-        reply = { lease: await run };
-      } else {
-        reply = { error: "lease_malformed", message: 'op must be "terms" or "propose"' };
+        return { lease: await run };
       }
-    } catch (e) {
-      reply = wireError(e);
-    }
-    await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
+      return { error: "lease_malformed", message: 'op must be "terms" or "propose"' };
+    });
   };
 
   #capacity(): number {
@@ -838,10 +826,8 @@ export class LeaseService {
 
   #handleAudit = async (stream: Stream, connection: Connection): Promise<void> => {
     const peer = connection.remotePeer.toString();
-    const signal = this.#signal();
-    let reply: Record<string, unknown>;
-    try {
-      const ch = decodeChallenge(await readMessage(stream, signal, AUDIT_WIRE));
+    await answerMessage(stream, this.#signal(), AUDIT_WIRE, async (m) => {
+      const ch = decodeChallenge(m);
       const entry = this.book.get(ch.lease, "holder");
       if (!entry) throw new LeaseError("lease_not_found", `No lease ${ch.lease} is kept here`);
       if (entry.lease.client !== peer) {
@@ -867,11 +853,8 @@ export class LeaseService {
       }
       await this.#checkSeed(ch, entry.lease, chunk[1]);
       const bytes = await this.#init.store.get(CID.parse(ch.cid));
-      reply = answer(ch, bytes);
-    } catch (e) {
-      reply = wireError(e);
-    }
-    await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
+      return answer(ch, bytes);
+    });
   };
 
   /**

@@ -12,7 +12,7 @@
 import type { Connection, Libp2p, PrivateKey, Stream } from "@libp2p/interface";
 import type { KadDHT } from "@libp2p/kad-dht";
 import { MeshError } from "../errors.ts";
-import { callPeer, readMessage, writeMessage } from "../mesh/message.ts";
+import { answerMessage, callPeer } from "../mesh/message.ts";
 import {
   decodeOffer,
   encodeOffer,
@@ -191,17 +191,11 @@ export class OfferService {
 
   #handle = async (stream: Stream, _connection: Connection): Promise<void> => {
     const signal = AbortSignal.timeout(this.#init.timeoutMs ?? 3000);
-    let reply: Record<string, unknown>;
-    try {
-      const m = await readMessage(stream, signal, WIRE);
-      reply = m.op === "offer" && this.#mine
-        ? { offer: this.#mine }
-        : { error: "bad_request", message: 'op must be "offer"' };
-    } catch (e) {
-      reply = e instanceof MeshError
-        ? { error: e.code, message: e.message }
-        : { error: "error", message: "The request could not be handled" };
-    }
-    await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
+    await answerMessage(stream, signal, WIRE, (m) =>
+      Promise.resolve(
+        m.op === "offer" && this.#mine
+          ? { offer: this.#mine }
+          : { error: "bad_request", message: 'op must be "offer"' },
+      ));
   };
 }

@@ -28,7 +28,7 @@ import type { Libp2p, PeerId, PrivateKey, Stream } from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
 import { MeshError } from "../errors.ts";
-import { callPeer, readMessage, writeMessage } from "../mesh/message.ts";
+import { answerMessage, callPeer } from "../mesh/message.ts";
 import {
   exportPrivateKey,
   generateHpkeKeyPair,
@@ -662,23 +662,20 @@ export class MarketService {
   }
 
   async #serve(stream: Stream, remote: PeerId): Promise<void> {
-    const signal = this.#signal();
-    let reply: Record<string, unknown>;
-    try {
-      const req = await readMessage(stream, signal, WIRE);
-      if (req.op === "quote") reply = await this.#takeQuote(req.sealed, remote.toString());
-      else if (req.op === "rating") {
-        const checked = await this.takeRating(req.rating, remote.toString());
-        reply = { ok: true, weight: checked.weight };
-      } else throw new MarketProtocolError("Unknown op");
-    } catch (e) {
-      reply = { error: (e as MeshError).code ?? "market_protocol", message: (e as Error).message };
-    }
-    try {
-      await writeMessage(stream, reply, signal);
-    } catch (e) {
-      stream.abort(e as Error);
-    }
+    await answerMessage(
+      stream,
+      this.#signal(),
+      WIRE,
+      async (req) => {
+        if (req.op === "quote") return await this.#takeQuote(req.sealed, remote.toString());
+        if (req.op === "rating") {
+          const checked = await this.takeRating(req.rating, remote.toString());
+          return { ok: true, weight: checked.weight };
+        }
+        throw new MarketProtocolError("Unknown op");
+      },
+      (e) => ({ error: (e as MeshError).code ?? "market_protocol", message: (e as Error).message }),
+    );
   }
 
   async #takeQuote(input: unknown, from: string): Promise<Record<string, unknown>> {

@@ -22,7 +22,7 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import { CID, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
 import { toHex } from "../units.ts";
-import { callPeer, readMessage, writeMessage } from "./message.ts";
+import { answerMessage, callPeer } from "./message.ts";
 import type { MeshNode } from "./node.ts";
 import { PeerTable } from "./placement.ts";
 import { signTagged, verifyTagged } from "./signature.ts";
@@ -339,23 +339,16 @@ export class LookupServer {
       this.#stopping.signal,
       AbortSignal.timeout(this.#findMs + 5000),
     ]);
-    let reply: Record<string, unknown>;
-    let hangUp = false;
-    try {
-      reply = await this.#answer(peer, await readMessage(stream, signal, WIRE), connection, signal);
-    } catch (e) {
-      hangUp = (e as { hangUp?: unknown }).hangUp === true;
-      reply = e instanceof MeshError
-        ? { error: e.code, message: e.message }
-        : { error: "error", message: "The lookup could not be answered" };
-    }
-    try {
-      await writeMessage(stream, reply, signal);
-    } catch {
-      stream.abort(new Error("The lookup answer could not be sent"));
-    }
+    const failed = await answerMessage(
+      stream,
+      signal,
+      WIRE,
+      (req) => this.#answer(peer, req, connection, signal),
+    );
     // A forger (a hook marked the error) is cut off once it knows why.
-    if (hangUp) await this.#net?.hangUp(connection.remotePeer).catch(() => {});
+    if ((failed as { hangUp?: unknown } | undefined)?.hangUp === true) {
+      await this.#net?.hangUp(connection.remotePeer).catch(() => {});
+    }
   };
 
   async #answer(

@@ -1,5 +1,6 @@
 /**
- * One JSON request per stream, one JSON answer: the wire of Meshgate's small protocols (pay, reputation).
+ * One JSON request per stream, one JSON answer: the wire of Meshgate's small protocols (pay, lookups, offers,
+ * reputation, market, leases and audits).
  * Each side writes one message and closes its end; there is no framing, a reader takes everything up to the
  * end of the stream and aborts it past its size limit.
  *
@@ -8,11 +9,18 @@
 import type { Libp2p, PeerId, Stream } from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { Uint8ArrayList } from "uint8arraylist";
-import type { MeshError } from "../errors.ts";
+import { MeshError } from "../errors.ts";
 import { limitedConnection } from "./_target.ts";
 
 /** How a protocol names what went wrong on its wire. */
 export type WireError = (message: string, cause?: unknown) => MeshError;
+
+/** A protocol's wire: its largest message, its name in errors, and its error. */
+export interface Wire {
+  maxBytes: number;
+  what: string;
+  error: WireError;
+}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
@@ -38,7 +46,7 @@ export async function writeMessage(
 export async function readMessage(
   stream: Stream,
   signal: AbortSignal,
-  options: { maxBytes: number; what: string; error: WireError },
+  options: Wire,
 ): Promise<Record<string, unknown>> {
   const { maxBytes, what, error } = options;
   const buf = new Uint8ArrayList();
@@ -81,7 +89,7 @@ export async function callPeer(
   protocol: string,
   request: unknown,
   signal: AbortSignal,
-  options: { maxBytes: number; what: string; error: WireError },
+  options: Wire,
 ): Promise<Record<string, unknown>> {
   const id = typeof peer === "string" ? peerIdFromString(peer) : peer;
   // Request and answer protocols (pay, offers, reputation) also run over relayed connections.
@@ -99,4 +107,40 @@ export async function callPeer(
     stream.abort(e instanceof Error ? e : new Error(String(e)));
     throw e;
   }
+}
+
+/** The answer to a request that failed: a {@link MeshError}'s code and message, anything else a generic
+ * refusal (an internal error says nothing to the peer). */
+export function errorReply(e: unknown): Record<string, unknown> {
+  return e instanceof MeshError
+    ? { error: e.code, message: e.message }
+    : { error: "error", message: "The request could not be handled" };
+}
+
+/**
+ * The handler side of {@link callPeer}: reads the peer's one request, writes what `answer` makes of it (or
+ * what `reply` makes of the error it or the read threw: {@link errorReply} by default) and closes, all within
+ * `signal`; an answer that cannot be sent aborts the stream. Resolves with the error answered, if any.
+ */
+export async function answerMessage(
+  stream: Stream,
+  signal: AbortSignal,
+  wire: Wire,
+  answer: (request: Record<string, unknown>) => Promise<Record<string, unknown>>,
+  reply: (e: unknown) => Record<string, unknown> = errorReply,
+): Promise<unknown> {
+  let out: Record<string, unknown>;
+  let failed: unknown;
+  try {
+    out = await answer(await readMessage(stream, signal, wire));
+  } catch (e) {
+    failed = e;
+    out = reply(e);
+  }
+  try {
+    await writeMessage(stream, out, signal);
+  } catch {
+    stream.abort(new Error(`The ${wire.what} answer could not be sent`));
+  }
+  return failed;
 }

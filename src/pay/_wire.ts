@@ -4,9 +4,9 @@
  *
  * @module
  */
-import type { Libp2p, PeerId, Stream } from "@libp2p/interface";
+import type { Libp2p, PeerId } from "@libp2p/interface";
 import { MeshError } from "../errors.ts";
-import { callPeer, encodeMessage, readMessage as read, writeMessage } from "../mesh/message.ts";
+import { callPeer, encodeMessage, type Wire } from "../mesh/message.ts";
 
 /** Largest pay message: a voucher with the receipts of a batch of up to ~1000 chunks. */
 export const MAX_MESSAGE_BYTES = 256 * 1024;
@@ -19,18 +19,14 @@ export class PayProtocolError extends MeshError {
   }
 }
 
-const WIRE = {
+/** The pay protocol's wire (`mesh/message.ts`). */
+export const PAY_WIRE: Wire = {
   maxBytes: MAX_MESSAGE_BYTES,
   what: "pay",
   error: (message: string, cause?: unknown) => new PayProtocolError(message, { cause }),
 };
 
-export { encodeMessage, writeMessage };
-
-/** Reads the peer's whole pay message as a JSON object ({@link PayProtocolError} if it is not one). */
-export function readMessage(stream: Stream, signal: AbortSignal): Promise<Record<string, unknown>> {
-  return read(stream, signal, WIRE);
-}
+export { encodeMessage };
 
 /** Sends a pay request to `peer` and reads its answer. */
 export function callPay(
@@ -40,7 +36,7 @@ export function callPay(
   request: unknown,
   signal: AbortSignal,
 ): Promise<Record<string, unknown>> {
-  return callPeer(libp2p, peer, protocol, request, signal, WIRE);
+  return callPeer(libp2p, peer, protocol, request, signal, PAY_WIRE);
 }
 
 /** A non-negative integer sent as a decimal string (or a safe integer). */

@@ -39,7 +39,6 @@ import {
   getTransactionReceipt,
 } from "viem/actions";
 import type { CID } from "../content/cid.ts";
-import { MeshError } from "../errors.ts";
 import { type DeliveryGate, MAX_CHUNK_BYTES } from "../mesh/exchange.ts";
 import { channelHubAbi } from "./abi.ts";
 import type { ChainConfig } from "./chain.ts";
@@ -64,7 +63,8 @@ import {
 } from "./pay_protocol.ts";
 import { Serial } from "./_serial.ts";
 import type { PayClient } from "./_tx.ts";
-import { PayProtocolError, readMessage, writeMessage } from "./_wire.ts";
+import { PAY_WIRE, PayProtocolError } from "./_wire.ts";
+import { answerMessage, errorReply } from "../mesh/message.ts";
 import { ChainWatcher } from "./watcher.ts";
 import { errorText, payLog } from "./_log.ts";
 import { ContractRevertError } from "./errors.ts";
@@ -661,24 +661,19 @@ export class PaymentDesk implements DeliveryGate {
 
   #handle = async (stream: Stream, connection: Connection): Promise<void> => {
     const peer = connection.remotePeer.toString();
-    const signal = AbortSignal.timeout(this.#timeoutMs);
-    let reply: Record<string, unknown>;
     let forged = false;
-    try {
-      reply = await this.#answer(peer, await readMessage(stream, signal));
-    } catch (e) {
-      forged = isForgery(e);
-      if (forged) this.#ban(peer, (e as Error).message);
-      else forged = this.#bans.has(peer) && !(e instanceof PeerBannedError); // banned just now
-      reply = e instanceof MeshError
-        ? { error: e.code, message: e.message }
-        : { error: "error", message: "The request could not be handled" };
-    }
-    try {
-      await writeMessage(stream, reply, signal);
-    } catch {
-      stream.abort(new Error("The pay answer could not be sent"));
-    }
+    await answerMessage(
+      stream,
+      AbortSignal.timeout(this.#timeoutMs),
+      PAY_WIRE,
+      (req) => this.#answer(peer, req),
+      (e) => {
+        forged = isForgery(e);
+        if (forged) this.#ban(peer, (e as Error).message);
+        else forged = this.#bans.has(peer) && !(e instanceof PeerBannedError); // banned just now
+        return errorReply(e);
+      },
+    );
     // A forger is cut off; its answer went out first so that it knows why.
     if (forged) await this.#libp2p?.hangUp(connection.remotePeer).catch(() => {});
   };

@@ -13,7 +13,7 @@
  */
 import type { Connection, Libp2p, PrivateKey, Stream } from "@libp2p/interface";
 import { MeshError } from "../errors.ts";
-import { callPeer, readMessage, writeMessage } from "../mesh/message.ts";
+import { answerMessage, callPeer } from "../mesh/message.ts";
 import {
   type Attestation,
   edgesOf,
@@ -213,15 +213,12 @@ export class ReputationService {
   #handle = async (stream: Stream, connection: Connection): Promise<void> => {
     const peer = connection.remotePeer.toString();
     const signal = this.#signal();
-    let reply: Record<string, unknown>;
-    try {
-      const m = await readMessage(stream, signal, WIRE);
-      if (m.op === "attestation") {
-        reply = { attestation: await this.attestation() };
-      } else if (m.op === "proof") {
+    await answerMessage(stream, signal, WIRE, async (m) => {
+      if (m.op === "attestation") return { attestation: await this.attestation() };
+      if (m.op === "proof") {
         try {
           await this.report(m.proof, peer);
-          reply = { ok: true };
+          return { ok: true };
         } catch (e) {
           if (!(e instanceof EvidenceError)) throw e;
           const n = (this.#forged.get(peer) ?? 0) + 1;
@@ -233,17 +230,11 @@ export class ReputationService {
               evidence: { refused: n, last: e.message },
             });
           }
-          reply = { error: e.code, message: e.message };
+          return { error: e.code, message: e.message };
         }
-      } else {
-        reply = { error: "bad_request", message: 'op must be "attestation" or "proof"' };
       }
-    } catch (e) {
-      reply = e instanceof MeshError
-        ? { error: e.code, message: e.message }
-        : { error: "error", message: "The request could not be handled" };
-    }
-    await writeMessage(stream, reply, signal).catch(() => stream.abort(new Error("unsent")));
+      return { error: "bad_request", message: 'op must be "attestation" or "proof"' };
+    });
   };
 }
 
