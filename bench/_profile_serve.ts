@@ -22,6 +22,8 @@ const { values: flags } = parseArgs({
     "no-prof": { type: "boolean", default: false },
     /** Print the stacks (callers) through a function whose name contains this. */
     callers: { type: "string" },
+    /** Print the functions whose samples make up this stage. */
+    "stage-detail": { type: "string" },
   },
 });
 const SIZE = Number(flags.size) * MiB;
@@ -127,6 +129,34 @@ const cpuOf = (pid: number) => {
   return (Number(f[11]) + Number(f[12])) / 100;
 };
 
+/** Stages a sample is charged to: the first whose pattern matches a frame of its stack. */
+const STAGES: [string, RegExp][] = [
+  ["idle", /^\(idle\)/],
+  ["garbage collection", /^\(garbage collector\)/],
+  ["BLAKE3 verify", /^matchesCid |^blake3 src\/kernels/],
+  ["delivery signature", /signDelivery|sign_ed25519|signTagged/],
+  ["noise decrypt", /^(chaCha20Poly1305Decrypt|decrypt) /],
+  ["noise encrypt", /^(chaCha20Poly1305Encrypt|encrypt) /],
+  ["yamux window updates", /^sendWindowUpdate /],
+  ["socket write", /^writeBuffer |^Socket\._writeGeneric /],
+  ["store read", /^get src\/store\/|readFile ext:deno_fs|op_fs_/],
+  [
+    "frame copies (concat, Buffer)",
+    /uint8arraylist|uint8arrays|^concat |createBuffer|FastBuffer|_copyActual|allocUnsafe/,
+  ],
+  ["framing + exchange (src/mesh)", /src\/mesh\//],
+  [
+    "read assembly + HTTP body (src/content, edge, hono)",
+    /src\/content\/|edge\/|hono@|ReadableStream|deno_http/,
+  ],
+  [
+    "yamux decode + stream events",
+    /libp2p-yamux|abstract-message-stream|abstract-stream|main-event|02_event\.js/,
+  ],
+  ["socket read", /onStreamRead|socket-to-conn/],
+  ["timers", /timers/],
+];
+
 function report(name: string, profile: Profile, cpuS: number) {
   const byId = new Map(profile.nodes.map((x) => [x.id, x]));
   const parent = new Map<number, number>();
@@ -170,9 +200,35 @@ function report(name: string, profile: Profile, cpuS: number) {
       console.log(`    ${ms.toFixed(0)} ms in\n        ${k}`);
     }
   }
+  // Each sample charged to the first stage (in this order) that a frame of its stack belongs to.
+  const staged = new Map<string, number>();
+  const detail = new Map<string, number>();
+  profile.samples.forEach((id) => {
+    const chain: string[] = [];
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      chain.push(keyOf(byId.get(at)!));
+    }
+    const stage = STAGES.find(([, re]) => chain.some((k) => re.test(k)))?.[0] ?? "other";
+    staged.set(stage, (staged.get(stage) ?? 0) + interval);
+    if (flags["stage-detail"] && stage === flags["stage-detail"]) {
+      detail.set(chain[0]!, (detail.get(chain[0]!) ?? 0) + interval);
+    }
+  });
   const line = ([k, ms]: [string, number]) =>
     `      ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`;
   console.log(`  ${name}: CPU ${cpuS.toFixed(2)} s; busy samples ${total.toFixed(0)} ms`);
+  console.log(`    by stage (ms per MiB moved, share of busy samples):`);
+  for (const [k, ms] of [...staged].sort((a, b) => b[1] - a[1])) {
+    if (k === "idle") continue;
+    console.log(
+      `      ${(ms / (SIZE / MiB)).toFixed(2).padStart(6)} ms/MiB ${
+        (ms / total * 100).toFixed(1).padStart(5)
+      }%  ${k}`,
+    );
+  }
+  for (const [k, ms] of [...detail].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+    console.log(`        ${ms.toFixed(1).padStart(6)} ms  ${k}`);
+  }
   console.log(`    self:`);
   for (const e of [...self].sort((a, b) => b[1] - a[1]).slice(0, TOP)) console.log(line(e));
   console.log(`    inclusive:`);

@@ -83,13 +83,41 @@ export function decodeFrame(payload: Uint8ArrayList, maxHeaderLength: number): F
   }
   let header: unknown;
   try {
-    header = JSON.parse(decoder.decode(payload.subarray(used, used + hlen)));
+    header = JSON.parse(decoder.decode(bytesOf(payload, used, used + hlen)));
   } catch (e) {
     throw new ExchangeProtocolError("a frame header is not valid JSON", e);
   }
-  // A plain Uint8Array view: Uint8ArrayList hands out Node Buffers here, which callers should not see.
-  const body = payload.subarray(used + hlen);
-  return { header, body: new Uint8Array(body.buffer, body.byteOffset, body.byteLength) };
+  return { header, body: bytesOf(payload, used + hlen, payload.byteLength) };
+}
+
+/**
+ * Bytes [start, end) of `list` as a plain Uint8Array: a view when they lie in one of its buffers, else one
+ * copy. Not `Uint8ArrayList.subarray`: that concatenates through Node's `Buffer.concat` (slow in Deno's
+ * polyfill) and hands out Node Buffers, which callers should not see.
+ */
+function bytesOf(list: Uint8ArrayList, start: number, end: number): Uint8Array {
+  let out: Uint8Array | undefined;
+  let at = 0;
+  let pos = 0;
+  for (const buf of list) {
+    const from = Math.max(start - pos, 0);
+    const to = Math.min(end - pos, buf.byteLength);
+    pos += buf.byteLength;
+    if (to <= from) {
+      if (pos >= end) break;
+      continue;
+    }
+    if (out === undefined) {
+      if (to - from === end - start) {
+        return new Uint8Array(buf.buffer, buf.byteOffset + from, to - from);
+      }
+      out = new Uint8Array(end - start);
+    }
+    out.set(buf.subarray(from, to), at);
+    at += to - from;
+    if (pos >= end) break;
+  }
+  return out ?? new Uint8Array(0);
 }
 
 /**

@@ -53,7 +53,7 @@ import { KeyedLimiter } from "./_limiter.ts";
 import { type DeliverySignature, signDelivery, verifyDelivery } from "./signed_delivery.ts";
 import { fromHex, toHex } from "../units.ts";
 import {
-  limitedConnection,
+  openConnectionTo,
   type PeerTarget,
   peerTargetLabel,
   resolvePeerTarget,
@@ -200,7 +200,7 @@ export interface ChunkExchangeComponents {
     unhandle(protocol: string): Promise<void>;
   };
   connectionManager: {
-    /** The connections to a peer (libp2p's): a relayed one is reused (see `limitedConnection`). */
+    /** The connections to a peer (libp2p's): a relayed one is reused (see `openConnectionTo`). */
     getConnections?(peer: PeerId): Connection[];
     openConnection(
       peer: PeerId | Multiaddr | Multiaddr[],
@@ -674,7 +674,7 @@ export class ChunkExchange implements Startable {
       dial = await resolvePeerTarget(this.#components.peerStore, target);
       const manager = this.#components.connectionManager;
       connection = (manager.getConnections &&
-        limitedConnection((p) => manager.getConnections!(p), dial)) ??
+        openConnectionTo((p) => manager.getConnections!(p), dial)) ??
         await manager.openConnection(dial, { signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason;

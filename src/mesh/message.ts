@@ -10,7 +10,7 @@ import type { Libp2p, PeerId, Stream } from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { Uint8ArrayList } from "uint8arraylist";
 import { MeshError } from "../errors.ts";
-import { limitedConnection } from "./_target.ts";
+import { openConnectionTo } from "./_target.ts";
 
 /** How a protocol names what went wrong on its wire. */
 export type WireError = (message: string, cause?: unknown) => MeshError;
@@ -94,11 +94,11 @@ export async function callPeer(
   const id = typeof peer === "string" ? peerIdFromString(peer) : peer;
   // Request and answer protocols (pay, offers, reputation) also run over relayed connections.
   const dialOptions = { signal, runOnLimitedConnection: true };
-  const relayed = "getConnections" in libp2p
-    ? limitedConnection((p) => (libp2p as Pick<Libp2p, "getConnections">).getConnections(p), id)
+  const open = "getConnections" in libp2p
+    ? openConnectionTo((p) => (libp2p as Pick<Libp2p, "getConnections">).getConnections(p), id)
     : undefined;
-  const stream = relayed
-    ? await relayed.newStream(protocol, dialOptions)
+  const stream = open
+    ? await open.newStream(protocol, dialOptions)
     : await libp2p.dialProtocol(id, protocol, dialOptions);
   try {
     await writeMessage(stream, request, signal);
