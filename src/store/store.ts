@@ -118,6 +118,8 @@ export class ChunkStore {
   /** Shard directories known to exist, and those with renames not yet synced. */
   #dirs = new Set<string>();
   #unsynced = new Set<string>();
+  /** The directory syncs under way (one round at a time): a flush waits for it, as it may hold its rename. */
+  #syncing?: Promise<void>;
 
   private constructor(dir: string, maxBytes: number) {
     this.dir = dir;
@@ -292,9 +294,22 @@ export class ChunkStore {
    * partially written either way; until flush, a power loss may forget a recent one entirely.
    */
   async flush(): Promise<void> {
+    // Group commit: a round under way may have taken the directory of a rename made before this call
+    // without having synced it yet, so wait for it; the renames made meanwhile, by every caller, are then
+    // synced in one next round (a holder flushes after each chunk of a put, several at once).
+    while (this.#syncing) await this.#syncing.catch(() => {});
+    if (!this.#unsynced.size) return;
     const dirs = [...this.#unsynced];
     this.#unsynced.clear();
-    await Promise.all(dirs.map(syncDir));
+    const round = Promise.all(dirs.map(syncDir)).then(
+      () => {},
+      (e) => {
+        for (const dir of dirs) this.#unsynced.add(dir); // not known durable: the next flush tries again
+        throw e;
+      },
+    ).finally(() => this.#syncing = undefined);
+    this.#syncing = round;
+    await round;
   }
 
   /** Removes a chunk. Returns whether it was there. */
