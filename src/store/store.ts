@@ -137,7 +137,8 @@ export class ChunkStore {
     for await (const entry of Deno.readDir(`${dir}/tmp`)) {
       await Deno.remove(`${dir}/tmp/${entry.name}`, { recursive: true });
     }
-    for await (const { bytes } of store.#walk()) {
+    for await (const { dir, bytes } of store.#walk()) {
+      store.#dirs.add(dir); // known to exist: no mkdir on its next write
       store.#chunks++;
       store.#bytes += bytes;
       store.#used += blockCost(bytes);
@@ -157,13 +158,14 @@ export class ChunkStore {
     return `${this.dir}/chunks/${key.slice(-2)}/${key}`;
   }
 
-  async *#walk(): AsyncGenerator<{ key: string; bytes: number }> {
+  async *#walk(): AsyncGenerator<{ key: string; bytes: number; dir: string }> {
     for await (const shard of Deno.readDir(`${this.dir}/chunks`)) {
       if (!shard.isDirectory) continue;
-      for await (const entry of Deno.readDir(`${this.dir}/chunks/${shard.name}`)) {
+      const dir = `${this.dir}/chunks/${shard.name}`;
+      for await (const entry of Deno.readDir(dir)) {
         if (!entry.isFile) continue;
-        const { size } = await Deno.stat(`${this.dir}/chunks/${shard.name}/${entry.name}`);
-        yield { key: entry.name, bytes: size };
+        const { size } = await Deno.stat(`${dir}/${entry.name}`);
+        yield { key: entry.name, bytes: size, dir };
       }
     }
   }
