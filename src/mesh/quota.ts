@@ -202,8 +202,17 @@ export class VolunteerQuota {
     },
   ): (cid: CID, bytes: Uint8Array, from?: string) => Promise<boolean> {
     return async (cid, bytes, from) => {
-      if (from === undefined || await store.has(cid)) return await store.put(cid, bytes);
-      return await this.charge(from, bytes.length, () => store.put(cid, bytes), cid);
+      if (from === undefined) return await store.put(cid, bytes);
+      // A chunk already held costs nothing (the write finds it and is not charged); whether it is held is
+      // asked only when the quota would refuse it, so that a put costs one lookup on disk, not two.
+      try {
+        return await this.charge(from, bytes.length, () => store.put(cid, bytes), cid);
+      } catch (e) {
+        if (e instanceof QuotaExceededError && await store.has(cid)) {
+          return await store.put(cid, bytes);
+        }
+        throw e;
+      }
     };
   }
 

@@ -118,6 +118,8 @@ export class ChunkStore {
   /** Shard directories known to exist, and those with renames not yet synced. */
   #dirs = new Set<string>();
   #unsynced = new Set<string>();
+  /** The directory syncs under way (one round at a time): a flush waits for it, as it may hold its rename. */
+  #syncing?: Promise<void>;
 
   private constructor(dir: string, maxBytes: number) {
     this.dir = dir;
@@ -135,7 +137,8 @@ export class ChunkStore {
     for await (const entry of Deno.readDir(`${dir}/tmp`)) {
       await Deno.remove(`${dir}/tmp/${entry.name}`, { recursive: true });
     }
-    for await (const { bytes } of store.#walk()) {
+    for await (const { dir, bytes } of store.#walk()) {
+      store.#dirs.add(dir); // known to exist: no mkdir on its next write
       store.#chunks++;
       store.#bytes += bytes;
       store.#used += blockCost(bytes);
@@ -155,13 +158,14 @@ export class ChunkStore {
     return `${this.dir}/chunks/${key.slice(-2)}/${key}`;
   }
 
-  async *#walk(): AsyncGenerator<{ key: string; bytes: number }> {
+  async *#walk(): AsyncGenerator<{ key: string; bytes: number; dir: string }> {
     for await (const shard of Deno.readDir(`${this.dir}/chunks`)) {
       if (!shard.isDirectory) continue;
-      for await (const entry of Deno.readDir(`${this.dir}/chunks/${shard.name}`)) {
+      const dir = `${this.dir}/chunks/${shard.name}`;
+      for await (const entry of Deno.readDir(dir)) {
         if (!entry.isFile) continue;
-        const { size } = await Deno.stat(`${this.dir}/chunks/${shard.name}/${entry.name}`);
-        yield { key: entry.name, bytes: size };
+        const { size } = await Deno.stat(`${dir}/${entry.name}`);
+        yield { key: entry.name, bytes: size, dir };
       }
     }
   }
@@ -292,9 +296,22 @@ export class ChunkStore {
    * partially written either way; until flush, a power loss may forget a recent one entirely.
    */
   async flush(): Promise<void> {
+    // Group commit: a round under way may have taken the directory of a rename made before this call
+    // without having synced it yet, so wait for it; the renames made meanwhile, by every caller, are then
+    // synced in one next round (a holder flushes after each chunk of a put, several at once).
+    while (this.#syncing) await this.#syncing.catch(() => {});
+    if (!this.#unsynced.size) return;
     const dirs = [...this.#unsynced];
     this.#unsynced.clear();
-    await Promise.all(dirs.map(syncDir));
+    const round = Promise.all(dirs.map(syncDir)).then(
+      () => {},
+      (e) => {
+        for (const dir of dirs) this.#unsynced.add(dir); // not known durable: the next flush tries again
+        throw e;
+      },
+    ).finally(() => this.#syncing = undefined);
+    this.#syncing = round;
+    await round;
   }
 
   /** Removes a chunk. Returns whether it was there. */

@@ -95,6 +95,22 @@ Deno.test("ChunkStore writes one chunk once under concurrent puts", () =>
     assert.equal(store.stats().bytes, 2000);
   }));
 
+Deno.test("ChunkStore.flush waits for a directory sync under way that took its rename", () =>
+  withStore(async (dir) => {
+    const store = await ChunkStore.open(dir);
+    for (let i = 0; i < 8; i++) {
+      const bytes = randomBytes(1000);
+      await store.put(cidOf(bytes), bytes);
+    }
+    // The first flush takes every directory to sync; a second one, called at once, must not report them
+    // durable before that sync is done (a holder acknowledges a chunk when its flush resolves).
+    let first = false;
+    const syncing = store.flush().then(() => first = true);
+    await store.flush();
+    assert.equal(first, true, "the second flush resolved before the sync under way");
+    await syncing;
+  }));
+
 Deno.test("ChunkStore keeps pins and usage across reopen and clears unfinished writes", () =>
   withStore(async (dir) => {
     const store = await ChunkStore.open(dir);
