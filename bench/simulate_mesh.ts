@@ -18,6 +18,7 @@ const { values } = parseArgs({
     light: { type: "string", default: "20" },
     latency: { type: "string", default: "5,40" },
     loss: { type: "string", default: "0.01" },
+    refresh: { type: "string", default: "0" },
     json: { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
     "wall-clock": { type: "boolean", default: false },
@@ -26,7 +27,7 @@ const { values } = parseArgs({
 });
 if (values.help) {
   console.log(
-    "deno task simulate [--nodes 1000] [--hour-ms 60000] [--churn 0.2] [--records 100] [--files 8] [--lookups 200] [--light 20] [--latency 5,40] [--loss 0.01] [--wall-clock] [--profile] [--json]",
+    "deno task simulate [--nodes 1000] [--hour-ms 60000] [--churn 0.2] [--records 100] [--files 8] [--lookups 200] [--light 20] [--latency 5,40] [--loss 0.01] [--refresh 0] [--wall-clock] [--profile] [--json]",
   );
   Deno.exit(0);
 }
@@ -51,6 +52,7 @@ const report = await simulateMesh({
   dilation: values["wall-clock"] ? false : {},
   latencyMs: values.latency.split(",").map((v) => num("latency", v)) as [number, number],
   loss: num("loss", values.loss),
+  refreshRounds: num("refresh", values.refresh),
   dialLoss: num("loss", values.loss),
   log: (line) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`),
 });

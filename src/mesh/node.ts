@@ -143,6 +143,10 @@ export interface MeshNodeInit {
   relayVia?: string[];
   /** Told of the bytes each relay carried for this node (for paying it). Default: none. */
   onRelayed?: (relay: string, bytes: number) => void;
+  /** libp2p's logger (`Libp2pOptions["logger"]`). Default: libp2p's (debug-style, off unless `DEBUG` names it).
+   * The simulation passes one that does nothing: libp2p makes loggers per connection and stream, and a
+   * thousand nodes' worth of them is a seventh of the heap kept per connection. */
+  logger?: Libp2pOptions["logger"];
   /** Start at once. Default: true. */
   start?: boolean;
 }
@@ -252,6 +256,7 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
   const libp2p = await createLibp2p<MeshServices>({
     privateKey,
     datastore,
+    ...(init.logger ? { logger: init.logger } : {}),
     // Provider records name peers by ID; their addresses come from the peer store, which hides addresses
     // first seen over an hour ago (libp2p's default), and GET_PROVIDERS leaves out providers without
     // addresses. Keep them as long as a record lives.
