@@ -150,7 +150,7 @@ function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
 }
 
 async function pump(
-  stream: ReadableStream<Uint8Array>,
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
   tail: string[],
   onLine: (line: string) => void,
 ): Promise<void> {
