@@ -150,8 +150,10 @@ export class PayLedger {
 /** A database at `path` in exclusive locking mode, its lock taken by a first write: held until closed (or
  * the process ends). Throws {@link DeskLockedError} when another connection holds it. */
 function lockedDb(path: string, keyFile?: string): DatabaseSync {
-  const db = new DatabaseSync(path);
+  let db: DatabaseSync | undefined;
   try {
+    // Opening can meet the other desk's lock too (it may be creating the file): the same refusal.
+    db = new DatabaseSync(path);
     // Exclusive mode: the first write takes the file's lock and keeps it until close (or death).
     db.exec("PRAGMA locking_mode = EXCLUSIVE");
     db.exec("PRAGMA journal_mode = WAL");
@@ -172,7 +174,7 @@ function lockedDb(path: string, keyFile?: string): DatabaseSync {
       Date.now(),
     );
   } catch (e) {
-    db.close();
+    db?.close();
     if (/locked|busy/i.test(String((e as Error).message))) throw new DeskLockedError(path, keyFile);
     throw e;
   }
