@@ -276,3 +276,20 @@ export class DilatedClock {
     return top;
   }
 }
+
+/**
+ * Runs `fn` on a {@link DilatedClock} made from `dilation` (installed before, uninstalled after, whatever
+ * `fn` does), or on the wall clock when `dilation` is `false` (`fn` gets no clock then).
+ */
+export async function onDilatedClock<T>(
+  dilation: false | DilatedClockInit | undefined,
+  fn: (clock: DilatedClock | undefined) => Promise<T>,
+): Promise<T> {
+  const clock = dilation === false ? undefined : new DilatedClock(dilation);
+  clock?.install();
+  try {
+    return await fn(clock);
+  } finally {
+    clock?.uninstall();
+  }
+}

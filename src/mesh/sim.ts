@@ -44,7 +44,7 @@ import type { ChunkSource } from "./exchange.ts";
 import { fetchFromMesh } from "./fetch.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { placeFile } from "./place.ts";
-import { DilatedClock, type DilatedClockInit } from "./_sim_clock.ts";
+import { type DilatedClock, type DilatedClockInit, onDilatedClock } from "./_sim_clock.ts";
 
 /** Options of {@link simulateMesh}. Every field documents its default. */
 export interface MeshSimInit {
@@ -181,13 +181,7 @@ export interface MeshSimReport {
 
 /** Runs the simulation (see the module doc) and stops every node it started. */
 export async function simulateMesh(init: MeshSimInit = {}): Promise<MeshSimReport> {
-  const clock = init.dilation === false ? undefined : new DilatedClock(init.dilation);
-  clock?.install();
-  try {
-    return await run(init, clock);
-  } finally {
-    clock?.uninstall();
-  }
+  return await onDilatedClock(init.dilation, (clock) => run(init, clock));
 }
 
 async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<MeshSimReport> {

@@ -18,8 +18,7 @@
  * @module
  */
 import { cidOf } from "../content/cid.ts";
-import { DilatedClock, type DilatedClockInit } from "./_sim_clock.ts";
-import { loadOrCreatePrivateKey } from "./identity.ts";
+import { type DilatedClock, type DilatedClockInit, onDilatedClock } from "./_sim_clock.ts";
 import { LookupServer, requestLookup } from "./lookup.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { PeerTable } from "./placement.ts";
@@ -64,13 +63,7 @@ export interface LookupSimReport {
 
 /** Runs the comparison (see the module doc) and stops every node. */
 export async function simulateLookups(init: LookupSimInit = {}): Promise<LookupSimReport> {
-  const clock = init.dilation === false ? undefined : new DilatedClock(init.dilation);
-  clock?.install();
-  try {
-    return await run(init, clock);
-  } finally {
-    clock?.uninstall();
-  }
+  return await onDilatedClock(init.dilation, (clock) => run(init, clock));
 }
 
 async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promise<LookupSimReport> {
@@ -151,7 +144,7 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
     );
     server = new LookupServer({
       mesh: op.mesh,
-      privateKey: await loadOrCreatePrivateKey(dir),
+      privateKey: op.mesh.privateKey, // the key it loaded from its data directory
       serve: true,
       statementMs: 0, // statements are the providers' business; not timed here
     });
