@@ -240,6 +240,29 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
       () => node.stats().fetched,
     ),
   );
+  // Announcements wait for quiet (provide.ts): a reader's DHT finds a new holder only once they ran.
+  const announced = () => node.announcements?.stats();
+  metrics.add(
+    new Gauge(
+      "mesh_provide_pending",
+      "Provider announcements waiting or running",
+      () => announced()?.pending ?? 0,
+    ),
+  );
+  metrics.add(
+    new SampledCounter(
+      "mesh_provided_total",
+      "Provider announcements made since start",
+      () => announced()?.provided ?? 0,
+    ),
+  );
+  metrics.add(
+    new SampledCounter(
+      "mesh_provide_failed_total",
+      "Provider announcements that reached no peer or timed out since start",
+      () => announced()?.failed ?? 0,
+    ),
+  );
   metrics.add(
     new SampledCounter(
       "mesh_chunks_placed_total",

@@ -74,6 +74,16 @@ Deno.test({
         assert.equal(res.status, 201, await res.clone().text());
         assert.equal((await res.json()).cid, cids[f], "the same CID as the drills hold");
       }
+      // The holders announce once quiet (provide.ts); the shares below compare against the DHT's
+      // providers, so the reads start once every announcement ran (under load they lag the puts).
+      const announced = Date.now() + 60_000;
+      for (const n of nodes) {
+        while (await metric(n.url, "mesh_provide_pending") > 0) {
+          assert.ok(Date.now() < announced, `${n.url} announced its chunks`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        assert.ok(await metric(n.url, "mesh_provided_total") > 0, `${n.url} announced`);
+      }
       reader = await spawnNode(
         // A long search deadline: eleven processes share this machine with the rest of the suite.
         [
