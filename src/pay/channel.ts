@@ -53,23 +53,14 @@ export function openChannel(
   client: PayClient,
   params: OpenChannelParameters,
 ): Promise<OpenChannelReturnType> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
+  return transact(client, params, () =>
+    writeContract(client, {
       address: params.address,
       abi: channelHubAbi,
       functionName: "open",
       args: [params.payee, params.challengePeriod],
       value: params.deposit,
-    });
-    const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({
-      abi: channelHubAbi,
-      eventName: "ChannelOpened",
-      logs: receipt.logs,
-    });
-    return { channel: log!.args.channel, hash };
-  });
+    })).then((tx) => ({ channel: eventArgs(tx, "ChannelOpened").channel, hash: tx.hash }));
 }
 
 /** Parameters of {@link topUp}. */
@@ -84,23 +75,14 @@ export function topUp(
   client: PayClient,
   params: TopUpParameters,
 ): Promise<{ deposit: bigint; hash: Hash }> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
+  return transact(client, params, () =>
+    writeContract(client, {
       address: params.address,
       abi: channelHubAbi,
       functionName: "topUp",
       args: [params.channel],
       value: params.amount,
-    });
-    const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({
-      abi: channelHubAbi,
-      eventName: "ChannelToppedUp",
-      logs: receipt.logs,
-    });
-    return { deposit: log!.args.deposit, hash };
-  });
+    })).then((tx) => ({ deposit: eventArgs(tx, "ChannelToppedUp").deposit, hash: tx.hash }));
 }
 
 /** Parameters of {@link redeemVoucher}. */
@@ -115,22 +97,13 @@ export function redeemVoucher(
   client: PayClient,
   params: RedeemVoucherParameters,
 ): Promise<{ paid: bigint; hash: Hash }> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
+  return transact(client, params, () =>
+    writeContract(client, {
       address: params.address,
       abi: channelHubAbi,
       functionName: "redeem",
       args: [params.voucher, params.signature],
-    });
-    const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({
-      abi: channelHubAbi,
-      eventName: "VoucherRedeemed",
-      logs: receipt.logs,
-    });
-    return { paid: log!.args.paid, hash };
-  });
+    })).then((tx) => ({ paid: eventArgs(tx, "VoucherRedeemed").paid, hash: tx.hash }));
 }
 
 /** Parameters of {@link startClose} and {@link finalizeChannel}. */
@@ -144,22 +117,13 @@ export function startClose(
   client: PayClient,
   params: ChannelParameters,
 ): Promise<{ closesAt: bigint; hash: Hash }> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
+  return transact(client, params, () =>
+    writeContract(client, {
       address: params.address,
       abi: channelHubAbi,
       functionName: "startClose",
       args: [params.channel],
-    });
-    const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({
-      abi: channelHubAbi,
-      eventName: "ChannelClosing",
-      logs: receipt.logs,
-    });
-    return { closesAt: log!.args.closesAt, hash };
-  });
+    })).then((tx) => ({ closesAt: eventArgs(tx, "ChannelClosing").closesAt, hash: tx.hash }));
 }
 
 /** Ends a closing channel after its challenge period; returns what went back to the payer. */
@@ -167,22 +131,42 @@ export function finalizeChannel(
   client: PayClient,
   params: ChannelParameters,
 ): Promise<{ refunded: bigint; hash: Hash }> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await writeContract(client, {
+  return transact(client, params, () =>
+    writeContract(client, {
       address: params.address,
       abi: channelHubAbi,
       functionName: "finalize",
       args: [params.channel],
-    });
+    })).then((tx) => ({ refunded: eventArgs(tx, "ChannelFinalized").refunded, hash: tx.hash }));
+}
+
+/** A mined hub transaction: its hash and the hub's events in its receipt. */
+interface Mined {
+  hash: Hash;
+  logs: HubEvent[];
+}
+type HubEvent = ReturnType<typeof parseEventLogs<typeof channelHubAbi>>[number];
+
+/** Checks `signal`, `send`s one transaction and waits for it to be mined; a revert throws (see `guard`). */
+function transact(
+  client: PayClient,
+  params: ActionOptions,
+  send: () => Promise<Hash>,
+): Promise<Mined> {
+  return guard(async () => {
+    params.signal?.throwIfAborted();
+    const hash = await send();
     const receipt = await confirm(client, hash);
-    const [log] = parseEventLogs({
-      abi: channelHubAbi,
-      eventName: "ChannelFinalized",
-      logs: receipt.logs,
-    });
-    return { refunded: log!.args.refunded, hash };
+    return { hash, logs: parseEventLogs({ abi: channelHubAbi, logs: receipt.logs }) };
   });
+}
+
+/** Each hub event's arguments, by its name. */
+type EventArgs = { [E in HubEvent as E["eventName"]]: E["args"] };
+
+/** The arguments of the first event of `tx` named `name`. */
+function eventArgs<N extends keyof EventArgs>(tx: Mined, name: N): EventArgs[N] {
+  return tx.logs.find((l) => l.eventName === name)!.args as EventArgs[N];
 }
 
 /** Reads a channel; `status` is `"none"` for an id that was never opened. */
