@@ -674,7 +674,6 @@ export class MarketService {
         }
         throw new MarketProtocolError("Unknown op");
       },
-      (e) => ({ error: (e as MeshError).code ?? "market_protocol", message: (e as Error).message }),
     );
   }
 
