@@ -23,7 +23,14 @@ import {
 } from "viem";
 import { getContractEvents, readContract, watchContractEvent, writeContract } from "viem/actions";
 import { escrowAbi } from "../pay/abi.ts";
-import { type ActionOptions, confirm, guard, type PayClient, type ReadClient } from "../pay/_tx.ts";
+import {
+  type ActionOptions,
+  guard,
+  type Mined as TxMined,
+  type PayClient,
+  type ReadClient,
+  sendMined,
+} from "../pay/_tx.ts";
 import { ContractRevertError } from "../pay/errors.ts";
 import { MeshError } from "../errors.ts";
 
@@ -205,24 +212,16 @@ export function fundEscrow(
     })).then((tx) => ({ deal: eventArgs(tx, "DealFunded").deal, hash: tx.hash }));
 }
 
-/** A mined escrow transaction: its hash and the contract's events in its receipt. */
-interface Mined {
-  hash: Hash;
-  logs: EscrowEvent[];
-}
+/** A mined escrow transaction. */
+type Mined = TxMined<typeof escrowAbi>;
 
-/** Checks `signal`, `send`s one transaction and waits for it to be mined; a revert is an {@link EscrowError}. */
+/** One escrow transaction, mined; a revert is an {@link EscrowError}. */
 function transact(
   client: PayClient,
   params: ActionOptions,
   send: () => Promise<Hash>,
 ): Promise<Mined> {
-  return escrowCall(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await send();
-    const receipt = await confirm(client, hash);
-    return { hash, logs: parseEventLogs({ abi: escrowAbi, logs: receipt.logs }) };
-  });
+  return escrowCall(() => sendMined(client, escrowAbi, params, send));
 }
 
 /** Each escrow event's arguments, by its name. */

@@ -1,5 +1,16 @@
 /** Shared plumbing of the chain actions: client types, receipts, error mapping. */
-import type { Account, Chain, Client, Hash, TransactionReceipt, Transport } from "viem";
+import {
+  type Abi,
+  type Account,
+  type Chain,
+  type Client,
+  type ContractEventName,
+  type Hash,
+  parseEventLogs,
+  type ParseEventLogsReturnType,
+  type TransactionReceipt,
+  type Transport,
+} from "viem";
 import { waitForTransactionReceipt } from "viem/actions";
 import { ContractRevertError, toPayError } from "./errors.ts";
 
@@ -28,4 +39,24 @@ export async function confirm(client: ReadClient, hash: Hash): Promise<Transacti
   const receipt = await waitForTransactionReceipt(client, { hash });
   if (receipt.status !== "success") throw new ContractRevertError("Unknown", [hash]);
   return receipt;
+}
+
+/** A mined transaction: its hash and the events of `abi` in its receipt. */
+export interface Mined<A extends Abi> {
+  hash: Hash;
+  logs: ParseEventLogsReturnType<A, ContractEventName<A>, true>;
+}
+
+/** Checks `params.signal`, `send`s one transaction, waits for it to be mined and reads `abi`'s events from its
+ * receipt. Callers wrap it in their error mapping ({@link guard} or their own). */
+export async function sendMined<const A extends Abi>(
+  client: PayClient,
+  abi: A,
+  params: ActionOptions,
+  send: () => Promise<Hash>,
+): Promise<Mined<A>> {
+  params.signal?.throwIfAborted();
+  const hash = await send();
+  const receipt = await confirm(client, hash);
+  return { hash, logs: parseEventLogs({ abi, logs: receipt.logs }) };
 }

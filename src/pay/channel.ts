@@ -4,10 +4,17 @@
  *
  * @module
  */
-import { type Address, type Hash, type Hex, parseEventLogs } from "viem";
+import type { Address, Hash, Hex } from "viem";
 import { readContract, writeContract } from "viem/actions";
 import { channelHubAbi } from "./abi.ts";
-import { type ActionOptions, confirm, guard, type PayClient, type ReadClient } from "./_tx.ts";
+import {
+  type ActionOptions,
+  guard,
+  type Mined,
+  type PayClient,
+  type ReadClient,
+  sendMined,
+} from "./_tx.ts";
 import { type Receipt, receiptArg } from "./receipts.ts";
 import type { Voucher } from "./voucher.ts";
 
@@ -140,32 +147,25 @@ export function finalizeChannel(
     })).then((tx) => ({ refunded: eventArgs(tx, "ChannelFinalized").refunded, hash: tx.hash }));
 }
 
-/** A mined hub transaction: its hash and the hub's events in its receipt. */
-interface Mined {
-  hash: Hash;
-  logs: HubEvent[];
-}
-type HubEvent = ReturnType<typeof parseEventLogs<typeof channelHubAbi>>[number];
+type HubEvent = Mined<typeof channelHubAbi>["logs"][number];
 
-/** Checks `signal`, `send`s one transaction and waits for it to be mined; a revert throws (see `guard`). */
+/** One hub transaction, mined; a revert throws (see `guard`). */
 function transact(
   client: PayClient,
   params: ActionOptions,
   send: () => Promise<Hash>,
-): Promise<Mined> {
-  return guard(async () => {
-    params.signal?.throwIfAborted();
-    const hash = await send();
-    const receipt = await confirm(client, hash);
-    return { hash, logs: parseEventLogs({ abi: channelHubAbi, logs: receipt.logs }) };
-  });
+): Promise<Mined<typeof channelHubAbi>> {
+  return guard(() => sendMined(client, channelHubAbi, params, send));
 }
 
 /** Each hub event's arguments, by its name. */
 type EventArgs = { [E in HubEvent as E["eventName"]]: E["args"] };
 
 /** The arguments of the first event of `tx` named `name`. */
-function eventArgs<N extends keyof EventArgs>(tx: Mined, name: N): EventArgs[N] {
+function eventArgs<N extends keyof EventArgs>(
+  tx: Mined<typeof channelHubAbi>,
+  name: N,
+): EventArgs[N] {
   return tx.logs.find((l) => l.eventName === name)!.args as EventArgs[N];
 }
 
