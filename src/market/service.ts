@@ -91,7 +91,8 @@ export class MarketProtocolError extends MeshError {
   }
 }
 
-const WIRE = {
+/** How market messages are read: size cap and error (a client of {@link MARKET_PROTOCOL} reads answers so). */
+export const MARKET_WIRE = {
   maxBytes: MAX_MESSAGE_BYTES,
   what: "market",
   error: (m: string, cause?: unknown) => new MarketProtocolError(m, { cause }),
@@ -469,7 +470,7 @@ export class MarketService {
     }).slice(0, MAX_RATING_FANOUT);
     await Promise.allSettled(
       peers.map((p) =>
-        callPeer(libp2p, p, MARKET_PROTOCOL, { op: "rating", rating }, this.#signal(), WIRE)
+        callPeer(libp2p, p, MARKET_PROTOCOL, { op: "rating", rating }, this.#signal(), MARKET_WIRE)
       ),
     );
   }
@@ -641,7 +642,7 @@ export class MarketService {
         MARKET_PROTOCOL,
         { op: "quote", sealed },
         this.#signal(),
-        WIRE,
+        MARKET_WIRE,
       );
       if (answer.ok !== true) {
         throw new MarketProtocolError(`The buyer refused the quote: ${String(answer.error)}`);
@@ -665,7 +666,7 @@ export class MarketService {
     await answerMessage(
       stream,
       this.#signal(),
-      WIRE,
+      MARKET_WIRE,
       async (req) => {
         if (req.op === "quote") return await this.#takeQuote(req.sealed, remote.toString());
         if (req.op === "rating") {

@@ -9,19 +9,18 @@
  * directory; each seller holds only its own.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { DealDesk } from "../../src/market/deals.ts";
 import { escrowBalance, getDeal } from "../../src/market/escrow.ts";
 import { gossipTopic, intentId, marketDht } from "../../src/market/intent.ts";
 import { quoteId } from "../../src/market/quote.ts";
 import { RatingDesk, signRating } from "../../src/market/rating.ts";
-import { MARKET_PROTOCOL, MarketService } from "../../src/market/service.ts";
+import { MARKET_PROTOCOL, MARKET_WIRE, MarketService } from "../../src/market/service.ts";
 import { callPeer } from "../../src/mesh/message.ts";
 import { loadOrCreatePrivateKey } from "../../src/mesh/identity.ts";
 import type { MeshNode } from "../../src/mesh/node.ts";
 import { MeshError } from "../../src/errors.ts";
 import { ReputationBook } from "../../src/reputation/book.ts";
-import { startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
+import { datastoreText, filesText, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
 import { startTestChain, type TestChain, type Wallet } from "../pay/_chain.ts";
 
 interface Peer {
@@ -50,31 +49,6 @@ const listing = (unit: bigint, stock = 5, terms = "none") => ({
   terms,
   deliveryTime: 0,
 });
-
-/** Every file under `dir`, as latin1 text (binary files too: a price in clear would show). */
-async function filesText(dir: string): Promise<string> {
-  let out = "";
-  for await (const e of Deno.readDir(dir)) {
-    const p = join(dir, e.name);
-    if (e.isDirectory) out += await filesText(p);
-    else if (e.isFile) out += new TextDecoder("latin1").decode(await Deno.readFile(p));
-  }
-  return out;
-}
-
-/** Every record in the node's libp2p datastore (DHT records, provider entries, peer store). */
-async function datastoreText(node: MeshNode): Promise<string> {
-  let out = "";
-  for await (const { key, value } of node.datastore.query({})) {
-    out += key.toString() + new TextDecoder("latin1").decode(value);
-  }
-  return out;
-}
-const wire = {
-  maxBytes: 8192,
-  what: "market",
-  error: (m: string) => new MeshError("market_protocol", m),
-};
 
 Deno.test({
   name:
@@ -241,7 +215,7 @@ Deno.test({
           MARKET_PROTOCOL,
           { op: "rating", rating: r },
           AbortSignal.timeout(20_000),
-          wire,
+          MARKET_WIRE,
         );
       const again = await signRating(
         buyer.wallet!.account,

@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { generateKeyPair } from "@libp2p/crypto/keys";
-import { join } from "node:path";
 import { generateHpkeKeyPair } from "../../src/market/hpke.ts";
 import {
   encodeGossip,
@@ -18,12 +17,11 @@ import {
   signIntent,
 } from "../../src/market/intent.ts";
 import { sealQuote, signQuote } from "../../src/market/quote.ts";
-import { MARKET_PROTOCOL, MarketService } from "../../src/market/service.ts";
+import { MARKET_PROTOCOL, MARKET_WIRE, MarketService } from "../../src/market/service.ts";
 import { callPeer } from "../../src/mesh/message.ts";
 import { loadOrCreatePrivateKey } from "../../src/mesh/identity.ts";
 import type { MeshNode } from "../../src/mesh/node.ts";
-import { MeshError } from "../../src/errors.ts";
-import { startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
+import { datastoreText, filesText, startNode, stopNodes, waitFor } from "../mesh/_helpers.ts";
 
 interface Peer {
   name: string;
@@ -71,26 +69,6 @@ const listing = (s: { unit: string; terms: string }, extra = {}) => ({
   terms: s.terms,
   ...extra,
 });
-
-/** Every file under `dir`, as latin1 text (binary files too: a price in clear would show). */
-async function filesText(dir: string): Promise<string> {
-  let out = "";
-  for await (const e of Deno.readDir(dir)) {
-    const p = join(dir, e.name);
-    if (e.isDirectory) out += await filesText(p);
-    else if (e.isFile) out += new TextDecoder("latin1").decode(await Deno.readFile(p));
-  }
-  return out;
-}
-
-/** Every record in the node's libp2p datastore (DHT records, provider entries, peer store). */
-async function datastoreText(node: MeshNode): Promise<string> {
-  let out = "";
-  for await (const { key, value } of node.datastore.query({})) {
-    out += key.toString() + new TextDecoder("latin1").decode(value);
-  }
-  return out;
-}
 
 const memoryText = (p: Peer) =>
   JSON.stringify({ inbox: p.market.inbox(), logs: p.logs, seen: p.market.seen() });
@@ -183,11 +161,6 @@ Deno.test({
         ),
         elsewhere,
       );
-      const wire = {
-        maxBytes: 8192,
-        what: "market",
-        error: (m: string) => new MeshError("market_protocol", m),
-      };
       for (
         const [sealed, code] of [
           [badSig, "quote_signature"],
@@ -200,7 +173,7 @@ Deno.test({
           MARKET_PROTOCOL,
           { op: "quote", sealed: { ...sealed, intent: id } },
           AbortSignal.timeout(10_000),
-          wire,
+          MARKET_WIRE,
         );
         assert.equal(answer.error, code);
       }

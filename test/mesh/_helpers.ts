@@ -11,6 +11,7 @@
  * - libp2p's address manager debounces peer-store updates by 1 s and does not cancel that timer on stop; the
  *   inbound-connection rate limiter keeps a 1 s expiry timer per remote host. {@link stopNodes} waits them out.
  */
+import { join } from "node:path";
 import { generateKeyPair } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { type CID, verifyChunk } from "../../src/content/cid.ts";
@@ -81,6 +82,26 @@ export function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i += 65536) {
     crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
+  return out;
+}
+
+/** Every file under `dir`, as latin1 text (binary files too: a secret in clear would show). */
+export async function filesText(dir: string): Promise<string> {
+  let out = "";
+  for await (const e of Deno.readDir(dir)) {
+    const p = join(dir, e.name);
+    if (e.isDirectory) out += await filesText(p);
+    else if (e.isFile) out += new TextDecoder("latin1").decode(await Deno.readFile(p));
+  }
+  return out;
+}
+
+/** Every record in the node's libp2p datastore (DHT records, provider entries, peer store), as text. */
+export async function datastoreText(node: MeshNode): Promise<string> {
+  let out = "";
+  for await (const { key, value } of node.datastore.query({})) {
+    out += key.toString() + new TextDecoder("latin1").decode(value);
   }
   return out;
 }
