@@ -229,7 +229,7 @@ Deno.test({
           );
           // A record the operator signed with a provider statement that provider never made.
           const fake: PrivateKey = await generateKeyPair("Ed25519");
-          forger.lookups.server.find = async (cid: CID, nonce: string) =>
+          const forgedStatement = async (cid: CID, nonce: string) =>
             signLookupRecord(forger.key, {
               operator: forger.mesh.peerId,
               cid: cid.toString(),
@@ -241,6 +241,7 @@ Deno.test({
                 statement: await signStatement(fake, cid),
               }],
             });
+          forger.lookups.server.find = forgedStatement;
           await assert.rejects(
             requestLookup(fresh.mesh.libp2p, forger.mesh.peerId, cids[1]!),
             (e: LookupError) =>
@@ -276,18 +277,7 @@ Deno.test({
             pay: await loadPay(),
             book: book2,
           });
-          forger.lookups.server.find = async (cid: CID, nonce: string) =>
-            signLookupRecord(forger.key, {
-              operator: forger.mesh.peerId,
-              cid: cid.toString(),
-              nonce,
-              at: Date.now(),
-              providers: [{
-                peerId: holder.peerId,
-                multiaddrs: holder.multiaddrs(),
-                statement: await signStatement(fake, cid),
-              }],
-            });
+          forger.lookups.server.find = forgedStatement;
           await assert.rejects(
             reader.fetch(forger.mesh.peerId, cids[0]!),
             /lookup_forged|not that peer's/,
