@@ -17,6 +17,15 @@ async function relayed(relay: MeshNode, store = new MemorySource()): Promise<Mes
   return await startNode({ listen: [], relayVia: [relay.multiaddrs()[0]!], store });
 }
 
+/** A node behind `relay` holding one chunk of `size` random bytes. */
+async function hiddenHolder(relay: MeshNode, size: number) {
+  const store = new MemorySource();
+  const bytes = randomBytes(size);
+  const cid = cidOf(bytes);
+  await store.put(cid, bytes);
+  return { hidden: await relayed(relay, store), bytes, cid };
+}
+
 function circuitAddr(node: MeshNode): string {
   const addr = node.multiaddrs().find((a) => a.includes("/p2p-circuit"));
   assert.ok(addr, `no circuit address in ${node.multiaddrs()}`);
@@ -29,11 +38,7 @@ Deno.test({
   ...SANITIZE,
   async fn() {
     const relay = await startNode({ relay: { limits: LIMITS } });
-    const store = new MemorySource();
-    const bytes = randomBytes(1024 * 1024);
-    const cid = cidOf(bytes);
-    await store.put(cid, bytes);
-    const hidden = await relayed(relay, store);
+    const { hidden, bytes, cid } = await hiddenHolder(relay, 1024 * 1024);
     const reader = await startNode();
     try {
       const addr = circuitAddr(hidden);
@@ -89,11 +94,7 @@ Deno.test({
   ...SANITIZE,
   async fn() {
     const relay = await startNode({ relay: { limits: { ...LIMITS, dataBytes: 256 * 1024 } } });
-    const store = new MemorySource();
-    const bytes = randomBytes(1024 * 1024);
-    const cid = cidOf(bytes);
-    await store.put(cid, bytes);
-    const hidden = await relayed(relay, store);
+    const { hidden, bytes, cid } = await hiddenHolder(relay, 1024 * 1024);
     const reader = await startNode();
     try {
       await assert.rejects(() => reader.fetchChunk(circuitAddr(hidden), cid));
@@ -174,11 +175,7 @@ Deno.test({
   ...SANITIZE,
   async fn() {
     const relay = await startNode({ relay: { limits: LIMITS } });
-    const store = new MemorySource();
-    const bytes = randomBytes(256 * 1024);
-    const cid = cidOf(bytes);
-    await store.put(cid, bytes);
-    const hidden = await relayed(relay, store);
+    const { hidden, bytes, cid } = await hiddenHolder(relay, 256 * 1024);
     const readers: MeshNode[] = [];
     try {
       for (let i = 0; i < 3; i++) {
