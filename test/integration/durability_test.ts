@@ -10,6 +10,7 @@ import { type StripeHolders, survivableLosses } from "../../src/mesh/placement.t
 import { MeshgateNode } from "../../src/node.ts";
 import { createGateway } from "../../edge/app.ts";
 import { expectPattern, pattern, patternStream, postStream } from "../_util.ts";
+import { margin, subsets } from "../mesh/_helpers.ts";
 
 const KiB = 1024;
 // 50 chunks of 64 KiB: stripes of 20, 20 and a short one of 10, each with 4 parity chunks.
@@ -28,24 +29,6 @@ async function storeListing(dir: string): Promise<Set<string>> {
     for await (const f of Deno.readDir(`${dir}/chunks/${shard.name}`)) out.add(f.name);
   }
   return out;
-}
-
-/** Every `size`-subset of `items`. */
-function* subsets<T>(items: readonly T[], size: number, from = 0): Generator<T[]> {
-  if (size === 0) return yield [];
-  for (let i = from; i <= items.length - size; i++) {
-    for (const rest of subsets(items, size - 1, i + 1)) yield [items[i]!, ...rest];
-  }
-}
-
-/** The fewest chunks a stripe (or the manifest) has left beyond what it needs, once `lost` are gone. */
-function margin(placement: StripeHolders[], lost: ReadonlySet<string>): number {
-  let worst = Infinity;
-  for (const { need, holders } of placement) {
-    const left = holders.filter((hs) => hs.some((h) => !lost.has(h))).length;
-    worst = Math.min(worst, left - need);
-  }
-  return worst;
 }
 
 Deno.test({

@@ -18,6 +18,7 @@ import { type CID, verifyChunk } from "../../src/content/cid.ts";
 import { MeshError } from "../../src/errors.ts";
 import type { ChunkSource } from "../../src/mesh/exchange.ts";
 import { createMeshNode, type MeshNode, type MeshNodeInit } from "../../src/mesh/node.ts";
+import type { StripeHolders } from "../../src/mesh/placement.ts";
 
 /** Deno.test options of every mesh test: both sanitizers on (the resource one is off by default since 2.8). */
 export const SANITIZE = { sanitizeOps: true, sanitizeResources: true } as const;
@@ -104,4 +105,22 @@ export async function datastoreText(node: MeshNode): Promise<string> {
     out += key.toString() + new TextDecoder("latin1").decode(value);
   }
   return out;
+}
+
+/** Every `size`-subset of `items` (a brute-force check of what `survivableLosses` claims). */
+export function* subsets<T>(items: readonly T[], size: number, from = 0): Generator<T[]> {
+  if (size === 0) return yield [];
+  for (let i = from; i <= items.length - size; i++) {
+    for (const rest of subsets(items, size - 1, i + 1)) yield [items[i]!, ...rest];
+  }
+}
+
+/** The fewest chunks a stripe (or the manifest) has left beyond what it needs, once `lost` are gone. */
+export function margin(placement: StripeHolders[], lost: ReadonlySet<string>): number {
+  let worst = Infinity;
+  for (const { need, holders } of placement) {
+    const left = holders.filter((hs) => hs.some((h) => !lost.has(h))).length;
+    worst = Math.min(worst, left - need);
+  }
+  return worst;
 }

@@ -13,11 +13,13 @@ import { PeerTable, type StripeHolders, survivableLosses } from "../../src/mesh/
 import { MeshgateNode } from "../../src/node.ts";
 import { collect, pattern } from "../_util.ts";
 import {
+  margin,
   MemorySource,
   randomBytes,
   SANITIZE,
   startNode,
   stopNodes,
+  subsets,
   TCP,
   waitFor,
 } from "./_helpers.ts";
@@ -138,24 +140,6 @@ async function onDisk(nodes: MeshgateNode[], root: CID): Promise<StripeHolders[]
       holders: await Promise.all(stripe.map(where)),
     }))),
   ];
-}
-
-/** Every `size`-subset of `items`. */
-function* subsets<T>(items: readonly T[], size: number, from = 0): Generator<T[]> {
-  if (size === 0) return yield [];
-  for (let i = from; i <= items.length - size; i++) {
-    for (const rest of subsets(items, size - 1, i + 1)) yield [items[i]!, ...rest];
-  }
-}
-
-/** The fewest positions a stripe has beyond its need once `lost` are gone. */
-function margin(placement: StripeHolders[], lost: ReadonlySet<string>): number {
-  let worst = Infinity;
-  for (const { need, holders } of placement) {
-    const left = holders.filter((hs) => hs.some((h) => !lost.has(h))).length;
-    worst = Math.min(worst, left - need);
-  }
-  return worst;
 }
 
 Deno.test({
