@@ -492,10 +492,16 @@ async function serve(args: string[]): Promise<number> {
     : undefined;
   const gateway = createGateway(node, { maxUploadBytes, publicUrl, apiToken, x402 });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve(
-    { port, hostname, onListen: resolve, onError: onServeError },
-    gateway.app.fetch,
-  );
+  let server: Deno.HttpServer;
+  try {
+    server = Deno.serve(
+      { port, hostname, onListen: resolve, onError: onServeError },
+      gateway.app.fetch,
+    );
+  } catch (e) {
+    await node.stop().catch(() => {});
+    throw listenError(e, hostname, port);
+  }
   const addr = await listening;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   await writeGatewayFile(dataDir, addr).catch((e) => {
@@ -560,6 +566,23 @@ async function serve(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Why the gateway cannot listen, naming the address and what to do (Deno's own message names neither). */
+function listenError(e: unknown, hostname: string, port: number): Error {
+  if (e instanceof Deno.errors.AddrInUse) {
+    return new Error(
+      `Port ${port} on ${hostname} is in use (another serve?): pass --port N for another one, ` +
+        "or --port 0 for any free one",
+    );
+  }
+  if (e instanceof Deno.errors.AddrNotAvailable || /lookup address/.test(String(e))) {
+    return new Error(
+      `--host "${hostname}" is no address of this machine: use 127.0.0.1 (this machine only) or ` +
+        "0.0.0.0 (all interfaces)",
+    );
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
 const DEFAULT_GATEWAY = "http://127.0.0.1:8080";
 const GATEWAY_FILE = "gateway.json";
 
@@ -596,15 +619,32 @@ interface GatewayChoice {
 
 /** --gateway, then MESH_GATEWAY, then the gateway.json of a running serve in the data directory, then 8080. */
 async function chooseGateway(flag?: string, dataFlag?: string): Promise<GatewayChoice> {
-  if (flag) return { url: flag, from: "flag" };
+  const given = (url: string, from: "flag" | "env"): GatewayChoice => {
+    if (!/^https?:\/\/[^/]/.test(url)) {
+      throw new Error(
+        `${from === "flag" ? "--gateway" : "MESH_GATEWAY"} "${url}" is not a gateway URL: ` +
+          "give one like http://127.0.0.1:8080",
+      );
+    }
+    return { url, from };
+  };
+  if (flag) return given(flag, "flag");
   const env = Deno.env.get("MESH_GATEWAY");
-  if (env) return { url: env, from: "env" };
-  const file = `${setting(dataFlag, "MESH_DATA_DIR", ".meshgate")}/${GATEWAY_FILE}`;
+  if (env) return given(env, "env");
+  const dir = setting(dataFlag, "MESH_DATA_DIR", "");
+  const file = `${dir || ".meshgate"}/${GATEWAY_FILE}`;
   try {
     const { url } = JSON.parse(await Deno.readTextFile(file));
     if (typeof url === "string" && /^https?:\/\//.test(url)) return { url, from: "file", file };
   } catch {
     // no running serve wrote one here
+  }
+  // A directory named on purpose that no node runs from is a mistake, not a reason to use another node.
+  if (dir) {
+    throw new Error(
+      `No node is running with --data ${dir} (${file} is missing): start "deno task serve --data ${dir}" ` +
+        "or pass --gateway URL",
+    );
   }
   return { url: DEFAULT_GATEWAY, from: "default" };
 }
@@ -633,7 +673,8 @@ Uploads FILE through a gateway and prints its CID and URL.
 
 Options:
   --gateway URL   MESH_GATEWAY   gateway to upload to   [the running node of --data, else http://127.0.0.1:8080]
-  --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json)  [.meshgate]
+  --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json;
+                                 an error if none runs there)  [.meshgate]
   --name NAME                    file name to record              [FILE's base name]
   --type TYPE                    media type                       [from the extension]
   --k N  --m N                   data and parity chunks per stripe [the node's default]
@@ -802,7 +843,8 @@ Downloads content through a gateway, to FILE or to standard output. Name it by C
 Options:
   -o, --output FILE              write here (atomically: a failed download leaves no file)
   --gateway URL   MESH_GATEWAY   gateway to download from   [the running node of --data, else http://127.0.0.1:8080]
-  --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json)  [.meshgate]
+  --data DIR      MESH_DATA_DIR  find the gateway that serve --data DIR runs (its gateway.json;
+                                 an error if none runs there)  [.meshgate]
   --prefer P                     whom the mesh asks first: balanced, reliable, fast or cheap  [balanced]
   --lookup-via PEER              find missing chunks through PEER's paid lookups (?lookup=paid&via=),
                                  paid per lookup that delivered; "any" picks the best known offer
@@ -1221,6 +1263,8 @@ Commands:
 Run a command with --help for its options.
 `;
 
+const COMMANDS = ["serve", "put", "get", "cluster", "repair", "market"];
+
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   try {
@@ -1248,7 +1292,12 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      console.error(`error: ${(e as Error).message}`);
+      // node:util's parseArgs advises "--" for an unknown option, which is seldom what was meant.
+      const message = (e as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+      const hint = command && COMMANDS.includes(command)
+        ? `see deno task ${command} --help`
+        : `commands: ${COMMANDS.join(", ")}`;
+      console.error(`error: ${message} (${hint})`);
       return 2;
     }
     if (e instanceof MeshError) console.error(`error: ${e.message}`);

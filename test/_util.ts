@@ -78,14 +78,17 @@ export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8
 }
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
+const CONFIG = new URL("../deno.json", import.meta.url).pathname;
 
 /** Runs `deno run -A src/cli.ts <args>` to completion. */
 export async function runCli(
   args: string[],
-  options: { stdin?: Uint8Array; env?: Record<string, string> } = {},
+  options: { stdin?: Uint8Array; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", CLI, ...args],
+    // Elsewhere than the repository, the config is not found from the working directory.
+    args: ["run", "-A", ...(options.cwd ? ["--config", CONFIG] : []), CLI, ...args],
+    cwd: options.cwd,
     stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

@@ -274,6 +274,12 @@ Deno.test("put and get find a serve --port 0 through its gateway.json, and get t
     assert.equal(nonsense.code, 2);
     assert.match(nonsense.stderr, /names no content: give a CID/);
 
+    // A second serve on the same port says which port and what to do.
+    const port = new URL(server.url).port;
+    const busy = await runCli(["serve", "--no-mesh", "--port", port, "--data", `${dir}/second`]);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, new RegExp(`Port ${port} on 127.0.0.1 is in use .*--port 0`));
+
     // An explicit gateway wins over the data directory's file.
     const dead = "http://127.0.0.1:9";
     const flagWins = await runCli(["get", cid!, "--data", data, "--gateway", dead]);
@@ -307,10 +313,17 @@ Deno.test("put and get find a serve --port 0 through its gateway.json, and get t
     const stale = await runCli(["get", "bafkqaaa", "--data", data]);
     assert.equal(stale.code, 1);
     assert.match(stale.stderr, /gateway\.json names it, but that node seems to have stopped/);
+    // A --data no node runs from is a mistake: said so, not sent to whatever runs on 8080.
+    const typo = await runCli(["put", `${dir}/notes.txt`, "--data", `${dir}/nodata`]);
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /No node is running with --data .*nodata .*--gateway URL/);
+    const notUrl = await runCli(["put", `${dir}/notes.txt`, "--gateway", "notaurl"]);
+    assert.equal(notUrl.code, 1);
+    assert.match(notUrl.stderr, /--gateway "notaurl" is not a gateway URL/);
     // No file, no flag: the default port, and a hint at the flags (only when nothing else has 8080).
     const free = await Deno.connect({ port: 8080 }).then((c) => (c.close(), false), () => true);
     if (free) {
-      const none = await runCli(["get", "bafkqaaa", "--data", `${dir}/empty`]);
+      const none = await runCli(["get", "bafkqaaa"], { cwd: dir });
       assert.equal(none.code, 1);
       assert.match(none.stderr, /Is "deno task serve" running\? .*--gateway URL/);
     }
