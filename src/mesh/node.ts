@@ -9,7 +9,8 @@ import { yamux } from "@chainsafe/libp2p-yamux";
 import type { CircuitRelayService } from "@libp2p/circuit-relay-v2";
 import { dcutr } from "@libp2p/dcutr";
 import { generateKeyPair } from "@libp2p/crypto/keys";
-import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+import { peerIdFromPrivateKey, peerIdFromString } from "@libp2p/peer-id";
+import { warn } from "./_log.ts";
 import { type GossipSub, gossipsub } from "@libp2p/gossipsub";
 import { identify } from "@libp2p/identify";
 import type { Identify } from "@libp2p/identify";
@@ -348,6 +349,12 @@ function checkBootstrapAddress(addr: string, what = "Bootstrap"): void {
     throw new TypeError(`${what} address "${addr}" is not a multiaddr`, { cause: e });
   }
   if (!ok) throw new TypeError(`${what} address "${addr}" must end in "/p2p/<peer id>"`);
+  const id = multiaddr(addr).getComponents().findLast((c) => c.name === "p2p")?.value ?? "";
+  try {
+    peerIdFromString(id);
+  } catch (e) {
+    throw new TypeError(`${what} address "${addr}" names no valid peer ID ("${id}")`, { cause: e });
+  }
 }
 
 class Libp2pMeshNode implements MeshNode {
@@ -361,6 +368,7 @@ class Libp2pMeshNode implements MeshNode {
   readonly #ownsDatastore: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   #stopping: AbortController | undefined;
+  #isolationWarned = false;
   readonly #relayVia: string[];
   readonly #meter: RelayMeter | undefined;
 
@@ -428,13 +436,24 @@ class Libp2pMeshNode implements MeshNode {
       AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS),
     ]);
     const log = this.libp2p.logger.forComponent("meshgate:bootstrap");
+    const failed: Record<string, string> = {};
     await Promise.all(this.#bootstrap.map(async (addr) => {
       try {
         await this.libp2p.dial(multiaddr(addr), { signal });
       } catch (e) {
         log("could not dial %s - %e", addr, e);
+        failed[addr] = String((e as Error).message ?? e).slice(0, 200);
       }
     }));
+    // A node that joined nobody says why, once (a wrong peer ID fails the handshake); the retries while
+    // isolated go to the debug log.
+    if (this.#stopping!.signal.aborted || this.#isolationWarned) return;
+    if (this.libp2p.getConnections().length > 0) return;
+    this.#isolationWarned = true;
+    warn("mesh:bootstrap", "no bootstrap peer answered; retrying while isolated", {
+      failed,
+      retryMs: this.#bootstrapIntervalMs,
+    });
   }
 
   async connect(peer: PeerTarget, options: AbortOptions = {}): Promise<void> {
