@@ -311,7 +311,12 @@ function setup(panel: HTMLElement): void {
   });
 }
 
+/** False once the node answered that it has no market (404): only a restart with `--market` gives it one,
+ * and the page is loaded anew then, so until then the view stops asking. */
+let offered = true;
+
 export async function refreshMarket(): Promise<void> {
+  if (!offered) return;
   let panel = document.getElementById("market");
   let info: Response;
   try {
@@ -323,6 +328,7 @@ export async function refreshMarket(): Promise<void> {
   if (!info.ok) {
     if (panel) panel.hidden = true;
     if (link) link.hidden = true;
+    if (info.status === 404) offered = false;
     await info.body?.cancel();
     return;
   }

@@ -48,7 +48,8 @@ interface PayState {
   channels?: (ChannelIn | ChannelOut)[];
 }
 
-/** "0.0123 ETH" from wei, exact to 6 decimals (BigInt: wei overflow doubles). */
+/** "0.0123 ETH" from wei, exact to 6 decimals (BigInt: wei overflow doubles); below a millionth of an ETH,
+ * gwei or wei, so that two small prices never read the same. */
 export function ether(wei: string | number | undefined): string {
   let v: bigint;
   try {
@@ -58,10 +59,16 @@ export function ether(wei: string | number | undefined): string {
   }
   const sign = v < 0n ? "-" : "";
   if (v < 0n) v = -v;
-  const whole = v / 10n ** 18n;
-  const frac = ((v % 10n ** 18n) / 10n ** 12n).toString().padStart(6, "0").replace(/0+$/, "");
-  const text = `${sign}${whole}${frac ? `.${frac}` : ""} ETH`;
-  return v > 0n && whole === 0n && !frac ? `${sign}< 0.000001 ETH` : text;
+  const decimal = (x: bigint, unit: bigint, digits: number) => {
+    const whole = x / unit;
+    const frac = ((x % unit) * 10n ** BigInt(digits) / unit).toString().padStart(digits, "0")
+      .replace(/0+$/, "");
+    return `${whole}${frac ? `.${frac}` : ""}`;
+  };
+  if (v === 0n) return "0 ETH";
+  if (v < 10n ** 9n) return `${sign}${v} wei`;
+  if (v < 10n ** 12n) return `${sign}${decimal(v, 10n ** 9n, 3)} gwei`;
+  return `${sign}${decimal(v, 10n ** 18n, 6)} ETH`;
 }
 
 const stat = (value: string, label: string, title = "", cls = "") =>

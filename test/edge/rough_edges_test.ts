@@ -132,3 +132,12 @@ Deno.test("edge/ui/dist is what the sources build to, byte for byte", async () =
   assert.equal(stamp, await sourcesStamp(), "a source changed: run deno task build:ui");
   assert.deepEqual(await staleFiles(await buildUi()), [], "run deno task build:ui");
 });
+
+Deno.test("the page's amounts tell small prices apart: wei, then gwei, then ETH", async () => {
+  const { ether } = await import("../../edge/ui/pay.ts");
+  assert.deepEqual(
+    ["0", "5", "100", "1000000000", "1500000000", "1000000000000", "20000000000000000", "-5", "x"]
+      .map(ether),
+    ["0 ETH", "5 wei", "100 wei", "1 gwei", "1.5 gwei", "0.000001 ETH", "0.02 ETH", "-5 wei", "?"],
+  );
+});
