@@ -391,7 +391,6 @@ export async function startPlacement(
   const finish = async (manifestCid: CID, manifest: Manifest): Promise<PlacementReport> => {
     await Promise.all(inFlight);
     if (failure !== undefined) throw failure;
-    const { k } = manifest;
 
     // The manifest stays here (pinned) and goes to the peers nearest to it as well.
     hold(manifestCid, self);
@@ -477,7 +476,10 @@ export async function startPlacement(
       } else if (widest > n * m) {
         const enough = Math.ceil(widest / m);
         warnings.push(
-          `${n} holders are too few to spread stripes of ${k}+${m} chunks at most ${m} per holder ` +
+          // The widest stripe names itself: a file smaller than one full stripe has a narrower one than k+m.
+          `${n} holders are too few to spread stripes of ${
+            widest - m
+          }+${m} chunks at most ${m} per holder ` +
             `(that takes ${enough}): extra copies are kept (${pct}% space overhead)${outcome}`,
         );
       }

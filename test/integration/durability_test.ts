@@ -106,7 +106,8 @@ async function lose(nodes: number, dir: string, uploader = false): Promise<void>
     const { survives, holders, overhead } = answer.durability;
     assert.ok(survives >= 1, `${nodes} nodes: survives ${survives}`);
     assert.equal(holders, nodes);
-    if (nodes < 6) assert.match(answer.durability.warning!, /too few/);
+    // The widest stripe is a full one, 20+4 (the default k and m; the last stripe is 10+4).
+    if (nodes < 6) assert.match(answer.durability.warning!, /too few to spread stripes of 20\+4 /);
     else assert.equal(answer.durability.warning, undefined);
 
     // The placement as it is on disk gives the same N and the same overhead.
