@@ -5,6 +5,7 @@
 import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { type CID, parseCid } from "../src/content/cid.ts";
+import { contentDisposition } from "../src/content/disposition.ts";
 import type { Manifest } from "../src/content/manifest.ts";
 import type { MeshgateNode } from "../src/node.ts";
 import { DEFAULT_FIND_TIMEOUT_MS, type ProviderInfo } from "../src/mesh/dht.ts";
@@ -123,12 +124,6 @@ export interface Gateway {
   metrics: Registry;
   /** Set false while shutting down, so /readyz answers 503 and load balancers move away. */
   ready: boolean;
-}
-
-function contentDisposition(kind: "inline" | "attachment", name: string): string {
-  const ascii = name.replace(/[^\x20-\x7e]/g, "_").replace(/["\\]/g, "_");
-  if (ascii === name) return `${kind}; filename="${name}"`;
-  return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
 }
 
 /** True when an If-None-Match header value matches `etag` (weak comparison, as for GET). */

@@ -32,7 +32,30 @@ function mediaFor(type: string, src: string, label: string): string {
     return `<audio controls autoplay src="${esc(src)}" aria-label="${l}"></audio>`;
   }
   if (type.startsWith("image/")) return `<img alt="${l}" src="${esc(src)}">`;
+  // A type the browser would download instead of showing leaves a blank frame (a sandbox refuses downloads).
+  if (!SHOWN.test(type)) {
+    return `<p class="no-preview">No preview for ${
+      esc(type.split(";")[0]!)
+    }: download it below.</p>`;
+  }
   return `<iframe sandbox src="${esc(src)}" title="${l}"></iframe>`;
+}
+
+/** Types a browser shows in a frame. */
+const SHOWN = /^(text\/|application\/(json|pdf|xml)|image\/svg)/;
+
+/** The file name a gateway's Content-Disposition gives, if any. */
+function nameOf(headers: Headers): string | undefined {
+  const d = headers.get("content-disposition") ?? "";
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(d);
+  if (star) {
+    try {
+      return decodeURIComponent(star[1]!);
+    } catch {
+      // a malformed escape: the plain name below, if any
+    }
+  }
+  return /filename="([^"]+)"/i.exec(d)?.[1];
 }
 
 function show(title: string, media: string, caption: string): void {
@@ -104,10 +127,13 @@ async function openAny(input: string): Promise<void> {
       src = `${gateway}/mesh/${cid}`;
       how = `too large to check in the page (${size(total)}): as the gateway sends it`;
     }
+    const name = nameOf(head.headers);
     show(
-      cid,
-      mediaFor(type, src, cid),
-      `${size(total)} · ${esc(type)} · from ${esc(gateway)} · ${how}`,
+      name ?? cid,
+      mediaFor(type, src, name ?? cid),
+      `${size(total)} · ${esc(type)} · from ${esc(gateway)} · ${how} · <a href="${
+        esc(src)
+      }" download="${esc(name ?? cid)}">download</a>`,
     );
     status.className = "ok";
     status.textContent = `Opened ${cid.slice(0, 16)}…`;

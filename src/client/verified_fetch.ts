@@ -16,6 +16,7 @@
  *
  * @module
  */
+import { contentDisposition } from "../content/disposition.ts";
 import { type CID, matchesCid, parseCid, RAW_CODE } from "../content/cid.ts";
 import { MAX_CHUNK_SIZE } from "../content/chunker.ts";
 import {
@@ -619,6 +620,10 @@ export async function verifiedFetch(
     "Accept-Ranges": "bytes",
     "ETag": `"${cid}"`,
   });
+  // The name is the verified manifest's, as the gateway sends it: a page shows and saves it by that name.
+  if (manifest.name) {
+    headers.set("Content-Disposition", contentDisposition("inline", manifest.name));
+  }
   const ranged = options.range !== undefined;
   if (ranged) headers.set("Content-Range", `bytes ${start}-${end - 1}/${manifest.size}`);
   return new VerifiedResponse(body, { status: ranged ? 206 : 200, headers });

@@ -49,6 +49,11 @@ Deno.test({
       const res = await verifiedFetch(t.cid, { gateway: t.a.url });
       assert.equal(res.status, 200);
       assert.equal(res.headers.get("content-length"), String(SIZE));
+      assert.equal(
+        res.headers.get("content-disposition"),
+        `inline; filename="data.bin"`,
+        "the manifest's name",
+      );
       assert.deepEqual(new Uint8Array(await res.arrayBuffer()), t.bytes);
 
       for (

@@ -204,6 +204,20 @@ Deno.test({
       assert.ok(width <= 390, `the page is ${width} px wide`);
       await page.locator("#files tr", { hasText: long }).getByText("View").click();
       await page.locator("#viewer iframe").waitFor();
+      // A type the browser would only download gets a word and the link, not a blank frame.
+      const bin = await fetch(`${server.url}/mesh?name=blob.bin`, {
+        method: "POST",
+        body: new Uint8Array(300).fill(7),
+        headers: { "Content-Type": "application/octet-stream" },
+      });
+      assert.equal(bin.status, 201, await bin.text());
+      await page.reload();
+      await page.locator("#files tr", { hasText: "blob.bin" }).getByText("View").click();
+      await page.locator("#viewer").getByText("No preview for application/octet-stream").waitFor();
+      assert.equal(await page.locator("#viewer iframe").count(), 0);
+      assert.equal(await page.locator("#viewer a[download]").count(), 1);
+      await page.locator("#files tr", { hasText: long }).getByText("View").click();
+      await page.locator("#viewer iframe").waitFor();
       assert.ok((await page.evaluate("document.documentElement.scrollWidth") as number) <= 390);
       await Deno.mkdir("test/out", { recursive: true });
       await page.screenshot({ path: "test/out/page-390.png", fullPage: true });
