@@ -126,6 +126,13 @@ export interface Gateway {
   ready: boolean;
 }
 
+/** The methods of the gateway's content routes, for a 405 to a method they do not take. */
+function allowed(path: string): string | undefined {
+  if (path === "/mesh") return "POST";
+  if (/^\/(mesh|ipfs)\/[^/]+/.test(path)) return "GET, HEAD";
+  return undefined;
+}
+
 /** True when an If-None-Match header value matches `etag` (weak comparison, as for GET). */
 function etagMatches(header: string | undefined, etag: string): boolean {
   if (!header) return false;
@@ -352,7 +359,18 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     );
     return c.json({ error: "internal", message: "Internal server error" }, 500);
   });
-  app.notFound((c) => c.json({ error: "not_found", message: `No route for ${c.req.path}` }, 404));
+  app.notFound((c) => {
+    // A known path asked with another method: which methods it takes (RFC 9110's 405 and Allow).
+    const allow = allowed(c.req.path);
+    if (allow) {
+      c.header("Allow", allow);
+      return c.json({
+        error: "method_not_allowed",
+        message: `${c.req.method} ${c.req.path} is not served; use ${allow}`,
+      }, 405);
+    }
+    return c.json({ error: "not_found", message: `No route for ${c.req.path}` }, 404);
+  });
 
   mountPage(app);
   app.get("/livez", (c) => c.text("ok"));
@@ -479,7 +497,12 @@ export function createGateway(node: MeshgateNode, options: GatewayOptions = {}):
     } catch (e) {
       if (e instanceof MeshError || e instanceof RangeError) throw e;
       if (bodyFailed || c.req.raw.signal.aborted) {
-        throw new MeshError("upload_failed", `The upload did not complete: ${e}`, { cause: e });
+        // The body's own error names Deno's resource, not the client's doing: said plainly.
+        throw new MeshError(
+          "upload_failed",
+          "The upload did not complete: the connection closed before the body ended",
+          { cause: e },
+        );
       }
       // Not the client's doing: the disk (or the node) failed while storing.
       throw new MeshError("store_failed", `The node could not store the upload: ${e}`, {

@@ -175,6 +175,15 @@ Deno.test("bad and unknown CIDs get 400 and 404 with JSON bodies", () =>
     assert.equal((await missing.json()).error, "not_found");
     assert.equal((await gw.app.request(`${base}/mesh/${unknown}?format=raw`)).status, 404);
     assert.equal((await gw.app.request(`${base}/nowhere`)).status, 404);
+    // A content route asked with a method it does not take: 405 and the methods it does.
+    const put = await gw.app.request(`${base}/mesh`, { method: "PUT", body: "x" });
+    assert.equal(put.status, 405);
+    assert.equal(put.headers.get("allow"), "POST");
+    assert.equal((await put.json()).error, "method_not_allowed");
+    const del = await gw.app.request(`${base}/mesh/${unknown}`, { method: "DELETE" });
+    assert.equal(del.status, 405);
+    assert.equal(del.headers.get("allow"), "GET, HEAD");
+    await del.body?.cancel();
   }));
 
 Deno.test("uploads past the limit get 413 and leave no chunks behind", () =>
