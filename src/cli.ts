@@ -695,7 +695,13 @@ async function errorFrom(res: Response): Promise<Error> {
   } catch {
     // not JSON: fall through
   }
-  return new Error(`HTTP ${res.status} ${res.statusText}${text ? `: ${text.slice(0, 200)}` : ""}`);
+  // A Meshgate gateway answers every error in JSON: anything else is another server on that address.
+  return new Error(
+    `${
+      res.url ? new URL(res.url).origin : "The gateway"
+    } answered HTTP ${res.status} ${res.statusText}, not as a Meshgate ` +
+      `gateway does: is it one?${text ? ` (${text.slice(0, 200)})` : ""}`,
+  );
 }
 
 /**
