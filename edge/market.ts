@@ -119,6 +119,12 @@ export function addMarketRoutes(
   });
   app.get("/api/market/quotes", (c) => {
     const id = c.req.query("intent") ?? "";
+    if (!market()!.hasIntent(id)) {
+      return c.json({
+        error: "not_found",
+        message: `No intent "${id.slice(0, 80)}" here (withdrawn, expired, or another node's?)`,
+      }, 404);
+    }
     const quotes = market()!.quotes(id).map((r) => ({
       id: quoteId(r.quote),
       ...r.quote,

@@ -304,6 +304,11 @@ export class MarketService {
   }
 
   /** The opened quotes to own intent `id`, best first (see `quote.ts` for the ranking). */
+  /** Whether `id` is a live intent of this node's (withdrawn and expired ones are not). */
+  hasIntent(id: string): boolean {
+    return this.#own.has(id);
+  }
+
   quotes(id: string): RankedQuote[] {
     const own = this.#own.get(id);
     return own ? rankQuotes([...own.quotes.values()], this.#trust, this.#weight) : [];

@@ -92,6 +92,10 @@ Deno.test({
         } as typeof auth,
       );
       assert.equal(anon.status, 401);
+      // An intent this node does not have is said so, not answered with no quotes.
+      const unknown = await buyer.call("GET", "/api/market/quotes?intent=nonexistent");
+      assert.equal(unknown.status, 404);
+      assert.match(unknown.json.message, /No intent "nonexistent" here/);
       const intents = await buyer.call("GET", "/api/market/intents");
       assert.equal(intents.json.intents[0].quotes, 1);
       const sent = await seller.call("GET", "/api/market/seen");
