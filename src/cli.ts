@@ -1104,8 +1104,19 @@ async function cluster(args: string[]): Promise<number> {
   }
   console.log("Ctrl-C stops them all.");
   const { promise, resolve } = Promise.withResolvers<void>();
+  let stopping = false;
+  // A node that dies (killed, crashed) is said at once: the others keep serving without it.
+  for (const [i, node] of running.nodes.entries()) {
+    void node.child.status.then((s) => {
+      if (stopping) return;
+      const how = s.signal ? `was killed (${s.signal})` : `exited with code ${s.code}`;
+      const logs = values.logs || s.signal ? "" : " (--logs shows why)";
+      console.error(`node ${i} (pid ${node.pid}) ${how}; the others keep running${logs}`);
+    });
+  }
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => resolve());
   await promise;
+  stopping = true;
   console.error("stopping…");
   await running.stop();
   return 0;
