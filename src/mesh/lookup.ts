@@ -266,12 +266,19 @@ export interface LookupServerInit {
   want?: number;
   /** Longest DHT walk for one `find`, in ms. Default: 2 000. */
   findMs?: number;
-  /** Connected peers asked at once whether they hold the block (the XOR-nearest to it, where placement puts
-   * chunks), beside the DHT walk: an operator with many open connections answers in one round trip what a
-   * light client needs a walk for. 0: the walk alone. Default: 32. */
+  /** Connected peers asked whether they hold the block (the XOR-nearest to it, where placement puts chunks),
+   * beside the DHT walk: an operator with many open connections answers in one round trip what a light
+   * client needs a walk for. 0: the walk alone. Default: 32. */
   probe?: number;
+  /** Of those, how many are asked at once, nearest first: the next as many once these answered without the
+   * block (or after `probeWaveMs`). Placement puts a chunk on the nearest, so the first wave mostly answers;
+   * asking all 32 at once cost the operator a burst of streams for nothing. Default: 4. */
+  probeWave?: number;
+  /** Longest wait for a wave before the next is asked, in ms. Default: 200. */
+  probeWaveMs?: number;
   /** Once a provider is found, how much longer the walk may look for more, in ms: a client waits for the
-   * first that delivers, not for the walk's end. Default: 50. */
+   * first that delivers, not for the walk's end. Not waited once the nearest probed peer that holds the block
+   * is known (every nearer one said it does not): the answer placement gives is in. Default: 50. */
   graceMs?: number;
   /** Longest wait for providers' statements, in ms (the record goes out without those late). Default: 400. */
   statementMs?: number;
@@ -296,6 +303,8 @@ export class LookupServer {
   readonly #cacheMs: number;
   readonly #graceMs: number;
   readonly #probe: number;
+  readonly #probeWave: number;
+  readonly #probeWaveMs: number;
   /** CID -> providers found, and when. */
   readonly #found = new Map<
     string,
@@ -314,6 +323,8 @@ export class LookupServer {
     this.#cacheMs = init.cacheMs ?? 30_000;
     this.#graceMs = init.graceMs ?? 50;
     this.#probe = init.probe ?? 32;
+    this.#probeWave = Math.max(1, init.probeWave ?? 4);
+    this.#probeWaveMs = init.probeWaveMs ?? 200;
   }
 
   get serving(): boolean {
@@ -392,8 +403,8 @@ export class LookupServer {
 
   /** Resolves `cid` and signs the record of request `nonce`. */
   async find(cid: CID, nonce: string, signal?: AbortSignal): Promise<LookupRecord> {
-    const providers = await this.#providers(cid, signal);
-    const statements = await this.#gather(cid, providers, signal);
+    const { providers, asked } = await this.#providers(cid, signal);
+    const statements = await this.#gather(cid, providers, asked, signal);
     return await signLookupRecord(this.#init.privateKey, {
       operator: this.#init.mesh.peerId,
       cid: cid.toString(),
@@ -412,95 +423,169 @@ export class LookupServer {
 
   /**
    * This node if it holds `cid`, then what its provider records and DHT walk name and what its nearest
-   * connected peers say they hold, together: the first `want`, or what is found within `graceMs` of the first,
-   * or by `findMs`.
+   * connected peers say they hold, together: the first `want`, or what is found within `graceMs` of the first
+   * (at once when the nearest probed holder is known), or by `findMs`. With them, the statement requests of
+   * the probe, by peer, some maybe still under way (for {@link #gather}, which then need not ask again).
    */
   async #providers(
     cid: CID,
     signal?: AbortSignal,
-  ): Promise<{ peerId: string; multiaddrs: string[] }[]> {
+  ): Promise<{ providers: Provider[]; asked: Map<string, Promise<unknown>> }> {
+    const asked = new Map<string, Promise<unknown>>();
     const key = cid.toString();
     const hit = this.#found.get(key);
     if (hit && Date.now() - hit.at < this.#cacheMs && hit.providers.length > 0) {
-      return hit.providers;
+      return { providers: hit.providers, asked };
     }
     const mesh = this.#init.mesh;
-    const out: { peerId: string; multiaddrs: string[] }[] = [];
+    const out: Provider[] = [];
     if (await this.#init.has?.(cid)) {
       out.push({ peerId: mesh.peerId, multiaddrs: mesh.multiaddrs() });
     }
     const done = new AbortController();
-    const deadline = AbortSignal.any([
-      done.signal,
-      AbortSignal.timeout(this.#findMs),
-      ...(signal ? [signal] : []),
-    ]);
+    const limit = AbortSignal.any([AbortSignal.timeout(this.#findMs), ...(signal ? [signal] : [])]);
+    const deadline = AbortSignal.any([done.signal, limit]);
     let grace: ReturnType<typeof setTimeout> | undefined;
-    const add = (p: { peerId: string; multiaddrs: string[] }) => {
-      if (done.signal.aborted || out.some((o) => o.peerId === p.peerId)) return;
-      out.push(p);
-      if (out.length >= this.#want) done.abort();
+    const add = (p: Provider, nearest = false) => {
+      if (done.signal.aborted) return;
+      if (!out.some((o) => o.peerId === p.peerId)) out.push(p);
+      if (nearest || out.length >= this.#want) done.abort();
       else grace ??= setTimeout(() => done.abort(), this.#graceMs);
     };
     const walk = (async () => {
       for await (const p of mesh.findProviders(cid, { signal: deadline })) add(p);
     })().catch(() => {}); // the deadline or the grace: what was found so far is the answer
     try {
-      await Promise.all([walk, this.#ask(cid, deadline, add)]);
+      await Promise.all([walk, this.#ask(cid, deadline, limit, add, asked)]);
     } finally {
       clearTimeout(grace);
       done.abort();
     }
     if (out.length > 0) bounded(this.#found, key, { at: Date.now(), providers: out });
-    return out;
+    return { providers: out, asked };
   }
 
-  /** Asks the `probe` connected peers XOR-nearest to `cid` whether they hold it (one round, no dials). */
+  /**
+   * Asks the `probe` connected peers XOR-nearest to `cid` whether they hold it (no dials), nearest first in
+   * waves of `probeWave`, until `stop`. A peer that runs this protocol is asked for its statement (one
+   * request: whether it holds the block, and its signed word for the record; kept in `asked` while under way,
+   * and not cut by `stop`, only by `signal`), others the exchange's `has`. `add` hears of each holder, with
+   * `nearest` once every nearer peer asked said it does not hold the block.
+   */
   async #ask(
     cid: CID,
+    stop: AbortSignal,
     signal: AbortSignal,
-    add: (p: { peerId: string; multiaddrs: string[] }) => void,
+    add: (p: Provider, nearest: boolean) => void,
+    asked: Map<string, Promise<unknown>>,
   ): Promise<void> {
     const mesh = this.#init.mesh;
     const connected = mesh.connectedPeers();
     if (this.#probe === 0 || connected.length === 0) return;
-    const nearest = new PeerTable(connected).closest(cid.multihash.digest, this.#probe);
-    await Promise.all(nearest.map(async (peerId) => {
+    const ranked = new PeerTable(connected).closest(cid.multihash.digest, this.#probe);
+    /** Per rank: undefined while asked, then whether it holds the block (a failure counts as no). */
+    const held: (boolean | undefined)[] = [];
+    const found: Provider[] = [];
+    const settle = (rank: number, holds: boolean) => {
+      held[rank] = holds;
+      // The nearest holder: the first rank that holds, every rank before it answered.
+      for (let r = 0; r < ranked.length && held[r] !== undefined; r++) {
+        if (held[r]) return add(found[r]!, true);
+      }
+      if (holds) add(found[rank]!, false);
+    };
+    const one = async (peerId: string, rank: number) => {
       try {
-        const [held] = await mesh.hasChunks(peerId, [cid], { signal });
-        if (!held) return;
-        // The addresses it listens on (an inbound connection's remote address is no dialable one).
         const known = await mesh.libp2p.peerStore.get(peerIdFromString(peerId));
-        add({ peerId, multiaddrs: known.addresses.map((a) => a.multiaddr.toString()) });
+        let holds: boolean;
+        if (known.protocols.includes(LOOKUP_PROTOCOL)) {
+          const stated = this.#statementOf(peerId, cid, signal);
+          asked.set(peerId, stated);
+          holds = await stated;
+        } else holds = (await mesh.hasChunks(peerId, [cid], { signal }))[0] === true;
+        // The addresses it listens on (an inbound connection's remote address is no dialable one).
+        if (holds) {
+          found[rank] = { peerId, multiaddrs: known.addresses.map((a) => a.multiaddr.toString()) };
+        }
+        settle(rank, holds);
       } catch {
         // Away, slow or without the exchange: the walk may still find it.
+        settle(rank, false);
       }
-    }));
+    };
+    const stopped = new Promise<void>((r) => {
+      if (stop.aborted) r();
+      else stop.addEventListener("abort", () => r(), { once: true });
+    });
+    for (let start = 0; start < ranked.length && !stop.aborted; start += this.#probeWave) {
+      const wave = Promise.all(
+        ranked.slice(start, start + this.#probeWave).map((p, i) => one(p, start + i)),
+      );
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((r) => timer = setTimeout(r, this.#probeWaveMs));
+      await Promise.race([wave, late, stopped]);
+      clearTimeout(timer);
+      // A holder answered: the rest of this wave may be nearer, none further is asked.
+      if (found.some((f) => f !== undefined)) await Promise.race([wave, stopped]);
+      if (found.some((f) => f !== undefined)) return;
+    }
   }
 
-  /** Each provider's statement: kept ones, else asked now (at most `statementMs`). */
+  /** Whether `peerId` states it holds `cid` (its statement, checked, kept for the record). */
+  async #statementOf(peerId: string, cid: CID, signal: AbortSignal): Promise<boolean> {
+    const [s] = await requestStatements(this.#init.mesh.libp2p, peerId, [cid], { signal });
+    if (!s || !await verifyStatement(peerId, cid, s)) return false;
+    bounded(this.#statements, `${peerId} ${cid}`, s);
+    return true;
+  }
+
+  /**
+   * Each provider's statement: kept ones, else the probe's request still under way (in `asked`), else asked
+   * now, unless the peer is known not to run this protocol (either at most `statementMs`).
+   */
   async #gather(
     cid: CID,
-    providers: readonly { peerId: string }[],
+    providers: readonly Provider[],
+    asked: ReadonlyMap<string, Promise<unknown>>,
     signal?: AbortSignal,
   ): Promise<Map<string, ProviderStatement>> {
     const out = new Map<string, ProviderStatement>();
     const key = cid.toString();
     const self = this.#init.mesh.peerId;
+    const kept = (peerId: string) => {
+      const s = this.#statements.get(`${peerId} ${key}`);
+      const fresh = s !== undefined && Date.now() - s.at < STATEMENT_TTL_MS;
+      if (fresh) out.set(peerId, s);
+      return fresh;
+    };
     const ask: string[] = [];
     for (const { peerId } of providers) {
-      const kept = this.#statements.get(`${peerId} ${key}`);
-      if (kept && Date.now() - kept.at < STATEMENT_TTL_MS) out.set(peerId, kept);
-      else if (peerId === self) out.set(peerId, await signStatement(this.#init.privateKey, cid));
+      if (kept(peerId)) continue;
+      if (peerId === self) out.set(peerId, await signStatement(this.#init.privateKey, cid));
       else ask.push(peerId);
     }
-    if (ask.length === 0) return out;
+    if (ask.length === 0 || this.#statementMs <= 0) return out;
     const wait = AbortSignal.any([
       AbortSignal.timeout(this.#statementMs),
       ...(signal ? [signal] : []),
     ]);
+    const waited = new Promise<void>((r) =>
+      wait.addEventListener("abort", () => r(), { once: true })
+    );
+    const peerStore = this.#init.mesh.libp2p.peerStore;
     await Promise.all(ask.map(async (peerId) => {
       try {
+        const pending = asked.get(peerId);
+        if (pending) {
+          await Promise.race([pending.catch(() => {}), waited]);
+          kept(peerId);
+          return;
+        }
+        const known = await peerStore.get(peerIdFromString(peerId)).catch(() => undefined);
+        // Identified without this protocol: it has no statement to give.
+        if (known && known.protocols.length > 0 && !known.protocols.includes(LOOKUP_PROTOCOL)) {
+          return;
+        }
         const [s] = await requestStatements(this.#init.mesh.libp2p, peerId, [cid], {
           signal: wait,
         });
@@ -515,6 +600,9 @@ export class LookupServer {
     return out;
   }
 }
+
+/** A provider as found: its peer ID and addresses. */
+type Provider = { peerId: string; multiaddrs: string[] };
 
 function cidOf(raw: unknown): CID {
   if (typeof raw !== "string") throw new LookupError("lookup_malformed", "A CID is a string");

@@ -6,14 +6,22 @@
  * and looks a record up itself (`sim.ts`'s `lookup`, until the record's provider is named). The paid lookup:
  * it joins through a lookup operator and asks it ({@link requestLookup}: one request; the operator answers
  * from its provider records, its own walk and its nearest connected peers' word, the record signed and
- * checked). Each record is a chunk (1 KiB) held, as placement would put it, by the node XOR-nearest to it. The operator is a server node
- * of the mesh, up as long as the others, run as a lookup operator would be: k-buckets of 100 and open
- * connections to the peers it knows (up to `operatorConnections`), warmed by walks for `warmWalks` random
- * keys (as answering lookups all day does), so its walks seldom dial. That is what the client pays for; the
- * mesh's other nodes keep libp2p's defaults. Each client looks up a record nobody asked the operator for, so its
- * cache never answers. Both are timed from the moment the client is up to the provider being named. The
- * payment is not in the path: the voucher goes out after the named peer delivered (`market/lookups.ts`), so
- * lookups are free here and no chain runs.
+ * checked). Each record is a chunk (1 KiB) held, as placement would put it, by the node XOR-nearest to it.
+ * Every node signs statements of what it holds, as `src/node.ts`'s nodes do, so a record carries its
+ * provider's own word (the operator's default `statementMs`). The operator is a server node of the mesh, up
+ * as long as the others, run as a lookup operator would be: k-buckets of 100 and open connections to the
+ * peers it knows (up to `operatorConnections`), warmed by walks for `warmWalks` random keys (as answering
+ * lookups all day does), so its walks seldom dial. That is what the client pays for; the mesh's other nodes
+ * keep libp2p's defaults. Each client looks up a record nobody asked the operator for, so its cache never
+ * answers.
+ *
+ * Timing, both kinds alike: `ms` runs from the moment the client's one connection is up (its peer is in its
+ * routing table, identify done: a browser or phone is connected to its gateway before it asks) to the
+ * provider being named; `fromSpawn` from the moment the node's start returned, its dial done (the earlier
+ * method, which also counted identify). The walk still waits for kad-dht's first self-query (a
+ * second after start, then its own walk), which a cold client's first lookup does. The payment is not in the
+ * path: the voucher goes out after the named peer delivered (`market/lookups.ts`), so lookups are free here
+ * and no chain runs.
  *
  * @module
  */
@@ -48,12 +56,14 @@ export interface LookupSimInit {
 
 export interface LookupSimReport {
   nodes: number;
-  /** The client's own cold DHT walk. */
+  /** The client's own cold DHT walk, timed from its connection being up. */
   walk: LookupStats;
-  /** Through the lookup operator. */
+  /** Through the lookup operator, timed from its connection being up. */
   paid: LookupStats;
   /** paid.msMedian / walk.msMedian: the target is at most 1/3. */
   ratio: number;
+  /** The same lookups timed from the client's start returning (its dial done, identify included). */
+  fromSpawn: { walk: LookupStats; paid: LookupStats; ratio: number };
   /** Wall-clock seconds of the run (the lookups' times are virtual ms when time is dilated). */
   seconds: number;
   /** Wall ms per virtual ms: on average over the run, and at worst (1 without dilation). */
@@ -78,6 +88,7 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
     : () => {};
   const live: { mesh: MeshNode; addr: string; store: SimStore }[] = [];
   const extra: MeshNode[] = [];
+  const servers: LookupServer[] = [];
   let seq = 0;
   const spawn = async (
     bootstrap: string[],
@@ -97,6 +108,16 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
       dht: { clientMode, ...(kBucketSize ? { kBucketSize } : {}) },
       ...(dataDir ? { dataDir } : {}),
     });
+    if (!clientMode && !dataDir) {
+      // Statements of what it holds, as every node of src/node.ts signs (the operator serves its own below).
+      const statements = new LookupServer({
+        mesh,
+        privateKey: mesh.privateKey,
+        has: (cid) => store.has(cid),
+      });
+      await statements.start(mesh.libp2p);
+      servers.push(statements);
+    }
     return { mesh, store, addr: mesh.multiaddrs()[0] ?? "" };
   };
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(Math.random() * xs.length)]!;
@@ -145,8 +166,8 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
     server = new LookupServer({
       mesh: op.mesh,
       privateKey: op.mesh.privateKey, // the key it loaded from its data directory
+      has: (cid) => op.store.has(cid),
       serve: true,
-      statementMs: 0, // statements are the providers' business; not timed here
     });
     await server.start(op.mesh.libp2p);
 
@@ -167,23 +188,29 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
 
     const walk: LookupResult[] = [];
     const paid: Timed[] = [];
+    const walkSpawn: Timed[] = [];
+    const paidSpawn: Timed[] = [];
     for (let i = 0; i < clients; i++) {
       // Alternate, so that load on the machine weighs on both alike; each starts once the event loop keeps
       // up (a hundred nodes share one thread: a starved loop times the machine, not the mesh).
       await calm();
       const w = records[2 * i]!;
       const c1 = await spawn([pick(live.slice(1)).addr], true);
+      const s1 = performance.now();
       extra.push(c1.mesh);
+      const up1 = await connected(c1.mesh);
       const sim = { name: "light", mesh: c1.mesh, store: new SimStore(), addr: "" };
       const wr = await lookup(sim, w.cid, w.by.mesh.peerId, timeoutMs);
       walk.push(wr);
+      walkSpawn.push({ ...wr, ms: wr.ms + up1 - s1 });
       await c1.mesh.stop();
 
       await calm();
       const p = records[2 * i + 1]!;
       const c2 = await spawn([op.addr], true);
+      const s2 = performance.now();
       extra.push(c2.mesh);
-      const t = performance.now();
+      const t = await connected(c2.mesh);
       try {
         const { record } = await requestLookup(c2.mesh.libp2p, op.mesh.peerId, p.cid, {
           signal: AbortSignal.timeout(timeoutMs),
@@ -193,12 +220,13 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
       } catch {
         paid.push({ ok: false, ms: performance.now() - t });
       }
+      paidSpawn.push({ ...paid.at(-1)!, ms: paid.at(-1)!.ms + t - s2 });
       log(
-        `client ${i + 1}: walk ${wr.ok ? "ok" : wr.why} ${wr.ms.toFixed(0)} ms, ${
-          wr.hops ?? "-"
-        } hops, ${wr.answered} answers; paid ${paid.at(-1)!.ok ? "ok" : "failed"} ${
-          paid.at(-1)!.ms.toFixed(0)
-        } ms`,
+        `client ${i + 1}: walk ${wr.ok ? "ok" : wr.why} ${wr.ms.toFixed(0)} ms (+${
+          (up1 - s1).toFixed(0)
+        } ms to connect), ${wr.hops ?? "-"} hops, ${wr.answered} answers; paid ${
+          paid.at(-1)!.ok ? "ok" : "failed"
+        } ${paid.at(-1)!.ms.toFixed(0)} ms (+${(t - s2).toFixed(0)} ms to connect)`,
       );
       await c2.mesh.stop();
     }
@@ -207,14 +235,17 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
       walk: stats(walk),
       paid: stats(paid),
       ratio: NaN,
+      fromSpawn: { walk: stats(walkSpawn), paid: stats(paidSpawn), ratio: NaN },
       seconds: ((clock?.wallNow() ?? performance.now()) - wall0) / 1000,
       dilationMean: clock?.meanFactor ?? 1,
       dilationPeak: clock?.peak ?? 1,
     };
     report.ratio = report.paid.msMedian / report.walk.msMedian;
+    report.fromSpawn.ratio = report.fromSpawn.paid.msMedian / report.fromSpawn.walk.msMedian;
     return report;
   } finally {
     await server?.stop();
+    await Promise.all(servers.map((x) => x.stop()));
     await Promise.all([...live.map((x) => x.mesh), ...extra].map((m) => m.stop().catch(() => {})));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -234,10 +265,22 @@ export function formatLookupReport(r: LookupSimReport): string {
     `| light client, paid lookup | ${row(r.paid)} (${
       r.ratio.toFixed(2)
     }x the walk's median; target <= 0.33) |`,
+    `| the same from the client's start (identify in) | walk ${row(r.fromSpawn.walk)}; paid ${
+      row(r.fromSpawn.paid)
+    } (${r.fromSpawn.ratio.toFixed(2)}x) |`,
     `| run | ${r.seconds.toFixed(0)} s of wall time (time dilated ${
       r.dilationMean.toFixed(1)
     }x on average, ${r.dilationPeak.toFixed(1)}x at worst) |`,
   ].join("\n");
+}
+
+/** When `mesh`'s one peer is in its routing table (identify done), waiting at most 5 s. */
+async function connected(mesh: MeshNode): Promise<number> {
+  const until = Date.now() + 5000;
+  while (mesh.routingTableSize() === 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return performance.now();
 }
 
 /** Until a zero timer fires within 50 ms twice in a row (at most 5 s). */

@@ -1,8 +1,9 @@
 /**
  * Paid lookups against a light client's cold DHT walk in the in-process mesh (src/mesh/sim_lookup.ts). The
- * suite runs a small mesh and checks that the operator's records name the providers; the ratio of the
- * medians (target <= 1/3) is asserted only with MESHGATE_SIM=1 (100 nodes), since on this shared machine a
- * timing is the machine's as much as the mesh's.
+ * suite runs a small mesh and checks that the operator's records name the providers and that the paid median
+ * is at most half the walk's (measured near 0.2 at 16 and 40 nodes: an operator that waited out a grace or
+ * asked again for statements, as it once did, is over); the target of 1/3 is asserted with MESHGATE_SIM=1
+ * (100 nodes), the issue's scale. Times are on the dilated clock, so a loaded machine slows both alike.
  */
 import assert from "node:assert/strict";
 import { formatLookupReport, simulateLookups } from "../../src/mesh/sim_lookup.ts";
@@ -26,6 +27,9 @@ Deno.test({
       report.paid.success >= 0.75,
       `paid lookups found ${report.paid.ok} of ${report.paid.count}`,
     );
-    if (full) assert.ok(report.ratio <= 1 / 3, `paid/walk median ${report.ratio.toFixed(2)}`);
+    assert.ok(
+      report.ratio <= (full ? 1 / 3 : 1 / 2),
+      `paid/walk median ${report.ratio.toFixed(2)}`,
+    );
   },
 });
