@@ -75,6 +75,9 @@ export interface MeshSimInit {
   lookups?: number;
   /** Lookups running at once during churn. Default 4. */
   churnLookupConcurrency?: number;
+  /** Pause of each of those between two lookups, ms. Default 0: back to back, so the churn phase's CPU
+   * (and, dilated, its wall time) grows with how fast lookups run; a pause bounds it. */
+  churnLookupGapMs?: number;
   /** Files placed across the mesh. Default 8. */
   files?: number;
   /** Stripe shape of the files. Default k 10, m 4. */
@@ -311,17 +314,25 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
     const recordCount = init.records ?? 100;
     const records: { cid: CID; by: SimNode }[] = [];
     let publishFailed = 0;
+    const provideMs: number[] = [];
     await Promise.all(Array.from({ length: recordCount }, async () => {
       const cid = cidOf(crypto.getRandomValues(new Uint8Array(32)));
       const by = pick(live, 1)[0]!;
+      const p0 = performance.now();
       // A provide that does not finish in time may still have stored its record on some peers: it is
       // looked up like the others.
       await by.mesh.provide(cid, timeout(60_000)).catch((e) => {
         if (publishFailed++ < 5) log(`  provide failed: ${(e as Error).message}`);
       });
+      provideMs.push(performance.now() - p0);
       records.push({ cid, by });
     }));
-    log(`${records.length} records published (${publishFailed} provides failed or timed out)`);
+    log(
+      `${records.length} records published (${publishFailed} provides failed or timed out; ` +
+        `${median(provideMs).toFixed(0)} ms median, ${
+          Math.max(...provideMs).toFixed(0)
+        } ms at most)`,
+    );
 
     // Files: ingested by a random node and placed across its peers.
     const fileCount = init.files ?? 8;
@@ -389,7 +400,7 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
         churn.push(await randomLookup());
         // A lookup the asker answers itself runs on microtasks alone: without a turn of the event loop
         // between them these loops would starve every timer, the churn's own included (a 20-node run hung).
-        await sleep(1);
+        await sleep(Math.max(1, init.churnLookupGapMs ?? 0));
       }
     });
     let owed = 0;
@@ -407,7 +418,15 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
         leaving.push(gone.mesh.stop().catch(() => {}));
         left++;
       }
-      const fresh = await Promise.all(Array.from({ length: count }, () => spawn(bootstrap)));
+      // A joining node counts as live (asks lookups, may leave) once its routing table has a peer, as a
+      // light client's walk waits below: a lookup from a table still empty (identify and kad-dht's check
+      // of its bootstrap peers not done, or its dials lost) measures the join, not the DHT.
+      const fresh = await Promise.all(Array.from({ length: count }, async () => {
+        const x = await spawn(bootstrap);
+        const until = Date.now() + 10_000;
+        while (x.mesh.routingTableSize() === 0 && Date.now() < until) await sleep(50);
+        return x;
+      }));
       live.push(...fresh);
       joined += fresh.length;
       await tick;
