@@ -68,15 +68,15 @@ Deno.test(
     await check({
       nodes: 200,
       hourMs: 10_000,
-      records: 10,
-      lookups: 40,
+      records: 6,
+      lookups: 30,
       churnLookupConcurrency: 2,
-      churnLookupGapMs: 200,
+      churnLookupGapMs: 150,
       files: 2,
       k: 4,
       m: 2,
       fileSize: 4 * 4096 - 7, // one stripe
-      lightClients: 3,
-    }, 100);
+      lightClients: 2,
+    }, 90);
   },
 );
