@@ -75,6 +75,9 @@ export interface MeshSimInit {
   lookups?: number;
   /** Lookups running at once during churn. Default 4. */
   churnLookupConcurrency?: number;
+  /** Pause of each of those between two lookups, ms. Default 0: back to back, so the churn phase's CPU
+   * (and, dilated, its wall time) grows with how fast lookups run; a pause bounds it. */
+  churnLookupGapMs?: number;
   /** Files placed across the mesh. Default 8. */
   files?: number;
   /** Stripe shape of the files. Default k 10, m 4. */
@@ -215,6 +218,8 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
   const provides = new Limiter(16);
 
   const live: SimNode[] = [];
+  /** Joined during churn, not live yet (see there). */
+  const arriving = new Set<SimNode>();
   const failures: LookupFailure[] = [];
   lagMeter.start();
   /** Connections opened, and closed by reason (not counting nodes leaving). */
@@ -311,17 +316,25 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
     const recordCount = init.records ?? 100;
     const records: { cid: CID; by: SimNode }[] = [];
     let publishFailed = 0;
+    const provideMs: number[] = [];
     await Promise.all(Array.from({ length: recordCount }, async () => {
       const cid = cidOf(crypto.getRandomValues(new Uint8Array(32)));
       const by = pick(live, 1)[0]!;
+      const p0 = performance.now();
       // A provide that does not finish in time may still have stored its record on some peers: it is
       // looked up like the others.
       await by.mesh.provide(cid, timeout(60_000)).catch((e) => {
         if (publishFailed++ < 5) log(`  provide failed: ${(e as Error).message}`);
       });
+      provideMs.push(performance.now() - p0);
       records.push({ cid, by });
     }));
-    log(`${records.length} records published (${publishFailed} provides failed or timed out)`);
+    log(
+      `${records.length} records published (${publishFailed} provides failed or timed out; ` +
+        `${median(provideMs).toFixed(0)} ms median, ${
+          Math.max(...provideMs).toFixed(0)
+        } ms at most)`,
+    );
 
     // Files: ingested by a random node and placed across its peers.
     const fileCount = init.files ?? 8;
@@ -384,18 +397,20 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
     // One simulated hour of churn, with lookups running throughout.
     const churn: LookupResult[] = [];
     let churning = true;
+    const churnOver = new AbortController();
     const lookers = Array.from({ length: init.churnLookupConcurrency ?? 4 }, async () => {
       while (churning) {
         churn.push(await randomLookup());
         // A lookup the asker answers itself runs on microtasks alone: without a turn of the event loop
         // between them these loops would starve every timer, the churn's own included (a 20-node run hung).
-        await sleep(1);
+        await sleep(Math.max(1, init.churnLookupGapMs ?? 0), churnOver.signal);
       }
     });
     let owed = 0;
     let left = 0;
     let joined = 0;
     const leaving: Promise<void>[] = [];
+    const joining: Promise<void>[] = [];
     const minuteMs = hourMs / 60;
     for (let minute = 0; minute < 60; minute++) {
       const tick = sleep(minuteMs);
@@ -407,13 +422,27 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
         leaving.push(gone.mesh.stop().catch(() => {}));
         left++;
       }
-      const fresh = await Promise.all(Array.from({ length: count }, () => spawn(bootstrap)));
-      live.push(...fresh);
-      joined += fresh.length;
+      // A joining node counts as live (asks lookups, may leave) once its routing table has a peer, as a
+      // light client's walk waits below: a lookup from a table still empty (identify and kad-dht's check
+      // of its bootstrap peers not done, or its dials lost) measures the join, not the DHT. Joins run in
+      // the background: the hour lasts `hourMs`, not 60 joins end to end.
+      for (let i = 0; i < count; i++) {
+        joining.push((async () => {
+          const x = await spawn(bootstrap);
+          arriving.add(x);
+          const until = Date.now() + 10_000;
+          while (x.mesh.routingTableSize() === 0 && Date.now() < until) await sleep(50);
+          arriving.delete(x);
+          live.push(x);
+          joined++;
+        })());
+      }
       await tick;
       if (minute % 10 === 9) log(`  minute ${minute + 1}: ${left} left, ${joined} joined`);
     }
+    await Promise.all(joining);
     churning = false;
+    churnOver.abort();
     await Promise.all(lookers);
     await Promise.all(leaving);
     log(`churn lookups: ${fmtStats(stats(churn))}`);
@@ -506,7 +535,7 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
     };
   } finally {
     lagMeter.stop();
-    await Promise.all(live.map((x) => x.mesh.stop().catch(() => {})));
+    await Promise.all([...live, ...arriving].map((x) => x.mesh.stop().catch(() => {})));
   }
 }
 
@@ -937,8 +966,14 @@ function timeout(ms: number) {
   return { signal: AbortSignal.timeout(ms) };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((r) => {
+    const done = () => (clearTimeout(t), signal?.removeEventListener("abort", done), r());
+    const t = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }
 
 /** How late a zero timer fires now: the event loop's lag, ms. */
