@@ -476,7 +476,10 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
         readMs.push(r.ms);
         if (expected) filesRead++;
         else filesReadAnyway++;
-      } else if (expected) log(`  file ${f.cid} did not read: ${r.error ?? "bytes differ"}`);
+      } else if (expected) {
+        log(`  file ${f.cid} did not read: ${r.error ?? "bytes differ"}`);
+        await diagnoseRead(live, reader, f, aliveIds, log);
+      }
     }
     log(`reads: ${filesRead}/${filesExpected} expected files byte-identical`);
 
@@ -654,6 +657,33 @@ export async function lookup(
     return done({ ok: false, why: signal.aborted ? "timeout" : "error" });
   }
   return done({ ok: false, why: signal.aborted ? "timeout" : "exhausted" });
+}
+
+/**
+ * Why an expected read failed, one line per stripe: for each chunk, its live holders, and for each of those
+ * whether the reader knew it (peer store), was connected to it, and on how many live nodes its provider
+ * record for the chunk was (`h<known><connected>:<records>`, e.g. `h+-:0` known, not connected, no record).
+ */
+async function diagnoseRead(
+  live: readonly SimNode[],
+  reader: SimNode,
+  f: SimFile,
+  aliveIds: ReadonlySet<string>,
+  log: (line: string) => void,
+): Promise<void> {
+  const connected = new Set(reader.mesh.connectedPeers());
+  const known = new Set((await reader.mesh.libp2p.peerStore.all()).map((p) => p.id.toString()));
+  for (const [i, stripe] of f.manifest.stripes.entries()) {
+    const cells = await Promise.all(stripe.map(async (c) => {
+      const holders = [...(f.where.get(c.toString()) ?? [])].filter((p) => aliveIds.has(p));
+      const marks = await Promise.all(holders.map(async (h) => {
+        const { holders: records } = await recordHolders(live, c, h);
+        return `h${known.has(h) ? "+" : "-"}${connected.has(h) ? "+" : "-"}:${records}`;
+      }));
+      return marks.length ? marks.join(",") : "none";
+    }));
+    log(`    stripe ${i}: ${cells.map((x, j) => `[${j}] ${x}`).join(" ")}`);
+  }
 }
 
 /**
