@@ -260,7 +260,12 @@ Deno.test({
                   { voucher: junk, signature, receipts: [] },
                   { signal: AbortSignal.timeout(10_000) },
                 ),
-                (e: unknown) => e instanceof VoucherRefusedError && e.code === "voucher_signer",
+                // Refused for its signer, or (once it forged at this operator before, for another of the
+                // client's channels there) banned for that forgery: either way not taken.
+                (e: unknown) =>
+                  e instanceof VoucherRefusedError &&
+                  (e.code === "voucher_signer" ||
+                    (e.code === "peer_banned" && /not the payer/.test(e.message))),
               );
               squatLog.push(`${l.args.channel.slice(0, 10)} named (attempt ${attempt})`);
               return;
