@@ -342,14 +342,15 @@ export async function createMeshNode(init: MeshNodeInit = {}): Promise<MeshNode>
 const BOOTSTRAP_DIAL_TIMEOUT_MS = 10_000;
 
 function checkBootstrapAddress(addr: string, what = "Bootstrap"): void {
-  let ok = false;
+  let id: string | undefined;
   try {
-    ok = multiaddr(addr).getComponents().some((c) => c.name === "p2p");
+    id = multiaddr(addr).getComponents().findLast((c) => c.name === "p2p")?.value;
   } catch (e) {
     throw new TypeError(`${what} address "${addr}" is not a multiaddr`, { cause: e });
   }
-  if (!ok) throw new TypeError(`${what} address "${addr}" must end in "/p2p/<peer id>"`);
-  const id = multiaddr(addr).getComponents().findLast((c) => c.name === "p2p")?.value ?? "";
+  if (id === undefined) {
+    throw new TypeError(`${what} address "${addr}" must end in "/p2p/<peer id>"`);
+  }
   try {
     peerIdFromString(id);
   } catch (e) {

@@ -430,8 +430,7 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
         joining.push((async () => {
           const x = await spawn(bootstrap);
           arriving.add(x);
-          const until = Date.now() + 10_000;
-          while (x.mesh.routingTableSize() === 0 && Date.now() < until) await sleep(50);
+          await inTable(x.mesh, 10_000);
           arriving.delete(x);
           live.push(x);
           joined++;
@@ -493,8 +492,7 @@ async function run(init: MeshSimInit, clock: DilatedClock | undefined): Promise<
           try {
             // Its walk starts from the one peer it knows, once that peer is in its table (after identify
             // and kad-dht's check; a lost bootstrap dial is retried, as a node does while isolated).
-            const until = Date.now() + 40_000;
-            while (client.mesh.routingTableSize() === 0 && Date.now() < until) await sleep(50);
+            await inTable(client.mesh, 40_000);
             const r = liveRecord();
             light.push(await look(client, r));
           } finally {
@@ -994,6 +992,13 @@ class Limiter {
 
 function timeout(ms: number) {
   return { signal: AbortSignal.timeout(ms) };
+}
+
+/** Once `mesh` has a peer in its routing table (identify and kad-dht's check done), polled every `pollMs`,
+ * waiting at most `maxMs`. */
+export async function inTable(mesh: MeshNode, maxMs: number, pollMs = 50): Promise<void> {
+  const until = Date.now() + maxMs;
+  while (mesh.routingTableSize() === 0 && Date.now() < until) await sleep(pollMs);
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -30,7 +30,14 @@ import { type DilatedClock, type DilatedClockInit, onDilatedClock } from "./_sim
 import { LookupServer, requestLookup } from "./lookup.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { PeerTable } from "./placement.ts";
-import { lookup, type LookupResult, type LookupStats, SimStore, simTransport } from "./sim.ts";
+import {
+  inTable,
+  lookup,
+  type LookupResult,
+  type LookupStats,
+  SimStore,
+  simTransport,
+} from "./sim.ts";
 
 export interface LookupSimInit {
   /** Nodes in the mesh (the operator one of them). Default 100. */
@@ -276,10 +283,7 @@ export function formatLookupReport(r: LookupSimReport): string {
 
 /** When `mesh`'s one peer is in its routing table (identify done), waiting at most 5 s. */
 async function connected(mesh: MeshNode): Promise<number> {
-  const until = Date.now() + 5000;
-  while (mesh.routingTableSize() === 0 && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 5));
-  }
+  await inTable(mesh, 5000, 5);
   return performance.now();
 }
 
