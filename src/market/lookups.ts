@@ -299,10 +299,12 @@ export class LookupService {
 
   /** `operator`'s price per 1,000 lookups; refused above `maxPer1000`. */
   #quote(operator: string, signal?: AbortSignal): Promise<bigint> {
+    // The operator chosen: its next requests go on a stream negotiated ahead (`warm.ts`).
+    this.server.keepWarm(operator);
     let q = this.#quotes.get(operator);
     if (q === undefined) {
       q = callLookup(
-        this.#init.mesh.libp2p,
+        this.server.dialer,
         operator,
         { op: "quote" },
         signal ?? AbortSignal.timeout(5000),
@@ -349,7 +351,7 @@ export class LookupService {
     this.#stats.asked++;
     const nonce = lookupNonce();
     const m = await callLookup(
-      this.#init.mesh.libp2p,
+      this.server.dialer,
       operator,
       { op: "find", cid: cid.toString(), nonce },
       signal ?? AbortSignal.timeout(10_000),
@@ -456,7 +458,7 @@ export class LookupService {
     pay: Pay,
   ): Promise<VoucherAccepted> {
     const m = await callLookup(
-      this.#init.mesh.libp2p,
+      this.server.dialer,
       operator,
       { op: "pay", nonces, ...pay.encodeVoucherMessage(message) },
       AbortSignal.timeout(10_000),
@@ -477,7 +479,7 @@ export class LookupService {
     signal?: AbortSignal,
   ): Promise<Offer[]> {
     const m = await callLookup(
-      this.#init.mesh.libp2p,
+      this.server.dialer,
       operator,
       {
         op: "offers",

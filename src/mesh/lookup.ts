@@ -17,7 +17,14 @@
  *
  * @module
  */
-import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from "@libp2p/interface";
+import type {
+  Connection,
+  IdentifyResult,
+  Libp2p,
+  PeerId,
+  PrivateKey,
+  Stream,
+} from "@libp2p/interface";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { CID, parseCid } from "../content/cid.ts";
 import { MeshError } from "../errors.ts";
@@ -26,6 +33,7 @@ import { answerMessage, callPeer } from "./message.ts";
 import type { MeshNode } from "./node.ts";
 import { PeerTable } from "./placement.ts";
 import { signTagged, verifyTagged } from "./signature.ts";
+import { WarmStreams } from "./warm.ts";
 
 /** Protocol ID of lookups. */
 export const LOOKUP_PROTOCOL = "/meshgate/lookup/1.0.0";
@@ -288,6 +296,8 @@ export interface LookupServerInit {
 
 const MAX_CACHED = 10_000;
 const STATEMENT_TTL_MS = 10 * 60_000;
+/** How long a stream may wait for its request (a spare, `warm.ts`, waits for the next lookup). */
+const IDLE_MS = 5 * 60_000;
 
 function bounded<K, V>(map: Map<K, V>, key: K, value: V): void {
   if (map.size >= MAX_CACHED) map.delete(map.keys().next().value!);
@@ -313,6 +323,7 @@ export class LookupServer {
   /** "peer cid" -> that provider's statement. */
   readonly #statements = new Map<string, ProviderStatement>();
   #net?: Pick<Libp2p, "handle" | "unhandle" | "hangUp">;
+  #streams?: WarmStreams;
   #stopping = new AbortController();
 
   constructor(init: LookupServerInit) {
@@ -334,28 +345,85 @@ export class LookupServer {
   async start(net: Pick<Libp2p, "handle" | "unhandle" | "hangUp">): Promise<void> {
     this.#stopping = new AbortController();
     this.#net = net;
+    const libp2p = this.#init.mesh.libp2p;
+    this.#streams = new WarmStreams(libp2p, LOOKUP_PROTOCOL);
     // Statements and lookups are small: a light client may keep a few in flight.
     await net.handle(LOOKUP_PROTOCOL, this.#handle, { maxInboundStreams: 32 });
+    libp2p.addEventListener("peer:disconnect", this.#onDisconnect);
+    libp2p.addEventListener("peer:identify", this.#onIdentify);
+    if (!this.serving) return;
+    // An operator keeps a spare statement stream to each peer that runs this protocol: its probe's
+    // requests then go without a round trip to negotiate.
+    for (const id of libp2p.getPeers()) {
+      const known = await libp2p.peerStore.get(id).catch(() => undefined);
+      if (known?.protocols.includes(LOOKUP_PROTOCOL)) this.#streams.keep(id.toString());
+    }
   }
 
   async stop(): Promise<void> {
     this.#stopping.abort();
+    const libp2p = this.#init.mesh.libp2p;
+    libp2p.removeEventListener("peer:identify", this.#onIdentify);
+    libp2p.removeEventListener("peer:disconnect", this.#onDisconnect);
+    this.#streams?.stop();
+    this.#streams = undefined;
     await this.#net?.unhandle(LOOKUP_PROTOCOL).catch(() => {});
     this.#net = undefined;
   }
 
+  /** Keeps a spare lookup stream open to `peer` while connected (a client does so for its operator): now if
+   * a connection is up, else once it is identified. */
+  keepWarm(peer: string): void {
+    this.#streams?.keep(peer);
+  }
+
+  /** Peers with a spare lookup stream ready now. */
+  get spares(): number {
+    return this.#streams?.ready ?? 0;
+  }
+
+  /** What requests of this protocol go through: spare streams where kept, else new ones. */
+  get dialer(): Pick<Libp2p, "dialProtocol"> {
+    return this.#streams ?? this.#init.mesh.libp2p;
+  }
+
+  #onIdentify = (e: CustomEvent<IdentifyResult>) => {
+    const peer = e.detail.peerId.toString();
+    if (!e.detail.protocols.includes(LOOKUP_PROTOCOL)) return;
+    if (this.serving || this.#streams?.keeps(peer)) this.#streams?.keep(peer);
+  };
+
+  #onDisconnect = (e: CustomEvent<PeerId>) => {
+    const peer = e.detail.toString();
+    if (this.#streams?.keeps(peer)) this.#streams.forget(peer);
+  };
+
   #handle = async (stream: Stream, connection: Connection): Promise<void> => {
     const peer = connection.remotePeer.toString();
-    const signal = AbortSignal.any([
-      this.#stopping.signal,
-      AbortSignal.timeout(this.#findMs + 5000),
-    ]);
-    const failed = await answerMessage(
-      stream,
-      signal,
-      WIRE,
-      (req) => this.#answer(peer, req, connection, signal),
-    );
+    // A spare stream (`warm.ts`) idles until its request: the request's deadline starts at its first byte.
+    const deadline = new AbortController();
+    const expire = (ms: number, why: string) =>
+      setTimeout(() => deadline.abort(new DOMException(why, "TimeoutError")), ms);
+    let timer = expire(IDLE_MS, "No request came on the lookup stream");
+    let started = false;
+    const onFirstByte = () => {
+      if (started) return;
+      started = true;
+      clearTimeout(timer);
+      timer = expire(this.#findMs + 5000, "The lookup request timed out");
+    };
+    const signal = AbortSignal.any([this.#stopping.signal, deadline.signal]);
+    let failed: unknown;
+    try {
+      failed = await answerMessage(
+        stream,
+        signal,
+        { ...WIRE, onFirstByte },
+        (req) => this.#answer(peer, req, connection, signal),
+      );
+    } finally {
+      clearTimeout(timer);
+    }
     // A forger (a hook marked the error) is cut off once it knows why.
     if ((failed as { hangUp?: unknown } | undefined)?.hangUp === true) {
       await this.#net?.hangUp(connection.remotePeer).catch(() => {});
@@ -533,7 +601,7 @@ export class LookupServer {
 
   /** Whether `peerId` states it holds `cid` (its statement, checked, kept for the record). */
   async #statementOf(peerId: string, cid: CID, signal: AbortSignal): Promise<boolean> {
-    const [s] = await requestStatements(this.#init.mesh.libp2p, peerId, [cid], { signal });
+    const [s] = await requestStatements(this.dialer, peerId, [cid], { signal });
     if (!s || !await verifyStatement(peerId, cid, s)) return false;
     bounded(this.#statements, `${peerId} ${cid}`, s);
     return true;
@@ -586,7 +654,7 @@ export class LookupServer {
         if (known && known.protocols.length > 0 && !known.protocols.includes(LOOKUP_PROTOCOL)) {
           return;
         }
-        const [s] = await requestStatements(this.#init.mesh.libp2p, peerId, [cid], {
+        const [s] = await requestStatements(this.dialer, peerId, [cid], {
           signal: wait,
         });
         if (s && await verifyStatement(peerId, cid, s)) {

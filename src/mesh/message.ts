@@ -42,19 +42,22 @@ export async function writeMessage(
   await stream.close({ signal });
 }
 
-/** Reads the peer's whole message (up to the end of its side of the stream) as a JSON object. */
+/** Reads the peer's whole message (up to the end of its side of the stream) as a JSON object; `onFirstByte`
+ * hears when its first byte arrives (a handler starts its request deadline then: a spare stream, `warm.ts`,
+ * idles before its request). */
 export async function readMessage(
   stream: Stream,
   signal: AbortSignal,
-  options: Wire,
+  options: Wire & { onFirstByte?: () => void },
 ): Promise<Record<string, unknown>> {
-  const { maxBytes, what, error } = options;
+  const { maxBytes, what, error, onFirstByte } = options;
   const buf = new Uint8ArrayList();
   const onAbort = () => stream.abort(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
   let tooLong: MeshError | undefined;
   try {
     for await (const piece of stream) {
+      if (buf.byteLength === 0) onFirstByte?.();
       buf.append(piece);
       if (buf.byteLength > maxBytes) {
         tooLong = error(`A ${what} message exceeds ${maxBytes} bytes`);
@@ -125,7 +128,7 @@ export function errorReply(e: unknown): Record<string, unknown> {
 export async function answerMessage(
   stream: Stream,
   signal: AbortSignal,
-  wire: Wire,
+  wire: Wire & { onFirstByte?: () => void },
   answer: (request: Record<string, unknown>) => Promise<Record<string, unknown>>,
   reply: (e: unknown) => Record<string, unknown> = errorReply,
 ): Promise<unknown> {

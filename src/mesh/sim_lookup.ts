@@ -217,9 +217,13 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
       const c2 = await spawn([op.addr], true);
       const s2 = performance.now();
       extra.push(c2.mesh);
+      // As a client of an operator does (market/lookups.ts): a lookup stream to it negotiated ahead.
+      const client = new LookupServer({ mesh: c2.mesh, privateKey: c2.mesh.privateKey });
+      await client.start(c2.mesh.libp2p);
+      client.keepWarm(op.mesh.peerId);
       const t = await connected(c2.mesh);
       try {
-        const { record } = await requestLookup(c2.mesh.libp2p, op.mesh.peerId, p.cid, {
+        const { record } = await requestLookup(client.dialer, op.mesh.peerId, p.cid, {
           signal: AbortSignal.timeout(timeoutMs),
         });
         const ok = record.providers.some((x) => x.peerId === p.by.mesh.peerId);
@@ -235,6 +239,7 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
           paid.at(-1)!.ok ? "ok" : "failed"
         } ${paid.at(-1)!.ms.toFixed(0)} ms (+${(t - s2).toFixed(0)} ms to connect)`,
       );
+      await client.stop();
       await c2.mesh.stop();
     }
     const report: LookupSimReport = {

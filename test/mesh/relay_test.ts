@@ -94,7 +94,7 @@ Deno.test({
   ...SANITIZE,
   async fn() {
     const relay = await startNode({ relay: { limits: { ...LIMITS, dataBytes: 256 * 1024 } } });
-    const { hidden, bytes, cid } = await hiddenHolder(relay, 1024 * 1024);
+    const { hidden, cid } = await hiddenHolder(relay, 1024 * 1024);
     const reader = await startNode();
     try {
       await assert.rejects(() => reader.fetchChunk(circuitAddr(hidden), cid));
