@@ -1019,15 +1019,15 @@ async function lag(): Promise<number> {
 }
 
 /**
- * Waits until the event loop keeps up (lag under 250 ms twice in a row). A thousand nodes share one thread
- * (and this machine is shared): starting them faster than it can serve makes every node's pings and
- * handshakes time out, which measures the machine, not the mesh.
+ * Waits until the event loop keeps up (lag under `lagMs` twice in a row, at most `maxMs`). A thousand nodes
+ * share one thread (and this machine is shared): starting them faster than it can serve makes every node's
+ * pings and handshakes time out, which measures the machine, not the mesh.
  */
-async function calm(maxMs = 2_000): Promise<void> {
+export async function calm(lagMs = 250, maxMs = 2_000): Promise<void> {
   const deadline = Date.now() + maxMs;
   let ok = 0;
   while (ok < 2 && Date.now() < deadline) {
-    ok = (await lag()) < 250 ? ok + 1 : 0;
+    ok = (await lag()) < lagMs ? ok + 1 : 0;
     if (ok < 2) await sleep(100);
   }
 }
@@ -1067,7 +1067,8 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-function stats(rs: LookupResult[]): LookupStats {
+/** Success, hops and times of lookups (a paid one has no hops of a DHT query: it counts for the rest). */
+export function stats(rs: readonly Pick<LookupResult, "ok" | "hops" | "ms">[]): LookupStats {
   const hops = rs.flatMap((r) => r.ok && r.hops !== undefined ? [r.hops] : []);
   const ms = rs.filter((r) => r.ok).map((r) => r.ms);
   const ok = rs.filter((r) => r.ok).length;

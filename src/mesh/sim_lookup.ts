@@ -31,12 +31,14 @@ import { LookupServer, requestLookup } from "./lookup.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { PeerTable } from "./placement.ts";
 import {
+  calm,
   inTable,
   lookup,
   type LookupResult,
   type LookupStats,
   SimStore,
   simTransport,
+  stats,
 } from "./sim.ts";
 
 export interface LookupSimInit {
@@ -200,7 +202,7 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
     for (let i = 0; i < clients; i++) {
       // Alternate, so that load on the machine weighs on both alike; each starts once the event loop keeps
       // up (a hundred nodes share one thread: a starved loop times the machine, not the mesh).
-      await calm();
+      await calm(50, 5000);
       const w = records[2 * i]!;
       const c1 = await spawn([pick(live.slice(1)).addr], true);
       const s1 = performance.now();
@@ -212,7 +214,7 @@ async function run(init: LookupSimInit, clock: DilatedClock | undefined): Promis
       walkSpawn.push({ ...wr, ms: wr.ms + up1 - s1 });
       await c1.mesh.stop();
 
-      await calm();
+      await calm(50, 5000);
       const p = records[2 * i + 1]!;
       const c2 = await spawn([op.addr], true);
       const s2 = performance.now();
@@ -286,44 +288,11 @@ export function formatLookupReport(r: LookupSimReport): string {
   ].join("\n");
 }
 
+/** What the report needs of a lookup: a paid one has no DHT query to diagnose. */
+type Timed = Pick<LookupResult, "ok" | "hops" | "ms">;
+
 /** When `mesh`'s one peer is in its routing table (identify done), waiting at most 5 s. */
 async function connected(mesh: MeshNode): Promise<number> {
   await inTable(mesh, 5000, 5);
   return performance.now();
-}
-
-/** Until a zero timer fires within 50 ms twice in a row (at most 5 s). */
-async function calm(): Promise<void> {
-  const deadline = Date.now() + 5000;
-  for (let ok = 0; ok < 2 && Date.now() < deadline;) {
-    const t0 = performance.now();
-    await new Promise((r) => setTimeout(r, 0));
-    ok = performance.now() - t0 < 50 ? ok + 1 : 0;
-    if (ok < 2) await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function median(xs: number[]): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-/** What the report needs of a lookup: a paid one has no DHT query to diagnose. */
-type Timed = Pick<LookupResult, "ok" | "hops" | "ms">;
-
-function stats(rs: Timed[]): LookupStats {
-  const ms = rs.filter((r) => r.ok).map((r) => r.ms).sort((a, b) => a - b);
-  const hops = rs.flatMap((r) => r.ok && r.hops !== undefined ? [r.hops] : []);
-  const ok = ms.length;
-  return {
-    count: rs.length,
-    ok,
-    success: rs.length ? ok / rs.length : 1,
-    hopsMedian: median(hops),
-    hopsP95: hops.length ? hops.sort((a, b) => a - b)[Math.floor(0.95 * hops.length)]! : NaN,
-    msMedian: median(ms),
-    msP95: ms.length ? ms[Math.min(ms.length - 1, Math.floor(0.95 * ms.length))]! : NaN,
-  };
 }
