@@ -145,11 +145,24 @@ function etagMatches(header: string | undefined, etag: string): boolean {
  * The stored media type of an upload. curl's `--data-binary @file` sends
  * `application/x-www-form-urlencoded` unless told otherwise, and a form encoding says nothing about the
  * file, so (like a missing type) it yields to the name's extension, then to `application/octet-stream`.
+ * A given type is kept lower-cased with its charset, the one parameter that says how to show the bytes
+ * (or, for the very type the name's extension gives, the extension's charset): a .txt file is stored as
+ * `text/plain; charset=utf-8` whether the CLI, a browser or curl uploaded it.
  */
 export function uploadType(header: string | undefined, name: string | undefined): string {
-  const type = header?.split(";")[0]?.trim();
-  const form = /^(application\/x-www-form-urlencoded|multipart\/form-data)$/i;
-  if (type && !form.test(type)) return type;
+  const [first, ...params] = (header ?? "").split(";");
+  const type = first!.trim().toLowerCase();
+  const form = /^(application\/x-www-form-urlencoded|multipart\/form-data)$/;
+  if (type && !form.test(type)) {
+    const charset = params.map((p) =>
+      /^\s*charset\s*=\s*"?([a-z0-9._:-]{1,40})"?\s*$/i.exec(p)?.[1]
+    )
+      .find((c) => c !== undefined);
+    if (charset) return `${type}; charset=${charset.toLowerCase()}`;
+    // A browser sends `text/plain` for notes.txt: the extension's type is the same, with its charset.
+    const named = name ? typeFromName(name) : undefined;
+    return named?.split(";")[0] === type ? named : type;
+  }
   return (name && typeFromName(name)) || "application/octet-stream";
 }
 

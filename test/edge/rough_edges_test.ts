@@ -42,8 +42,16 @@ Deno.test("an upload typed as a form (curl's default) is stored with the name's 
       await post("?name=raw", "multipart/form-data; boundary=x"),
       "application/octet-stream",
     );
-    // A type the client really chose wins over the extension.
+    // A type the client really chose wins over the extension, kept with its charset (only).
     assert.equal(await post("?name=notes.txt", "text/markdown"), "text/markdown");
+    assert.equal(
+      await post("?name=notes.txt", "text/plain; charset=utf-8"),
+      await post("?name=notes.txt"),
+    );
+    assert.equal(await post("?name=notes.txt", "text/plain"), "text/plain; charset=utf-8"); // a browser
+    assert.equal(await post("", 'Text/Plain; Charset="UTF-8"'), "text/plain; charset=utf-8");
+    assert.equal(await post("", "text/plain; format=flowed"), "text/plain");
+    assert.equal(await post("", "text/plain; charset=<script>"), "text/plain");
   }));
 
 Deno.test("an empty POST is refused with 400 and pins nothing", () =>
