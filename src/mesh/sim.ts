@@ -660,7 +660,9 @@ export async function lookup(
 /**
  * Why an expected read failed, one line per stripe: for each chunk, its live holders, and for each of those
  * whether the reader knew it (peer store), was connected to it, and on how many live nodes its provider
- * record for the chunk was (`h<known><connected>:<records>`, e.g. `h+-:0` known, not connected, no record).
+ * record for the chunk was, the holder's connections, and what a direct request for it gives now
+ * (`h<known><connected>:<records>/c<connections>/<ok|null|error>`, e.g. `h+-:0/c61/ok` known, not
+ * connected, no record, 61 connections, delivered when asked directly).
  */
 async function diagnoseRead(
   live: readonly SimNode[],
@@ -676,7 +678,15 @@ async function diagnoseRead(
       const holders = [...(f.where.get(c.toString()) ?? [])].filter((p) => aliveIds.has(p));
       const marks = await Promise.all(holders.map(async (h) => {
         const { holders: records } = await recordHolders(live, c, h);
-        return `h${known.has(h) ? "+" : "-"}${connected.has(h) ? "+" : "-"}:${records}`;
+        const holder = live.find((x) => x.mesh.peerId === h);
+        // Asked again now, directly: what stopped the read from this holder, if anything still does.
+        const now = await reader.mesh.fetchChunk(h, c, { signal: AbortSignal.timeout(10_000) })
+          .then(
+            (b) => b ? "ok" : "null",
+            (e) => (e as { code?: string }).code ?? (e as Error).name,
+          );
+        return `h${known.has(h) ? "+" : "-"}${connected.has(h) ? "+" : "-"}:${records}` +
+          `/c${holder?.mesh.connectedPeers().length ?? "?"}/${now}`;
       }));
       return marks.length ? marks.join(",") : "none";
     }));
