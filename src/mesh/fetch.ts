@@ -265,8 +265,9 @@ export interface FetchOptions {
   /** What the request prefers (`?prefer=`: reliable, fast, cheap; default balanced), for the ranking. */
   prefer?: string;
   /** Filled in: how many asked peers failed to answer (unreachable, timed out, errors). A null result with
-   * none failed means every peer asked answered that it lacks the chunk. */
-  outcome?: { failed: number };
+   * none failed means every peer asked answered that it lacks the chunk. `lookupTimedOut`: the DHT search
+   * for providers ran out its deadline (`lookupTimeoutMs`), so a holder may exist that was not found. */
+  outcome?: { failed: number; lookupTimedOut?: boolean };
 }
 
 /** What a hedged step returns when its candidate has not answered within the deadline (still running). */
@@ -479,6 +480,7 @@ export async function fetchFromMesh(
   } catch (e) {
     // A caller's deadline during the lookup: a holder refused for its price is still the answer.
     if (options.signal?.aborted) throw refusal ?? e;
+    if (timeout.aborted && options.outcome) options.outcome.lookupTimedOut = true;
   }
   if (won) return won;
   const last = await askLater();

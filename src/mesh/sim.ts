@@ -782,13 +782,24 @@ async function readOver(
 ): Promise<{ bytes?: Uint8Array; ttfbMs?: number; ms: number; error?: string }> {
   const t0 = performance.now();
   const signal = AbortSignal.timeout(timeoutMs);
+  // Chunks that came back null, and of those, how many because the provider search ran out its time.
+  const misses = { null: 0, lookupTimedOut: 0 };
   try {
     const mbytes = await fetchFromMesh(mesh, cid, { signal });
     if (!mbytes) return { ms: performance.now() - t0, error: "manifest not found" };
     const manifest = decodeManifest(mbytes);
     const parts: Uint8Array[] = [];
     let ttfbMs: number | undefined;
-    const stream = readFile(manifest, (c, s) => fetchFromMesh(mesh, c, { signal: s }), { signal });
+    const get = async (c: CID, s: AbortSignal) => {
+      const outcome: { failed: number; lookupTimedOut?: boolean } = { failed: 0 };
+      const bytes = await fetchFromMesh(mesh, c, { signal: s, outcome });
+      if (bytes === null && !s.aborted) {
+        misses.null++;
+        if (outcome.lookupTimedOut) misses.lookupTimedOut++;
+      }
+      return bytes;
+    };
+    const stream = readFile(manifest, get, { signal });
     for await (const part of stream) {
       ttfbMs ??= performance.now() - t0;
       parts.push(part);
@@ -798,7 +809,10 @@ async function readOver(
     for (const p of parts) (out.set(p, at), at += p.length);
     return { bytes: out, ttfbMs: ttfbMs ?? performance.now() - t0, ms: performance.now() - t0 };
   } catch (e) {
-    return { ms: performance.now() - t0, error: (e as Error).message };
+    const why =
+      `${misses.null} chunk fetches found nothing, ${misses.lookupTimedOut} of them with ` +
+      `the provider search out of time`;
+    return { ms: performance.now() - t0, error: `${(e as Error).message} (${why})` };
   }
 }
 
