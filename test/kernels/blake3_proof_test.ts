@@ -148,7 +148,9 @@ Deno.test({
     const rand = seeded(SEED ^ 0x7a3);
     for (const len of [1, 1000, 1024, 1025, 2049, 5000, 64 * KiB + 1, 256 * KiB, 300 * KiB + 17]) {
       const data = randomInput(len, rand);
-      const other = randomInput(len, rand);
+      // Differs from `data` in every byte: two random inputs of 1025 bytes share their 1-byte last block
+      // (and so block 0's proof) once in 256 runs, which failed this test in CI (seed 653207697).
+      const other = randomInput(len, rand).map((b, j) => data[j]! ^ (1 + (b % 255)));
       const root = blake3(data);
       const blocks = blake3BlockCount(len);
       const indexes = new Set([0, blocks - 1, Math.floor(rand() * blocks)]);
