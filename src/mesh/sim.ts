@@ -41,7 +41,7 @@ import { readFile } from "../content/read.ts";
 import { MeshError } from "../errors.ts";
 import { providerKey } from "./dht.ts";
 import type { ChunkSource } from "./exchange.ts";
-import { fetchFromMesh } from "./fetch.ts";
+import { fetchFromMesh, type FetchOptions } from "./fetch.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { placeFile } from "./place.ts";
 import { type DilatedClock, type DilatedClockInit, onDilatedClock } from "./_sim_clock.ts";
@@ -791,7 +791,7 @@ async function readOver(
     const parts: Uint8Array[] = [];
     let ttfbMs: number | undefined;
     const get = async (c: CID, s: AbortSignal) => {
-      const outcome: { failed: number; lookupTimedOut?: boolean } = { failed: 0 };
+      const outcome: NonNullable<FetchOptions["outcome"]> = { failed: 0 };
       const bytes = await fetchFromMesh(mesh, c, { signal: s, outcome });
       if (bytes === null && !s.aborted) {
         misses.null++;
@@ -1091,8 +1091,11 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/** What lookup statistics need of a lookup: a paid one has no DHT query to diagnose. */
+export type Timed = Pick<LookupResult, "ok" | "hops" | "ms">;
+
 /** Success, hops and times of lookups (a paid one has no hops of a DHT query: it counts for the rest). */
-export function stats(rs: readonly Pick<LookupResult, "ok" | "hops" | "ms">[]): LookupStats {
+export function stats(rs: readonly Timed[]): LookupStats {
   const hops = rs.flatMap((r) => r.ok && r.hops !== undefined ? [r.hops] : []);
   const ms = rs.filter((r) => r.ok).map((r) => r.ms);
   const ok = rs.filter((r) => r.ok).length;

@@ -39,6 +39,7 @@ import {
   SimStore,
   simTransport,
   stats,
+  type Timed,
 } from "./sim.ts";
 
 export interface LookupSimInit {
@@ -287,9 +288,6 @@ export function formatLookupReport(r: LookupSimReport): string {
     }x on average, ${r.dilationPeak.toFixed(1)}x at worst) |`,
   ].join("\n");
 }
-
-/** What the report needs of a lookup: a paid one has no DHT query to diagnose. */
-type Timed = Pick<LookupResult, "ok" | "hops" | "ms">;
 
 /** When `mesh`'s one peer is in its routing table (identify done), waiting at most 5 s. */
 async function connected(mesh: MeshNode): Promise<number> {
