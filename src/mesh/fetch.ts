@@ -266,8 +266,14 @@ export interface FetchOptions {
   prefer?: string;
   /** Filled in: how many asked peers failed to answer (unreachable, timed out, errors). A null result with
    * none failed means every peer asked answered that it lacks the chunk. `lookupTimedOut`: the DHT search
-   * for providers ran out its deadline (`lookupTimeoutMs`), so a holder may exist that was not found. */
-  outcome?: { failed: number; lookupTimedOut?: boolean };
+   * for providers ran out its deadline (`lookupTimeoutMs`), so a holder may exist that was not found.
+   * `providers`: how many providers the DHT search gave; `errors`: the failed answers' codes, counted. */
+  outcome?: {
+    failed: number;
+    lookupTimedOut?: boolean;
+    providers?: number;
+    errors?: Record<string, number>;
+  };
 }
 
 /** What a hedged step returns when its candidate has not answered within the deadline (still running). */
@@ -343,8 +349,13 @@ export async function fetchFromMesh(
         return held ? undefined : null;
       }
       standing.failed(id, e);
-      if (options.outcome) options.outcome.failed++;
       const code = (e as { code?: string }).code;
+      if (options.outcome) {
+        options.outcome.failed++;
+        const errors = options.outcome.errors ??= {};
+        const key = code ?? (e as Error).name ?? "error";
+        errors[key] = (errors[key] ?? 0) + 1;
+      }
       // The exchange reports bad bytes through onMisbehaviour; this also covers a standing not wired there.
       if (code === "chunk_mismatch" && !standing.avoided(id)) {
         standing.misbehaved(id, { kind: "bad_bytes", cid, at: Date.now() });
@@ -465,6 +476,7 @@ export async function fetchFromMesh(
     for await (
       const provider of mesh.findProviders(cid, { signal: AbortSignal.any([signal, timeout]) })
     ) {
+      if (options.outcome) options.outcome.providers = (options.outcome.providers ?? 0) + 1;
       if (denied.has(provider.peerId)) {
         standing.failed(provider.peerId, new PeerDeniedError(provider.peerId, cid.toString()));
         log("peer denied a chunk its provider record names; asked last", {

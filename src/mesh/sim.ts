@@ -782,20 +782,25 @@ async function readOver(
 ): Promise<{ bytes?: Uint8Array; ttfbMs?: number; ms: number; error?: string }> {
   const t0 = performance.now();
   const signal = AbortSignal.timeout(timeoutMs);
-  // Chunks that came back null, and of those, how many because the provider search ran out its time.
-  const misses = { null: 0, lookupTimedOut: 0 };
+  // The chunk fetches that came back null, each with what the fetch saw.
+  const misses: string[] = [];
   try {
     const mbytes = await fetchFromMesh(mesh, cid, { signal });
     if (!mbytes) return { ms: performance.now() - t0, error: "manifest not found" };
     const manifest = decodeManifest(mbytes);
     const parts: Uint8Array[] = [];
     let ttfbMs: number | undefined;
-    const get = async (c: CID, s: AbortSignal) => {
+    const get = async (c: CID, s: AbortSignal, stripe: number) => {
       const outcome: NonNullable<FetchOptions["outcome"]> = { failed: 0 };
+      const t = performance.now();
       const bytes = await fetchFromMesh(mesh, c, { signal: s, outcome });
       if (bytes === null && !s.aborted) {
-        misses.null++;
-        if (outcome.lookupTimedOut) misses.lookupTimedOut++;
+        const at = manifest.stripes[stripe]!.findIndex((x) => x.equals(c));
+        misses.push(
+          `[${stripe}.${at}] ${Math.round(performance.now() - t)} ms, ${outcome.providers ?? 0} ` +
+            `providers found${outcome.lookupTimedOut ? " (search out of time)" : ""}, ` +
+            `${outcome.failed} failed ${JSON.stringify(outcome.errors ?? {})}`,
+        );
       }
       return bytes;
     };
@@ -809,10 +814,8 @@ async function readOver(
     for (const p of parts) (out.set(p, at), at += p.length);
     return { bytes: out, ttfbMs: ttfbMs ?? performance.now() - t0, ms: performance.now() - t0 };
   } catch (e) {
-    const why =
-      `${misses.null} chunk fetches found nothing, ${misses.lookupTimedOut} of them with ` +
-      `the provider search out of time`;
-    return { ms: performance.now() - t0, error: `${(e as Error).message} (${why})` };
+    const why = misses.length ? `; chunks not found: ${misses.join("; ")}` : "";
+    return { ms: performance.now() - t0, error: `${(e as Error).message}${why}` };
   }
 }
 
