@@ -55,6 +55,29 @@ export async function waitFor(check: () => boolean, what: string, timeoutMs = 50
   }
 }
 
+/**
+ * Resolves when `node` sees a connection to `peer` close, within `timeoutMs`. Listens from the call on, so
+ * call it before what makes the peer hang up. Not "no longer connected": a peer that hung up may be dialled
+ * again at once (kad-dht tags its closest peers keep-alive, and libp2p re-dials those).
+ */
+export function hangUpSeen(node: MeshNode, peer: string, timeoutMs = 5000): Promise<void> {
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  const timer = setTimeout(
+    () => (done(), reject(new Error(`Timed out waiting for ${peer} to hang up`))),
+    timeoutMs,
+  );
+  const onClose = (e: Event) => {
+    const c = (e as CustomEvent<{ remotePeer: { toString(): string } }>).detail;
+    if (c.remotePeer.toString() === peer) (done(), resolve());
+  };
+  const done = () => {
+    clearTimeout(timer);
+    node.libp2p.removeEventListener("connection:close", onClose);
+  };
+  node.libp2p.addEventListener("connection:close", onClose);
+  return promise;
+}
+
 /** A chunk store in a Map, with a capacity in chunks, that verifies what it keeps like the disk store will. */
 export class MemorySource implements ChunkSource {
   readonly chunks = new Map<string, Uint8Array>();

@@ -22,7 +22,7 @@ import {
 } from "../../src/pay/mod.ts";
 import { ReceiptBatch } from "../../src/pay/receipts.ts";
 import { channelHubDomain, signVoucher, type Voucher } from "../../src/pay/voucher.ts";
-import { MemorySource, startNode, waitFor } from "../mesh/_helpers.ts";
+import { hangUpSeen, MemorySource, startNode } from "../mesh/_helpers.ts";
 import type { TestChain, Wallet } from "./_chain.ts";
 import {
   type Chunk,
@@ -275,15 +275,13 @@ async function assertBanned(
   held: Chunk[],
   code: string,
 ): Promise<void> {
+  const hungUp = hangUpSeen(cl.node, op.node.peerId);
   // The desk answers before it hangs up, so the forger learns why.
   await assert.rejects(
     attempt,
     (e: unknown) => e instanceof VoucherRefusedError && e.code === code,
   );
-  await waitFor(
-    () => !cl.node.connectedPeers().includes(op.node.peerId),
-    "the operator to hang up",
-  );
+  await hungUp;
   await assert.rejects(
     cl.node.fetchChunk(op.node.multiaddrs()[0]!, held[0]!.cid),
     (e: unknown) => e instanceof DeliveryRefusedError && e.code === "peer_banned",

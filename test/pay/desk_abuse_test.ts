@@ -18,7 +18,7 @@ import {
   VoucherRefusedError,
 } from "../../src/pay/mod.ts";
 import { channelHubDomain, signVoucher, verifyVoucher } from "../../src/pay/voucher.ts";
-import { waitFor } from "../mesh/_helpers.ts";
+import { hangUpSeen } from "../mesh/_helpers.ts";
 import type { TestChain } from "./_chain.ts";
 import {
   type Chunk,
@@ -146,11 +146,12 @@ withChain(
     await cl.connect(op.node.multiaddrs()[0]!);
     await requestQuote(cl.libp2p, op.node.peerId);
     const [, lowV] = malleate(sig)[1]!;
+    const hungUp = hangUpSeen(cl, op.node.peerId);
     await assert.rejects(
       submitVoucher(cl.libp2p, op.node.peerId, { voucher, signature: lowV, receipts: [] }),
       (e: unknown) => e instanceof VoucherRefusedError && e.code === "voucher_signature",
     );
-    await waitFor(() => !cl.connectedPeers().includes(op.node.peerId), "the operator to hang up");
+    await hungUp;
     await assert.rejects(
       cl.fetchChunk(op.node.multiaddrs()[0]!, held[0]!.cid),
       (e: unknown) => e instanceof DeliveryRefusedError && e.code === "peer_banned",
