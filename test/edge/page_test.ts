@@ -202,6 +202,16 @@ Deno.test({
       await page.locator("#stats").getByText("files pinned").waitFor();
       const width = await page.evaluate("document.documentElement.scrollWidth") as number;
       assert.ok(width <= 390, `the page is ${width} px wide`);
+      // An empty table's message is on screen whole, not scrolled sideways with the column headers.
+      await page.locator("#operators").getByText("No operators yet").waitFor();
+      for (const empty of await page.locator("td.empty").all()) {
+        const box = await empty.boundingBox();
+        if (!box) continue; // a hidden view
+        assert.ok(
+          box.x >= 0 && box.x + box.width <= 390,
+          `"${await empty.innerText()}" at ${box.x}+${box.width}`,
+        );
+      }
       await page.locator("#files tr", { hasText: long }).getByText("View").click();
       await page.locator("#viewer iframe").waitFor();
       // A type the browser would only download gets a word and the link, not a blank frame.
