@@ -9,7 +9,7 @@ import { gossipTopic } from "../../src/market/intent.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { waitFor } from "../mesh/_helpers.ts";
 import type { PrivateKeyAccount } from "viem/accounts";
-import { startTestChain } from "../pay/_chain.ts";
+import { marketNode, startTestChain } from "../pay/_chain.ts";
 import { main } from "../../src/cli.ts";
 
 /** Runs the CLI in process; returns its exit code and what it printed. */
@@ -35,7 +35,6 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const env = await startTestChain();
-    const chain = { chainId: env.chain.id, rpc: env.anvil.rpc, contracts: env.contracts };
     const dirs: string[] = [];
     const nodes: MeshgateNode[] = [];
     const servers: Deno.HttpServer[] = [];
@@ -45,14 +44,7 @@ Deno.test({
       if (!again) dirs.push(dir);
       const account = accounts.get(dir) ?? (await env.wallet()).account;
       accounts.set(dir, account);
-      const node = await MeshgateNode.create({
-        dataDir: dir,
-        parityWorkers: 0,
-        mesh: { listen: ["/ip4/127.0.0.1/tcp/0"] },
-        market: true,
-        chain,
-        pay: { account, log: false },
-      });
+      const node = await marketNode(env, dir, account);
       nodes.push(node);
       const app = createGateway(node, { apiToken: TOKEN }).app;
       const call = async (method: string, path: string, body?: unknown) => {

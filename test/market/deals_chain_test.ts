@@ -17,7 +17,7 @@ import { openChannel } from "../../src/pay/channel.ts";
 import { paidDelivery } from "../../src/pay/delivery.ts";
 import { MeshgateNode } from "../../src/node.ts";
 import { waitFor } from "../mesh/_helpers.ts";
-import { startTestChain } from "../pay/_chain.ts";
+import { marketNode, startTestChain } from "../pay/_chain.ts";
 
 Deno.test({
   name:
@@ -26,18 +26,10 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const env = await startTestChain();
-    const chain = { chainId: env.chain.id, rpc: env.anvil.rpc, contracts: env.contracts };
     const dirs: string[] = [];
     const nodes: MeshgateNode[] = [];
     const start = async (dir: string, account: ReturnType<typeof privateKeyToAccount>) => {
-      const node = await MeshgateNode.create({
-        dataDir: dir,
-        parityWorkers: 0,
-        mesh: { listen: ["/ip4/127.0.0.1/tcp/0"] },
-        market: true,
-        chain,
-        pay: { account, log: false },
-      });
+      const node = await marketNode(env, dir, account);
       nodes.push(node);
       return node;
     };

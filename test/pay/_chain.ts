@@ -15,6 +15,7 @@ import { meshChain } from "../../src/pay/chain.ts";
 import { type ChainContracts, deployContracts } from "../../src/pay/deploy.ts";
 import { ContractRevertError } from "../../src/pay/errors.ts";
 import type { PayClient } from "../../src/pay/_tx.ts";
+import { MeshgateNode } from "../../src/node.ts";
 
 /** A wallet client with its own fresh key (and 100 ETH once funded). */
 export type Wallet = PayClient & { account: PrivateKeyAccount };
@@ -91,4 +92,20 @@ export async function assertRevert(
     return e.args;
   }
   assert.fail(`expected a revert with "${errorName}", but the call succeeded`);
+}
+
+/** A node with the market on, paying and paid with `account` on `env`'s chain, on loopback TCP. Stop it. */
+export function marketNode(
+  env: TestChain,
+  dataDir: string,
+  account: PrivateKeyAccount,
+): Promise<MeshgateNode> {
+  return MeshgateNode.create({
+    dataDir,
+    parityWorkers: 0,
+    mesh: { listen: ["/ip4/127.0.0.1/tcp/0"] },
+    market: true,
+    chain: { chainId: env.chain.id, rpc: env.anvil.rpc, contracts: env.contracts },
+    pay: { account, log: false },
+  });
 }
