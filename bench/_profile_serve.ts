@@ -6,7 +6,13 @@
  * `deno run -A bench/_profile_serve.ts [--size MiB] [--top N] [--nodes 2|8] [--only get|put]`
  */
 import { parseArgs } from "node:util";
-import { LOOPBACK_MESH, type NodeProcess, startCluster, waitForPeers } from "../src/cluster.ts";
+import {
+  cpuMs,
+  LOOPBACK_MESH,
+  type NodeProcess,
+  startCluster,
+  waitForPeers,
+} from "../src/cluster.ts";
 import { postStream } from "../test/_util.ts";
 import { randomFile, streamOf } from "./_bytes.ts";
 
@@ -74,6 +80,7 @@ async function inspected(args: string[], dir: string): Promise<NodeProcess & { w
     ws: "",
     logs: () => err,
     rss: () => 0,
+    cpuMs: () => cpuMs(pid),
     async stop() {
       try {
         child.kill("SIGTERM");

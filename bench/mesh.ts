@@ -16,7 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { multiaddr } from "@multiformats/multiaddr";
-import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
+import { cpuMs, type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
 import { createMeshNode } from "../src/mesh/node.ts";
 import { postStream } from "../test/_util.ts";
 import { BLAST_PROTOCOL } from "./_stream_peer.ts";
@@ -42,8 +42,42 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const rate = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 
 /** `size` bytes no two files share (distinct seeds), so nothing dedups across rounds. */
+/** CPU ms a process spent per MiB moved, by role: where a transfer's time goes, and what the cores allow. */
+interface Cpu {
+  /** The process that sends (the stream's sender, the holders, the uploader). */
+  send: number;
+  /** The process that receives from the mesh (the stream's reader, the reading node, the put's peers). */
+  recv: number;
+  /** This process, as the HTTP client (none for the ceiling). */
+  client: number;
+}
+
+/** Runs `fn` and returns the CPU each role spent on it, per MiB of `bytes`. */
+async function metered<T>(
+  bytes: number,
+  send: () => number,
+  recv: () => number,
+  fn: () => Promise<T>,
+): Promise<[T, Cpu]> {
+  const at = { send: send(), recv: recv(), client: cpuMs() };
+  const value = await fn();
+  const per = (ms: number) => ms / (bytes / MiB);
+  return [value, {
+    send: per(send() - at.send),
+    recv: per(recv() - at.recv),
+    client: per(cpuMs() - at.client),
+  }];
+}
+
+/** The median of each role's CPU per MiB. */
+const medianCpu = (xs: Cpu[]): Cpu => ({
+  send: median(xs.map((x) => x.send)),
+  recv: median(xs.map((x) => x.recv)),
+  client: median(xs.map((x) => x.client)),
+});
+
 /** The ceiling: MiB/s of one stream of SIZE bytes from a child process, median of ROUNDS. */
-async function ceiling(): Promise<number> {
+async function ceiling(): Promise<{ rate: number; cpu: Cpu }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("./_stream_peer.ts", import.meta.url).pathname, String(SIZE)],
     stdout: "piped",
@@ -60,15 +94,20 @@ async function ceiling(): Promise<number> {
   const client = await createMeshNode({ listen: ["/ip4/127.0.0.1/tcp/0"] });
   try {
     const rates: number[] = [];
+    const cpus: Cpu[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const t = performance.now();
-      const stream = await client.libp2p.dialProtocol(multiaddr(addr), BLAST_PROTOCOL);
-      let n = 0;
-      for await (const data of stream) n += data.byteLength;
-      if (n !== SIZE) throw new Error(`the stream gave ${n} of ${SIZE} bytes`);
+      // The reader is this process here: its CPU is the receiver's, and there is no HTTP client.
+      const [, cpu] = await metered(SIZE, () => cpuMs(child.pid), () => 0, async () => {
+        const stream = await client.libp2p.dialProtocol(multiaddr(addr), BLAST_PROTOCOL);
+        let n = 0;
+        for await (const data of stream) n += data.byteLength;
+        if (n !== SIZE) throw new Error(`the stream gave ${n} of ${SIZE} bytes`);
+      });
       rates.push(rate(SIZE, performance.now() - t));
+      cpus.push({ send: cpu.send, recv: cpu.client, client: 0 });
     }
-    return median(rates);
+    return { rate: median(rates), cpu: medianCpu(cpus) };
   } finally {
     await client.stop();
     child.kill("SIGTERM");
@@ -83,20 +122,34 @@ interface Row {
   get: number;
   firstByteMs: number;
   readerRssMiB: number;
+  putCpu: Cpu;
+  getCpu: Cpu;
 }
 
-async function put(node: NodeProcess, bytes: Uint8Array, name: string): Promise<[string, number]> {
+/** The CPU all of `nodes` have used, ms. */
+const cpuOf = (nodes: NodeProcess[]) => () => nodes.reduce((sum, n) => sum + n.cpuMs(), 0);
+
+/** A put through `node` while `peers` take chunks: its CID, MiB/s and the CPU per MiB of each role. */
+async function put(
+  node: NodeProcess,
+  peers: NodeProcess[],
+  bytes: Uint8Array,
+  name: string,
+): Promise<[string, number, Cpu]> {
   const t = performance.now();
-  const res = await postStream(`${node.url}/mesh?name=${name}`, streamOf(bytes), bytes.length);
-  if (!res.ok) throw new Error(`put failed: ${res.status} ${await res.text()}`);
-  const { cid } = await res.json() as { cid: string };
-  return [cid, rate(bytes.length, performance.now() - t)];
+  const [cid, cpu] = await metered(bytes.length, cpuOf([node]), cpuOf(peers), async () => {
+    const res = await postStream(`${node.url}/mesh?name=${name}`, streamOf(bytes), bytes.length);
+    if (!res.ok) throw new Error(`put failed: ${res.status} ${await res.text()}`);
+    return (await res.json() as { cid: string }).cid;
+  });
+  return [cid, rate(bytes.length, performance.now() - t), cpu];
 }
 
 /** First byte of mid-file ranges and whole-file gets of `cid` through `reader`, ROUNDS each. */
-async function reads(reader: NodeProcess, cid: string) {
+async function reads(reader: NodeProcess, holders: NodeProcess[], cid: string) {
   const firstByte: number[] = [];
   const gets: number[] = [];
+  const cpus: Cpu[] = [];
   let rss = reader.rss();
   const sampler = setInterval(() => rss = Math.max(rss, reader.rss()), 50);
   try {
@@ -112,16 +165,24 @@ async function reads(reader: NodeProcess, cid: string) {
       await body.cancel();
 
       t = performance.now();
-      const whole = await fetch(`${reader.url}/mesh/${cid}`);
-      let n = 0;
-      for await (const piece of whole.body!) n += piece.length;
-      if (n !== SIZE) throw new Error(`got ${n} of ${SIZE} bytes`);
+      const [, cpu] = await metered(SIZE, cpuOf(holders), cpuOf([reader]), async () => {
+        const whole = await fetch(`${reader.url}/mesh/${cid}`);
+        let n = 0;
+        for await (const piece of whole.body!) n += piece.length;
+        if (n !== SIZE) throw new Error(`got ${n} of ${SIZE} bytes`);
+      });
       gets.push(rate(SIZE, performance.now() - t));
+      cpus.push(cpu);
     }
   } finally {
     clearInterval(sampler);
   }
-  return { get: median(gets), firstByteMs: median(firstByte), readerRssMiB: rss / MiB };
+  return {
+    get: median(gets),
+    firstByteMs: median(firstByte),
+    readerRssMiB: rss / MiB,
+    getCpu: medianCpu(cpus),
+  };
 }
 
 /** Node A holds a file (put while alone); B, holding none of it, serves it; puts go through A with B. */
@@ -131,7 +192,7 @@ async function twoNodes(label: string, cli?: string): Promise<Row> {
   try {
     const a = await spawnNode(["--data", `${dir}/a`], { stderr: "null", cli });
     nodes.push(a);
-    const [cid] = await put(a, randomFile(SIZE), "held.bin");
+    const [cid] = await put(a, [], randomFile(SIZE), "held.bin");
     const b = await spawnNode(["--data", `${dir}/b`, "--bootstrap", a.multiaddrs[0]!], {
       stderr: "null",
       cli,
@@ -140,10 +201,13 @@ async function twoNodes(label: string, cli?: string): Promise<Row> {
     await waitForPeers(a.url, 1);
     await waitForPeers(b.url, 1);
     const puts: number[] = [];
+    const cpus: Cpu[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      puts.push((await put(a, randomFile(SIZE), `put-${round}.bin`))[1]);
+      const [, r, cpu] = await put(a, [b], randomFile(SIZE), `put-${round}.bin`);
+      puts.push(r);
+      cpus.push(cpu);
     }
-    return { label, put: median(puts), ...await reads(b, cid) };
+    return { label, put: median(puts), putCpu: medianCpu(cpus), ...await reads(b, [a], cid) };
   } finally {
     await Promise.all(nodes.map((n) => n.stop()));
     await Deno.remove(dir, { recursive: true });
@@ -157,11 +221,18 @@ async function eightNodes(label: string, cli?: string): Promise<Row> {
   try {
     const a = cluster.nodes[0]!;
     const puts: number[] = [];
+    const cpus: Cpu[] = [];
     let cid = "";
     for (let round = 0; round < ROUNDS; round++) {
-      const [c, r] = await put(a, randomFile(SIZE), `put-${round}.bin`);
+      const [c, r, cpu] = await put(
+        a,
+        cluster.nodes.slice(1),
+        randomFile(SIZE),
+        `put-${round}.bin`,
+      );
       cid ||= c;
       puts.push(r);
+      cpus.push(cpu);
     }
     const h = await spawnNode(["--data", `${dir}/h`, "--bootstrap", a.multiaddrs[0]!], {
       stderr: "null",
@@ -170,7 +241,12 @@ async function eightNodes(label: string, cli?: string): Promise<Row> {
     try {
       await waitForPeers(h.url, 6);
       await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
-      return { label, put: median(puts), ...await reads(h, cid) };
+      return {
+        label,
+        put: median(puts),
+        putCpu: medianCpu(cpus),
+        ...await reads(h, cluster.nodes, cid),
+      };
     } finally {
       await h.stop();
     }
@@ -184,7 +260,7 @@ const oldCli = flags.old
   ? new URL(`${flags.old}/src/cli.ts`, `file://${Deno.cwd()}/`).pathname
   : "";
 const started = performance.now();
-const top = await ceiling();
+const { rate: top, cpu: topCpu } = await ceiling();
 const rows: Row[] = [];
 const runs: [string, (label: string, cli?: string) => Promise<Row>][] = [];
 if (flags.only !== "8") runs.push(["2 nodes", twoNodes]);
@@ -219,11 +295,41 @@ for (const r of table) {
     "    " + r.map((c, i) => i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join("  "),
   );
 }
+// Where the CPU goes, per MiB moved: a role at 1000 ms/MiB can move at most 1 MiB/s on its core, and all
+// of them together share this machine's cores.
+const cores = navigator.hardwareConcurrency;
+const ms = (v: number) => v.toFixed(2);
+const bound = (c: Cpu) => `${(cores * 1000 / (c.send + c.recv + c.client)).toFixed(0)}`;
+const cpuTable = [
+  ["CPU ms per MiB", "sender", "receiver", "HTTP client", `${cores}-core bound MiB/s`],
+  ["libp2p stream (sender, reader)", ms(topCpu.send), ms(topCpu.recv), "", bound(topCpu)],
+  ...rows.flatMap((r) => [
+    [
+      `${r.label} get (holders, reader)`,
+      ms(r.getCpu.send),
+      ms(r.getCpu.recv),
+      ms(r.getCpu.client),
+      bound(r.getCpu),
+    ],
+    [
+      `${r.label} put (uploader, peers)`,
+      ms(r.putCpu.send),
+      ms(r.putCpu.recv),
+      ms(r.putCpu.client),
+      bound(r.putCpu),
+    ],
+  ]),
+];
+const cw = cpuTable[0]!.map((_, i) => Math.max(...cpuTable.map((r) => r[i]!.length)));
+console.log(`\n  where the CPU goes (medians; all threads of each process)`);
+for (const r of cpuTable) {
+  console.log("    " + r.map((c, i) => i ? c.padStart(cw[i]!) : c.padEnd(cw[i]!)).join("  "));
+}
 console.log(`  (${((performance.now() - started) / 1000).toFixed(0)} s)`);
 await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
   new URL("./out/mesh.json", import.meta.url),
-  JSON.stringify({ size: SIZE, rounds: ROUNDS, ceiling: top, rows }, null, 1),
+  JSON.stringify({ size: SIZE, rounds: ROUNDS, ceiling: top, ceilingCpu: topCpu, rows }, null, 1),
 );
 // The ceiling's client leaves libp2p timers behind that would keep the process alive.
 Deno.exit(0);

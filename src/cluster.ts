@@ -35,6 +35,8 @@ export interface NodeProcess {
   child: Deno.ChildProcess;
   /** Resident memory of the process in bytes (Linux). */
   rss(): number;
+  /** CPU time the process has used so far, user and system, all threads, in ms (Linux). */
+  cpuMs(): number;
   /** Sends `signal` (SIGTERM: a graceful stop) and waits; returns the exit code. */
   stop(signal?: Deno.Signal): Promise<number>;
 }
@@ -100,6 +102,7 @@ export async function spawnNode(
     pid,
     child,
     logs: () => logs,
+    cpuMs: () => cpuMs(pid),
     rss() {
       const status = Deno.readTextFileSync(`/proc/${pid}/status`);
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
@@ -207,4 +210,13 @@ export async function waitForPeers(url: string, peers: number, timeoutMs = 15_00
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** CPU time process `pid` (default: this one) has used, user and system, all threads, in ms (Linux). */
+export function cpuMs(pid: number | "self" = "self"): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // Fields after the command (which may hold spaces, so split after its closing parenthesis): utime and
+  // stime are the 14th and 15th, in clock ticks (100 a second on Linux).
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
