@@ -6,6 +6,7 @@
  */
 import process from "node:process";
 import { spawnNode, waitForPeers } from "../src/cluster.ts";
+import { cpuMs } from "../src/proc.ts";
 import { MeshgateNode } from "../src/node.ts";
 import { LOOPBACK_MESH } from "../src/cluster.ts";
 import { CID } from "../src/content/cid.ts";
@@ -86,10 +87,8 @@ const dir = await Deno.makeTempDir({ prefix: "meshgate-profile-" });
 const file = new Uint8Array(SIZE);
 for (let at = 0; at < SIZE; at += 65536) crypto.getRandomValues(file.subarray(at, at + 65536));
 
-const cpuOf = (pid: number) => {
-  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100; // utime + stime, s
-};
+/** CPU seconds of process `pid`. */
+const cpuOf = (pid: number) => cpuMs(pid) / 1000;
 type Span = { t0: number; t1: number };
 const spans = (list: Span[], wall: number) => {
   const sum = list.reduce((s, x) => s + x.t1 - x.t0, 0);

@@ -6,13 +6,8 @@
  * `deno run -A bench/_profile_serve.ts [--size MiB] [--top N] [--nodes 2|8] [--only get|put]`
  */
 import { parseArgs } from "node:util";
-import {
-  cpuMs,
-  LOOPBACK_MESH,
-  type NodeProcess,
-  startCluster,
-  waitForPeers,
-} from "../src/cluster.ts";
+import { LOOPBACK_MESH, type NodeProcess, startCluster, waitForPeers } from "../src/cluster.ts";
+import { cpuMs } from "../src/proc.ts";
 import { postStream } from "../test/_util.ts";
 import { randomFile, streamOf } from "./_bytes.ts";
 
@@ -131,10 +126,8 @@ type ProfileNode = {
 };
 type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
 
-const cpuOf = (pid: number) => {
-  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
+/** CPU seconds of process `pid`. */
+const cpuOf = (pid: number) => cpuMs(pid) / 1000;
 
 /** Stages a sample is charged to: the first whose pattern matches a frame of its stack. */
 const STAGES: [string, RegExp][] = [

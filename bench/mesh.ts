@@ -16,7 +16,8 @@
  */
 import { parseArgs } from "node:util";
 import { multiaddr } from "@multiformats/multiaddr";
-import { cpuMs, type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
+import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
+import { cpuMs } from "../src/proc.ts";
 import { createMeshNode } from "../src/mesh/node.ts";
 import { postStream } from "../test/_util.ts";
 import { BLAST_PROTOCOL } from "./_stream_peer.ts";

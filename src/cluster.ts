@@ -3,6 +3,7 @@
  * integration tests and the mesh benchmark.
  */
 import { loadPay } from "./pay/load.ts";
+import { cpuMs, rssBytes } from "./proc.ts";
 import type { Drill } from "./mesh/drill.ts";
 
 const CLI = new URL("./cli.ts", import.meta.url).pathname;
@@ -103,10 +104,7 @@ export async function spawnNode(
     child,
     logs: () => logs,
     cpuMs: () => cpuMs(pid),
-    rss() {
-      const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-      return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
-    },
+    rss: () => rssBytes(pid),
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         child.kill(signal);
@@ -210,13 +208,4 @@ export async function waitForPeers(url: string, peers: number, timeoutMs = 15_00
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-/** CPU time process `pid` (default: this one) has used, user and system, all threads, in ms (Linux). */
-export function cpuMs(pid: number | "self" = "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  // Fields after the command (which may hold spaces, so split after its closing parenthesis): utime and
-  // stime are the 14th and 15th, in clock ticks (100 a second on Linux).
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
 }

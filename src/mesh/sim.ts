@@ -45,6 +45,7 @@ import { fetchFromMesh, type FetchOptions } from "./fetch.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { placeFile } from "./place.ts";
 import { type DilatedClock, type DilatedClockInit, onDilatedClock } from "./_sim_clock.ts";
+import { cpuMs } from "../proc.ts";
 
 /** Options of {@link simulateMesh}. Every field documents its default. */
 export interface MeshSimInit {
@@ -974,9 +975,7 @@ export const silentLogger: ComponentLogger = { forComponent: () => silentLog };
 /** CPU seconds this process has used (user and system; 0 where /proc is not there). */
 function cpuSeconds(): number {
   try {
-    const stat = Deno.readTextFileSync("/proc/self/stat");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12])) / 100; // utime and stime, in clock ticks of 1/100 s
+    return cpuMs() / 1000;
   } catch {
     return 0;
   }
