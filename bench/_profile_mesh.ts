@@ -12,6 +12,7 @@ import { LOOPBACK_MESH } from "../src/cluster.ts";
 import { CID } from "../src/content/cid.ts";
 import { blake3 } from "../src/kernels/mod.ts";
 import { Session } from "node:inspector/promises";
+import { type CpuProfile, summarize } from "./_cpu_profile.ts";
 
 /** The in-process node's CPU profile, self time by function, top `n` (with --cpu). */
 const inspector = new Session();
@@ -23,62 +24,10 @@ async function profileStart() {
   await inspector.post("Profiler.setSamplingInterval", { interval: 500 });
   await inspector.post("Profiler.start");
 }
-type ProfileNode = {
-  id: number;
-  children?: number[];
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  hitCount?: number;
-};
 async function profileStop(n = 25) {
   if (!profiling) return;
-  const { profile } = await inspector.post("Profiler.stop") as unknown as {
-    profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-  };
-  const self = new Map<string, number>();
-  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
-  profile.samples.forEach((id, i) => {
-    const f = byId.get(id)!.callFrame;
-    const key = `${f.functionName || "(anon)"} ${
-      f.url.replace(/.*node_modules\/\.deno\//, "")
-        .replace(`file://${Deno.cwd()}/`, "")
-    }:${f.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
-  });
-  const total = [...self.values()].reduce((a, b) => a + b, 0);
-  // Inclusive time by function: each sample counts once for every distinct function on its stack.
-  const parent = new Map<number, number>();
-  for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
-  const keyOf = (x: ProfileNode) =>
-    `${x.callFrame.functionName || "(anon)"} ${
-      x.callFrame.url.replace(/.*node_modules\/\.deno\//, "").replace(`file://${Deno.cwd()}/`, "")
-    }:${x.callFrame.lineNumber + 1}`;
-  const inclusive = new Map<string, number>();
-  profile.samples.forEach((id, i) => {
-    const seen = new Set<string>();
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      const k = keyOf(byId.get(at)!);
-      if (seen.has(k)) continue;
-      seen.add(k);
-      inclusive.set(k, (inclusive.get(k) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000);
-    }
-  });
-  console.log(`  CPU profile, inclusive time, top ${n}:`);
-  for (
-    const [k, ms] of [...inclusive].filter(([k]) =>
-      !/^\(root\)|^\(anon\) :|^run :|processTicks|__process/.test(k)
-    )
-      .sort((a, b) => b[1] - a[1]).slice(0, n)
-  ) {
-    console.log(
-      `    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`,
-    );
-  }
-  console.log(`  CPU profile, self time (of ${total.toFixed(0)} ms sampled):`);
-  for (const [k, ms] of [...self].sort((a, b) => b[1] - a[1]).slice(0, n)) {
-    console.log(
-      `    ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`,
-    );
-  }
+  const { profile } = await inspector.post("Profiler.stop") as unknown as { profile: CpuProfile };
+  for (const line of summarize(profile, n)) console.log(line);
 }
 
 const MiB = 1024 * 1024;

@@ -52,6 +52,8 @@ export interface SpawnOptions {
   timeoutMs?: number;
   /** Another tree's `src/cli.ts` to run (benchmarks compare commits). Default: this tree's. */
   cli?: string;
+  /** Flags for `deno run` itself, e.g. `--inspect=127.0.0.1:0` (profiling). Default: none. */
+  denoFlags?: string[];
 }
 
 /** Starts `serve <args>` (a free gateway port and loopback mesh ports unless `args` say otherwise). */
@@ -61,7 +63,17 @@ export async function spawnNode(
 ): Promise<NodeProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: options.command ??
-      ["run", "-A", options.cli ?? CLI, "serve", "--port", "0", ...LOOPBACK_MESH, ...args],
+      [
+        "run",
+        "-A",
+        ...options.denoFlags ?? [],
+        options.cli ?? CLI,
+        "serve",
+        "--port",
+        "0",
+        ...LOOPBACK_MESH,
+        ...args,
+      ],
     stdout: "piped",
     stderr: options.stderr ?? "inherit",
   }).spawn();
