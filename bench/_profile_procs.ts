@@ -6,7 +6,8 @@
 import { type NodeProcess, spawnNode, waitForPeers } from "../src/cluster.ts";
 import { cpuMs } from "../src/proc.ts";
 import { type CpuProfile, summarize } from "./_cpu_profile.ts";
-import { randomFile } from "./_bytes.ts";
+import { randomFile, streamOf } from "./_bytes.ts";
+import { postStream } from "../test/_util.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = Number(Deno.args[0] ?? 64) * MiB;
@@ -46,10 +47,11 @@ const procs: {
 try {
   const holder = await inspected(["--data", `${dir}/a`]);
   procs.push(holder);
-  const res = await fetch(`${holder.node.url}/mesh?name=f.bin`, {
-    method: "POST",
-    body: randomFile(SIZE),
-  });
+  const res = await postStream(
+    `${holder.node.url}/mesh?name=f.bin`,
+    streamOf(randomFile(SIZE)),
+    SIZE,
+  );
   const { cid } = await res.json() as { cid: string };
   const reader = await inspected([
     "--data",
