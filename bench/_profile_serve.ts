@@ -6,7 +6,7 @@
  * `deno run -A bench/_profile_serve.ts [--size MiB] [--top N] [--nodes 2|8] [--only get|put]`
  */
 import { parseArgs } from "node:util";
-import { LOOPBACK_MESH, type NodeProcess, startCluster, waitForPeers } from "../src/cluster.ts";
+import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/cluster.ts";
 import { cpuMs } from "../src/proc.ts";
 import { postStream } from "../test/_util.ts";
 import { randomFile, streamOf } from "./_bytes.ts";
@@ -29,60 +29,13 @@ const { values: flags } = parseArgs({
 });
 const SIZE = Number(flags.size) * MiB;
 const TOP = Number(flags.top);
-const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
 
-/** A serve process with its inspector open on a free port (spawnNode's way, with `--inspect`). */
-async function inspected(args: string[], dir: string): Promise<NodeProcess & { ws: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--inspect=127.0.0.1:0",
-      CLI,
-      "serve",
-      "--port",
-      "0",
-      ...LOOPBACK_MESH,
-      "--data",
-      dir,
-      ...args,
-    ],
-    stdout: "piped",
+/** A serve process with its inspector open on a free port (its URL is in the process's logs). */
+function inspected(args: string[], dir: string): Promise<NodeProcess> {
+  return spawnNode(["--data", dir, ...args], {
     stderr: "piped",
-  }).spawn();
-  let err = "";
-  (async () => {
-    for await (const t of child.stderr.pipeThrough(new TextDecoderStream())) {
-      err = (err + t).slice(-65536);
-    }
-  })().catch(() => {});
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  while (!/^data: .*\n/m.test(seen)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`serve exited: ${seen}${err}`);
-    seen += value;
-  }
-  (async () => {
-    while (!(await reader.read()).done);
-  })().catch(() => {});
-  const pid = child.pid;
-  return {
-    url: /gateway: (http:\/\/\S+?)\/?\n/.exec(seen)![1]!,
-    multiaddrs: [...seen.matchAll(/^mesh: +(\/\S+)$/gm)].map((m) => m[1]!),
-    pid,
-    child,
-    ws: "",
-    logs: () => err,
-    rss: () => 0,
-    cpuMs: () => cpuMs(pid),
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch { /* gone */ }
-      return (await child.status).code;
-    },
-  };
+    denoFlags: ["--inspect=127.0.0.1:0"],
+  });
 }
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
