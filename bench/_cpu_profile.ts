@@ -1,6 +1,6 @@
 /**
- * V8 CPU profiles summarized for a terminal: self and inclusive time by function, top N. Shared by the
- * profiling scripts (`_profile_mesh.ts` in process, `_profile_procs.ts` over the inspector of `serve`).
+ * V8 CPU profiles: their shape (both profiling scripts), and a summary for a terminal, self and inclusive
+ * time by function, top N (`_profile_mesh.ts`; `_profile_serve.ts` charges samples to stages its own way).
  */
 
 /** A node of V8's `Profiler.stop` profile. */

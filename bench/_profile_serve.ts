@@ -10,6 +10,7 @@ import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/
 import { cpuMs } from "../src/proc.ts";
 import { postStream } from "../test/_util.ts";
 import { randomFile, streamOf } from "./_bytes.ts";
+import type { CpuProfile, ProfileNode } from "./_cpu_profile.ts";
 
 const MiB = 1024 * 1024;
 const { values: flags } = parseArgs({
@@ -72,13 +73,6 @@ class Inspector {
   }
 }
 
-type ProfileNode = {
-  id: number;
-  children?: number[];
-  callFrame: { functionName: string; url: string; lineNumber: number };
-};
-type Profile = { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-
 /** CPU seconds of process `pid`. */
 const cpuOf = (pid: number) => cpuMs(pid) / 1000;
 
@@ -110,7 +104,7 @@ const STAGES: [string, RegExp][] = [
   ["timers", /timers/],
 ];
 
-function report(name: string, profile: Profile, cpuS: number) {
+function report(name: string, profile: CpuProfile, cpuS: number) {
   const byId = new Map(profile.nodes.map((x) => [x.id, x]));
   const parent = new Map<number, number>();
   for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
@@ -219,7 +213,7 @@ async function profiled<T>(
     nodes.forEach(([name], i) => console.log(`  ${name}: CPU ${cpu[i]!.toFixed(2)} s`));
   }
   for (const [i, ins] of inspectors.entries()) {
-    const { profile } = await ins.post("Profiler.stop") as { profile: Profile };
+    const { profile } = await ins.post("Profiler.stop") as { profile: CpuProfile };
     report(nodes[i]![0], profile, cpu[i]!);
     ins.close();
   }

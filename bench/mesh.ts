@@ -42,7 +42,6 @@ const SETTLE_S = Number(flags.settle);
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const rate = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 
-/** `size` bytes no two files share (distinct seeds), so nothing dedups across rounds. */
 /** CPU ms a process spent per MiB moved, by role: where a transfer's time goes, and what the cores allow. */
 interface Cpu {
   /** The process that sends (the stream's sender, the holders, the uploader). */
@@ -98,15 +97,15 @@ async function ceiling(): Promise<{ rate: number; cpu: Cpu }> {
     const cpus: Cpu[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const t = performance.now();
-      // The reader is this process here: its CPU is the receiver's, and there is no HTTP client.
-      const [, cpu] = await metered(SIZE, () => cpuMs(child.pid), () => 0, async () => {
+      // The reader is this process here, and there is no HTTP client.
+      const [, cpu] = await metered(SIZE, () => cpuMs(child.pid), () => cpuMs(), async () => {
         const stream = await client.libp2p.dialProtocol(multiaddr(addr), BLAST_PROTOCOL);
         let n = 0;
         for await (const data of stream) n += data.byteLength;
         if (n !== SIZE) throw new Error(`the stream gave ${n} of ${SIZE} bytes`);
       });
       rates.push(rate(SIZE, performance.now() - t));
-      cpus.push({ send: cpu.send, recv: cpu.client, client: 0 });
+      cpus.push({ ...cpu, client: 0 });
     }
     return { rate: median(rates), cpu: medianCpu(cpus) };
   } finally {
@@ -284,48 +283,39 @@ const table = [
     `${r.readerRssMiB.toFixed(0)} MiB`,
   ]),
 ];
-const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-console.log(
-  `\n  mesh transfer ${
-    SIZE / MiB
-  } MiB, loopback (medians of ${ROUNDS}; get: the reader holds none ` +
-    `of the file; ceiling: one stream between two processes)`,
-);
-for (const r of table) {
-  console.log(
-    "    " + r.map((c, i) => i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join("  "),
-  );
+/** Prints `rows` under `title`, the first column left-aligned and the others right-aligned. */
+function printTable(title: string, rows: string[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  console.log(`\n  ${title}`);
+  for (const r of rows) {
+    console.log(
+      "    " + r.map((c, i) => i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join("  "),
+    );
+  }
 }
+printTable(
+  `mesh transfer ${SIZE / MiB} MiB, loopback (medians of ${ROUNDS}; get: the reader holds none ` +
+    `of the file; ceiling: one stream between two processes)`,
+  table,
+);
 // Where the CPU goes, per MiB moved: a role at 1000 ms/MiB can move at most 1 MiB/s on its core, and all
 // of them together share this machine's cores.
 const cores = navigator.hardwareConcurrency;
-const ms = (v: number) => v.toFixed(2);
-const bound = (c: Cpu) => `${(cores * 1000 / (c.send + c.recv + c.client)).toFixed(0)}`;
-const cpuTable = [
-  ["CPU ms per MiB", "sender", "receiver", "HTTP client", `${cores}-core bound MiB/s`],
-  ["libp2p stream (sender, reader)", ms(topCpu.send), ms(topCpu.recv), "", bound(topCpu)],
-  ...rows.flatMap((r) => [
-    [
-      `${r.label} get (holders, reader)`,
-      ms(r.getCpu.send),
-      ms(r.getCpu.recv),
-      ms(r.getCpu.client),
-      bound(r.getCpu),
-    ],
-    [
-      `${r.label} put (uploader, peers)`,
-      ms(r.putCpu.send),
-      ms(r.putCpu.recv),
-      ms(r.putCpu.client),
-      bound(r.putCpu),
-    ],
-  ]),
+const cpuRow = (label: string, c: Cpu, client = c.client.toFixed(2)) => [
+  label,
+  c.send.toFixed(2),
+  c.recv.toFixed(2),
+  client,
+  (cores * 1000 / (c.send + c.recv + c.client)).toFixed(0),
 ];
-const cw = cpuTable[0]!.map((_, i) => Math.max(...cpuTable.map((r) => r[i]!.length)));
-console.log(`\n  where the CPU goes (medians; all threads of each process)`);
-for (const r of cpuTable) {
-  console.log("    " + r.map((c, i) => i ? c.padStart(cw[i]!) : c.padEnd(cw[i]!)).join("  "));
-}
+printTable("where the CPU goes (medians; all threads of each process)", [
+  ["CPU ms per MiB", "sender", "receiver", "HTTP client", `${cores}-core bound MiB/s`],
+  cpuRow("libp2p stream (sender, reader)", topCpu, ""),
+  ...rows.flatMap((r) => [
+    cpuRow(`${r.label} get (holders, reader)`, r.getCpu),
+    cpuRow(`${r.label} put (uploader, peers)`, r.putCpu),
+  ]),
+]);
 console.log(`  (${((performance.now() - started) / 1000).toFixed(0)} s)`);
 await Deno.mkdir(new URL("./out/", import.meta.url), { recursive: true });
 await Deno.writeTextFile(
