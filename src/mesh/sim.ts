@@ -14,7 +14,8 @@
  *   record afterwards.
  * - Reads: files ingested (k + m stripes) and placed with {@link placeFile} by random nodes, each holder
  *   announcing what it accepted as a real node's provide queue would; after churn each file is read with
- *   {@link readFile} over {@link fetchFromMesh} from a node that is not its uploader (manifest included),
+ *   {@link readFile} over {@link fetchFromMesh} and a {@link ChunkLocator}, as a node reads, from a node
+ *   that is not its uploader (manifest included),
  *   time to first byte and byte identity checked. A file is expected to read when its manifest and k chunks
  *   of every stripe still have a live holder.
  * - A light client's cold DHT walk: a fresh client-mode node that knows one peer looks a record up at once.
@@ -41,7 +42,7 @@ import { readFile } from "../content/read.ts";
 import { MeshError } from "../errors.ts";
 import { providerKey } from "./dht.ts";
 import type { ChunkSource } from "./exchange.ts";
-import { fetchFromMesh, type FetchOptions } from "./fetch.ts";
+import { ChunkLocator, fetchFromMesh, type FetchOptions } from "./fetch.ts";
 import { createMeshNode, type MeshNode } from "./node.ts";
 import { placeFile } from "./place.ts";
 import { type DilatedClock, type DilatedClockInit, onDilatedClock } from "./_sim_clock.ts";
@@ -789,16 +790,22 @@ async function readOver(
     const mbytes = await fetchFromMesh(mesh, cid, { signal });
     if (!mbytes) return { ms: performance.now() - t0, error: "manifest not found" };
     const manifest = decodeManifest(mbytes);
+    // As `node.read` does: one round asks every known peer which of the file's chunks it holds; what that
+    // does not find is looked for chunk by chunk (near peers, then the DHT).
+    const locator = new ChunkLocator(mesh);
+    await locator.locate(manifest.stripes.flat(), signal);
     const parts: Uint8Array[] = [];
     let ttfbMs: number | undefined;
     const get = async (c: CID, s: AbortSignal, stripe: number) => {
       const outcome: NonNullable<FetchOptions["outcome"]> = { failed: 0 };
       const t = performance.now();
-      const bytes = await fetchFromMesh(mesh, c, { signal: s, outcome });
+      const located = (await locator.holders(c)).length;
+      const bytes = await fetchFromMesh(mesh, c, { signal: s, outcome, locator });
       if (bytes === null && !s.aborted) {
         const at = manifest.stripes[stripe]!.findIndex((x) => x.equals(c));
         misses.push(
-          `[${stripe}.${at}] ${Math.round(performance.now() - t)} ms, ${outcome.providers ?? 0} ` +
+          `[${stripe}.${at}] ${Math.round(performance.now() - t)} ms, ${located} located, ` +
+            `${outcome.providers ?? 0} ` +
             `providers found${outcome.lookupTimedOut ? " (search out of time)" : ""}, ` +
             `${outcome.failed} failed ${JSON.stringify(outcome.errors ?? {})}`,
         );
