@@ -10,7 +10,7 @@ import { type NodeProcess, spawnNode, startCluster, waitForPeers } from "../src/
 import { cpuMs } from "../src/proc.ts";
 import { postStream } from "../test/_util.ts";
 import { randomFile, streamOf } from "./_bytes.ts";
-import type { CpuProfile, ProfileNode } from "./_cpu_profile.ts";
+import { type CpuProfile, foldProfile } from "./_cpu_profile.ts";
 
 const MiB = 1024 * 1024;
 const { values: flags } = parseArgs({
@@ -105,62 +105,32 @@ const STAGES: [string, RegExp][] = [
 ];
 
 function report(name: string, profile: CpuProfile, cpuS: number) {
-  const byId = new Map(profile.nodes.map((x) => [x.id, x]));
-  const parent = new Map<number, number>();
-  for (const x of profile.nodes) for (const c of x.children ?? []) parent.set(c, x.id);
-  const keyOf = (x: ProfileNode) =>
-    `${x.callFrame.functionName || "(anon)"} ${
-      x.callFrame.url.replace(/.*node_modules\/\.deno\//, "").replace(/.*\/wt\/[^/]+\//, "")
-    }:${x.callFrame.lineNumber + 1}`;
-  const self = new Map<string, number>();
-  const inclusive = new Map<string, number>();
-  let total = 0;
   // Each sample counts as one interval: a time delta also holds the time the process was not scheduled (a
   // loaded machine), which would be charged to whatever function it was preempted in.
   const interval = Number(flags.interval) / 1000;
-  profile.samples.forEach((id) => {
-    const ms = interval;
-    const k = keyOf(byId.get(id)!);
-    if (!k.startsWith("(idle)")) total += ms;
-    self.set(k, (self.get(k) ?? 0) + ms);
-    const seen = new Set<string>();
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      const key = keyOf(byId.get(at)!);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      inclusive.set(key, (inclusive.get(key) ?? 0) + ms);
-    }
-  });
+  const { self, inclusive, stacks, busyMs: total } = foldProfile(profile, interval);
   if (flags.callers) {
-    const stacks = new Map<string, number>();
-    profile.samples.forEach((id) => {
-      const chain: string[] = [];
-      for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-        chain.push(keyOf(byId.get(at)!));
-      }
+    const through = new Map<string, number>();
+    for (const { chain, ms } of stacks) {
       const hit = chain.findIndex((k) => k.includes(flags.callers!));
-      if (hit < 0) return;
+      if (hit < 0) continue;
       const key = chain.slice(hit, hit + 14).join("\n        <- ");
-      stacks.set(key, (stacks.get(key) ?? 0) + Number(flags.interval) / 1000);
-    });
-    for (const [k, ms] of [...stacks].sort((a, b) => b[1] - a[1]).slice(0, 4)) {
+      through.set(key, (through.get(key) ?? 0) + ms);
+    }
+    for (const [k, ms] of [...through].sort((a, b) => b[1] - a[1]).slice(0, 4)) {
       console.log(`    ${ms.toFixed(0)} ms in\n        ${k}`);
     }
   }
   // Each sample charged to the first stage (in this order) that a frame of its stack belongs to.
   const staged = new Map<string, number>();
   const detail = new Map<string, number>();
-  profile.samples.forEach((id) => {
-    const chain: string[] = [];
-    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
-      chain.push(keyOf(byId.get(at)!));
-    }
+  for (const { chain, ms } of stacks) {
     const stage = STAGES.find(([, re]) => chain.some((k) => re.test(k)))?.[0] ?? "other";
-    staged.set(stage, (staged.get(stage) ?? 0) + interval);
+    staged.set(stage, (staged.get(stage) ?? 0) + ms);
     if (flags["stage-detail"] && stage === flags["stage-detail"]) {
-      detail.set(chain[0]!, (detail.get(chain[0]!) ?? 0) + interval);
+      detail.set(chain[0]!, (detail.get(chain[0]!) ?? 0) + ms);
     }
-  });
+  }
   const line = ([k, ms]: [string, number]) =>
     `      ${ms.toFixed(0).padStart(6)} ms ${(ms / total * 100).toFixed(1).padStart(5)}%  ${k}`;
   console.log(`  ${name}: CPU ${cpuS.toFixed(2)} s; busy samples ${total.toFixed(0)} ms`);
