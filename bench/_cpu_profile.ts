@@ -34,7 +34,7 @@ export interface ProfileFold {
 
 /** A function's key: its name and where it is, without the machine's own prefixes (project, npm cache,
  * a worktree). */
-export function keyOf(x: ProfileNode): string {
+function keyOf(x: ProfileNode): string {
   const url = x.callFrame.url.replace(/.*node_modules\/\.deno\//, "")
     .replace(`file://${Deno.cwd()}/`, "").replace(/.*\/wt\/[^/]+\//, "");
   return `${x.callFrame.functionName || "(anon)"} ${url}:${x.callFrame.lineNumber + 1}`;

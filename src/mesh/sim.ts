@@ -15,9 +15,8 @@
  * - Reads: files ingested (k + m stripes) and placed with {@link placeFile} by random nodes, each holder
  *   announcing what it accepted as a real node's provide queue would; after churn each file is read with
  *   {@link readFile} over {@link fetchFromMesh} and a {@link ChunkLocator}, as a node reads, from a node
- *   that is not its uploader (manifest included),
- *   time to first byte and byte identity checked. A file is expected to read when its manifest and k chunks
- *   of every stripe still have a live holder.
+ *   that is not its uploader (manifest included), time to first byte and byte identity checked. A file is
+ *   expected to read when its manifest and k chunks of every stripe still have a live holder.
  * - A light client's cold DHT walk: a fresh client-mode node that knows one peer looks a record up at once.
  *
  * The link model: each node has a one-way "last mile" latency drawn from `latencyMs`; every message a node
@@ -790,8 +789,9 @@ async function readOver(
     const mbytes = await fetchFromMesh(mesh, cid, { signal });
     if (!mbytes) return { ms: performance.now() - t0, error: "manifest not found" };
     const manifest = decodeManifest(mbytes);
-    // As `node.read` does: one round asks every known peer which of the file's chunks it holds; what that
-    // does not find is looked for chunk by chunk (near peers, then the DHT).
+    // As `node.read` does (there once per window of stripes; these files are a stripe or two): one round
+    // asks every known peer which of the file's chunks it holds; what that does not find is looked for
+    // chunk by chunk (near peers, then the DHT).
     const locator = new ChunkLocator(mesh);
     await locator.locate(manifest.stripes.flat(), signal);
     const parts: Uint8Array[] = [];
@@ -799,6 +799,7 @@ async function readOver(
     const get = async (c: CID, s: AbortSignal, stripe: number) => {
       const outcome: NonNullable<FetchOptions["outcome"]> = { failed: 0 };
       const t = performance.now();
+      // Counted before the fetch, which forgets a located holder that turns out to lack the chunk.
       const located = (await locator.holders(c)).length;
       const bytes = await fetchFromMesh(mesh, c, { signal: s, outcome, locator });
       if (bytes === null && !s.aborted) {
